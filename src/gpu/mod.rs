@@ -1,0 +1,12 @@
+//! The GPU layer: device setup, kernels (WGSL pipelines), tensors and recorded dispatches.
+//!
+//! Works identically natively (Vulkan/Metal/DX12) and in the browser (WebGPU); only the
+//! waiting for a buffer map differs (native polls the device, the browser drives it).
+
+mod context;
+mod kernel;
+mod tensor;
+
+pub use context::Gpu;
+pub use kernel::{grid, Access, Dispatch, KernelSpec, MAX_WORKGROUPS_PER_DIM};
+pub use tensor::Tensor;

@@ -1,0 +1,19 @@
+//! GPU ops: each module dispatches one WGSL kernel family from `shaders/` and is tested against
+//! its reference in [`crate::cpu`].
+
+pub mod elementwise;
+
+use crate::error::{Error, Result};
+
+/// Errors unless `got == expected`.
+pub(crate) fn same_shape(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            what: what.to_string(),
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Helpers shared by tests and benchmarks: a deterministic RNG, tolerant comparison and one
+//! GPU device per test process.
+
+/// SplitMix64: tiny, deterministic, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform integer in [lo, hi].
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.uniform().max(1e-7);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    }
+
+    /// `n` standard normal values scaled by `scale`.
+    pub fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal() * scale).collect()
+    }
+}
+
+/// Asserts `|got - want| <= atol + rtol * |want|` elementwise, naming the worst element.
+#[track_caller]
+pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length differs");
+    let mut worst = (0usize, 0f32);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        if !(excess <= worst.1) && (excess > 0.0 || excess.is_nan()) {
+            worst = (
+                i,
+                if excess.is_nan() {
+                    f32::INFINITY
+                } else {
+                    excess
+                },
+            );
+        }
+    }
+    if worst.1 > 0.0 {
+        let i = worst.0;
+        panic!(
+            "{what}: element {i} of {}: got {}, want {} (atol {atol}, rtol {rtol})",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// One GPU device shared by all tests of a process (device creation is slow on lavapipe).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu() -> &'static crate::gpu::Gpu {
+    use std::sync::OnceLock;
+    static GPU: OnceLock<crate::gpu::Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        crate::gpu::Gpu::new_blocking().expect("tests need a GPU adapter (lavapipe works)")
+    })
+}
