@@ -1,6 +1,13 @@
-//! Plain-Rust f32 references of every kernel (`cpu::<op>` mirrors `shaders/<op>.wgsl`), used by
-//! tests and by the CPU U-Net.
+//! Plain-Rust f32 references of every kernel (`cpu::<op>` mirrors `shaders/<op>.wgsl` and
+//! `ops::<op>`), used by tests and by the CPU U-Net.
 
-mod elementwise;
+pub mod attention;
+pub mod concat;
+pub mod conv2d;
+pub mod elementwise;
+pub mod group_norm;
+pub mod linear;
+pub mod timestep;
+pub mod upsample;
 
 pub use elementwise::axpby;

@@ -1,7 +1,14 @@
 //! GPU ops: each module dispatches one WGSL kernel family from `shaders/` and is tested against
-//! its reference in [`crate::cpu`].
+//! its reference in [`crate::cpu`] (same module name).
 
+pub mod attention;
+pub mod concat;
+pub mod conv2d;
 pub mod elementwise;
+pub mod group_norm;
+pub mod linear;
+pub mod timestep;
+pub mod upsample;
 
 use crate::error::{Error, Result};
 

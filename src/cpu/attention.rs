@@ -1,0 +1,1 @@
+//! TODO(helper): reference for `shaders/attention.wgsl`.

@@ -1,0 +1,1 @@
+//! TODO(helper): `shaders/conv2d.wgsl` dispatch.

@@ -1,0 +1,1 @@
+//! TODO(helper): `shaders/group_norm.wgsl` dispatch.
