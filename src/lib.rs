@@ -1,12 +1,17 @@
 //! ddpm: a DDPM U-Net (diffusers `UNet2DModel`) in hand-written WGSL compute shaders.
 //!
 //! Layout: [`gpu`] (device, kernels, tensors) → [`ops`] (one module per WGSL kernel family,
-//! each beside its plain-Rust reference in [`cpu`]) → [`model`] (config, weights, U-Net).
+//! each beside its plain-Rust reference in [`cpu`]) → [`model`] (config, weights, U-Net) →
+//! [`schedule`] + [`sampler`] (the reverse process).
 
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod model;
+pub mod npy;
 pub mod ops;
+pub mod sampler;
+pub mod schedule;
 #[doc(hidden)]
 pub mod testing;
 

@@ -7,6 +7,7 @@ pub mod conv2d;
 pub mod elementwise;
 pub mod group_norm;
 pub mod linear;
+pub mod sampling;
 pub mod timestep;
 pub mod upsample;
 
