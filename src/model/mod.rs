@@ -3,7 +3,6 @@
 pub mod config;
 pub mod weights;
 
-pub use config::UNetConfig;
 
 use crate::gpu::{Dispatch, Tensor};
 
