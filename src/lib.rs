@@ -4,6 +4,8 @@
 //! each beside its plain-Rust reference in [`cpu`]) → [`model`] (config, weights, U-Net) →
 //! [`schedule`] + [`sampler`] (the reverse process).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod gpu;

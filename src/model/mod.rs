@@ -1,9 +1,16 @@
-//! The diffusers `UNet2DModel`: config, weights, and the U-Net itself (GPU and CPU reference).
+//! The diffusers `UNet2DModel`: config, weights, and the U-Net itself — its graph written once
+//! ([`unet`]) and run on the GPU ([`gpu_unet`]) or the CPU reference ([`cpu_unet`]).
 
 pub mod config;
+pub mod cpu_unet;
+pub mod gpu_unet;
+pub mod presets;
+pub mod unet;
 pub mod weights;
 
+pub use gpu_unet::{UNet, UNetPlan};
 
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Tensor};
 
 /// A noise predictor with its forward pass recorded once for a fixed batch: the sampler writes
@@ -18,3 +25,34 @@ pub trait EpsModel {
     /// The recorded forward pass (reads `x`, `t`; writes `eps`).
     fn dispatches(&self) -> &[Dispatch];
 }
+
+/// Checks that `x_shape` is `[N, in_channels, H, W]` with H, W divisible by the total
+/// downsampling factor, and that there is one timestep per sample.
+pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize) -> Result<()> {
+    let factor = 1usize << (cfg.block_out_channels.len().saturating_sub(1));
+    let ok = x_shape.len() == 4
+        && x_shape[0] > 0
+        && x_shape[1] == cfg.in_channels
+        && x_shape[2] > 0
+        && x_shape[3] > 0
+        && x_shape[2] % factor == 0
+        && x_shape[3] % factor == 0;
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "U-Net input must be [N, {}, H, W] with N ≥ 1 and H, W positive multiples of {factor} \
+             (the model downsamples {} times); got {x_shape:?}",
+            cfg.in_channels,
+            cfg.block_out_channels.len().saturating_sub(1)
+        )));
+    }
+    if timesteps != x_shape[0] {
+        return Err(Error::Invalid(format!(
+            "need one timestep per sample: {} samples, {timesteps} timesteps",
+            x_shape[0]
+        )));
+    }
+    Ok(())
+}
+
+pub use config::UNetConfig;
+pub use weights::Weights;

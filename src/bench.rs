@@ -1,0 +1,122 @@
+//! Benchmarks of the U-Net forward pass: whole-pass latency and time per kernel family, with
+//! achieved GFLOP/s. Used by `ddpm bench` and `cargo bench`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::model::{EpsModel, UNet, UNetConfig, Weights};
+
+/// Timing of one kernel family within a forward pass.
+#[derive(Debug, Clone)]
+pub struct KernelTiming {
+    pub name: &'static str,
+    pub dispatches: usize,
+    /// Seconds per forward pass spent in this family (each dispatch timed alone).
+    pub seconds: f64,
+    pub flops: u64,
+}
+
+/// Result of [`bench_forward`].
+#[derive(Debug, Clone)]
+pub struct ForwardBench {
+    pub batch: usize,
+    /// Median seconds per forward pass (whole pass in one submission).
+    pub seconds: f64,
+    pub flops: u64,
+    pub activation_bytes: u64,
+    pub kernels: Vec<KernelTiming>,
+}
+
+impl ForwardBench {
+    /// Achieved GFLOP/s of the whole pass.
+    pub fn gflops(&self) -> f64 {
+        self.flops as f64 / self.seconds / 1e9
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `iters` forward passes of a random-weight U-Net (`seed`) at `batch`, and, when
+/// `per_kernel`, each dispatch alone (`iters` times) grouped by kernel family.
+pub fn bench_forward(
+    gpu: &Gpu,
+    cfg: &UNetConfig,
+    batch: usize,
+    iters: usize,
+    per_kernel: bool,
+) -> Result<ForwardBench> {
+    let weights = Weights::init(cfg, 0);
+    let unet = UNet::new(gpu, cfg.clone(), &weights)?;
+    let plan = unet.plan(gpu, batch)?;
+    let s = cfg.sample_size;
+    let x = crate::testing::Rng::new(1).normals(batch * cfg.in_channels * s * s, 1.0);
+    let t: Vec<f32> = (0..batch).map(|i| (i * 997 % 1000) as f32).collect();
+    // Warm-up (pipeline compilation, first-touch allocation).
+    pollster::block_on(plan.run(gpu, &x, &t))?;
+    let iters = iters.max(1);
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        pollster::block_on(gpu.run(plan.dispatches()))?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let mut kernels: BTreeMap<&'static str, KernelTiming> = BTreeMap::new();
+    if per_kernel {
+        for (d, &flops) in plan.dispatches().iter().zip(&plan.flops) {
+            let mut ts = Vec::with_capacity(iters);
+            for _ in 0..iters {
+                let start = Instant::now();
+                pollster::block_on(gpu.run(std::slice::from_ref(d)))?;
+                ts.push(start.elapsed().as_secs_f64());
+            }
+            let k = kernels.entry(d.name).or_insert(KernelTiming {
+                name: d.name,
+                dispatches: 0,
+                seconds: 0.0,
+                flops: 0,
+            });
+            k.dispatches += 1;
+            k.seconds += median(ts);
+            k.flops += flops;
+        }
+    }
+    let mut kernels: Vec<KernelTiming> = kernels.into_values().collect();
+    kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(ForwardBench {
+        batch,
+        seconds: median(times),
+        flops: plan.flops.iter().sum(),
+        activation_bytes: plan.activation_bytes,
+        kernels,
+    })
+}
+
+/// Prints a [`ForwardBench`] as a small table.
+pub fn print_forward(name: &str, b: &ForwardBench) {
+    println!(
+        "{name} batch {:>3}: {:>9.2} ms/forward  {:>7.2} GFLOP/s  ({:.2} GFLOP, activations {:.1} MiB)",
+        b.batch,
+        b.seconds * 1e3,
+        b.gflops(),
+        b.flops as f64 / 1e9,
+        b.activation_bytes as f64 / (1 << 20) as f64
+    );
+    for k in &b.kernels {
+        let gf = if k.flops > 0 {
+            format!("{:>7.2} GFLOP/s", k.flops as f64 / k.seconds / 1e9)
+        } else {
+            String::from("              -")
+        };
+        println!(
+            "    {:<18} {:>4} dispatches {:>9.2} ms {gf}",
+            k.name,
+            k.dispatches,
+            k.seconds * 1e3
+        );
+    }
+}

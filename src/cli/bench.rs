@@ -1,0 +1,32 @@
+//! `ddpm bench`: U-Net forward latency and per-kernel GFLOP/s on this machine's GPU.
+
+use ddpm::bench::{bench_forward, print_forward};
+use ddpm::model::presets;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model presets to benchmark (random weights).
+    #[arg(long, value_delimiter = ',', default_value = "mnist,cifar10")]
+    presets: Vec<String>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    batches: Vec<usize>,
+    /// Timed repetitions (median reported).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Skip the per-kernel breakdown.
+    #[arg(long)]
+    no_kernels: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let gpu = super::gpu()?;
+    for name in &args.presets {
+        let cfg = presets::preset(name)?;
+        for &batch in &args.batches {
+            let b = bench_forward(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
+            print_forward(name, &b);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `ddpm forward`: ε̂ = UNet(x, t) for an .npy batch — the tool to check a port against diffusers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ddpm::model::{cpu_unet, UNet};
+
+use super::{display, ModelArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input x_t: NCHW float32 .npy, [N, in_channels, H, W].
+    #[arg(long)]
+    input: PathBuf,
+    /// Timesteps, one per sample or one for all (comma-separated, e.g. 500 or 0,999).
+    #[arg(long, value_delimiter = ',', required = true)]
+    timesteps: Vec<f32>,
+    /// Output ε̂ .npy (NCHW float32).
+    #[arg(long)]
+    out: PathBuf,
+    /// Use the plain-Rust CPU reference instead of the GPU.
+    #[arg(long)]
+    cpu: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (cfg, weights) = args.model.load()?;
+    let (shape, x) = ddpm::npy::read_file(&args.input)?;
+    let n = shape.first().copied().unwrap_or(0);
+    let t = match args.timesteps.len() {
+        1 => vec![args.timesteps[0]; n],
+        k if k == n => args.timesteps.clone(),
+        k => anyhow::bail!("{k} timesteps given for {n} samples: give 1 or {n}"),
+    };
+    if let Some(bad) = t.iter().find(|t| !t.is_finite() || **t < 0.0) {
+        anyhow::bail!("timestep {bad} is not a non-negative number");
+    }
+    let (eps, out_shape) = if args.cpu {
+        let x = cpu_unet::HostTensor { shape, data: x };
+        let eps = cpu_unet::forward(&cfg, &weights, &x, &t)?;
+        (eps.data, eps.shape)
+    } else {
+        let gpu = super::gpu()?;
+        let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
+        let plan = unet.plan_for(&gpu, &shape)?;
+        let eps = pollster::block_on(plan.run(&gpu, &x, &t))?;
+        let mut out_shape = shape.clone();
+        out_shape[1] = cfg.out_channels;
+        (eps, out_shape)
+    };
+    ddpm::npy::write_file(&args.out, &out_shape, &eps)
+        .with_context(|| format!("writing {}", display(&args.out)))?;
+    eprintln!("wrote {} {:?}", display(&args.out), out_shape);
+    Ok(())
+}

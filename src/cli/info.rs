@@ -1,0 +1,28 @@
+//! `ddpm info`: what a model is and what it costs.
+
+use super::ModelArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (cfg, weights) = args.model.load()?;
+    println!("{}", cfg.to_json());
+    let params = cfg.num_params();
+    println!("parameters: {params} ({:.2} M)", params as f64 / 1e6);
+    let stored: usize = weights.iter().map(|(_, t)| t.data.len()).sum();
+    if stored != params {
+        println!("warning: the weights hold {stored} values");
+    }
+    let s = cfg.sample_size;
+    println!(
+        "forward pass at {}×{}×{s}×{s}: {:.3} GFLOP per sample",
+        1,
+        cfg.in_channels,
+        cfg.forward_flops(1) as f64 / 1e9
+    );
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Subcommands of the `ddpm` binary.
+
+mod bench;
+mod forward;
+mod info;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ddpm::model::{presets, UNetConfig, Weights};
+
+#[derive(Parser)]
+#[command(name = "ddpm", version, about = "DDPM U-Net in hand-written WGSL on WebGPU/Vulkan/Metal/DX12")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's config, parameter count and FLOPs per forward pass.
+    Info(info::Args),
+    /// Run the U-Net once: ε̂ = UNet(x, t) for an .npy input.
+    Forward(forward::Args),
+    /// Benchmark the U-Net forward pass and its kernels on this machine's GPU.
+    Bench(bench::Args),
+}
+
+/// Runs the CLI; errors are printed with their causes and give exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Forward(a) => forward::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where a model comes from: a diffusers model directory, or a named preset with random weights.
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// diffusers model directory (config.json + diffusion_pytorch_model.safetensors).
+    #[arg(long, conflicts_with = "preset")]
+    model: Option<PathBuf>,
+    /// A named config with random weights instead of --model (cifar10, mnist).
+    #[arg(long)]
+    preset: Option<String>,
+}
+
+impl ModelArgs {
+    /// Loads the config and weights (random weights with seed 0 for a preset).
+    fn load(&self) -> anyhow::Result<(UNetConfig, Weights)> {
+        match (&self.model, &self.preset) {
+            (Some(dir), _) => Ok(ddpm::model::load_dir(dir)?),
+            (None, Some(name)) => {
+                let cfg = presets::preset(name)?;
+                let w = Weights::init(&cfg, 0);
+                Ok((cfg, w))
+            }
+            (None, None) => anyhow::bail!("give --model DIR or --preset NAME"),
+        }
+    }
+}
+
+/// Creates the GPU device, with the adapter named on stderr.
+fn gpu() -> anyhow::Result<ddpm::gpu::Gpu> {
+    let gpu = ddpm::gpu::Gpu::new_blocking()?;
+    eprintln!("GPU: {}", gpu.describe());
+    Ok(gpu)
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}

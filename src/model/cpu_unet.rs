@@ -1,0 +1,138 @@
+//! The CPU reference U-Net: [`super::unet::forward`] over the plain-Rust ops of [`crate::cpu`].
+//! Slow and simple, it is the yardstick for the GPU U-Net.
+
+use super::unet::{self, Backend};
+use super::{UNetConfig, Weights};
+use crate::cpu;
+use crate::cpu::conv2d::Conv2dGeom;
+use crate::error::{Error, Result};
+
+/// A host tensor: shape and row-major data.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+struct Cpu<'w> {
+    weights: &'w Weights,
+}
+
+impl Cpu<'_> {
+    fn param(&self, name: &str) -> Result<(&[usize], &[f32])> {
+        self.weights
+            .get(name)
+            .map(|t| (t.shape.as_slice(), t.data.as_slice()))
+            .ok_or_else(|| Error::Weights(format!("missing tensor `{name}`")))
+    }
+}
+
+fn nchw(shape: &[usize]) -> [usize; 4] {
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+impl Backend for Cpu<'_> {
+    type T = HostTensor;
+
+    fn shape(&self, x: &HostTensor) -> Vec<usize> {
+        x.shape.clone()
+    }
+
+    fn timestep_embedding(&mut self, t: &HostTensor, dim: usize, flip: bool, shift: f32) -> Result<HostTensor> {
+        Ok(HostTensor {
+            shape: vec![t.data.len(), dim],
+            data: cpu::timestep::timestep_embedding(&t.data, dim, flip, shift),
+        })
+    }
+
+    fn linear(&mut self, x: &HostTensor, prefix: &str, silu_in: bool, silu_out: bool) -> Result<HostTensor> {
+        let (ws, w) = self.param(&format!("{prefix}.weight"))?;
+        let (_, bias) = self.param(&format!("{prefix}.bias"))?;
+        let (n, in_f, out_f) = (x.shape[0], x.shape[1], ws[0]);
+        Ok(HostTensor {
+            shape: vec![n, out_f],
+            data: cpu::linear::linear(&x.data, n, in_f, w, out_f, bias, silu_in, silu_out),
+        })
+    }
+
+    fn conv(
+        &mut self,
+        x: &HostTensor,
+        prefix: &str,
+        geom: Conv2dGeom,
+        temb: Option<&HostTensor>,
+        residual: Option<&HostTensor>,
+        out_scale: f32,
+    ) -> Result<HostTensor> {
+        let (ws, w) = self.param(&format!("{prefix}.weight"))?;
+        let (_, bias) = self.param(&format!("{prefix}.bias"))?;
+        let (data, shape) = cpu::conv2d::conv2d(
+            &x.data,
+            nchw(&x.shape),
+            w,
+            nchw(ws),
+            bias,
+            geom,
+            temb.map(|t| t.data.as_slice()),
+            residual.map(|r| r.data.as_slice()),
+            out_scale,
+        );
+        Ok(HostTensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    fn group_norm(&mut self, x: &HostTensor, prefix: &str, groups: usize, eps: f32, silu: bool) -> Result<HostTensor> {
+        let (_, gamma) = self.param(&format!("{prefix}.weight"))?;
+        let (_, beta) = self.param(&format!("{prefix}.bias"))?;
+        let (n, c) = (x.shape[0], x.shape[1]);
+        let spatial = x.shape[2..].iter().product();
+        Ok(HostTensor {
+            shape: x.shape.clone(),
+            data: cpu::group_norm::group_norm(&x.data, n, c, spatial, gamma, beta, groups, eps, silu),
+        })
+    }
+
+    fn attention(&mut self, x: &HostTensor, prefix: &str, heads: usize) -> Result<HostTensor> {
+        let [n, c, h, w] = nchw(&x.shape);
+        // q, k, v = 1×1 projections, stacked channel-wise into [N, 3C, H·W].
+        let mut qkv = Vec::with_capacity(3 * x.data.len());
+        let parts: Vec<HostTensor> = ["to_q", "to_k", "to_v"]
+            .iter()
+            .map(|p| self.conv(x, &format!("{prefix}.{p}"), Conv2dGeom::same(1), None, None, 1.0))
+            .collect::<Result<_>>()?;
+        for b in 0..n {
+            for p in &parts {
+                qkv.extend_from_slice(&p.data[b * c * h * w..(b + 1) * c * h * w]);
+            }
+        }
+        Ok(HostTensor {
+            shape: vec![n, c, h, w],
+            data: cpu::attention::attention(&qkv, n, c, h * w, heads),
+        })
+    }
+
+    fn concat(&mut self, a: &HostTensor, b: &HostTensor) -> Result<HostTensor> {
+        let [n, ca, h, w] = nchw(&a.shape);
+        let cb = b.shape[1];
+        Ok(HostTensor {
+            shape: vec![n, ca + cb, h, w],
+            data: cpu::concat::concat_channels(&a.data, &b.data, n, ca, cb, h * w),
+        })
+    }
+
+    fn has_param(&self, name: &str) -> bool {
+        self.weights.get(name).is_some()
+    }
+}
+
+/// ε̂ for `x` `[N, C, H, W]` at timesteps `t` (one per sample), on the CPU.
+pub fn forward(cfg: &UNetConfig, weights: &Weights, x: &HostTensor, t: &[f32]) -> Result<HostTensor> {
+    super::check_input(cfg, &x.shape, t.len())?;
+    let t = HostTensor {
+        shape: vec![t.len()],
+        data: t.to_vec(),
+    };
+    unet::forward(&mut Cpu { weights }, cfg, x, &t)
+}
