@@ -9,7 +9,7 @@
 /// wrong length (a reference, not a user-facing API).
 pub fn attention(qkv: &[f32], n: usize, c: usize, l: usize, heads: usize) -> Vec<f32> {
     assert!(
-        heads > 0 && c % heads == 0,
+        heads > 0 && c.is_multiple_of(heads),
         "heads {heads} must divide C {c}"
     );
     assert_eq!(qkv.len(), n * 3 * c * l, "qkv length");

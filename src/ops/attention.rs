@@ -5,14 +5,27 @@
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
-/// Queries per workgroup (`WG` in the shader).
-const WG: usize = 32;
+/// Invocations per workgroup (`WG` in the shader); each owns a tile of 8 queries.
+const WG: usize = 16;
+/// Queries per invocation.
+const TILE: usize = 8;
 
+const BINDINGS: &[Access] = &[Access::Uniform, Access::Read, Access::ReadWrite];
+
+/// Any L, scalar loads.
 const ATTENTION: KernelSpec = KernelSpec {
     name: "attention",
     source: include_str!("../../shaders/attention.wgsl"),
     entry: "attention",
-    bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    bindings: BINDINGS,
+};
+
+/// L % 4 == 0, vec4 loads (same shader file).
+const ATTENTION_VEC4: KernelSpec = KernelSpec {
+    name: "attention",
+    source: include_str!("../../shaders/attention.wgsl"),
+    entry: "attention_vec4",
+    bindings: BINDINGS,
 };
 
 #[repr(C)]
@@ -22,18 +35,20 @@ struct Params {
     d: u32,
     c: u32,
     heads: u32,
-    qblocks: u32,
-    groups: u32,
+    tiles: u32,
+    total: u32,
     scale: f32,
     _pad: u32,
 }
 
-/// Self-attention over the L positions of each image, per head.
+/// Self-attention over the L positions of each image, per head (diffusers `Attention` core,
+/// softmax in f32).
 ///
 /// `qkv: [N, 3C, L]` (q = channels `0..C`, k = `C..2C`, v = `2C..3C`; head `h` owns channels
 /// `h·d..(h+1)·d` of each, `d = C / heads`), `out: [N, C, L]`:
-/// `out[n, h·d+e, i] = Σ_j softmax_j(q_i·k_j / √d) · v[n, h·d+e, j]`.
-/// `out` must not alias `qkv`.
+/// `out[n, h·d+e, i] = Σ_j softmax_j(q_i·k_j / √d) · v[n, h·d+e, j]` with
+/// `q_i·k_j = Σ_{c<d} q[n, h·d+c, i]·k[n, h·d+c, j]`. `out` must be a different buffer from `qkv`
+/// (it doubles as the kernel's accumulator).
 pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<Dispatch> {
     let [n, c3, l] = qkv.shape[..] else {
         return Err(Error::Invalid(format!(
@@ -41,16 +56,17 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
             qkv.shape
         )));
     };
-    if c3 == 0 || c3 % 3 != 0 {
+    if c3 == 0 || !c3.is_multiple_of(3) {
         return Err(Error::Invalid(format!(
-            "attention: qkv channels {c3} (shape {:?}) are not 3·C for some C > 0",
+            "attention: qkv {:?} has {c3} channels, not 3·C for some C ≥ 1",
             qkv.shape
         )));
     }
     let c = c3 / 3;
-    if heads == 0 || c % heads != 0 {
+    if heads == 0 || !c.is_multiple_of(heads) {
         return Err(Error::Invalid(format!(
-            "attention: {heads} heads do not divide C = {c} channels"
+            "attention: {heads} heads do not divide C = {c} channels (qkv {:?})",
+            qkv.shape
         )));
     }
     if n == 0 || l == 0 {
@@ -59,12 +75,11 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
             qkv.shape
         )));
     }
-    crate::ops::same_shape("attention out", &[n, c, l], &out.shape)?;
+    crate::ops::same_shape("attention out [N, C, L]", &[n, c, l], &out.shape)?;
     let d = c / heads;
-    let qblocks = l.div_ceil(WG);
-    let groups = n * heads * qblocks;
-    let too_big = |x: usize| x > u32::MAX as usize;
-    if too_big(qkv.numel()) || too_big(groups) {
+    let tiles = l.div_ceil(TILE);
+    let total = n * heads * tiles;
+    if qkv.numel() > u32::MAX as usize {
         return Err(Error::Invalid(format!(
             "attention: qkv {:?} too large to index with u32",
             qkv.shape
@@ -75,16 +90,21 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
         d: d as u32,
         c: c as u32,
         heads: heads as u32,
-        qblocks: qblocks as u32,
-        groups: groups as u32,
+        tiles: tiles as u32,
+        total: total as u32,
         scale: 1.0 / (d as f32).sqrt(),
         _pad: 0,
     };
+    let spec = if l.is_multiple_of(4) {
+        &ATTENTION_VEC4
+    } else {
+        &ATTENTION
+    };
     Ok(gpu.dispatch(
-        &ATTENTION,
+        spec,
         &params,
         &[&qkv.buffer, &out.buffer],
-        grid(groups as u32),
+        grid(total.div_ceil(WG) as u32),
     ))
 }
 
@@ -122,15 +142,23 @@ mod tests {
         // (n, c, l, heads): awkward L (1, odd, not a multiple of 8 or 32), d = 1, d not a
         // multiple of 4, several heads, N > 1.
         for (seed, &(n, c, l, heads)) in [
+            // L % 4 != 0: scalar-load kernel.
             (1, 4, 1, 1),
             (1, 1, 1, 1),
             (1, 3, 5, 1),
             (2, 6, 7, 3),
             (1, 5, 33, 5),
-            (3, 8, 64, 2),
             (1, 16, 70, 4),
             (2, 12, 31, 2),
+            (1, 8, 49, 1),
+            // L % 4 == 0: vec4 kernel (including a tile half past L: L = 4, 12, 36).
+            (1, 4, 4, 1),
+            (2, 3, 12, 1),
+            (3, 8, 64, 2),
+            (1, 10, 36, 5),
+            (2, 12, 20, 3),
             (1, 32, 100, 1),
+            (1, 8, 8, 8),
         ]
         .iter()
         .enumerate()
@@ -185,31 +213,63 @@ mod tests {
     }
 
     /// Timing on the local device: `cargo test --release --lib ops::attention -- --ignored
-    /// --nocapture`.
+    /// --nocapture`. Prints the best wall time of several runs (submit + wait) and, on Linux, the
+    /// CPU time the process spent per run (what a CPU driver like lavapipe really costs when the
+    /// machine is shared).
     #[test]
     #[ignore]
     fn attention_timing() {
         let gpu = gpu();
         println!("device: {}", gpu.describe());
-        for &(n, c, heads, l) in &[(1, 256, 1, 256), (16, 64, 8, 64)] {
+        for &(n, c, heads, l) in &[
+            (1, 256, 1, 256),
+            (16, 64, 8, 64),
+            (1, 256, 1, 255),
+            (16, 64, 8, 63),
+        ] {
             let mut rng = Rng::new(7);
             let data = rng.normals(n * 3 * c * l, 1.0);
             let qkv = Tensor::from_slice(gpu, &[n, 3 * c, l], &data, "qkv").unwrap();
             let out = Tensor::zeros(gpu, &[n, c, l], "out").unwrap();
             let d = attention(gpu, &qkv, heads, &out).unwrap();
-            pollster::block_on(gpu.run(&[d.clone()])).unwrap(); // warm-up (pipeline compile)
-            let reps = 5;
-            let t = std::time::Instant::now();
+            pollster::block_on(gpu.run(std::slice::from_ref(&d))).unwrap(); // compile, warm up
+            let reps = 20;
+            let mut best = f64::MAX;
+            let cpu0 = process_cpu_ns();
             for _ in 0..reps {
-                pollster::block_on(gpu.run(&[d.clone()])).unwrap();
+                let t = std::time::Instant::now();
+                pollster::block_on(gpu.run(std::slice::from_ref(&d))).unwrap();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
             }
-            let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
-            // q·kᵀ and p·v: 2·L²·d multiply-adds each per (n, head).
+            let cpu_ms = process_cpu_ns().map(|c1| (c1 - cpu0.unwrap()) as f64 / 1e6 / reps as f64);
+            // q·kᵀ and p·v: L²·d multiply-adds each per (n, head).
             let flops = 4.0 * (n * heads * l * l * (c / heads)) as f64;
-            println!(
-                "attention N={n} C={c} heads={heads} L={l}: {ms:.2} ms, {:.2} GFLOP/s",
-                flops / ms / 1e6
+            let kernel = if l.is_multiple_of(4) {
+                "vec4"
+            } else {
+                "scalar"
+            };
+            print!(
+                "attention N={n} C={c} heads={heads} L={l} ({kernel}): {best:.2} ms, {:.1} GFLOP/s",
+                flops / best / 1e6
             );
+            match cpu_ms {
+                Some(ms) => println!(
+                    "; CPU {ms:.2} ms/run, {:.1} GFLOP per CPU-second",
+                    flops / ms / 1e6
+                ),
+                None => println!(),
+            }
         }
+    }
+
+    /// Total CPU time of this process's threads (Linux), for timing CPU drivers.
+    fn process_cpu_ns() -> Option<u64> {
+        let mut total = 0;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
     }
 }
