@@ -28,6 +28,7 @@ const ATTENTION_VEC4: KernelSpec = KernelSpec {
     bindings: BINDINGS,
 };
 
+/// Mirrors `Params` in `shaders/attention.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -161,6 +162,8 @@ mod tests {
             (2, 12, 20, 3),
             (1, 32, 100, 1),
             (1, 8, 8, 8),
+            (1, 10, 16, 2),
+            (1, 96, 20, 1),
         ]
         .iter()
         .enumerate()
