@@ -44,18 +44,13 @@ impl Rng {
 #[track_caller]
 pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length differs");
+    // (index, amount by which the tolerance is exceeded; NaN counts as infinitely far)
     let mut worst = (0usize, 0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= worst.1) && (excess > 0.0 || excess.is_nan()) {
-            worst = (
-                i,
-                if excess.is_nan() {
-                    f32::INFINITY
-                } else {
-                    excess
-                },
-            );
+        let excess = if excess.is_nan() { f32::INFINITY } else { excess };
+        if excess > worst.1 {
+            worst = (i, excess);
         }
     }
     if worst.1 > 0.0 {

@@ -104,7 +104,7 @@ impl Tensor {
 /// Bytes needed for `shape`, or a clear error if the device cannot bind that much.
 fn check_size(gpu: &Gpu, shape: &[usize], label: &str) -> Result<u64> {
     let bytes = shape.iter().product::<usize>() as u64 * 4;
-    let binding = gpu.limits.max_storage_buffer_binding_size as u64;
+    let binding = gpu.limits.max_storage_buffer_binding_size;
     if bytes > binding {
         return Err(Error::Limit {
             what: format!("tensor {label} {shape:?}"),
