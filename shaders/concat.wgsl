@@ -14,18 +14,28 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+const PER: u32 = 4u; // consecutive output elements per invocation
+
 @compute @workgroup_size(256)
 fn concat_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if i >= p.numel {
+    let i0 = (gid.x + gid.y * nwg.x * 256u) * PER;
+    if i0 >= p.numel {
         return;
     }
     let row = p.a_len + p.b_len;
-    let n = i / row;
-    let j = i - n * row;
-    if j < p.a_len {
-        out[i] = a[n * p.a_len + j];
-    } else {
-        out[i] = b[n * p.b_len + (j - p.a_len)];
+    var n = i0 / row;
+    var j = i0 - n * row;
+    let end = min(i0 + PER, p.numel);
+    for (var i = i0; i < end; i++) {
+        if j < p.a_len {
+            out[i] = a[n * p.a_len + j];
+        } else {
+            out[i] = b[n * p.b_len + (j - p.a_len)];
+        }
+        j++;
+        if j == row {
+            j = 0u;
+            n++;
+        }
     }
 }

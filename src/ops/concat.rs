@@ -58,7 +58,7 @@ pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Resul
         &CONCAT,
         &params,
         &[&a.buffer, &b.buffer, &out.buffer],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(4 * 256)),
     ))
 }
 
