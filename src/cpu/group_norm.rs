@@ -1,1 +1,84 @@
-//! TODO(helper): reference for `shaders/group_norm.wgsl`.
+//! Reference for `shaders/group_norm.wgsl`: torch.nn.GroupNorm (affine, biased variance),
+//! optionally followed by SiLU.
+
+/// GroupNorm of `x` [n, c, spatial] with `groups` groups (c.is_multiple_of(groups), checked by the caller
+/// or asserted here), per-channel `gamma`, `beta` [c]; SiLU after the affine when `silu`.
+/// Mean and variance (two passes, mean of squared deviations) are accumulated in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    spatial: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    groups: usize,
+    eps: f32,
+    silu: bool,
+) -> Vec<f32> {
+    assert!(
+        groups > 0 && c.is_multiple_of(groups),
+        "group_norm: {c} channels do not split into {groups} groups"
+    );
+    assert_eq!(x.len(), n * c * spatial, "group_norm: x length");
+    assert!(
+        gamma.len() == c && beta.len() == c,
+        "group_norm: gamma/beta length"
+    );
+    let cpg = c / groups;
+    let len = cpg * spatial;
+    let mut out = vec![0f32; x.len()];
+    if len == 0 {
+        return out;
+    }
+    for (gi, (xs, ys)) in x.chunks(len).zip(out.chunks_mut(len)).enumerate() {
+        let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / len as f64;
+        let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        let c0 = (gi % groups) * cpg;
+        for (i, (&v, y)) in xs.iter().zip(ys.iter_mut()).enumerate() {
+            let ch = c0 + i / spatial;
+            let mut r = ((v as f64 - mean) * rstd) as f32 * gamma[ch] + beta[ch];
+            if silu {
+                r = crate::cpu::linear::silu(r);
+            }
+            *y = r;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_checked() {
+        // One group of [1, 2, 3, 6]: mean 3, biased variance (4+1+0+9)/4 = 3.5.
+        let x = [1.0, 2.0, 3.0, 6.0];
+        let y = group_norm(&x, 1, 2, 2, &[1.0, 2.0], &[0.0, 1.0], 1, 0.0, false);
+        let s = 3.5f32.sqrt();
+        let want = [-2.0 / s, -1.0 / s, 2.0 * 0.0 + 1.0, 2.0 * 3.0 / s + 1.0];
+        for (g, w) in y.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{y:?} vs {want:?}");
+        }
+        // Two groups, eps matters for a constant group; SiLU(0) = 0, SiLU(b) = b·σ(b).
+        let y = group_norm(
+            &[5.0, 5.0, 1.0, 3.0],
+            1,
+            2,
+            2,
+            &[1.0, 1.0],
+            &[0.0, 2.0],
+            2,
+            1e-5,
+            true,
+        );
+        assert_eq!(y[0], 0.0);
+        assert_eq!(y[1], 0.0);
+        let r = 1.0 / (1.0f32 + 1e-5).sqrt();
+        let silu = |v: f32| v / (1.0 + (-v).exp());
+        assert!((y[2] - silu(2.0 - r)).abs() < 1e-6);
+        assert!((y[3] - silu(2.0 + r)).abs() < 1e-6);
+    }
+}

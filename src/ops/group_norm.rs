@@ -1,1 +1,221 @@
-//! TODO(helper): `shaders/group_norm.wgsl` dispatch.
+//! `shaders/group_norm.wgsl`: GroupNorm (torch semantics) with optional fused SiLU.
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+
+/// One workgroup per (n, group), shared-memory reduction: for GPUs.
+const GROUP_NORM: KernelSpec = KernelSpec {
+    name: "group_norm",
+    source: include_str!("../../shaders/group_norm.wgsl"),
+    entry: "group_norm",
+    bindings: BINDINGS,
+};
+
+/// One invocation per (n, group), no barriers: for CPU drivers (lavapipe), where it is 2–4×
+/// faster than [`GROUP_NORM`] on the U-Net's group sizes.
+const GROUP_NORM_SERIAL: KernelSpec = KernelSpec {
+    name: "group_norm",
+    source: include_str!("../../shaders/group_norm.wgsl"),
+    entry: "group_norm_serial",
+    bindings: BINDINGS,
+};
+
+/// Invocations per workgroup of `group_norm_serial`.
+const SERIAL_WG: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_groups: u32,
+    groups: u32,
+    cpg: u32,
+    spatial: u32,
+    eps: f32,
+    silu: u32,
+    step_c: u32,
+    step_s: u32,
+}
+
+/// Invocations per workgroup of `group_norm`.
+const WG: usize = 256;
+
+/// out = GroupNorm(x)·gamma + beta per channel, then SiLU when `silu`.
+/// x, out: [N, C, ...] (e.g. [N, C, H, W] or [N, C, L]); gamma, beta: [C]; C % groups == 0.
+/// Picks the kernel variant suited to the adapter (CPU driver or GPU); both give the same result.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let serial = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    build(gpu, x, gamma, beta, groups, eps, silu, out, serial)
+}
+
+/// [`group_norm`] with an explicit variant: `serial` selects `group_norm_serial`.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    out: &Tensor,
+    serial: bool,
+) -> Result<Dispatch> {
+    if x.shape.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "group_norm: x must be [N, C, ...], got shape {:?}",
+            x.shape
+        )));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial: usize = x.shape[2..].iter().product();
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::Invalid(format!(
+            "group_norm: {c} channels do not split into {groups} groups"
+        )));
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "group_norm: eps must be ≥ 0, got {eps}"
+        )));
+    }
+    crate::ops::same_shape("group_norm gamma", &[c], &gamma.shape)?;
+    crate::ops::same_shape("group_norm beta", &[c], &beta.shape)?;
+    crate::ops::same_shape("group_norm out", &x.shape, &out.shape)?;
+    let n_groups = (n * groups) as u32;
+    let params = Params {
+        n_groups,
+        groups: groups as u32,
+        cpg: (c / groups) as u32,
+        spatial: spatial as u32,
+        eps,
+        silu: silu as u32,
+        step_c: (WG / spatial.max(1)) as u32,
+        step_s: (WG % spatial.max(1)) as u32,
+    };
+    let (spec, workgroups) = if serial {
+        (&GROUP_NORM_SERIAL, grid(n_groups.div_ceil(SERIAL_WG)))
+    } else {
+        (&GROUP_NORM, grid(n_groups))
+    };
+    Ok(gpu.dispatch(
+        spec,
+        &params,
+        &[&x.buffer, &gamma.buffer, &beta.buffer, &out.buffer],
+        workgroups,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    fn check(rng: &mut Rng, shape: &[usize], groups: usize, eps: f32, silu: bool, offset: f32) {
+        let gpu = gpu();
+        let (n, c) = (shape[0], shape[1]);
+        let spatial: usize = shape[2..].iter().product();
+        let numel = n * c * spatial;
+        // A large common offset tests the two-pass variance (E[x²]−E[x]² would cancel badly).
+        let x: Vec<f32> = rng.normals(numel, 2.0).iter().map(|v| v + offset).collect();
+        let gamma = rng.normals(c, 1.0);
+        let beta = rng.normals(c, 1.0);
+        let tx = Tensor::from_slice(gpu, shape, &x, "x").unwrap();
+        let tg = Tensor::from_slice(gpu, &[c], &gamma, "gamma").unwrap();
+        let tb = Tensor::from_slice(gpu, &[c], &beta, "beta").unwrap();
+        let want = cpu::group_norm::group_norm(&x, n, c, spatial, &gamma, &beta, groups, eps, silu);
+        for serial in [false, true] {
+            let out = Tensor::zeros(gpu, shape, "out").unwrap();
+            let d = build(gpu, &tx, &tg, &tb, groups, eps, silu, &out, serial).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let got = out.read_blocking(gpu).unwrap();
+            let what = format!(
+                "group_norm {shape:?} groups {groups} silu {silu} offset {offset} serial {serial}"
+            );
+            assert_close(&got, &want, 1e-5, 1e-5, &what);
+        }
+    }
+
+    #[test]
+    fn group_norm_matches_cpu() {
+        let mut rng = Rng::new(7);
+        // (shape, groups): group sizes from 1 element to 32·1024.
+        let cases: &[(&[usize], usize)] = &[
+            (&[1, 1, 1, 1], 1),
+            (&[2, 8, 4, 4], 2),
+            (&[1, 128, 4, 4], 32),
+            (&[3, 6, 5, 7], 3),
+            (&[2, 12, 17], 4),
+            (&[1, 64, 33, 31], 32),
+            (&[1, 32, 1, 1], 32),
+            (&[1, 32, 32, 32], 1),
+            (&[2, 6], 3),
+        ];
+        for (i, (shape, groups)) in cases.iter().enumerate() {
+            check(&mut rng, shape, *groups, 1e-5, i % 2 == 1, 0.0);
+        }
+    }
+
+    #[test]
+    fn group_norm_large_offset_and_eps() {
+        let mut rng = Rng::new(8);
+        check(&mut rng, &[2, 16, 9, 9], 4, 1e-6, false, 1000.0);
+        check(&mut rng, &[1, 8, 16, 16], 8, 1e-6, true, -300.0);
+        check(&mut rng, &[1, 4, 3, 3], 2, 0.5, false, 0.0);
+    }
+
+    #[test]
+    fn group_norm_hand_checked() {
+        let gpu = gpu();
+        let x = Tensor::from_slice(gpu, &[1, 2, 2], &[1.0, 2.0, 3.0, 6.0], "x").unwrap();
+        let g = Tensor::from_slice(gpu, &[2], &[1.0, 2.0], "g").unwrap();
+        let b = Tensor::from_slice(gpu, &[2], &[0.0, 1.0], "b").unwrap();
+        let out = Tensor::zeros(gpu, &[1, 2, 2], "out").unwrap();
+        let d = group_norm(gpu, &x, &g, &b, 1, 0.0, false, &out).unwrap();
+        pollster::block_on(gpu.run(&[d])).unwrap();
+        let s = 3.5f32.sqrt();
+        let want = [-2.0 / s, -1.0 / s, 1.0, 6.0 / s + 1.0];
+        assert_close(&out.read_blocking(gpu).unwrap(), &want, 1e-6, 1e-6, "hand");
+    }
+
+    #[test]
+    fn group_norm_rejects_bad_args() {
+        let gpu = gpu();
+        let x = Tensor::zeros(gpu, &[1, 6, 2, 2], "x").unwrap();
+        let g = Tensor::zeros(gpu, &[6], "g").unwrap();
+        let out = Tensor::zeros(gpu, &[1, 6, 2, 2], "out").unwrap();
+        let Err(err) = group_norm(gpu, &x, &g, &g, 4, 1e-5, false, &out) else {
+            panic!("6 channels in 4 groups accepted");
+        };
+        assert!(
+            err.to_string()
+                .contains("6 channels do not split into 4 groups"),
+            "{err}"
+        );
+        assert!(group_norm(gpu, &x, &g, &g, 0, 1e-5, false, &out).is_err());
+        let g5 = Tensor::zeros(gpu, &[5], "g5").unwrap();
+        assert!(group_norm(gpu, &x, &g5, &g, 3, 1e-5, false, &out).is_err());
+        let bad_out = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
+        assert!(group_norm(gpu, &x, &g, &g, 3, 1e-5, false, &bad_out).is_err());
+        let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
+        assert!(group_norm(gpu, &flat, &g, &g, 3, 1e-5, false, &flat).is_err());
+    }
+}

@@ -1,1 +1,164 @@
-//! TODO(helper): `shaders/linear.wgsl` dispatch.
+//! `shaders/linear.wgsl`: torch.nn.Linear with optional SiLU on input and/or output
+//! (TimestepEmbedding's linear_1 → SiLU → linear_2, ResnetBlock2D's time_emb_proj(SiLU(temb))).
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+
+const LINEAR: KernelSpec = KernelSpec {
+    name: "linear",
+    source: include_str!("../../shaders/linear.wgsl"),
+    entry: "linear",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    in_f: u32,
+    out_f: u32,
+    flags: u32,
+}
+
+/// out [N, Out] = g(f(x [N, In]) · wᵀ + b), w [Out, In], b [Out]; f = SiLU when `silu_in`,
+/// g = SiLU when `silu_out` (identity otherwise).
+pub fn linear(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    silu_in: bool,
+    silu_out: bool,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let (n, in_f) = match x.shape[..] {
+        [n, in_f] => (n, in_f),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "linear: x must be [N, In], got shape {:?}",
+                x.shape
+            )))
+        }
+    };
+    let out_f = match w.shape[..] {
+        [out_f, wi] if wi == in_f => out_f,
+        _ => {
+            return Err(Error::Shape {
+                what: format!("linear weight (x has {in_f} features)"),
+                expected: vec![w.shape.first().copied().unwrap_or(0), in_f],
+                got: w.shape.clone(),
+            })
+        }
+    };
+    crate::ops::same_shape("linear bias", &[out_f], &b.shape)?;
+    crate::ops::same_shape("linear out", &[n, out_f], &out.shape)?;
+    let total = (n * out_f) as u32;
+    let params = Params {
+        n: n as u32,
+        in_f: in_f as u32,
+        out_f: out_f as u32,
+        flags: silu_in as u32 | (silu_out as u32) << 1,
+    };
+    Ok(gpu.dispatch(
+        &LINEAR,
+        &params,
+        &[&x.buffer, &w.buffer, &b.buffer, &out.buffer],
+        grid(total.div_ceil(64)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        x: &[f32],
+        n: usize,
+        in_f: usize,
+        w: &[f32],
+        out_f: usize,
+        b: &[f32],
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Vec<f32> {
+        let gpu = gpu();
+        let tx = Tensor::from_slice(gpu, &[n, in_f], x, "x").unwrap();
+        let tw = Tensor::from_slice(gpu, &[out_f, in_f], w, "w").unwrap();
+        let tb = Tensor::from_slice(gpu, &[out_f], b, "b").unwrap();
+        let out = Tensor::zeros(gpu, &[n, out_f], "out").unwrap();
+        let d = linear(gpu, &tx, &tw, &tb, silu_in, silu_out, &out).unwrap();
+        pollster::block_on(gpu.run(&[d])).unwrap();
+        out.read_blocking(gpu).unwrap()
+    }
+
+    #[test]
+    fn linear_matches_cpu() {
+        let mut rng = Rng::new(11);
+        let cases = [
+            (1, 1, 1),
+            (1, 32, 128),
+            (2, 128, 128),
+            (3, 7, 65),
+            (5, 129, 33),
+            (4, 512, 256),
+            (1, 3, 1000),
+        ];
+        for (i, &(n, in_f, out_f)) in cases.iter().enumerate() {
+            let x = rng.normals(n * in_f, 2.0);
+            let w = rng.normals(out_f * in_f, 1.0 / (in_f as f32).sqrt());
+            let b = rng.normals(out_f, 0.5);
+            let (si, so) = (i % 2 == 1, i % 3 == 1);
+            let got = run(&x, n, in_f, &w, out_f, &b, si, so);
+            let want = cpu::linear::linear(&x, n, in_f, &w, out_f, &b, si, so);
+            let what = format!("linear n {n} in {in_f} out {out_f} silu {si}/{so}");
+            assert_close(&got, &want, 1e-5, 1e-5, &what);
+        }
+    }
+
+    #[test]
+    fn linear_hand_checked() {
+        let w = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        let got = run(
+            &[1.0, 2.0, 3.0, 0.0, 0.0, 1.0],
+            2,
+            3,
+            &w,
+            2,
+            &[0.5, -1.0],
+            false,
+            false,
+        );
+        assert_close(&got, &[-1.5, 3.0, -0.5, -1.0], 1e-6, 0.0, "linear hand");
+        // SiLU(2) = 2 / (1 + e^-2) ≈ 1.7615942 on the input; SiLU of the output after.
+        let got = run(&[0.0, 2.0], 1, 2, &[1.0, 1.0], 1, &[0.0], true, true);
+        let s = 1.761_594_2f32;
+        assert_close(&got, &[s / (1.0 + (-s).exp())], 1e-6, 1e-6, "linear silu");
+    }
+
+    #[test]
+    fn linear_rejects_bad_shapes() {
+        let gpu = gpu();
+        let x = Tensor::zeros(gpu, &[2, 3], "x").unwrap();
+        let w = Tensor::zeros(gpu, &[4, 3], "w").unwrap();
+        let b = Tensor::zeros(gpu, &[4], "b").unwrap();
+        let out = Tensor::zeros(gpu, &[2, 4], "out").unwrap();
+        assert!(linear(gpu, &x, &w, &b, false, false, &out).is_ok());
+        let w_bad = Tensor::zeros(gpu, &[4, 2], "w").unwrap();
+        assert!(linear(gpu, &x, &w_bad, &b, false, false, &out).is_err());
+        let b_bad = Tensor::zeros(gpu, &[3], "b").unwrap();
+        assert!(linear(gpu, &x, &w, &b_bad, false, false, &out).is_err());
+        let out_bad = Tensor::zeros(gpu, &[2, 3], "o").unwrap();
+        assert!(linear(gpu, &x, &w, &b, false, false, &out_bad).is_err());
+        let x3 = Tensor::zeros(gpu, &[1, 2, 3], "x3").unwrap();
+        assert!(linear(gpu, &x3, &w, &b, false, false, &out).is_err());
+    }
+}
