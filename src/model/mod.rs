@@ -3,6 +3,8 @@
 pub mod config;
 pub mod weights;
 
+pub use config::UNetConfig;
+pub use weights::Weights;
 
 use crate::gpu::{Dispatch, Tensor};
 
