@@ -81,12 +81,12 @@ pub fn from_bytes(bytes: &[u8], source: &str) -> Result<(Vec<usize>, Vec<f32>)> 
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(source, format!("shape {shape:?} is too large")))?;
     let data = &bytes[start + hlen..];
-    if data.len() != n * width {
+    if n.checked_mul(width) != Some(data.len()) {
         return Err(bad(
             source,
             format!(
                 "shape {shape:?} of '{descr}' needs {} data bytes, the file has {} (truncated or corrupt?)",
-                n * width,
+                n as u128 * width as u128,
                 data.len()
             ),
         ));

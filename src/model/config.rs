@@ -396,7 +396,7 @@ impl UNetConfig {
         if self.layers_per_block == 0 {
             return Err(cfg_err("layers_per_block", 0, "must be at least 1"));
         }
-        if boc[0] % 2 != 0 {
+        if !boc[0].is_multiple_of(2) {
             return Err(cfg_err(
                 "block_out_channels",
                 format!("{boc:?}"),
@@ -457,7 +457,7 @@ impl UNetConfig {
             ));
         };
         let f = 1usize << (levels - 1);
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(cfg_err(
                 "sample_size",
                 format!("{:?}", [h, w]),
@@ -475,7 +475,7 @@ impl UNetConfig {
                 groups,
             } = &layer
             {
-                if channels % groups != 0 {
+                if !channels.is_multiple_of(*groups) {
                     let key = if name.starts_with("mid_block.attentions")
                         && self.attn_norm_num_groups.is_some()
                     {
@@ -493,7 +493,7 @@ impl UNetConfig {
         }
         for (name, c) in self.attention_blocks() {
             let d = self.attention_head_dim.unwrap_or(c);
-            if c % d != 0 {
+            if !c.is_multiple_of(d) {
                 return Err(cfg_err(
                     "attention_head_dim",
                     d,
@@ -692,10 +692,10 @@ impl UNetConfig {
 
         // Down: level i runs at (h, w) / 2^i; a downsampler halves it for the next level.
         let mut cout = boc[0];
-        for i in 0..levels {
+        for (i, &c) in boc.iter().enumerate() {
             let (hi, wi) = (h >> i, w >> i);
             let cin_block = cout;
-            cout = boc[i];
+            cout = c;
             let p = format!("down_blocks.{i}");
             if self.down_has_attention(i) {
                 for j in 0..self.layers_per_block {
