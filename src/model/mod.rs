@@ -8,7 +8,9 @@ pub mod presets;
 pub mod unet;
 pub mod weights;
 
+pub use config::UNetConfig;
 pub use gpu_unet::{UNet, UNetPlan};
+pub use weights::Weights;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Tensor};
@@ -54,5 +56,8 @@ pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize)
     Ok(())
 }
 
-pub use config::UNetConfig;
-pub use weights::Weights;
+/// Loads a diffusers model directory (`config.json` + `diffusion_pytorch_model.safetensors`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir(dir: impl AsRef<std::path::Path>) -> Result<(UNetConfig, Weights)> {
+    Weights::load_dir(dir)
+}
