@@ -1,1 +1,188 @@
-//! TODO(helper): reference for `shaders/conv2d.wgsl`.
+//! Reference for `shaders/conv2d.wgsl`: 2-D convolution, NCHW f32, PyTorch weight layout
+//! `[Cout, Cin, k, k]`, with optional fused nearest ×2 upsampling of the input and a fused
+//! epilogue `out = (conv(x, w) + bias[co] + temb[n, co] + residual[n, co, y, x]) * out_scale`.
+
+use crate::error::{Error, Result};
+
+/// Geometry of a convolution: stride, zero padding per side and optional nearest ×2 upsampling
+/// of the input (the conv then sees a virtual `2H×2W` input with `v[y][x] = x[y/2][x/2]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeom {
+    /// 1 or 2 on the GPU (any ≥ 1 on the CPU).
+    pub stride: usize,
+    /// Zero padding `[top, left, bottom, right]`, applied to the (virtual) input.
+    pub pad: [usize; 4],
+    /// Fused nearest-neighbour ×2 upsampling of the input.
+    pub upsample: bool,
+}
+
+impl Conv2dGeom {
+    /// Stride 1, padding `k/2` on every side: output size = input size (odd `k`).
+    pub fn same(k: usize) -> Self {
+        Conv2dGeom {
+            stride: 1,
+            pad: [k / 2; 4],
+            upsample: false,
+        }
+    }
+
+    /// diffusers `Downsample2D` (3×3, stride 2): `padding` on every side, or, when it is 0,
+    /// diffusers' explicit pad of the right and bottom by 1.
+    pub fn downsample(padding: usize) -> Self {
+        Conv2dGeom {
+            stride: 2,
+            pad: if padding == 0 {
+                [0, 0, 1, 1]
+            } else {
+                [padding; 4]
+            },
+            upsample: false,
+        }
+    }
+
+    /// diffusers `Upsample2D`: nearest ×2, then a 3×3 conv with padding 1.
+    pub fn upsample() -> Self {
+        Conv2dGeom {
+            stride: 1,
+            pad: [1; 4],
+            upsample: true,
+        }
+    }
+
+    /// Output `(Ho, Wo)` for an `h×w` input and a `k×k` kernel:
+    /// `Ho = (H' + top + bottom - k) / stride + 1` with `H' = 2h` if upsampling else `h`.
+    /// `(0, 0)` when the (padded) input is smaller than the kernel or the stride is 0.
+    pub fn out_hw(&self, h: usize, w: usize, k: usize) -> (usize, usize) {
+        let up = if self.upsample { 2 } else { 1 };
+        let [t, l, b, r] = self.pad;
+        let dim = |n: usize, p0: usize, p1: usize| -> Option<usize> {
+            let span = (n * up + p0 + p1).checked_sub(k)?;
+            Some(span.checked_div(self.stride)? + 1)
+        };
+        match (dim(h, t, b), dim(w, l, r)) {
+            (Some(ho), Some(wo)) if k > 0 => (ho, wo),
+            _ => (0, 0),
+        }
+    }
+}
+
+fn shape_err(what: &str, expected: &[usize], got: &[usize]) -> Error {
+    Error::Shape {
+        what: what.to_string(),
+        expected: expected.to_vec(),
+        got: got.to_vec(),
+    }
+}
+
+/// Checks `x [N, Cin, H, W]` against `w [Cout, Cin, k, k]` and `geom`; returns the output shape
+/// `[N, Cout, Ho, Wo]`. Shared by the CPU reference and the GPU op.
+pub fn output_shape(x: &[usize], w: &[usize], geom: Conv2dGeom) -> Result<[usize; 4]> {
+    let &[n, cin, h, wd] = x else {
+        return Err(Error::Invalid(format!(
+            "conv2d input must be 4-D [N, Cin, H, W], got {x:?}"
+        )));
+    };
+    let &[cout, wcin, kh, kw] = w else {
+        return Err(Error::Invalid(format!(
+            "conv2d weight must be 4-D [Cout, Cin, k, k], got {w:?}"
+        )));
+    };
+    if x.contains(&0) || w.contains(&0) {
+        return Err(Error::Invalid(format!(
+            "conv2d: empty tensor (input {x:?}, weight {w:?})"
+        )));
+    }
+    if wcin != cin || kh != kw {
+        return Err(shape_err("conv2d weight", &[cout, cin, kh, kh], w));
+    }
+    if geom.stride == 0 {
+        return Err(Error::Invalid("conv2d: stride must be ≥ 1".into()));
+    }
+    let (ho, wo) = geom.out_hw(h, wd, kh);
+    if ho == 0 || wo == 0 {
+        return Err(Error::Invalid(format!(
+            "conv2d: input {h}×{wd} (upsample {}) padded by {:?} is smaller than the {kh}×{kh} kernel",
+            geom.upsample, geom.pad
+        )));
+    }
+    Ok([n, cout, ho, wo])
+}
+
+/// Conv2d + bias (+ temb `[N, Cout]`) (+ residual, same shape as the output), times
+/// `out_scale`. `x [N, Cin, H, W]`, `w [Cout, Cin, k, k]`, `bias [Cout]`; returns the output
+/// and its shape `[N, Cout, Ho, Wo]`. Plain loops, f32 accumulation.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[f32],
+    x_shape: [usize; 4],
+    w: &[f32],
+    w_shape: [usize; 4],
+    bias: &[f32],
+    geom: Conv2dGeom,
+    temb: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    out_scale: f32,
+) -> Result<(Vec<f32>, [usize; 4])> {
+    let out_shape = output_shape(&x_shape, &w_shape, geom)?;
+    let [n, cin, h, wd] = x_shape;
+    let [_, cout, ho, wo] = out_shape;
+    let k = w_shape[2];
+    let check = |what: &str, len: usize, shape: &[usize]| {
+        if len == shape.iter().product::<usize>() {
+            Ok(())
+        } else {
+            Err(shape_err(what, shape, &[len]))
+        }
+    };
+    check("conv2d input data", x.len(), &x_shape)?;
+    check("conv2d weight data", w.len(), &w_shape)?;
+    check("conv2d bias", bias.len(), &[cout])?;
+    if let Some(t) = temb {
+        check("conv2d temb", t.len(), &[n, cout])?;
+    }
+    if let Some(r) = residual {
+        check("conv2d residual", r.len(), &out_shape)?;
+    }
+
+    let up = if geom.upsample { 2 } else { 1 };
+    let (vh, vw) = (h * up, wd * up);
+    let [pt, pl, _, _] = geom.pad;
+    let s = geom.stride;
+    // Input coordinate of output coordinate `o` and tap `t`, or None in the zero padding.
+    let src = |o: usize, t: usize, pad: usize, vn: usize| -> Option<usize> {
+        let v = (o * s + t).checked_sub(pad)?;
+        (v < vn).then_some(v / up)
+    };
+
+    let mut out = vec![0f32; out_shape.iter().product()];
+    for b in 0..n {
+        for co in 0..cout {
+            let o = &mut out[(b * cout + co) * ho * wo..][..ho * wo];
+            for ci in 0..cin {
+                let xp = &x[(b * cin + ci) * h * wd..][..h * wd];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let wv = w[((co * cin + ci) * k + ky) * k + kx];
+                        for oy in 0..ho {
+                            let Some(iy) = src(oy, ky, pt, vh) else {
+                                continue;
+                            };
+                            for ox in 0..wo {
+                                if let Some(ix) = src(ox, kx, pl, vw) {
+                                    o[oy * wo + ox] += wv * xp[iy * wd + ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let add = bias[co] + temb.map_or(0.0, |t| t[b * cout + co]);
+            let base = (b * cout + co) * ho * wo;
+            for (i, v) in o.iter_mut().enumerate() {
+                let r = residual.map_or(0.0, |r| r[base + i]);
+                *v = (*v + add + r) * out_scale;
+            }
+        }
+    }
+    Ok((out, out_shape))
+}

@@ -1,1 +1,604 @@
-//! TODO(helper): `shaders/conv2d.wgsl` dispatch.
+//! `shaders/conv2d.wgsl`: 2-D convolution (NCHW f32, weights `[Cout, Cin, k, k]`, k = 1 or 3,
+//! stride 1 or 2) with fused nearest ×2 upsampling of the input and a fused epilogue
+//! `out = (conv(x, w) + bias[co] + temb[n, co] + residual) * out_scale`.
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+
+pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,      // x
+    Access::Read,      // w
+    Access::Read,      // bias
+    Access::Read,      // temb (or dummy)
+    Access::Read,      // residual (or dummy)
+    Access::ReadWrite, // out
+];
+
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name: "conv2d",
+        source: include_str!("../../shaders/conv2d.wgsl"),
+        entry,
+        bindings: BINDINGS,
+    }
+}
+
+const K3S1: KernelSpec = spec("conv_k3s1");
+const K3S2: KernelSpec = spec("conv_k3s2");
+const K1S1: KernelSpec = spec("conv_k1s1");
+const K1S2: KernelSpec = spec("conv_k1s2");
+
+/// Invocations per workgroup, output pixels (along a row) and output channels per invocation;
+/// must match `WG`, `PX` and `CO` in the shader.
+const WG: usize = 64;
+const PX: usize = 4;
+const CO: usize = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    upsample: u32,
+    pad_top: u32,
+    pad_left: u32,
+    row_blocks: u32,
+    blocks: u32,
+    has_temb: u32,
+    has_residual: u32,
+    out_scale: f32,
+    _pad: u32,
+}
+
+/// Optional fused additions and the final scale of a convolution's output.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// `[N, Cout]`, added per (image, output channel).
+    pub temb: Option<&'a Tensor>,
+    /// Same shape as the output, added before scaling.
+    pub residual: Option<&'a Tensor>,
+    /// Multiplies the result last.
+    pub out_scale: f32,
+}
+
+impl Default for Epilogue<'_> {
+    /// No temb, no residual, scale 1.
+    fn default() -> Self {
+        Epilogue {
+            temb: None,
+            residual: None,
+            out_scale: 1.0,
+        }
+    }
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Invalid(format!("conv2d: {what} = {v} exceeds u32")))
+}
+
+/// `out [N, Cout, Ho, Wo] = (conv(x [N, Cin, H, W], w [Cout, Cin, k, k]) + bias [Cout]
+/// + temb [N, Cout] + residual [N, Cout, Ho, Wo]) * out_scale`, with `geom` giving stride,
+/// padding and upsampling (see [`Conv2dGeom::out_hw`]). k must be 1 or 3, stride 1 or 2.
+/// `out` must not be any of the inputs.
+pub fn conv2d(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: Conv2dGeom,
+    epi: &Epilogue,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let out_shape = output_shape(&x.shape, &w.shape, geom)?;
+    let [n, cout, ho, wo] = out_shape;
+    let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], w.shape[2]);
+    let spec = match (k, geom.stride) {
+        (3, 1) => &K3S1,
+        (3, 2) => &K3S2,
+        (1, 1) => &K1S1,
+        (1, 2) => &K1S2,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "conv2d: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {}",
+                geom.stride
+            )))
+        }
+    };
+    crate::ops::same_shape("conv2d bias", &[cout], &bias.shape)?;
+    crate::ops::same_shape("conv2d output", &out_shape, &out.shape)?;
+    if let Some(t) = epi.temb {
+        crate::ops::same_shape("conv2d temb", &[n, cout], &t.shape)?;
+    }
+    if let Some(r) = epi.residual {
+        crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
+    }
+    let inputs = [Some(x), Some(w), Some(bias), epi.temb, epi.residual];
+    if inputs.iter().flatten().any(|t| t.buffer == out.buffer) {
+        return Err(Error::Invalid(
+            "conv2d: the output tensor must not also be an input (no in-place conv)".into(),
+        ));
+    }
+    let row_blocks = wo.div_ceil(PX);
+    let blocks = n * ho * row_blocks;
+    let params = Params {
+        n: to_u32("N", n)?,
+        cin: to_u32("Cin", cin)?,
+        h: to_u32("H", h)?,
+        w: to_u32("W", wd)?,
+        cout: to_u32("Cout", cout)?,
+        ho: to_u32("Ho", ho)?,
+        wo: to_u32("Wo", wo)?,
+        upsample: geom.upsample as u32,
+        pad_top: to_u32("pad", geom.pad[0])?,
+        pad_left: to_u32("pad", geom.pad[1])?,
+        row_blocks: to_u32("row blocks", row_blocks)?,
+        blocks: to_u32("pixel blocks", blocks)?,
+        has_temb: epi.temb.is_some() as u32,
+        has_residual: epi.residual.is_some() as u32,
+        out_scale: epi.out_scale,
+        _pad: 0,
+    };
+    // x (and z, when folded) cover pixel blocks; y covers channel blocks.
+    let [gx, gz, _] = grid(to_u32("workgroups", blocks.div_ceil(WG))?);
+    let gy = to_u32("channel blocks", cout.div_ceil(CO))?;
+    if gy > crate::gpu::MAX_WORKGROUPS_PER_DIM {
+        return Err(Error::Invalid(format!(
+            "conv2d: too many output channels ({cout})"
+        )));
+    }
+    let temb = epi.temb.unwrap_or(bias);
+    let residual = epi.residual.unwrap_or(bias);
+    Ok(gpu.dispatch(
+        spec,
+        &params,
+        &[
+            &x.buffer,
+            &w.buffer,
+            &bias.buffer,
+            &temb.buffer,
+            &residual.buffer,
+            &out.buffer,
+        ],
+        [gx, gy, gz],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    struct Case {
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+        temb: bool,
+        residual: bool,
+        out_scale: f32,
+    }
+
+    fn case(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+    ) -> Case {
+        Case {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            geom,
+            temb: false,
+            residual: false,
+            out_scale: 1.0,
+        }
+    }
+
+    fn check(c: &Case, seed: u64) {
+        let gpu = gpu();
+        let mut rng = Rng::new(seed);
+        let x_shape = [c.n, c.cin, c.h, c.w];
+        let w_shape = [c.cout, c.cin, c.k, c.k];
+        let x = rng.normals(x_shape.iter().product(), 1.0);
+        let w = rng.normals(
+            w_shape.iter().product(),
+            1.0 / ((c.cin * c.k * c.k) as f32).sqrt(),
+        );
+        let b = rng.normals(c.cout, 0.5);
+        let out_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let temb = c.temb.then(|| rng.normals(c.n * c.cout, 1.0));
+        let res = c
+            .residual
+            .then(|| rng.normals(out_shape.iter().product(), 1.0));
+        let (want, shape) = cpu::conv2d::conv2d(
+            &x,
+            x_shape,
+            &w,
+            w_shape,
+            &b,
+            c.geom,
+            temb.as_deref(),
+            res.as_deref(),
+            c.out_scale,
+        )
+        .unwrap();
+        assert_eq!(shape, out_shape);
+
+        let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
+        let tw = Tensor::from_slice(gpu, &w_shape, &w, "w").unwrap();
+        let tb = Tensor::from_slice(gpu, &[c.cout], &b, "b").unwrap();
+        let tt = temb
+            .as_ref()
+            .map(|t| Tensor::from_slice(gpu, &[c.n, c.cout], t, "temb").unwrap());
+        let tr = res
+            .as_ref()
+            .map(|r| Tensor::from_slice(gpu, &out_shape, r, "res").unwrap());
+        let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
+        let epi = Epilogue {
+            temb: tt.as_ref(),
+            residual: tr.as_ref(),
+            out_scale: c.out_scale,
+        };
+        let d = conv2d(gpu, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
+        pollster::block_on(gpu.run(&[d])).unwrap();
+        let got = out.read_blocking(gpu).unwrap();
+        let what = format!(
+            "conv2d N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
+            c.n, c.cin, c.cout, c.h, c.w, c.k, c.geom, c.temb, c.residual, c.out_scale
+        );
+        assert_close(&got, &want, 1e-4, 1e-4, &what);
+    }
+
+    #[test]
+    fn conv2d_3x3_matches_cpu() {
+        let same = Conv2dGeom::same(3);
+        for (i, c) in [
+            case(1, 1, 1, 1, 1, 3, same),
+            case(1, 3, 5, 7, 9, 3, same),
+            case(2, 4, 8, 8, 8, 3, same),
+            case(3, 5, 13, 5, 11, 3, same),
+            case(1, 17, 9, 13, 6, 3, same),
+            case(
+                1,
+                8,
+                16,
+                4,
+                4,
+                3,
+                Conv2dGeom {
+                    pad: [0; 4],
+                    ..same
+                },
+            ),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(c, 10 + i as u64);
+        }
+    }
+
+    #[test]
+    fn conv2d_1x1_matches_cpu() {
+        let g = Conv2dGeom::same(1);
+        for (i, c) in [
+            case(1, 1, 1, 1, 1, 1, g),
+            case(2, 6, 10, 5, 7, 1, g),
+            case(1, 12, 3, 9, 9, 1, g),
+            case(2, 5, 6, 7, 5, 1, Conv2dGeom { stride: 2, ..g }),
+            case(
+                1,
+                3,
+                4,
+                3,
+                5,
+                1,
+                Conv2dGeom {
+                    pad: [1, 2, 0, 1],
+                    ..g
+                },
+            ),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(c, 20 + i as u64);
+        }
+    }
+
+    #[test]
+    fn conv2d_stride2_matches_cpu() {
+        for (i, c) in [
+            case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1)),
+            case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1)),
+            case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0)),
+            case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0)),
+            case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(c, 30 + i as u64);
+        }
+    }
+
+    #[test]
+    fn conv2d_upsample_matches_cpu() {
+        for (i, c) in [
+            case(1, 4, 4, 4, 4, 3, Conv2dGeom::upsample()),
+            case(2, 3, 5, 3, 5, 3, Conv2dGeom::upsample()),
+            case(1, 6, 9, 1, 1, 3, Conv2dGeom::upsample()),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(c, 40 + i as u64);
+        }
+    }
+
+    #[test]
+    fn conv2d_epilogue_matches_cpu() {
+        let mut cases = vec![
+            case(2, 5, 7, 6, 9, 3, Conv2dGeom::same(3)),
+            case(3, 4, 9, 5, 5, 1, Conv2dGeom::same(1)),
+            case(2, 3, 6, 5, 7, 3, Conv2dGeom::upsample()),
+            case(2, 6, 5, 9, 8, 3, Conv2dGeom::downsample(0)),
+        ];
+        for (i, c) in cases.iter_mut().enumerate() {
+            c.temb = i != 1;
+            c.residual = i != 2;
+            c.out_scale = [0.5, 1.0 / 1.4142, 2.0, -1.5][i];
+            check(c, 50 + i as u64);
+        }
+    }
+
+    #[test]
+    fn cpu_reference_hand_computed() {
+        // x = [[1, 2], [3, 4]], one channel; 3×3 kernel of ones except w[1][1] = 2; pad 1.
+        // out[y][x] = sum of the 3×3 neighbourhood (zero padded) + the centre again.
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let mut w = [1.0f32; 9];
+        w[4] = 2.0;
+        let (out, shape) = cpu::conv2d::conv2d(
+            &x,
+            [1, 1, 2, 2],
+            &w,
+            [1, 1, 3, 3],
+            &[0.5],
+            Conv2dGeom::same(3),
+            Some(&[1.0]),
+            Some(&[0.0, 1.0, 2.0, 3.0]),
+            2.0,
+        )
+        .unwrap();
+        assert_eq!(shape, [1, 1, 2, 2]);
+        // conv = 10 + centre: [11, 12, 13, 14]; + 0.5 + 1 + residual; × 2.
+        assert_eq!(out, vec![25.0, 29.0, 33.0, 37.0]);
+
+        // Downsample with pad (0,1,0,1) on a 3×3 input: Ho = (3 + 1 - 3) / 2 + 1 = 1.
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let (out, shape) = cpu::conv2d::conv2d(
+            &x,
+            [1, 1, 3, 3],
+            &[1.0; 9],
+            [1, 1, 3, 3],
+            &[0.0],
+            Conv2dGeom::downsample(0),
+            None,
+            None,
+            1.0,
+        )
+        .unwrap();
+        assert_eq!((out, shape), (vec![45.0], [1, 1, 1, 1]));
+
+        // Upsample a 1×1 input of 3 with a 1×1 kernel of 2, pad 0: a 2×2 output of 6.
+        let geom = Conv2dGeom {
+            stride: 1,
+            pad: [0; 4],
+            upsample: true,
+        };
+        let (out, shape) = cpu::conv2d::conv2d(
+            &[3.0],
+            [1, 1, 1, 1],
+            &[2.0],
+            [1, 1, 1, 1],
+            &[0.0],
+            geom,
+            None,
+            None,
+            1.0,
+        )
+        .unwrap();
+        assert_eq!((out, shape), (vec![6.0; 4], [1, 1, 2, 2]));
+    }
+
+    #[test]
+    fn geom_out_hw() {
+        assert_eq!(Conv2dGeom::same(3).out_hw(32, 17, 3), (32, 17));
+        assert_eq!(Conv2dGeom::downsample(1).out_hw(32, 17, 3), (16, 9));
+        assert_eq!(Conv2dGeom::downsample(0).out_hw(32, 17, 3), (16, 8));
+        assert_eq!(Conv2dGeom::upsample().out_hw(8, 5, 3), (16, 10));
+        assert_eq!(Conv2dGeom::same(1).out_hw(4, 4, 1), (4, 4));
+        let tight = Conv2dGeom {
+            pad: [0; 4],
+            ..Conv2dGeom::same(3)
+        };
+        assert_eq!(tight.out_hw(2, 5, 3), (0, 0));
+    }
+
+    #[test]
+    fn conv2d_rejects_bad_shapes() {
+        let gpu = gpu();
+        let z = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
+        let x = z(&[1, 4, 8, 8]);
+        let w = z(&[6, 4, 3, 3]);
+        let b = z(&[6]);
+        let out = z(&[1, 6, 8, 8]);
+        let same = Conv2dGeom::same(3);
+        let epi = Epilogue::default();
+        assert!(conv2d(gpu, &x, &w, &b, same, &epi, &out).is_ok());
+        let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
+        let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
+        // Wrong Cin, bias, output size, temb, residual.
+        assert!(shape_err(conv2d(
+            gpu,
+            &x,
+            &z(&[6, 3, 3, 3]),
+            &b,
+            same,
+            &epi,
+            &out
+        )));
+        assert!(shape_err(conv2d(gpu, &x, &w, &z(&[5]), same, &epi, &out)));
+        assert!(shape_err(conv2d(
+            gpu,
+            &x,
+            &w,
+            &b,
+            same,
+            &epi,
+            &z(&[1, 6, 7, 8])
+        )));
+        let t = z(&[2, 6]);
+        let e = Epilogue {
+            temb: Some(&t),
+            ..epi
+        };
+        assert!(shape_err(conv2d(gpu, &x, &w, &b, same, &e, &out)));
+        let r = z(&[1, 6, 8, 9]);
+        let e = Epilogue {
+            residual: Some(&r),
+            ..epi
+        };
+        assert!(shape_err(conv2d(gpu, &x, &w, &b, same, &e, &out)));
+        // Not 4-D, non-square or unsupported kernel, bad stride, input smaller than the kernel.
+        assert!(invalid(conv2d(
+            gpu,
+            &z(&[4, 8, 8]),
+            &w,
+            &b,
+            same,
+            &epi,
+            &out
+        )));
+        assert!(shape_err(conv2d(
+            gpu,
+            &x,
+            &z(&[6, 4, 3, 1]),
+            &b,
+            same,
+            &epi,
+            &out
+        )));
+        let w5 = z(&[6, 4, 5, 5]);
+        assert!(invalid(conv2d(
+            gpu,
+            &x,
+            &w5,
+            &b,
+            Conv2dGeom::same(5),
+            &epi,
+            &out
+        )));
+        let s3 = Conv2dGeom { stride: 3, ..same };
+        assert!(invalid(conv2d(
+            gpu,
+            &x,
+            &w,
+            &b,
+            s3,
+            &epi,
+            &z(&[1, 6, 3, 3])
+        )));
+        let s0 = Conv2dGeom { stride: 0, ..same };
+        assert!(invalid(conv2d(gpu, &x, &w, &b, s0, &epi, &out)));
+        let tiny = z(&[1, 4, 1, 1]);
+        let nopad = Conv2dGeom {
+            pad: [0; 4],
+            ..same
+        };
+        assert!(invalid(conv2d(gpu, &tiny, &w, &b, nopad, &epi, &out)));
+        // In-place: output aliasing an input.
+        let e = Epilogue {
+            residual: Some(&out),
+            ..epi
+        };
+        assert!(invalid(conv2d(gpu, &x, &w, &b, same, &e, &out)));
+        // CPU reference: data length mismatch is an error too.
+        let bad = cpu::conv2d::conv2d(
+            &[0.0; 3],
+            [1, 1, 2, 2],
+            &[0.0],
+            [1, 1, 1, 1],
+            &[0.0],
+            Conv2dGeom::same(1),
+            None,
+            None,
+            1.0,
+        );
+        assert!(matches!(bad, Err(Error::Shape { .. })));
+    }
+
+    /// GFLOP/s on representative U-Net shapes:
+    /// `cargo test --release --lib ops::conv2d -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn conv2d_bench() {
+        let gpu = gpu();
+        println!("conv2d on {}", gpu.describe());
+        let mut rng = Rng::new(7);
+        let same = Conv2dGeom::same(3);
+        for (n, cin, cout, hw, k, geom) in [
+            (1, 128, 128, 32, 3, same),
+            (16, 32, 32, 32, 3, same),
+            (1, 256, 256, 8, 3, same),
+            (1, 256, 256, 16, 3, same),
+            (1, 128, 128, 32, 3, Conv2dGeom::downsample(1)),
+            (1, 256, 256, 8, 3, Conv2dGeom::upsample()),
+            (1, 256, 128, 32, 1, Conv2dGeom::same(1)),
+        ] {
+            let x_shape = [n, cin, hw, hw];
+            let w_shape = [cout, cin, k, k];
+            let out_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+            let tx = Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x")
+                .unwrap();
+            let tw = Tensor::from_slice(gpu, &w_shape, &rng.normals(cout * cin * k * k, 0.1), "w")
+                .unwrap();
+            let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
+            let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
+            let d = conv2d(gpu, &tx, &tw, &tb, geom, &Epilogue::default(), &out).unwrap();
+            pollster::block_on(gpu.run(&[d.clone()])).unwrap();
+            let runs = 10;
+            let t0 = std::time::Instant::now();
+            pollster::block_on(gpu.run(&vec![d; runs])).unwrap();
+            let dt = t0.elapsed().as_secs_f64() / runs as f64;
+            let flops = 2.0 * (out_shape.iter().product::<usize>() * cin * k * k) as f64;
+            println!(
+                "N={n:2} {cin:3}→{cout:3} {hw:2}×{hw:2} k={k} s={} up={}: {:8.2} ms  {:6.2} GFLOP/s",
+                geom.stride,
+                geom.upsample as u8,
+                dt * 1e3,
+                flops / dt / 1e9
+            );
+        }
+    }
+}
