@@ -50,11 +50,10 @@ pub fn bench_forward(
     iters: usize,
     per_kernel: bool,
 ) -> Result<ForwardBench> {
-    let weights = Weights::init(cfg, 0);
+    let weights = Weights::init(cfg, 0)?;
     let unet = UNet::new(gpu, cfg.clone(), &weights)?;
     let plan = unet.plan(gpu, batch)?;
-    let s = cfg.sample_size;
-    let x = crate::testing::Rng::new(1).normals(batch * cfg.in_channels * s * s, 1.0);
+    let x = crate::testing::Rng::new(1).normals(plan.x().numel(), 1.0);
     let t: Vec<f32> = (0..batch).map(|i| (i * 997 % 1000) as f32).collect();
     // Warm-up (pipeline compilation, first-touch allocation).
     pollster::block_on(plan.run(gpu, &x, &t))?;

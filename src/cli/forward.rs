@@ -27,7 +27,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (cfg, weights) = args.model.load()?;
-    let (shape, x) = ddpm::npy::read_file(&args.input)?;
+    let (shape, x) = ddpm::npy::read(&args.input)?;
     let n = shape.first().copied().unwrap_or(0);
     let t = match args.timesteps.len() {
         1 => vec![args.timesteps[0]; n],
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out_shape[1] = cfg.out_channels;
         (eps, out_shape)
     };
-    ddpm::npy::write_file(&args.out, &out_shape, &eps)
+    ddpm::npy::write(&args.out, &out_shape, &eps)
         .with_context(|| format!("writing {}", display(&args.out)))?;
     eprintln!("wrote {} {:?}", display(&args.out), out_shape);
     Ok(())

@@ -17,12 +17,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if stored != params {
         println!("warning: the weights hold {stored} values");
     }
-    let s = cfg.sample_size;
-    println!(
-        "forward pass at {}×{}×{s}×{s}: {:.3} GFLOP per sample",
-        1,
-        cfg.in_channels,
-        cfg.forward_flops(1) as f64 / 1e9
-    );
+    if let Some((h, w)) = cfg.sample_hw() {
+        println!(
+            "forward pass at 1×{}×{h}×{w}: {:.3} GFLOP per sample",
+            cfg.in_channels,
+            cfg.forward_flops(1) as f64 / 1e9
+        );
+    }
     Ok(())
 }

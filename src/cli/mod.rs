@@ -62,7 +62,7 @@ impl ModelArgs {
             (Some(dir), _) => Ok(ddpm::model::load_dir(dir)?),
             (None, Some(name)) => {
                 let cfg = presets::preset(name)?;
-                let w = Weights::init(&cfg, 0);
+                let w = Weights::init(&cfg, 0)?;
                 Ok((cfg, w))
             }
             (None, None) => anyhow::bail!("give --model DIR or --preset NAME"),

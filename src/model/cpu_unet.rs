@@ -31,6 +31,14 @@ fn nchw(shape: &[usize]) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
 }
 
+/// A conv weight's shape; Linear weights `[out, in]` (attention projections) act as 1×1 convs.
+pub(crate) fn conv_weight_shape(shape: &[usize]) -> [usize; 4] {
+    match *shape {
+        [o, i] => [o, i, 1, 1],
+        _ => nchw(shape),
+    }
+}
+
 impl Backend for Cpu<'_> {
     type T = HostTensor;
 
@@ -70,13 +78,13 @@ impl Backend for Cpu<'_> {
             &x.data,
             nchw(&x.shape),
             w,
-            nchw(ws),
+            conv_weight_shape(ws),
             bias,
             geom,
             temb.map(|t| t.data.as_slice()),
             residual.map(|r| r.data.as_slice()),
             out_scale,
-        );
+        )?;
         Ok(HostTensor {
             shape: shape.to_vec(),
             data,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::rc::Rc;
 
+use super::cpu_unet::conv_weight_shape;
 use super::unet::{self, Backend};
 use super::{EpsModel, UNetConfig, Weights};
 use crate::cpu::conv2d::Conv2dGeom;
@@ -54,8 +55,12 @@ impl UNet {
 
     /// Records the forward pass for a batch of `batch` images of the config's sample size.
     pub fn plan(&self, gpu: &Gpu, batch: usize) -> Result<UNetPlan> {
-        let s = self.config.sample_size;
-        self.plan_for(gpu, &[batch, self.config.in_channels, s, s])
+        let (h, w) = self.config.sample_hw().ok_or_else(|| Error::Config {
+            key: "sample_size".into(),
+            value: "null".into(),
+            reason: "the sample size is needed to plan the forward pass".into(),
+        })?;
+        self.plan_for(gpu, &[batch, self.config.in_channels, h, w])
     }
 
     /// Records the forward pass for inputs of shape `x_shape` (`[N, C, H, W]`).
@@ -175,9 +180,10 @@ struct Recorder<'a> {
     flops: Vec<u64>,
 }
 
-impl Recorder<'_> {
-    fn param(&self, name: &str) -> Result<&Tensor> {
-        self.params
+impl<'a> Recorder<'a> {
+    fn param(&self, name: &str) -> Result<&'a Tensor> {
+        let params: &'a HashMap<String, Tensor> = self.params;
+        params
             .get(name)
             .ok_or_else(|| Error::Weights(format!("missing tensor `{name}`")))
     }
@@ -240,8 +246,12 @@ impl Backend for Recorder<'_> {
         out_scale: f32,
     ) -> Result<Pooled> {
         let w = self.param(&format!("{prefix}.weight"))?;
+        let w = &Tensor {
+            buffer: w.buffer.clone(),
+            shape: conv_weight_shape(&w.shape).to_vec(),
+        };
         let b = self.param(&format!("{prefix}.bias"))?;
-        let k = *w.shape.last().unwrap_or(&1);
+        let k = w.shape[3];
         let (ho, wo) = geom.out_hw(x.shape[2], x.shape[3], k);
         let out = self.alloc(&[x.shape[0], w.shape[0], ho, wo])?;
         let epi = ops::conv2d::Epilogue {
