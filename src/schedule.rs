@@ -235,16 +235,16 @@ impl SchedulerConfig {
                 }
                 "thresholding" => {
                     if get_bool(key, v)? {
-                        return Err(config_err(
-                            key,
-                            v,
-                            "dynamic thresholding is not supported",
-                        ));
+                        return Err(config_err(key, v, "dynamic thresholding is not supported"));
                     }
                 }
                 "rescale_betas_zero_snr" => {
                     if get_bool(key, v)? {
-                        return Err(config_err(key, v, "zero-terminal-SNR rescaling is not supported"));
+                        return Err(config_err(
+                            key,
+                            v,
+                            "zero-terminal-SNR rescaling is not supported",
+                        ));
                     }
                 }
                 "trained_betas" => {
@@ -443,8 +443,11 @@ impl Schedule {
                 .map(|i| lin(beta_start.sqrt(), beta_end.sqrt(), i).powi(2))
                 .collect(),
             BetaSchedule::SquaredcosCapV2 => {
-                let alpha_bar =
-                    |s: f64| ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let alpha_bar = |s: f64| {
+                    ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
                 (0..t)
                     .map(|i| {
                         let t1 = i as f64 / t as f64;
@@ -600,7 +603,9 @@ impl Schedule {
     ) -> Result<DdimCoefs> {
         self.check_t(t, prev)?;
         if !(0.0..=1.0).contains(&eta) {
-            return Err(Error::Invalid(format!("DDIM eta must lie in [0, 1], got {eta}")));
+            return Err(Error::Invalid(format!(
+                "DDIM eta must lie in [0, 1], got {eta}"
+            )));
         }
         let ab = self.alphas_cumprod[t];
         let ab_prev = prev.map_or(final_alpha_cumprod, |p| self.alphas_cumprod[p]);
@@ -657,7 +662,14 @@ mod tests {
 
     #[test]
     fn round_half_even_matches_numpy() {
-        for (v, want) in [(0.5, 0.0), (1.5, 2.0), (2.5, 2.0), (-0.5, -0.0), (2.4, 2.0), (2.6, 3.0)] {
+        for (v, want) in [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (-0.5, -0.0),
+            (2.4, 2.0),
+            (2.6, 3.0),
+        ] {
             assert_eq!(round_half_even(v), want, "{v}");
         }
     }
