@@ -3,6 +3,7 @@
 pub mod config;
 pub mod weights;
 
+
 use crate::gpu::{Dispatch, Tensor};
 
 /// A noise predictor with its forward pass recorded once for a fixed batch: the sampler writes
