@@ -11,7 +11,12 @@ fn requires(source: &str) -> Vec<String> {
     source
         .lines()
         .take_while(|l| l.trim_start().starts_with("//"))
-        .filter_map(|l| l.trim_start().trim_start_matches('/').trim().strip_prefix("requires:"))
+        .filter_map(|l| {
+            l.trim_start()
+                .trim_start_matches('/')
+                .trim()
+                .strip_prefix("requires:")
+        })
         .flat_map(|list| list.split(',').map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty())
         .collect()
