@@ -37,12 +37,30 @@ fn rng_uniform(x: u32) -> f32 {
     return (f32(x >> 8u) + 1.0) * (1.0 / 16777216.0);
 }
 
+// ln(u) for normal positive u, to a few ulp relative (WGSL's `log` only promises an absolute
+// 2^-21 near 1, where Box-Muller's radius is small): u = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// ln m = 2 atanh(s), s = (m - 1) / (m + 1), by its series to s^11.
+fn rng_ln(u: f32) -> f32 {
+    let bits = bitcast<u32>(u);
+    var e = i32((bits >> 23u) & 0xffu) - 127;
+    var m = bitcast<f32>((bits & 0x7fffffu) | 0x3f800000u);
+    if m > 1.4142135 {
+        m = m * 0.5;
+        e = e + 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let series = 1.0 + s2 * (0.33333334 + s2 * (0.2 + s2 * (0.14285715 + s2 * (0.11111111 + s2 * 0.09090909))));
+    let fe = f32(e);
+    return fe * 0.69314575 + (fe * 1.4286068e-6 + 2.0 * s * series);
+}
+
 // Standard normal for (seed, stream, index): Box-Muller r * cos(theta), theta in [-pi, pi].
 fn rng_normal(seed: vec2<u32>, stream: u32, index: u32) -> f32 {
     let r = rng_philox(vec4<u32>(index, stream, 0u, 0u), seed);
     let u1 = rng_uniform(r.x);
     let u2 = rng_uniform(r.y);
-    let radius = sqrt(-2.0 * log(u1));
+    let radius = sqrt(-2.0 * rng_ln(u1));
     let theta = 6.2831855 * u2 - 3.1415927;
     return radius * cos(theta);
 }

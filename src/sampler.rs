@@ -82,7 +82,7 @@ pub struct PlannedStep {
 pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<PlannedStep>> {
     let schedule = config.schedule()?;
     if let Some(r) = opts.clip {
-        if !(r > 0.0) {
+        if r.is_nan() || r <= 0.0 {
             return Err(Error::Invalid(format!(
                 "clip range must be positive, got {r}"
             )));
@@ -299,7 +299,7 @@ impl Trajectory {
 
     /// Whether the snapshot after completed step `step` of `total` is wanted.
     pub fn wants(&self, step: usize, total: usize) -> bool {
-        step % self.every == 0 || step == total
+        step.is_multiple_of(self.every) || step == total
     }
 
     /// Adds the snapshot of a run of `total` steps, enforcing the budget (see the type's docs);
@@ -322,7 +322,7 @@ impl Trajectory {
                 self.every *= 2;
                 let before = self.snapshots.len();
                 let every = self.every;
-                self.snapshots.retain(|s| s.step % every == 0);
+                self.snapshots.retain(|s| s.step.is_multiple_of(every));
                 if self.snapshots.len() == before {
                     self.snapshots.remove(0);
                 }
@@ -376,6 +376,7 @@ impl Sampler {
         let x0 = Tensor::zeros(gpu, &x.shape, "x0 prediction")?;
         let mut s = Sampler {
             init: ops::noise(gpu, x, opts.seed, INIT_STREAM)?,
+            steps: Vec::new(),
             plan,
             opts: *opts,
             x: x.clone(),
@@ -383,7 +384,6 @@ impl Sampler {
             t: t.clone(),
             x0,
             model: model.dispatches().to_vec(),
-            steps: Vec::new(),
             next: 0,
             pending_init: true,
             trajectory: None,
@@ -392,11 +392,11 @@ impl Sampler {
         Ok(s)
     }
 
+    /// Records every step's [fill t, step kernel] for the current seed.
     fn record(&mut self, gpu: &Gpu) -> Result<()> {
         let noise = StepNoise::Rng {
             seed: self.opts.seed,
         };
-        self.init = ops::noise(gpu, &self.x, self.opts.seed, INIT_STREAM)?;
         self.steps = self
             .plan
             .iter()
@@ -421,6 +421,7 @@ impl Sampler {
     pub fn restart(&mut self, gpu: &Gpu, seed: u64) -> Result<()> {
         if seed != self.opts.seed {
             self.opts.seed = seed;
+            self.init = ops::noise(gpu, &self.x, seed, INIT_STREAM)?;
             self.record(gpu)?;
         }
         self.next = 0;

@@ -56,6 +56,26 @@ pub fn rng_uniform(x: u32) -> f32 {
     ((x >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0)
 }
 
+/// ln(u) for normal positive `u` as `rng.wgsl` computes it (WGSL's `log` is only accurate to
+/// 2⁻²¹ absolute near 1): u = m·2ᵉ, m ∈ [√½, √2), ln m = 2·atanh(s), s = (m−1)/(m+1), series to s¹¹.
+pub fn rng_ln(u: f32) -> f32 {
+    let bits = u.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
+    let mut m = f32::from_bits((bits & 0x7f_ffff) | 0x3f80_0000);
+    if m > std::f32::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let series = 1.0
+        + s2 * (0.333_333_34
+            + s2 * (0.2 + s2 * (0.142_857_15 + s2 * (0.111_111_11 + s2 * 0.090_909_09))));
+    let fe = e as f32;
+    // ln 2 split into an exactly-multipliable high part and a correction.
+    fe * 0.693_145_75 + (fe * 1.428_606_8e-6 + 2.0 * s * series)
+}
+
 /// The standard normal drawn for (`seed`, `stream`, `index`): Box–Muller on the block's first
 /// two words, r·cos θ with r = √(−2 ln u₁), θ = 2π·u₂ − π (kept in [−π, π] where WGSL's `cos`
 /// is accurate).
@@ -63,7 +83,7 @@ pub fn rng_normal(seed: u64, stream: u32, index: u32) -> f32 {
     let r = rng_u32x4(seed, stream, index);
     let u1 = rng_uniform(r[0]);
     let u2 = rng_uniform(r[1]);
-    let radius = (-2.0 * u1.ln()).sqrt();
+    let radius = (-2.0 * rng_ln(u1)).sqrt();
     let theta = 6.283_185_5 * u2 - std::f32::consts::PI;
     radius * theta.cos()
 }
@@ -184,6 +204,29 @@ mod tests {
                 [0xa4093822, 0x299f31d0]
             ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn rng_ln_is_accurate() {
+        let mut worst = 0f64;
+        for x in (0..(1u32 << 24))
+            .step_by(997)
+            .chain([0, 1, (1 << 24) - 2, (1 << 24) - 1])
+        {
+            let u = (x as f32 + 1.0) / 16_777_216.0;
+            let want = (u as f64).ln();
+            let got = rng_ln(u) as f64;
+            let err = if want == 0.0 {
+                got.abs()
+            } else {
+                ((got - want) / want).abs()
+            };
+            worst = worst.max(err);
+        }
+        assert!(
+            worst < 4.0 * f32::EPSILON as f64,
+            "relative error {worst:e}"
         );
     }
 
