@@ -253,6 +253,7 @@ impl Snapshot {
 /// always kept, even if it alone exceeds the budget.
 #[derive(Clone, Debug)]
 pub struct Trajectory {
+    requested: usize,
     every: usize,
     budget: usize,
     bytes: usize,
@@ -269,6 +270,7 @@ impl Trajectory {
             ));
         }
         Ok(Trajectory {
+            requested: every,
             every,
             budget: budget_bytes,
             bytes: 0,
@@ -295,6 +297,14 @@ impl Trajectory {
     /// Whether snapshots are stored as u8.
     pub fn is_quantised(&self) -> bool {
         self.quantised
+    }
+
+    /// Drops all snapshots and restores the requested stride (same budget).
+    pub fn clear(&mut self) {
+        self.every = self.requested;
+        self.bytes = 0;
+        self.quantised = false;
+        self.snapshots.clear();
     }
 
     /// Whether the snapshot after completed step `step` of `total` is wanted.
@@ -427,7 +437,7 @@ impl Sampler {
         self.next = 0;
         self.pending_init = true;
         if let Some(tr) = &mut self.trajectory {
-            *tr = Trajectory::new(tr.every, tr.budget)?;
+            tr.clear();
         }
         Ok(())
     }
@@ -437,6 +447,9 @@ impl Sampler {
         self.x.write(gpu, x_t)?;
         self.next = 0;
         self.pending_init = false;
+        if let Some(tr) = &mut self.trajectory {
+            tr.clear();
+        }
         Ok(())
     }
 
@@ -675,6 +688,9 @@ mod tests {
         assert_eq!(*steps.last().unwrap(), 40);
         assert!(steps.iter().all(|s| s % tr.every() == 0), "{steps:?}");
         assert!(steps.len() >= 5, "{steps:?}");
+        tr.clear();
+        assert_eq!((tr.every(), tr.bytes(), tr.is_quantised()), (1, 0, false));
+        assert!(tr.snapshots().is_empty());
     }
 
     #[test]
