@@ -1,8 +1,30 @@
 //! Every WGSL file in `shaders/` parses and validates with naga.
+//!
+//! A kernel that uses helper files declares them in a header line `// requires: a.wgsl, b.wgsl`
+//! (the Rust side prepends them with `concat!(include_str!(..), ..)`); the test validates the
+//! kernel with those files prepended, in the listed order. Helpers are also validated alone.
+
+use std::path::Path;
+
+/// The helper files a shader's `// requires:` header lines name.
+fn requires(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .take_while(|l| l.trim_start().starts_with("//"))
+        .filter_map(|l| {
+            l.trim_start()
+                .trim_start_matches('/')
+                .trim()
+                .strip_prefix("requires:")
+        })
+        .flat_map(|list| list.split(',').map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
 
 #[test]
 fn all_shaders_validate() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut count = 0;
     let mut failures = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -11,8 +33,15 @@ fn all_shaders_validate() {
             continue;
         }
         count += 1;
-        let source = std::fs::read_to_string(&path).unwrap();
-        // Helper files (`*_lib.wgsl`) are prepended to kernels; validate them in that context.
+        let own = std::fs::read_to_string(&path).unwrap();
+        let mut source = String::new();
+        for helper in requires(&own) {
+            match std::fs::read_to_string(dir.join(&helper)) {
+                Ok(text) => source.push_str(&text),
+                Err(e) => failures.push(format!("{}: requires {helper}: {e}", path.display())),
+            }
+        }
+        source.push_str(&own);
         let module = match naga::front::wgsl::parse_str(&source) {
             Ok(m) => m,
             Err(e) => {
@@ -34,4 +63,10 @@ fn all_shaders_validate() {
         "invalid WGSL:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn requires_header_is_parsed() {
+    let src = "// requires: rng.wgsl, other.wgsl\n// note\nfn f() {}\n// requires: late.wgsl\n";
+    assert_eq!(requires(src), vec!["rng.wgsl", "other.wgsl"]);
 }

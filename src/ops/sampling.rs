@@ -1,1 +1,585 @@
-//! TODO(helper)
+//! Sampling kernels: `shaders/noise.wgsl` (N(0,1) fill), `fill.wgsl` (constant fill),
+//! `q_sample.wgsl` (forward process), `ddpm_step.wgsl` / `ddim_step.wgsl` (fused reverse steps),
+//! `rng_bits.wgsl` (raw Philox words, for tests). All draw from `shaders/rng.wgsl`, mirrored by
+//! [`crate::cpu::sampling`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::same_shape;
+use crate::schedule::{DdimCoefs, DdpmCoefs};
+
+const NOISE: KernelSpec = KernelSpec {
+    name: "noise",
+    source: concat!(
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/noise.wgsl")
+    ),
+    entry: "noise",
+    bindings: &[Access::Uniform, Access::ReadWrite],
+};
+
+const RNG_BITS: KernelSpec = KernelSpec {
+    name: "rng_bits",
+    source: concat!(
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/rng_bits.wgsl")
+    ),
+    entry: "rng_bits",
+    bindings: &[Access::Uniform, Access::ReadWrite],
+};
+
+const FILL: KernelSpec = KernelSpec {
+    name: "fill",
+    source: include_str!("../../shaders/fill.wgsl"),
+    entry: "fill",
+    bindings: &[Access::Uniform, Access::ReadWrite],
+};
+
+const Q_SAMPLE: KernelSpec = KernelSpec {
+    name: "q_sample",
+    source: concat!(
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/q_sample.wgsl")
+    ),
+    entry: "q_sample",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+const STEP_BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::ReadWrite,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+
+const DDPM_STEP: KernelSpec = KernelSpec {
+    name: "ddpm_step",
+    source: concat!(
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/ddpm_step.wgsl")
+    ),
+    entry: "ddpm_step",
+    bindings: STEP_BINDINGS,
+};
+
+const DDIM_STEP: KernelSpec = KernelSpec {
+    name: "ddim_step",
+    source: concat!(
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/ddim_step.wgsl")
+    ),
+    entry: "ddim_step",
+    bindings: STEP_BINDINGS,
+};
+
+/// Where the σ·z term of a reverse step takes z from.
+#[derive(Clone, Copy, Debug)]
+pub enum StepNoise<'a> {
+    /// The counter-based RNG keyed by (seed, stream = the step's timestep t, element index).
+    Rng { seed: u64 },
+    /// A given tensor of the sample's shape (e.g. diffusers' noise, for parity tests).
+    Given(&'a Tensor),
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RngParams {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FillParams {
+    n: u32,
+    value: f32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QSampleParams {
+    n: u32,
+    per_sample: u32,
+    n_t: u32,
+    draw: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DdpmParams {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    sqrt_ab: f32,
+    sqrt_1m_ab: f32,
+    clip_range: f32,
+    clip: u32,
+    c_x0: f32,
+    c_xt: f32,
+    c_eps: f32,
+    sigma: f32,
+    noise_mode: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DdimParams {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    sqrt_ab: f32,
+    sqrt_1m_ab: f32,
+    clip_range: f32,
+    clip: u32,
+    sqrt_ab_prev: f32,
+    c_dir: f32,
+    sigma: f32,
+    noise_mode: u32,
+}
+
+fn workgroups(n: u32) -> [u32; 3] {
+    grid(n.div_ceil(256))
+}
+
+fn numel_u32(what: &str, t: &Tensor) -> Result<u32> {
+    u32::try_from(t.numel())
+        .map_err(|_| Error::Invalid(format!("{what}: {} elements exceed u32", t.numel())))
+}
+
+fn distinct(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.buffer == b.buffer {
+        Err(Error::Invalid(format!(
+            "{what}: an output buffer must not also be bound as another binding"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// out ← N(0, 1) drawn for (`seed`, `stream`, element index); x_T of the reverse process.
+pub fn noise(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32) -> Result<Dispatch> {
+    let n = numel_u32("noise out", out)?;
+    let params = RngParams {
+        n,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream,
+    };
+    Ok(gpu.dispatch(&NOISE, &params, &[&out.buffer], workgroups(n)))
+}
+
+/// out (`[n, 4]`, read back as u32 bits) ← the raw Philox block for (`seed`, `stream`, i).
+pub fn rng_bits(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32) -> Result<Dispatch> {
+    if out.shape.len() != 2 || out.shape[1] != 4 {
+        return Err(Error::Shape {
+            what: "rng_bits out".into(),
+            expected: vec![out.shape.first().copied().unwrap_or(0), 4],
+            got: out.shape.clone(),
+        });
+    }
+    let n = numel_u32("rng_bits out", out)? / 4;
+    let params = RngParams {
+        n,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream,
+    };
+    Ok(gpu.dispatch(&RNG_BITS, &params, &[&out.buffer], workgroups(n)))
+}
+
+/// out ← `value` everywhere.
+pub fn fill(gpu: &Gpu, out: &Tensor, value: f32) -> Result<Dispatch> {
+    let n = numel_u32("fill out", out)?;
+    let params = FillParams {
+        n,
+        value,
+        _pad: [0; 2],
+    };
+    Ok(gpu.dispatch(&FILL, &params, &[&out.buffer], workgroups(n)))
+}
+
+/// Forward process: out = √ᾱ_{t[s]}·x0 + √(1−ᾱ_{t[s]})·ε for each sample s.
+/// `x0`, `eps`, `out`: `[N, …]`; `t`: `[N]` timesteps as f32 (rounded, clamped to [0, T−1]);
+/// `alphas_cumprod`: `[T]` ([`crate::schedule::Schedule::alphas_cumprod`]). With
+/// `draw = Some((seed, stream))` ε is drawn from the RNG (element index) and written to `eps`
+/// (the training target); otherwise `eps` is read.
+pub fn q_sample(
+    gpu: &Gpu,
+    x0: &Tensor,
+    t: &Tensor,
+    alphas_cumprod: &Tensor,
+    eps: &Tensor,
+    draw: Option<(u64, u32)>,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let batch = *x0.shape.first().ok_or_else(|| {
+        Error::Invalid("q_sample: x0 must have a batch dimension, got a scalar".into())
+    })?;
+    same_shape("q_sample t", &[batch], &t.shape)?;
+    same_shape("q_sample eps", &x0.shape, &eps.shape)?;
+    same_shape("q_sample out", &x0.shape, &out.shape)?;
+    if alphas_cumprod.shape.len() != 1 || alphas_cumprod.numel() == 0 {
+        return Err(Error::Invalid(format!(
+            "q_sample: alphas_cumprod must be a non-empty [T] table, got {:?}",
+            alphas_cumprod.shape
+        )));
+    }
+    distinct("q_sample out/x0", out, x0)?;
+    distinct("q_sample out/eps", out, eps)?;
+    distinct("q_sample out/t", out, t)?;
+    distinct("q_sample eps/x0", eps, x0)?;
+    let n = numel_u32("q_sample x0", x0)?;
+    let (seed, stream) = draw.unwrap_or((0, 0));
+    let params = QSampleParams {
+        n,
+        per_sample: (x0.numel() / batch.max(1)).max(1) as u32,
+        n_t: alphas_cumprod.numel() as u32,
+        draw: draw.is_some() as u32,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream,
+        _pad: 0,
+    };
+    Ok(gpu.dispatch(
+        &Q_SAMPLE,
+        &params,
+        &[
+            &x0.buffer,
+            &t.buffer,
+            &alphas_cumprod.buffer,
+            &eps.buffer,
+            &out.buffer,
+        ],
+        workgroups(n),
+    ))
+}
+
+/// Checks the step operands; returns (n, z buffer, noise mode, seed).
+fn step_operands<'a>(
+    what: &str,
+    x: &'a Tensor,
+    eps: &'a Tensor,
+    x0_out: &'a Tensor,
+    sigma: f32,
+    noise: StepNoise<'a>,
+) -> Result<(u32, &'a wgpu::Buffer, u32, u64)> {
+    same_shape(&format!("{what} eps"), &x.shape, &eps.shape)?;
+    same_shape(&format!("{what} x0_out"), &x.shape, &x0_out.shape)?;
+    distinct(&format!("{what} x/eps"), x, eps)?;
+    distinct(&format!("{what} x/x0_out"), x, x0_out)?;
+    distinct(&format!("{what} x0_out/eps"), x0_out, eps)?;
+    let n = numel_u32(what, x)?;
+    Ok(match noise {
+        _ if sigma == 0.0 => (n, &eps.buffer, 0, 0),
+        StepNoise::Rng { seed } => (n, &eps.buffer, 1, seed),
+        StepNoise::Given(z) => {
+            same_shape(&format!("{what} z"), &x.shape, &z.shape)?;
+            distinct(&format!("{what} x/z"), x, z)?;
+            distinct(&format!("{what} x0_out/z"), x0_out, z)?;
+            (n, &z.buffer, 2, 0)
+        }
+    })
+}
+
+/// One DDPM reverse step in place on `x` (`[N, C, H, W]`): x ← x_prev, `x0_out` ← x̂0,
+/// from ε̂ `eps` and [`DdpmCoefs`] (see `shaders/ddpm_step.wgsl`).
+pub fn ddpm_step(
+    gpu: &Gpu,
+    x: &Tensor,
+    eps: &Tensor,
+    x0_out: &Tensor,
+    c: &DdpmCoefs,
+    noise: StepNoise,
+) -> Result<Dispatch> {
+    let (n, z, mode, seed) = step_operands("ddpm_step", x, eps, x0_out, c.sigma, noise)?;
+    let params = DdpmParams {
+        n,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream: c.t,
+        sqrt_ab: c.sqrt_ab,
+        sqrt_1m_ab: c.sqrt_1m_ab,
+        clip_range: c.clip.unwrap_or(0.0),
+        clip: c.clip.is_some() as u32,
+        c_x0: c.c_x0,
+        c_xt: c.c_xt,
+        c_eps: c.c_eps,
+        sigma: c.sigma,
+        noise_mode: mode,
+        _pad: [0; 3],
+    };
+    Ok(gpu.dispatch(
+        &DDPM_STEP,
+        &params,
+        &[&x.buffer, &eps.buffer, z, &x0_out.buffer],
+        workgroups(n),
+    ))
+}
+
+/// One DDIM step in place on `x`: x ← x_prev, `x0_out` ← x̂0 (see `shaders/ddim_step.wgsl`).
+pub fn ddim_step(
+    gpu: &Gpu,
+    x: &Tensor,
+    eps: &Tensor,
+    x0_out: &Tensor,
+    c: &DdimCoefs,
+    noise: StepNoise,
+) -> Result<Dispatch> {
+    let (n, z, mode, seed) = step_operands("ddim_step", x, eps, x0_out, c.sigma, noise)?;
+    let params = DdimParams {
+        n,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream: c.t,
+        sqrt_ab: c.sqrt_ab,
+        sqrt_1m_ab: c.sqrt_1m_ab,
+        clip_range: c.clip.unwrap_or(0.0),
+        clip: c.clip.is_some() as u32,
+        sqrt_ab_prev: c.sqrt_ab_prev,
+        c_dir: c.c_dir,
+        sigma: c.sigma,
+        noise_mode: mode,
+    };
+    Ok(gpu.dispatch(
+        &DDIM_STEP,
+        &params,
+        &[&x.buffer, &eps.buffer, z, &x0_out.buffer],
+        workgroups(n),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::sampling as cpu;
+    use crate::schedule::{BetaSchedule, Schedule, VarianceType};
+    use crate::testing::{assert_close, gpu, Rng};
+
+    const SIZES: [usize; 5] = [1, 7, 255, 257, 3001];
+
+    fn run(d: Dispatch) {
+        pollster::block_on(gpu().run(&[d])).unwrap();
+    }
+
+    #[test]
+    fn rng_bits_match_cpu_exactly() {
+        let gpu = gpu();
+        for (n, seed, stream) in [(1, 0, 0), (257, 42, 7), (1000, u64::MAX, u32::MAX)] {
+            let out = Tensor::zeros(gpu, &[n, 4], "bits").unwrap();
+            run(rng_bits(gpu, &out, seed, stream).unwrap());
+            let got: Vec<u32> = out
+                .read_blocking(gpu)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let want: Vec<u32> = (0..n as u32)
+                .flat_map(|i| cpu::rng_u32x4(seed, stream, i))
+                .collect();
+            assert_eq!(got, want, "seed {seed} stream {stream}");
+        }
+    }
+
+    #[test]
+    fn noise_matches_cpu() {
+        let gpu = gpu();
+        for (k, n) in SIZES.into_iter().enumerate() {
+            let seed = 0x1234_5678_9abc_def0 ^ k as u64;
+            let out = Tensor::zeros(gpu, &[n], "noise").unwrap();
+            run(noise(gpu, &out, seed, 11).unwrap());
+            let got = out.read_blocking(gpu).unwrap();
+            assert_close(&got, &cpu::noise(n, seed, 11), 2e-6, 2e-6, "noise");
+        }
+    }
+
+    #[test]
+    fn fill_writes_constant() {
+        let gpu = gpu();
+        for n in SIZES {
+            let out = Tensor::from_slice(gpu, &[n], &vec![7.0; n], "fill").unwrap();
+            run(fill(gpu, &out, -3.25).unwrap());
+            assert_eq!(out.read_blocking(gpu).unwrap(), cpu::fill(n, -3.25));
+        }
+    }
+
+    #[test]
+    fn q_sample_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(5);
+        let sched = Schedule::new(BetaSchedule::Linear, 1000, 1e-4, 0.02).unwrap();
+        let ab = sched.alphas_cumprod();
+        let tab = Tensor::from_slice(gpu, &[ab.len()], &ab, "ab").unwrap();
+        for shape in [vec![1, 1, 1, 1], vec![3, 2, 5, 7], vec![2, 3, 16, 9]] {
+            let n: usize = shape.iter().product();
+            let x0 = rng.normals(n, 1.0);
+            let e = rng.normals(n, 1.0);
+            let t: Vec<f32> = (0..shape[0]).map(|_| rng.range(0, 999) as f32).collect();
+            let tx0 = Tensor::from_slice(gpu, &shape, &x0, "x0").unwrap();
+            let tt = Tensor::from_slice(gpu, &[shape[0]], &t, "t").unwrap();
+            let teps = Tensor::from_slice(gpu, &shape, &e, "eps").unwrap();
+            let out = Tensor::zeros(gpu, &shape, "out").unwrap();
+            // Given ε.
+            run(q_sample(gpu, &tx0, &tt, &tab, &teps, None, &out).unwrap());
+            let (want, _) = cpu::q_sample(&x0, &t, &ab, Some(&e), None);
+            assert_close(
+                &out.read_blocking(gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-5,
+                "q_sample",
+            );
+            assert_eq!(teps.read_blocking(gpu).unwrap(), e, "eps left alone");
+            // Drawn ε, written back.
+            run(q_sample(gpu, &tx0, &tt, &tab, &teps, Some((9, 3)), &out).unwrap());
+            let (want, want_eps) = cpu::q_sample(&x0, &t, &ab, None, Some((9, 3)));
+            assert_close(
+                &teps.read_blocking(gpu).unwrap(),
+                &want_eps,
+                2e-6,
+                2e-6,
+                "eps",
+            );
+            assert_close(
+                &out.read_blocking(gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-5,
+                "q_sample rng",
+            );
+        }
+    }
+
+    fn step_case(shape: &[usize], t: usize, prev: Option<usize>, ddim: bool, clip: Option<f32>) {
+        let gpu = gpu();
+        let mut rng = Rng::new(t as u64 * 7 + ddim as u64);
+        let sched = Schedule::new(BetaSchedule::SquaredcosCapV2, 1000, 1e-4, 0.02).unwrap();
+        let n: usize = shape.iter().product();
+        let x = rng.normals(n, 1.5);
+        let e = rng.normals(n, 1.0);
+        let z = rng.normals(n, 1.0);
+        let tx = Tensor::from_slice(gpu, shape, &x, "x").unwrap();
+        let te = Tensor::from_slice(gpu, shape, &e, "eps").unwrap();
+        let tz = Tensor::from_slice(gpu, shape, &z, "z").unwrap();
+        let tx0 = Tensor::zeros(gpu, shape, "x0").unwrap();
+        let seed = 77;
+        for given in [false, true] {
+            tx.write(gpu, &x).unwrap();
+            let noise = if given {
+                StepNoise::Given(&tz)
+            } else {
+                StepNoise::Rng { seed }
+            };
+            let zz = if given {
+                z.clone()
+            } else {
+                cpu::noise(n, seed, t as u32)
+            };
+            let (d, (want, want_x0)) = if ddim {
+                let c = sched.ddim_coefs(t, prev, 1.0, 0.7, clip).unwrap();
+                (
+                    ddim_step(gpu, &tx, &te, &tx0, &c, noise).unwrap(),
+                    cpu::ddim_step(&x, &e, &c, &zz),
+                )
+            } else {
+                let c = sched
+                    .ddpm_coefs(t, prev, VarianceType::FixedSmall, clip)
+                    .unwrap();
+                (
+                    ddpm_step(gpu, &tx, &te, &tx0, &c, noise).unwrap(),
+                    cpu::ddpm_step(&x, &e, &c, &zz),
+                )
+            };
+            run(d);
+            let what = format!("{shape:?} t={t} ddim={ddim} clip={clip:?} given={given}");
+            assert_close(&tx.read_blocking(gpu).unwrap(), &want, 1e-5, 1e-5, &what);
+            assert_close(
+                &tx0.read_blocking(gpu).unwrap(),
+                &want_x0,
+                1e-5,
+                1e-5,
+                &what,
+            );
+        }
+    }
+
+    #[test]
+    fn ddpm_step_matches_cpu() {
+        for (shape, t) in [
+            (vec![1, 1, 1, 1], 0),
+            (vec![2, 3, 5, 7], 1),
+            (vec![3, 1, 9, 11], 500),
+            (vec![1, 3, 16, 17], 999),
+        ] {
+            for clip in [None, Some(1.0)] {
+                step_case(&shape, t, t.checked_sub(1), false, clip);
+            }
+        }
+        step_case(&[2, 3, 4, 5], 600, Some(400), false, Some(1.0));
+    }
+
+    #[test]
+    fn ddim_step_matches_cpu() {
+        for (shape, t, prev) in [
+            (vec![1, 1, 1, 1], 0, None),
+            (vec![2, 3, 5, 7], 20, Some(0)),
+            (vec![3, 1, 9, 11], 500, Some(480)),
+            (vec![1, 3, 16, 17], 999, Some(979)),
+        ] {
+            for clip in [None, Some(1.0)] {
+                step_case(&shape, t, prev, true, clip);
+            }
+        }
+    }
+
+    #[test]
+    fn ops_reject_bad_operands() {
+        let gpu = gpu();
+        let sched = Schedule::new(BetaSchedule::Linear, 10, 1e-4, 0.02).unwrap();
+        let c = sched
+            .ddpm_coefs(5, Some(4), VarianceType::FixedLarge, None)
+            .unwrap();
+        let a = Tensor::zeros(gpu, &[2, 3], "a").unwrap();
+        let b = Tensor::zeros(gpu, &[2, 3], "b").unwrap();
+        let odd = Tensor::zeros(gpu, &[3, 2], "odd").unwrap();
+        let noise = StepNoise::Rng { seed: 1 };
+        assert!(matches!(
+            ddpm_step(gpu, &a, &odd, &b, &c, noise),
+            Err(Error::Shape { .. })
+        ));
+        assert!(
+            ddpm_step(gpu, &a, &b, &a, &c, noise).is_err(),
+            "aliased output"
+        );
+        assert!(ddpm_step(gpu, &a, &b, &odd, &c, noise).is_err());
+        assert!(ddpm_step(gpu, &a, &b, &odd, &c, StepNoise::Given(&odd)).is_err());
+        let t = Tensor::zeros(gpu, &[3], "t").unwrap();
+        let tab = Tensor::zeros(gpu, &[10], "tab").unwrap();
+        assert!(q_sample(gpu, &a, &t, &tab, &b, None, &odd).is_err());
+        let t2 = Tensor::zeros(gpu, &[2], "t2").unwrap();
+        assert!(
+            q_sample(gpu, &a, &t2, &tab, &b, None, &a).is_err(),
+            "aliased"
+        );
+        let empty = Tensor::zeros(gpu, &[0], "empty").unwrap();
+        assert!(q_sample(gpu, &a, &t2, &empty, &b, None, &odd).is_err());
+        assert!(rng_bits(gpu, &a, 0, 0).is_err());
+    }
+}

@@ -1,0 +1,49 @@
+// requires: rng.wgsl
+// One fused DDIM step (Song et al. 2021; diffusers' DDIMScheduler.step), in place on x
+// (coefficients from `Schedule::ddim_coefs`):
+//   x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab, -clip_range, clip_range)   (clamp if clip)
+//   x  = sqrt_ab_prev * x0 + c_dir * eps + sigma * z
+// z: none (noise_mode 0, eta = 0), RNG (seed, stream = t, i) (1), or the `z` buffer (2).
+
+struct Params {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    sqrt_ab: f32,
+    sqrt_1m_ab: f32,
+    clip_range: f32,
+    clip: u32,
+    sqrt_ab_prev: f32,
+    c_dir: f32,
+    sigma: f32,
+    noise_mode: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> eps: array<f32>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x0_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn ddim_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n {
+        return;
+    }
+    let xt = x[i];
+    let e = eps[i];
+    var x0 = (xt - p.sqrt_1m_ab * e) / p.sqrt_ab;
+    if p.clip != 0u {
+        x0 = clamp(x0, -p.clip_range, p.clip_range);
+    }
+    var xp = p.sqrt_ab_prev * x0 + p.c_dir * e;
+    if p.noise_mode == 1u {
+        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+    } else if p.noise_mode == 2u {
+        xp += p.sigma * z[i];
+    }
+    x[i] = xp;
+    x0_out[i] = x0;
+}

@@ -1,0 +1,52 @@
+// requires: rng.wgsl
+// One fused DDPM reverse step, in place on x (coefficients from `Schedule::ddpm_coefs`):
+//   x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab, -clip_range, clip_range)   (clamp if clip)
+//   x  = c_x0 * x0 + c_xt * x + c_eps * eps + sigma * z
+// z: none (noise_mode 0), RNG (seed, stream = t, i) (1), or the `z` buffer (2). x0 is written out.
+
+struct Params {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    sqrt_ab: f32,
+    sqrt_1m_ab: f32,
+    clip_range: f32,
+    clip: u32,
+    c_x0: f32,
+    c_xt: f32,
+    c_eps: f32,
+    sigma: f32,
+    noise_mode: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> eps: array<f32>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x0_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn ddpm_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n {
+        return;
+    }
+    let xt = x[i];
+    let e = eps[i];
+    var x0 = (xt - p.sqrt_1m_ab * e) / p.sqrt_ab;
+    if p.clip != 0u {
+        x0 = clamp(x0, -p.clip_range, p.clip_range);
+    }
+    var xp = p.c_x0 * x0 + p.c_xt * xt + p.c_eps * e;
+    if p.noise_mode == 1u {
+        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+    } else if p.noise_mode == 2u {
+        xp += p.sigma * z[i];
+    }
+    x[i] = xp;
+    x0_out[i] = x0;
+}

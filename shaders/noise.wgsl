@@ -1,0 +1,21 @@
+// requires: rng.wgsl
+// out[i] = N(0, 1) drawn for (seed, stream, i): the starting noise x_T.
+
+struct Params {
+    n: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn noise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n {
+        return;
+    }
+    out[i] = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+}
