@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use ddpm::model::{presets, UNetConfig, Weights};
 
 #[derive(Parser)]
-#[command(name = "ddpm", version, about = "DDPM U-Net in hand-written WGSL on WebGPU/Vulkan/Metal/DX12")]
+#[command(
+    name = "ddpm",
+    version,
+    about = "DDPM U-Net in hand-written WGSL on WebGPU/Vulkan/Metal/DX12"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -46,14 +46,26 @@ impl Backend for Cpu<'_> {
         x.shape.clone()
     }
 
-    fn timestep_embedding(&mut self, t: &HostTensor, dim: usize, flip: bool, shift: f32) -> Result<HostTensor> {
+    fn timestep_embedding(
+        &mut self,
+        t: &HostTensor,
+        dim: usize,
+        flip: bool,
+        shift: f32,
+    ) -> Result<HostTensor> {
         Ok(HostTensor {
             shape: vec![t.data.len(), dim],
             data: cpu::timestep::timestep_embedding(&t.data, dim, flip, shift),
         })
     }
 
-    fn linear(&mut self, x: &HostTensor, prefix: &str, silu_in: bool, silu_out: bool) -> Result<HostTensor> {
+    fn linear(
+        &mut self,
+        x: &HostTensor,
+        prefix: &str,
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Result<HostTensor> {
         let (ws, w) = self.param(&format!("{prefix}.weight"))?;
         let (_, bias) = self.param(&format!("{prefix}.bias"))?;
         let (n, in_f, out_f) = (x.shape[0], x.shape[1], ws[0]);
@@ -91,14 +103,23 @@ impl Backend for Cpu<'_> {
         })
     }
 
-    fn group_norm(&mut self, x: &HostTensor, prefix: &str, groups: usize, eps: f32, silu: bool) -> Result<HostTensor> {
+    fn group_norm(
+        &mut self,
+        x: &HostTensor,
+        prefix: &str,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> Result<HostTensor> {
         let (_, gamma) = self.param(&format!("{prefix}.weight"))?;
         let (_, beta) = self.param(&format!("{prefix}.bias"))?;
         let (n, c) = (x.shape[0], x.shape[1]);
         let spatial = x.shape[2..].iter().product();
         Ok(HostTensor {
             shape: x.shape.clone(),
-            data: cpu::group_norm::group_norm(&x.data, n, c, spatial, gamma, beta, groups, eps, silu),
+            data: cpu::group_norm::group_norm(
+                &x.data, n, c, spatial, gamma, beta, groups, eps, silu,
+            ),
         })
     }
 
@@ -108,7 +129,16 @@ impl Backend for Cpu<'_> {
         let mut qkv = Vec::with_capacity(3 * x.data.len());
         let parts: Vec<HostTensor> = ["to_q", "to_k", "to_v"]
             .iter()
-            .map(|p| self.conv(x, &format!("{prefix}.{p}"), Conv2dGeom::same(1), None, None, 1.0))
+            .map(|p| {
+                self.conv(
+                    x,
+                    &format!("{prefix}.{p}"),
+                    Conv2dGeom::same(1),
+                    None,
+                    None,
+                    1.0,
+                )
+            })
             .collect::<Result<_>>()?;
         for b in 0..n {
             for p in &parts {
@@ -136,7 +166,12 @@ impl Backend for Cpu<'_> {
 }
 
 /// ε̂ for `x` `[N, C, H, W]` at timesteps `t` (one per sample), on the CPU.
-pub fn forward(cfg: &UNetConfig, weights: &Weights, x: &HostTensor, t: &[f32]) -> Result<HostTensor> {
+pub fn forward(
+    cfg: &UNetConfig,
+    weights: &Weights,
+    x: &HostTensor,
+    t: &[f32],
+) -> Result<HostTensor> {
     super::check_input(cfg, &x.shape, t.len())?;
     let t = HostTensor {
         shape: vec![t.len()],

@@ -29,7 +29,10 @@ impl UNet {
         let mut params = HashMap::new();
         for (name, t) in weights.iter() {
             let shape = conv_shape(&t.shape);
-            params.insert(name.to_string(), Tensor::from_slice(gpu, &shape, &t.data, name)?);
+            params.insert(
+                name.to_string(),
+                Tensor::from_slice(gpu, &shape, &t.data, name)?,
+            );
         }
         let prefixes: Vec<String> = weights
             .iter()
@@ -39,10 +42,17 @@ impl UNet {
             let (mut w, mut b) = (Vec::new(), Vec::new());
             let mut channels = 0;
             for p in ["to_q", "to_k", "to_v"] {
-                let wt = weights.get(&format!("{prefix}.{p}.weight")).expect("validated");
+                let wt = weights
+                    .get(&format!("{prefix}.{p}.weight"))
+                    .expect("validated");
                 channels = wt.shape[1];
                 w.extend_from_slice(&wt.data);
-                b.extend_from_slice(&weights.get(&format!("{prefix}.{p}.bias")).expect("validated").data);
+                b.extend_from_slice(
+                    &weights
+                        .get(&format!("{prefix}.{p}.bias"))
+                        .expect("validated")
+                        .data,
+                );
             }
             let name = format!("{prefix}.to_qkv");
             let wt = Tensor::from_slice(gpu, &[3 * channels, channels, 1, 1], &w, &name)?;
@@ -81,7 +91,10 @@ impl UNet {
         let eps = unet::forward(&mut rec, &self.config, &xh, &th)?;
         let eps = eps.tensor.clone();
         let (dispatches, flops) = (rec.dispatches, rec.flops);
-        let activation_bytes = pool.borrow().total_bytes;
+        let (activation_bytes, activation_bytes_without_reuse) = {
+            let pool = pool.borrow();
+            (pool.total_bytes, pool.requested_bytes)
+        };
         Ok(UNetPlan {
             x,
             t,
@@ -89,6 +102,7 @@ impl UNet {
             dispatches,
             flops,
             activation_bytes,
+            activation_bytes_without_reuse,
         })
     }
 }
@@ -103,6 +117,8 @@ pub struct UNetPlan {
     pub flops: Vec<u64>,
     /// Bytes of GPU memory held by intermediate activations (after buffer reuse).
     pub activation_bytes: u64,
+    /// What the activations would take without buffer reuse.
+    pub activation_bytes_without_reuse: u64,
 }
 
 impl UNetPlan {
@@ -141,7 +157,10 @@ fn conv_shape(shape: &[usize]) -> Vec<usize> {
 #[derive(Default)]
 struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Bytes of all buffers created.
     total_bytes: u64,
+    /// Bytes of all allocations served (created or reused).
+    requested_bytes: u64,
 }
 
 /// An activation tensor that returns its buffer to the pool when dropped.
@@ -167,7 +186,11 @@ impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
             let buffer = self.tensor.buffer.clone();
-            pool.borrow_mut().free.entry(buffer.size()).or_default().push(buffer);
+            pool.borrow_mut()
+                .free
+                .entry(buffer.size())
+                .or_default()
+                .push(buffer);
         }
     }
 }
@@ -195,7 +218,13 @@ impl<'a> Recorder<'a> {
 
     fn alloc(&mut self, shape: &[usize]) -> Result<Pooled> {
         let bytes = (shape.iter().product::<usize>() as u64 * 4).max(4);
-        let reused = self.pool.borrow_mut().free.get_mut(&bytes).and_then(Vec::pop);
+        self.pool.borrow_mut().requested_bytes += bytes;
+        let reused = self
+            .pool
+            .borrow_mut()
+            .free
+            .get_mut(&bytes)
+            .and_then(Vec::pop);
         let tensor = match reused {
             Some(buffer) => Tensor {
                 buffer,
@@ -220,14 +249,26 @@ impl Backend for Recorder<'_> {
         x.shape.clone()
     }
 
-    fn timestep_embedding(&mut self, t: &Pooled, dim: usize, flip: bool, shift: f32) -> Result<Pooled> {
+    fn timestep_embedding(
+        &mut self,
+        t: &Pooled,
+        dim: usize,
+        flip: bool,
+        shift: f32,
+    ) -> Result<Pooled> {
         let out = self.alloc(&[t.shape[0], dim])?;
         let d = ops::timestep::timestep_embedding(self.gpu, t, dim, flip, shift, &out)?;
         self.push(d, out.numel() * 4);
         Ok(out)
     }
 
-    fn linear(&mut self, x: &Pooled, prefix: &str, silu_in: bool, silu_out: bool) -> Result<Pooled> {
+    fn linear(
+        &mut self,
+        x: &Pooled,
+        prefix: &str,
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Result<Pooled> {
         let w = self.param(&format!("{prefix}.weight"))?;
         let b = self.param(&format!("{prefix}.bias"))?;
         let out = self.alloc(&[x.shape[0], w.shape[0]])?;
@@ -264,7 +305,14 @@ impl Backend for Recorder<'_> {
         Ok(out)
     }
 
-    fn group_norm(&mut self, x: &Pooled, prefix: &str, groups: usize, eps: f32, silu: bool) -> Result<Pooled> {
+    fn group_norm(
+        &mut self,
+        x: &Pooled,
+        prefix: &str,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> Result<Pooled> {
         let gamma = self.param(&format!("{prefix}.weight"))?;
         let beta = self.param(&format!("{prefix}.bias"))?;
         let out = self.alloc(&x.shape)?;
@@ -274,7 +322,14 @@ impl Backend for Recorder<'_> {
     }
 
     fn attention(&mut self, x: &Pooled, prefix: &str, heads: usize) -> Result<Pooled> {
-        let qkv = self.conv(x, &format!("{prefix}.to_qkv"), Conv2dGeom::same(1), None, None, 1.0)?;
+        let qkv = self.conv(
+            x,
+            &format!("{prefix}.to_qkv"),
+            Conv2dGeom::same(1),
+            None,
+            None,
+            1.0,
+        )?;
         let out = self.alloc(&x.shape)?;
         let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
         let qkv_view = Tensor {

@@ -37,8 +37,8 @@ pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize)
         && x_shape[1] == cfg.in_channels
         && x_shape[2] > 0
         && x_shape[3] > 0
-        && x_shape[2] % factor == 0
-        && x_shape[3] % factor == 0;
+        && x_shape[2].is_multiple_of(factor)
+        && x_shape[3].is_multiple_of(factor);
     if !ok {
         return Err(Error::Invalid(format!(
             "U-Net input must be [N, {}, H, W] with N ≥ 1 and H, W positive multiples of {factor} \

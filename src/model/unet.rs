@@ -16,9 +16,21 @@ pub trait Backend {
     /// The shape of `x`.
     fn shape(&self, x: &Self::T) -> Vec<usize>;
     /// Sinusoidal embedding of the timesteps `t` `[N]` → `[N, dim]`.
-    fn timestep_embedding(&mut self, t: &Self::T, dim: usize, flip_sin_to_cos: bool, freq_shift: f32) -> Result<Self::T>;
+    fn timestep_embedding(
+        &mut self,
+        t: &Self::T,
+        dim: usize,
+        flip_sin_to_cos: bool,
+        freq_shift: f32,
+    ) -> Result<Self::T>;
     /// `prefix` Linear on `[N, in]`, optionally with SiLU before and/or after.
-    fn linear(&mut self, x: &Self::T, prefix: &str, silu_in: bool, silu_out: bool) -> Result<Self::T>;
+    fn linear(
+        &mut self,
+        x: &Self::T,
+        prefix: &str,
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Result<Self::T>;
     /// `prefix` Conv2d, then `(· + temb[n, c] + residual) * out_scale`.
     fn conv(
         &mut self,
@@ -30,7 +42,14 @@ pub trait Backend {
         out_scale: f32,
     ) -> Result<Self::T>;
     /// `prefix` GroupNorm (affine), optionally followed by SiLU.
-    fn group_norm(&mut self, x: &Self::T, prefix: &str, groups: usize, eps: f32, silu: bool) -> Result<Self::T>;
+    fn group_norm(
+        &mut self,
+        x: &Self::T,
+        prefix: &str,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> Result<Self::T>;
     /// Multi-head self-attention core of `prefix` (`to_q`, `to_k`, `to_v` projections of the
     /// normalised `x`, softmax(q·kᵀ/√d)·v) — without `to_out`.
     fn attention(&mut self, x: &Self::T, prefix: &str, heads: usize) -> Result<Self::T>;
@@ -76,7 +95,14 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
         let channels = cfg.block_out_channels[i];
         for j in 0..cfg.layers_per_block {
             let h = skips.last().expect("conv_in output");
-            let mut h = resnet(b, &norm, h, &emb, &format!("down_blocks.{i}.resnets.{j}"), 1.0)?;
+            let mut h = resnet(
+                b,
+                &norm,
+                h,
+                &emb,
+                &format!("down_blocks.{i}.resnets.{j}"),
+                1.0,
+            )?;
             if kind == "AttnDownBlock2D" {
                 let prefix = format!("down_blocks.{i}.attentions.{j}");
                 h = attention(b, &norm, &h, &prefix, cfg.heads_for(channels), 1.0)?;
@@ -92,7 +118,14 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
                 upsample: false,
             };
             let h = skips.last().expect("resnet output");
-            let h = b.conv(h, &format!("down_blocks.{i}.downsamplers.0.conv"), geom, None, None, 1.0)?;
+            let h = b.conv(
+                h,
+                &format!("down_blocks.{i}.downsamplers.0.conv"),
+                geom,
+                None,
+                None,
+                1.0,
+            )?;
             skips.push(h);
         }
     }
@@ -104,7 +137,14 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
         groups: cfg.attn_norm_num_groups.unwrap_or(norm.groups),
         eps: norm.eps,
     };
-    let mut h = resnet(b, &norm, skips.last().expect("down output"), &emb, "mid_block.resnets.0", scale)?;
+    let mut h = resnet(
+        b,
+        &norm,
+        skips.last().expect("down output"),
+        &emb,
+        "mid_block.resnets.0",
+        scale,
+    )?;
     if cfg.add_attention {
         h = attention(b, &mid_norm, &h, "mid_block.attentions.0", mid_heads, scale)?;
     }
@@ -118,7 +158,14 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
             let skip = skips.pop().expect("one skip per up-block resnet");
             let cat = b.concat(&h, &skip)?;
             drop(skip);
-            h = resnet(b, &norm, &cat, &emb, &format!("up_blocks.{i}.resnets.{j}"), 1.0)?;
+            h = resnet(
+                b,
+                &norm,
+                &cat,
+                &emb,
+                &format!("up_blocks.{i}.resnets.{j}"),
+                1.0,
+            )?;
             drop(cat);
             if kind == "AttnUpBlock2D" {
                 let prefix = format!("up_blocks.{i}.attentions.{j}");
@@ -131,7 +178,14 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
                 upsample: true,
                 ..Conv2dGeom::same(3)
             };
-            h = b.conv(&h, &format!("up_blocks.{i}.upsamplers.0.conv"), geom, None, None, 1.0)?;
+            h = b.conv(
+                &h,
+                &format!("up_blocks.{i}.upsamplers.0.conv"),
+                geom,
+                None,
+                None,
+                1.0,
+            )?;
         }
     }
     debug_assert!(skips.is_empty());
@@ -142,10 +196,24 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
 }
 
 /// ResnetBlock2D: `(shortcut(x) + conv2(SiLU(GN(conv1(SiLU(GN(x))) + proj(SiLU(temb)))))) / scale`.
-fn resnet<B: Backend>(b: &mut B, n: &Norm, x: &B::T, emb: &B::T, prefix: &str, output_scale: f32) -> Result<B::T> {
+fn resnet<B: Backend>(
+    b: &mut B,
+    n: &Norm,
+    x: &B::T,
+    emb: &B::T,
+    prefix: &str,
+    output_scale: f32,
+) -> Result<B::T> {
     let h = b.group_norm(x, &format!("{prefix}.norm1"), n.groups, n.eps, true)?;
     let temb = b.linear(emb, &format!("{prefix}.time_emb_proj"), true, false)?;
-    let h = b.conv(&h, &format!("{prefix}.conv1"), Conv2dGeom::same(3), Some(&temb), None, 1.0)?;
+    let h = b.conv(
+        &h,
+        &format!("{prefix}.conv1"),
+        Conv2dGeom::same(3),
+        Some(&temb),
+        None,
+        1.0,
+    )?;
     drop(temb);
     let h = b.group_norm(&h, &format!("{prefix}.norm2"), n.groups, n.eps, true)?;
     // Dropout is the identity at inference.
@@ -153,15 +221,43 @@ fn resnet<B: Backend>(b: &mut B, n: &Norm, x: &B::T, emb: &B::T, prefix: &str, o
     let inv = 1.0 / output_scale;
     if b.has_param(&format!("{shortcut_name}.weight")) {
         let shortcut = b.conv(x, &shortcut_name, Conv2dGeom::same(1), None, None, 1.0)?;
-        b.conv(&h, &format!("{prefix}.conv2"), Conv2dGeom::same(3), None, Some(&shortcut), inv)
+        b.conv(
+            &h,
+            &format!("{prefix}.conv2"),
+            Conv2dGeom::same(3),
+            None,
+            Some(&shortcut),
+            inv,
+        )
     } else {
-        b.conv(&h, &format!("{prefix}.conv2"), Conv2dGeom::same(3), None, Some(x), inv)
+        b.conv(
+            &h,
+            &format!("{prefix}.conv2"),
+            Conv2dGeom::same(3),
+            None,
+            Some(x),
+            inv,
+        )
     }
 }
 
 /// Attention block: `(to_out(MHSA(GN(x))) + x) / rescale`.
-fn attention<B: Backend>(b: &mut B, n: &Norm, x: &B::T, prefix: &str, heads: usize, rescale: f32) -> Result<B::T> {
+fn attention<B: Backend>(
+    b: &mut B,
+    n: &Norm,
+    x: &B::T,
+    prefix: &str,
+    heads: usize,
+    rescale: f32,
+) -> Result<B::T> {
     let h = b.group_norm(x, &format!("{prefix}.group_norm"), n.groups, n.eps, false)?;
     let h = b.attention(&h, prefix, heads)?;
-    b.conv(&h, &format!("{prefix}.to_out.0"), Conv2dGeom::same(1), None, Some(x), 1.0 / rescale)
+    b.conv(
+        &h,
+        &format!("{prefix}.to_out.0"),
+        Conv2dGeom::same(1),
+        None,
+        Some(x),
+        1.0 / rescale,
+    )
 }

@@ -1,0 +1,197 @@
+//! The whole U-Net: GPU vs the CPU reference, and both vs diffusers' own outputs (fixtures made
+//! by `scripts/make_fixtures.py` from random-weight `UNet2DModel`s).
+//!
+//! Tolerance vs diffusers: 2e-5 absolute on outputs of magnitude ~1. Both sides compute in f32
+//! with different summation orders (torch's conv algorithms vs our direct loops), which leaves
+//! differences of ~1e-6 after ~30 layers; 2e-5 is 10× that margin, yet far below any real bug
+//! (a wrong padding, head split or scale moves outputs by 1e-2 or more).
+
+use ddpm::model::cpu_unet::{self, HostTensor};
+use ddpm::model::{presets, UNet, UNetConfig, Weights};
+use ddpm::testing::{assert_close, gpu, Rng};
+
+struct Fixture {
+    cfg: UNetConfig,
+    weights: Weights,
+    x: HostTensor,
+    t: Vec<f32>,
+    eps: Vec<f32>,
+    eps_f64: Vec<f32>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let (cfg, weights) = Weights::load_dir(&dir).unwrap();
+    let (shape, x) = ddpm::npy::read(dir.join("x.npy")).unwrap();
+    let (_, t) = ddpm::npy::read(dir.join("t.npy")).unwrap();
+    let (_, eps) = ddpm::npy::read(dir.join("eps.npy")).unwrap();
+    let (_, eps_f64) = ddpm::npy::read(dir.join("eps_f64.npy")).unwrap();
+    Fixture {
+        cfg,
+        weights,
+        x: HostTensor { shape, data: x },
+        t,
+        eps,
+        eps_f64,
+    }
+}
+
+fn gpu_forward(cfg: &UNetConfig, weights: &Weights, x: &HostTensor, t: &[f32]) -> Vec<f32> {
+    let gpu = gpu();
+    let unet = UNet::new(gpu, cfg.clone(), weights).unwrap();
+    let plan = unet.plan_for(gpu, &x.shape).unwrap();
+    pollster::block_on(plan.run(gpu, &x.data, t)).unwrap()
+}
+
+#[test]
+fn gpu_and_cpu_match_diffusers() {
+    for name in ["unet_tiny", "unet_ddpm_style"] {
+        let f = fixture(name);
+        let cpu = cpu_unet::forward(&f.cfg, &f.weights, &f.x, &f.t).unwrap();
+        assert_close(
+            &cpu.data,
+            &f.eps,
+            2e-5,
+            0.0,
+            &format!("{name}: CPU vs diffusers"),
+        );
+        assert_close(
+            &cpu.data,
+            &f.eps_f64,
+            2e-5,
+            0.0,
+            &format!("{name}: CPU vs diffusers f64"),
+        );
+        let gpu = gpu_forward(&f.cfg, &f.weights, &f.x, &f.t);
+        assert_close(
+            &gpu,
+            &f.eps,
+            2e-5,
+            0.0,
+            &format!("{name}: GPU vs diffusers"),
+        );
+        assert_close(
+            &gpu,
+            &f.eps_f64,
+            2e-5,
+            0.0,
+            &format!("{name}: GPU vs diffusers f64"),
+        );
+    }
+}
+
+#[test]
+fn fixture_outputs_depend_on_the_timestep() {
+    // Guards the parity test against a degenerate fixture: different t ⇒ different ε̂.
+    let f = fixture("unet_tiny");
+    let per = f.eps.len() / f.t.len();
+    let diff: f32 = (0..per)
+        .map(|i| (f.eps[i] - f.eps[per + i]).abs())
+        .sum::<f32>()
+        / per as f32;
+    assert!(diff > 1e-2, "mean |Δε̂| between samples {diff}");
+}
+
+#[test]
+fn gpu_matches_cpu_on_random_configs() {
+    // Awkward shapes: non-square input, odd channel counts per group, 3 heads, padding 0.
+    let configs = [
+        r#"{"sample_size": [8, 12], "in_channels": 2, "out_channels": 3,
+            "block_out_channels": [12, 24], "down_block_types": ["AttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "AttnUpBlock2D"], "layers_per_block": 1,
+            "norm_num_groups": 3, "attention_head_dim": 4, "downsample_padding": 0,
+            "flip_sin_to_cos": false, "freq_shift": 1, "mid_block_scale_factor": 1.41421356}"#,
+        r#"{"sample_size": 4, "in_channels": 1, "out_channels": 1,
+            "block_out_channels": [8], "down_block_types": ["AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D"], "layers_per_block": 2,
+            "norm_num_groups": 4, "attention_head_dim": 8, "add_attention": false}"#,
+    ];
+    for (i, json) in configs.iter().enumerate() {
+        let cfg = UNetConfig::from_json(json).unwrap();
+        let weights = perturbed_init(&cfg, i as u64);
+        let (h, w) = cfg.sample_hw().unwrap();
+        for batch in [1, 3] {
+            let shape = vec![batch, cfg.in_channels, h, w];
+            let mut rng = Rng::new(7 + batch as u64);
+            let x = HostTensor {
+                data: rng.normals(shape.iter().product(), 1.0),
+                shape,
+            };
+            let t: Vec<f32> = (0..batch).map(|k| (k * 433 % 1000) as f32).collect();
+            let cpu = cpu_unet::forward(&cfg, &weights, &x, &t).unwrap();
+            let gpu = gpu_forward(&cfg, &weights, &x, &t);
+            assert_close(
+                &gpu,
+                &cpu.data,
+                2e-5,
+                1e-4,
+                &format!("config {i} batch {batch}"),
+            );
+        }
+    }
+}
+
+/// `Weights::init` with the GroupNorm affine parameters moved off 1/0, so they matter.
+fn perturbed_init(cfg: &UNetConfig, seed: u64) -> Weights {
+    let mut w = Weights::init(cfg, seed).unwrap();
+    let mut rng = Rng::new(seed + 100);
+    let names: Vec<String> = w.iter().map(|(n, _)| n.to_string()).collect();
+    for name in names {
+        let t = w.get_mut(&name).unwrap();
+        if t.shape.len() == 1 {
+            for v in &mut t.data {
+                *v += 0.2 * rng.normal();
+            }
+        }
+    }
+    w
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let gpu = gpu();
+    let cfg = presets::preset("mnist").unwrap();
+    let weights = Weights::init(&cfg, 0).unwrap();
+    let unet = UNet::new(gpu, cfg.clone(), &weights).unwrap();
+    // Wrong channel count, size not divisible by 4, empty batch.
+    for shape in [[1, 3, 28, 28], [1, 1, 30, 30], [0, 1, 28, 28]] {
+        let err = unet
+            .plan_for(gpu, &shape)
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(err.contains("U-Net input must be [N, 1, H, W]"), "{err}");
+    }
+    // Timestep count mismatch on the CPU path.
+    let x = HostTensor {
+        shape: vec![2, 1, 28, 28],
+        data: vec![0.0; 2 * 28 * 28],
+    };
+    let err = cpu_unet::forward(&cfg, &weights, &x, &[1.0])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one timestep per sample"), "{err}");
+    // Weights of another config.
+    let other = Weights::init(&presets::preset("cifar10").unwrap(), 0).unwrap();
+    let err = UNet::new(gpu, cfg, &other)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.contains("conv_in.weight"), "{err}");
+}
+
+#[test]
+fn plan_reuses_activation_buffers() {
+    let gpu = gpu();
+    let cfg = presets::preset("mnist").unwrap();
+    let weights = Weights::init(&cfg, 0).unwrap();
+    let unet = UNet::new(gpu, cfg.clone(), &weights).unwrap();
+    let plan = unet.plan(gpu, 2).unwrap();
+    let (used, naive) = (plan.activation_bytes, plan.activation_bytes_without_reuse);
+    assert!(
+        used * 2 < naive,
+        "activations take {used} bytes, {naive} without reuse"
+    );
+}
