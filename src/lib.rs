@@ -5,6 +5,7 @@
 //! [`schedule`] + [`sampler`] (the reverse process).
 
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;
