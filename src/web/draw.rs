@@ -8,7 +8,7 @@ use super::dom;
 /// Gap between grid cells and around the grid, in image pixels.
 const GAP: usize = 1;
 /// Grid background (the gaps).
-const GAP_RGB: [u8; 3] = [24, 27, 34];
+const GAP_RGB: [u8; 3] = [26, 26, 26];
 
 /// Maps [-1, 1] to 0..=255 (clamping; NaN → 0), one byte per value.
 pub fn quantize(x: &[f32]) -> Vec<u8> {
@@ -69,12 +69,18 @@ pub fn draw_grid(id: &str, q: &[u8], shape: [usize; 4]) -> Result<(), JsValue> {
 }
 
 /// Resizes `canvas` to `w`×`h` and puts `rgba` on it.
-pub fn put_rgba(canvas: &HtmlCanvasElement, w: usize, h: usize, rgba: &[u8]) -> Result<(), JsValue> {
+pub fn put_rgba(
+    canvas: &HtmlCanvasElement,
+    w: usize,
+    h: usize,
+    rgba: &[u8],
+) -> Result<(), JsValue> {
     if canvas.width() != w as u32 || canvas.height() != h as u32 {
         canvas.set_width(w as u32);
         canvas.set_height(h as u32);
     }
-    let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(rgba), w as u32, h as u32)?;
+    let img =
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(rgba), w as u32, h as u32)?;
     context_2d(canvas)?.put_image_data(&img, 0.0, 0.0)
 }
 
@@ -157,7 +163,9 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     for k in 0..=4 {
         let x = left + pw * k as f64 / 4.0;
         let label = (n * k / 4).to_string();
-        ctx.fill_text(&label, x - 3.0 * label.len() as f64, h - 6.0)?;
+        // Centre the tick label, keeping the last one inside the canvas.
+        let half = 3.3 * label.len() as f64;
+        ctx.fill_text(&label, (x - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
     }
 
     let curve = |vals: &[f32], lo: f32, hi: f32, color: &str| {
@@ -183,7 +191,9 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     let (smin, smax) = s
         .log_snr
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     curve(s.beta, 0.0, bmax, "#f0b849");
     curve(s.log_snr, smin, smax, "#c38af0");
     curve(s.abar, 0.0, 1.0, "#7aa2ff");

@@ -11,14 +11,21 @@ use super::standin::ModelFiles;
 pub const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
 
 /// Downloads `url`, calling `progress(bytes so far, total if the server said)` as it goes.
-pub async fn fetch_bytes(url: &str, mut progress: impl FnMut(u64, Option<u64>)) -> Result<Vec<u8>, String> {
+pub async fn fetch_bytes(
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, String> {
     let resp = JsFuture::from(dom::window().fetch_with_str(url))
         .await
         .map_err(|e| format!("{url}: {}", js_err(e)))?
         .dyn_into::<web_sys::Response>()
         .map_err(|_| format!("{url}: not a fetch Response"))?;
     if !resp.ok() {
-        return Err(format!("{url}: HTTP {} {}", resp.status(), resp.status_text()));
+        return Err(format!(
+            "{url}: HTTP {} {}",
+            resp.status(),
+            resp.status_text()
+        ));
     }
     let total = resp
         .headers()
@@ -53,8 +60,14 @@ pub async fn fetch_bytes(url: &str, mut progress: impl FnMut(u64, Option<u64>)) 
 }
 
 /// Downloads `config.json` and the weights from the folder `base` (ending in `/`).
-pub async fn fetch_model(base: &str, mut progress: impl FnMut(&str, u64, Option<u64>)) -> Result<ModelFiles, String> {
-    let config = fetch_bytes(&format!("{base}config.json"), |d, t| progress("config.json", d, t)).await?;
+pub async fn fetch_model(
+    base: &str,
+    mut progress: impl FnMut(&str, u64, Option<u64>),
+) -> Result<ModelFiles, String> {
+    let config = fetch_bytes(&format!("{base}config.json"), |d, t| {
+        progress("config.json", d, t)
+    })
+    .await?;
     let weights = fetch_bytes(&format!("{base}{WEIGHTS}"), |d, t| progress(WEIGHTS, d, t)).await?;
     Ok(ModelFiles {
         source: base.to_string(),
@@ -70,8 +83,9 @@ pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, Str
     let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
     let names: Vec<String> = files.iter().map(|f| f.name()).collect();
     let find = |pred: &dyn Fn(&str) -> bool| files.iter().find(|f| pred(&f.name()));
-    let weights = find(&|n| n.ends_with(".safetensors"))
-        .ok_or_else(|| format!("no .safetensors weights file among {names:?} (expected {WEIGHTS})"))?;
+    let weights = find(&|n| n.ends_with(".safetensors")).ok_or_else(|| {
+        format!("no .safetensors weights file among {names:?} (expected {WEIGHTS})")
+    })?;
     let scheduler = find(&|n| n == "scheduler_config.json");
     let config = find(&|n| n == "config.json")
         .or_else(|| {

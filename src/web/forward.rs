@@ -35,7 +35,8 @@ impl Forward {
         if [c, h, w] != self.sample || frames.is_empty() || frames.t(frames.len() - 1) != 0 {
             return;
         }
-        self.images.retain(|(name, _)| !name.starts_with("Generated"));
+        self.images
+            .retain(|(name, _)| !name.starts_with("Generated"));
         let x = frames.x(frames.len() - 1);
         let per = c * h * w;
         for i in 0..n.min(MAX_GENERATED) {
@@ -96,7 +97,9 @@ fn bundled_images([c, h, w]: [usize; 3]) -> Vec<(String, Vec<f32>)> {
             let base = if on { 0.85 } else { -0.85 };
             base * [1.0, 0.8, 0.6][ch % 3]
         }),
-        ("Gradient", |u, v, ch| [2.0 * u - 1.0, 2.0 * v - 1.0, 1.0 - u - v][ch % 3]),
+        ("Gradient", |u, v, ch| {
+            [2.0 * u - 1.0, 2.0 * v - 1.0, 1.0 - u - v][ch % 3]
+        }),
         ("Rings", |u, v, ch| {
             let r = ((u - 0.5).powi(2) + (v - 0.5).powi(2)).sqrt();
             (r * 18.0 + ch as f32).cos() * 0.9

@@ -44,6 +44,9 @@ const CHUNK_TARGET_MS: f64 = 50.0;
 /// Largest chunk of steps between two yields.
 const MAX_CHUNK: usize = 200;
 
+/// (t, x_t, x̂_0) quantized.
+type LiveFrame = (usize, Vec<u8>, Vec<u8>);
+
 /// The page's state. Lives in a thread-local (the page has one thread).
 struct App {
     gpu: RefCell<Option<Rc<Gpu>>>,
@@ -51,7 +54,7 @@ struct App {
     schedule: RefCell<Schedule>,
     frames: RefCell<Option<Frames>>,
     /// Latest frame of the running Generate: (t, x_t, x̂_0), quantized, waiting to be drawn.
-    live: RefCell<Option<(usize, Vec<u8>, Vec<u8>)>>,
+    live: RefCell<Option<LiveFrame>>,
     draw_pending: Cell<bool>,
     running: Cell<bool>,
     stop: Cell<bool>,
@@ -119,10 +122,11 @@ async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
         Ok(gpu) => {
             let gpu = Rc::new(gpu);
             *app().gpu.borrow_mut() = Some(gpu.clone());
-            show_gpu_info(&gpu);
+            let label = adapter_label(&gpu).await;
+            show_gpu_info(&gpu, &label);
             dom::show_message("gpu-error", None);
             dom::set_body_state("gpu", "ready");
-            set_gpu_pill("ready", &gpu.describe());
+            set_gpu_pill("ready", &label);
             dom::set_disabled("generate", app().running.get());
             dom::set_text("run-status", "Ready. Press Generate.");
             Ok(gpu)
@@ -145,14 +149,19 @@ async fn create_gpu() -> Result<Gpu, String> {
         .map(|v| !v.is_undefined() && !v.is_null())
         .unwrap_or(false);
     if !has_gpu {
-        return Err("this browser does not expose WebGPU (navigator.gpu is missing). \
+        return Err(
+            "this browser does not expose WebGPU (navigator.gpu is missing). \
                     Use a recent Chrome or Edge (113+), or Firefox / Safari with WebGPU enabled; \
                     WebGPU also needs a secure context (https:// or http://localhost)."
-            .into());
+                .into(),
+        );
     }
-    let gpu = Gpu::new().await.map_err(|e| {
-        format!("{e}. The browser has WebGPU but could not provide a GPU adapter/device (GPU blocklisted, \
-                 disabled in settings, or no supported driver).")
+    let gpu = Gpu::new().await.map_err(|e| match e {
+        crate::Error::NoAdapter(_) => "the browser supports WebGPU but gave no GPU adapter (the GPU may be \
+             blocklisted or WebGPU turned off; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu \
+             or --enable-unsafe-webgpu)."
+            .to_string(),
+        other => format!("{other}."),
     })?;
     let generation = GPU_GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
     gpu.device.set_device_lost_callback(move |reason, message| {
@@ -188,18 +197,77 @@ fn set_gpu_pill(class: &str, text: &str) {
         .ok();
 }
 
-fn show_gpu_info(gpu: &Gpu) {
+/// "WebGPU · vendor architecture (description)". wgpu's browser backend reports only the
+/// description, so ask `navigator.gpu` for the adapter's info (display only).
+async fn adapter_label(gpu: &Gpu) -> String {
+    let fallback = matches!(gpu.info.device_type, wgpu::DeviceType::Cpu);
+    let mut parts: Vec<String> = Vec::new();
+    let get =
+        |o: &JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    let gpu_js = get(&dom::window().navigator().into(), "gpu");
+    if let Ok(f) = get(&gpu_js, "requestAdapter").dyn_into::<js_sys::Function>() {
+        if let Ok(p) = f
+            .call0(&gpu_js)
+            .and_then(|p| p.dyn_into::<js_sys::Promise>())
+        {
+            if let Ok(adapter) = wasm_bindgen_futures::JsFuture::from(p).await {
+                let info = get(&adapter, "info");
+                for key in ["vendor", "architecture", "description"] {
+                    if let Some(v) = get(&info, key).as_string().filter(|v| !v.is_empty()) {
+                        if !parts.contains(&v) {
+                            parts.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if parts.is_empty() && !gpu.info.name.is_empty() {
+        parts.push(gpu.info.name.clone());
+    }
+    let mut label = format!(
+        "WebGPU · {}",
+        if parts.is_empty() {
+            "adapter".into()
+        } else {
+            parts.join(" ")
+        }
+    );
+    if fallback {
+        label += " (software)";
+    }
+    label
+}
+
+fn show_gpu_info(gpu: &Gpu, label: &str) {
     let l = &gpu.limits;
     let rows = [
-        ("adapter", gpu.info.name.clone()),
-        ("backend", format!("{:?} · {:?}", gpu.info.backend, gpu.info.device_type)),
-        ("driver", format!("{} {}", gpu.info.driver, gpu.info.driver_info).trim().to_string()),
+        ("adapter", label.to_string()),
+        (
+            "backend",
+            format!("{:?} · {:?}", gpu.info.backend, gpu.info.device_type),
+        ),
         ("maxBufferSize", files::mb(l.max_buffer_size)),
-        ("maxStorageBufferBindingSize", files::mb(l.max_storage_buffer_binding_size as u64)),
-        ("maxStorageBuffersPerShaderStage", l.max_storage_buffers_per_shader_stage.to_string()),
-        ("maxComputeWorkgroupStorageSize", format!("{} B", l.max_compute_workgroup_storage_size)),
-        ("maxComputeInvocationsPerWorkgroup", l.max_compute_invocations_per_workgroup.to_string()),
-        ("maxComputeWorkgroupsPerDimension", l.max_compute_workgroups_per_dimension.to_string()),
+        (
+            "maxStorageBufferBindingSize",
+            files::mb(l.max_storage_buffer_binding_size),
+        ),
+        (
+            "maxStorageBuffersPerShaderStage",
+            l.max_storage_buffers_per_shader_stage.to_string(),
+        ),
+        (
+            "maxComputeWorkgroupStorageSize",
+            format!("{} B", l.max_compute_workgroup_storage_size),
+        ),
+        (
+            "maxComputeInvocationsPerWorkgroup",
+            l.max_compute_invocations_per_workgroup.to_string(),
+        ),
+        (
+            "maxComputeWorkgroupsPerDimension",
+            l.max_compute_workgroups_per_dimension.to_string(),
+        ),
     ];
     dom::set_html("gpu-info", &table(&rows));
 }
@@ -214,7 +282,9 @@ fn table<S: AsRef<str>>(rows: &[(S, String)]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,12 +329,16 @@ fn wire_controls() {
         e.prevent_default();
         dom::set_class("model-drop", "drop over");
     });
-    dom::on::<web_sys::DragEvent>("model-drop", "dragleave", |_| dom::set_class("model-drop", "drop"));
+    dom::on::<web_sys::DragEvent>("model-drop", "dragleave", |_| {
+        dom::set_class("model-drop", "drop")
+    });
     dom::on::<web_sys::DragEvent>("model-drop", "drop", |e| {
         e.prevent_default();
         dom::set_class("model-drop", "drop");
         if let Some(list) = e.data_transfer().and_then(|d| d.files()) {
-            spawn_local(async move { apply_model_files(files::read_user_files(&list).await).await });
+            spawn_local(
+                async move { apply_model_files(files::read_user_files(&list).await).await },
+            );
         }
     });
 }
@@ -276,7 +350,10 @@ fn on_key(e: KeyboardEvent) {
         "ArrowRight" => 1.0,
         _ => return,
     };
-    if let Some(target) = e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) {
+    if let Some(target) = e
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+    {
         let tag = target.tag_name();
         if matches!(tag.as_str(), "INPUT" | "SELECT" | "TEXTAREA") {
             return; // the focused control handles its own arrows (the range inputs step by one)
@@ -298,7 +375,9 @@ fn read_n() -> usize {
 }
 
 fn read_config() -> RunConfig {
-    let steps = dom::input_f64("ddim-steps", 50.0).round().clamp(1.0, 100_000.0) as usize;
+    let steps = dom::input_f64("ddim-steps", 50.0)
+        .round()
+        .clamp(1.0, 100_000.0) as usize;
     let eta = dom::input_f64("ddim-eta", 0.0).clamp(0.0, 1.0) as f32;
     RunConfig {
         n: read_n(),
@@ -364,11 +443,17 @@ async fn generate() {
 async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
     let gpu = ensure_gpu().await?;
     let cfg = read_config();
-    let sample = app.model.borrow().as_ref().map_or(DEFAULT_SAMPLE, |m| m.sample);
+    let sample = app
+        .model
+        .borrow()
+        .as_ref()
+        .map_or(DEFAULT_SAMPLE, |m| m.sample);
     let schedule = app.schedule.borrow().clone();
     let mut run = Run::new(&gpu, sample, &schedule, &cfg).map_err(|e| e.to_string())?;
     let total = run.total_steps();
-    *app.frames.borrow_mut() = Some(Frames::new(run.shape(), total + 1, FRAME_BUDGET));
+    let frames = Frames::new(run.shape(), total + 1, FRAME_BUDGET);
+    run.keep_every = frames.stride();
+    *app.frames.borrow_mut() = Some(frames);
     let slider = dom::el::<HtmlInputElement>("view-t");
     slider.set_disabled(true);
     dom::set_disabled("stop", false);
@@ -385,7 +470,7 @@ async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
         if app.stop.get() {
             return Ok(true);
         }
-        let c0 = dom::now_ms();
+        let (c0, before) = (dom::now_ms(), run.steps_done());
         let frames = run_chunk(&gpu, &mut run, chunk).await.map_err(|e| {
             let lost = app.gpu.borrow().is_none();
             if lost {
@@ -401,13 +486,15 @@ async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
             }
         }
         if let Some(last) = frames.last() {
-            *app.live.borrow_mut() = Some((last.t, draw::quantize(&last.x), draw::quantize(&last.x0)));
+            *app.live.borrow_mut() =
+                Some((last.t, draw::quantize(&last.x), draw::quantize(&last.x0)));
             schedule_live_draw(run.shape());
         }
         update_stats(run.steps_done(), total, dom::now_ms() - t0);
         // Size the next chunk so that one takes about CHUNK_TARGET_MS.
-        let per_step = dt / frames.len().max(1) as f64;
-        chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize).clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
+        let per_step = dt / (run.steps_done() - before).max(1) as f64;
+        chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
+            .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
         dom::yield_now().await;
     }
     Ok(false)
@@ -418,8 +505,19 @@ fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
     p.set_max(total.max(1) as f64);
     p.set_value(done as f64);
     dom::set_text("stat-steps", &format!("{done} / {total}"));
-    let rate = if elapsed_ms > 0.0 { done as f64 / (elapsed_ms / 1e3) } else { 0.0 };
-    dom::set_text("stat-rate", &if done > 0 { format!("{rate:.1} it/s") } else { "–".into() });
+    let rate = if elapsed_ms > 0.0 {
+        done as f64 / (elapsed_ms / 1e3)
+    } else {
+        0.0
+    };
+    dom::set_text(
+        "stat-rate",
+        &if done > 0 {
+            format!("{rate:.1} it/s")
+        } else {
+            "–".into()
+        },
+    );
     dom::set_text("stat-elapsed", &format!("{:.1} s", elapsed_ms / 1e3));
 }
 
@@ -442,7 +540,9 @@ fn schedule_live_draw(shape: [usize; 4]) {
 }
 
 fn draw_pair(x: &[u8], x0: &[u8], shape: [usize; 4]) {
-    if let Err(e) = draw::draw_grid("canvas-xt", x, shape).and_then(|_| draw::draw_grid("canvas-x0", x0, shape)) {
+    if let Err(e) =
+        draw::draw_grid("canvas-xt", x, shape).and_then(|_| draw::draw_grid("canvas-x0", x0, shape))
+    {
         web_sys::console::error_1(&e);
     }
 }
@@ -472,21 +572,34 @@ fn show_selected_frame() {
     let Some(f) = frames.as_ref().filter(|f| !f.is_empty()) else {
         return;
     };
-    let i = (dom::el::<HtmlInputElement>("view-t").value_as_number().max(0.0) as usize).min(f.len() - 1);
+    let i = (dom::el::<HtmlInputElement>("view-t")
+        .value_as_number()
+        .max(0.0) as usize)
+        .min(f.len() - 1);
     draw_pair(f.x(i), f.x0(i), f.shape);
     let t = f.t(i);
-    let label = if t == 0 { "t = 0 (sample)".to_string() } else { format!("t = {t}") };
+    let label = if t == 0 {
+        "t = 0 (sample)".to_string()
+    } else {
+        format!("t = {t}")
+    };
     dom::set_text("view-t-label", &label);
     dom::set_disabled("export-png", false);
 }
 
 fn export_png() {
-    let label = dom::el::<web_sys::Element>("view-t-label").text_content().unwrap_or_default();
+    let label = dom::el::<web_sys::Element>("view-t-label")
+        .text_content()
+        .unwrap_or_default();
     let t: String = label.chars().filter(|c| c.is_ascii_digit()).collect();
     let seed = dom::input_f64("seed", 0.0) as u64;
     let name = format!("ddpm-seed{seed}-t{t}.png");
-    if let Err(e) = draw::png_data_url("canvas-xt", 512).and_then(|url| draw::download(&url, &name)) {
-        dom::show_message("run-error", Some(&format!("export failed: {}", dom::js_err(e))));
+    if let Err(e) = draw::png_data_url("canvas-xt", 512).and_then(|url| draw::download(&url, &name))
+    {
+        dom::show_message(
+            "run-error",
+            Some(&format!("export failed: {}", dom::js_err(e))),
+        );
     }
 }
 
@@ -555,7 +668,10 @@ async fn forward_once(app: &Rc<App>) {
         (abar, (s.betas.clone(), log_snr))
     };
     let t_max = abar.len() - 1;
-    let t = (dom::el::<HtmlInputElement>("fwd-t").value_as_number().max(0.0) as usize).min(t_max);
+    let t = (dom::el::<HtmlInputElement>("fwd-t")
+        .value_as_number()
+        .max(0.0) as usize)
+        .min(t_max);
     let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
     let gpu = app.gpu.borrow().clone();
     // Hold an Rc of the view's data, not a RefCell borrow, across the await.
@@ -582,10 +698,17 @@ async fn forward_once(app: &Rc<App>) {
     dom::set_text("fwd-t-label", &format!("t = {t}"));
     let a = abar[t];
     let beta = if t >= 1 { series.0[t - 1] } else { 0.0 };
-    let snr = if t >= 1 { format!("{:.3e}", a / (1.0 - a)) } else { "∞".into() };
+    let snr = if t >= 1 {
+        format!("{:.3e}", a / (1.0 - a))
+    } else {
+        "∞".into()
+    };
     dom::set_text(
         "fwd-stats",
-        &format!("ᾱ_t = {a:.4} · β_t = {beta:.5} · SNR = {snr} · √(1−ᾱ_t) = {:.3}", (1.0 - a).sqrt()),
+        &format!(
+            "ᾱ_t = {a:.4} · β_t = {beta:.5} · SNR = {snr} · √(1−ᾱ_t) = {:.3}",
+            (1.0 - a).sqrt()
+        ),
     );
 }
 
@@ -603,7 +726,10 @@ async fn load_default_model() {
         .flatten()
         .and_then(|m| m.get_attribute("content"));
     let Some(mut base) = from_query.or(from_meta).filter(|s| !s.is_empty()) else {
-        dom::set_text("model-status", "No default model bundled: Generate uses the stand-in. Load your own below.");
+        dom::set_text(
+            "model-status",
+            "No default model bundled: Generate uses the stand-in. Load your own below.",
+        );
         return;
     };
     if !base.ends_with('/') {
@@ -612,17 +738,21 @@ async fn load_default_model() {
     dom::set_body_state("model", "loading");
     dom::set_hidden("model-progress", false);
     let progress = dom::el::<web_sys::HtmlProgressElement>("model-progress");
-    let result = files::fetch_model(&base, |name, done, total| {
-        match total {
-            Some(t) if t > 0 => {
-                progress.set_max(t as f64);
-                progress.set_value(done as f64);
-                dom::set_text("model-status", &format!("Downloading {name}: {} / {}", files::mb(done), files::mb(t)));
-            }
-            _ => {
-                progress.remove_attribute("value").ok();
-                dom::set_text("model-status", &format!("Downloading {name}: {}", files::mb(done)));
-            }
+    let result = files::fetch_model(&base, |name, done, total| match total {
+        Some(t) if t > 0 => {
+            progress.set_max(t as f64);
+            progress.set_value(done as f64);
+            dom::set_text(
+                "model-status",
+                &format!("Downloading {name}: {} / {}", files::mb(done), files::mb(t)),
+            );
+        }
+        _ => {
+            progress.remove_attribute("value").ok();
+            dom::set_text(
+                "model-status",
+                &format!("Downloading {name}: {}", files::mb(done)),
+            );
         }
     })
     .await;
@@ -637,7 +767,10 @@ async fn apply_model_files(files: Result<standin::ModelFiles, String>) {
     let loaded = match files {
         Ok(files) => {
             dom::set_body_state("model", "loading");
-            dom::set_text("model-status", &format!("Loading model from {}…", files.source));
+            dom::set_text(
+                "model-status",
+                &format!("Loading model from {}…", files.source),
+            );
             let gpu = app.gpu.borrow().clone();
             load_model(gpu.as_deref(), &files).map_err(|e| e.to_string())
         }
@@ -656,10 +789,17 @@ async fn apply_model_files(files: Result<standin::ModelFiles, String>) {
             dom::set_body_state("model", "ready");
         }
         Err(msg) => {
-            dom::show_message("model-error", Some(&format!("Could not load the model: {msg}")));
+            dom::show_message(
+                "model-error",
+                Some(&format!("Could not load the model: {msg}")),
+            );
             dom::set_text(
                 "model-status",
-                if app.model.borrow().is_some() { "Keeping the previous model." } else { "No model loaded." },
+                if app.model.borrow().is_some() {
+                    "Keeping the previous model."
+                } else {
+                    "No model loaded."
+                },
             );
             dom::set_body_state("model", "error");
         }

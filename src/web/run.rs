@@ -46,6 +46,8 @@ impl RunConfig {
 
 /// One step's view of the reverse process, `[N, C, H, W]` each.
 pub struct Frame {
+    /// Index of the frame in its run: 0 (x_T) … total steps (the final sample).
+    pub step: usize,
     /// Timestep in the paper's notation: T (pure noise) … 1, and 0 for the final sample.
     pub t: usize,
     /// x_t, the model's input at this step (the final sample when t = 0).
@@ -59,7 +61,6 @@ pub struct Frame {
 pub struct Frames {
     pub shape: [usize; 4],
     stride: usize,
-    seen: usize,
     ts: Vec<usize>,
     xs: Vec<u8>,
     x0s: Vec<u8>,
@@ -73,7 +74,6 @@ impl Frames {
         Frames {
             shape,
             stride,
-            seen: 0,
             ts: Vec::new(),
             xs: Vec::new(),
             x0s: Vec::new(),
@@ -82,9 +82,7 @@ impl Frames {
 
     /// Keeps `f` if it falls on the stride (or is the final frame, t = 0).
     pub fn push(&mut self, f: &Frame) {
-        let keep = self.seen % self.stride == 0 || f.t == 0;
-        self.seen += 1;
-        if keep {
+        if f.step.is_multiple_of(self.stride) || f.t == 0 {
             self.ts.push(f.t);
             self.xs.extend(quantize(&f.x));
             self.x0s.extend(quantize(&f.x0));

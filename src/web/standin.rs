@@ -71,7 +71,11 @@ impl Schedule {
                 }
             }
             "squaredcos_cap_v2" => {
-                let f = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let f = |t: f64| {
+                    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
                 let betas = (0..t_max)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / t_max as f64, (i + 1) as f64 / t_max as f64);
@@ -83,7 +87,13 @@ impl Schedule {
                     kind: "cosine (squaredcos_cap_v2)".into(),
                 }
             }
-            other => return Err(cfg_err("beta_schedule", other, "expected linear, scaled_linear or squaredcos_cap_v2")),
+            other => {
+                return Err(cfg_err(
+                    "beta_schedule",
+                    other,
+                    "expected linear, scaled_linear or squaredcos_cap_v2",
+                ))
+            }
         };
         Ok(s)
     }
@@ -149,13 +159,25 @@ pub fn load_model(_gpu: Option<&Gpu>, files: &ModelFiles) -> Result<Model> {
         cfg.get(key)
             .and_then(Value::as_u64)
             .map(|v| v as usize)
-            .ok_or_else(|| cfg_err(key, cfg.get(key).map_or("missing".into(), |v| v.to_string()), "expected a positive integer"))
+            .ok_or_else(|| {
+                cfg_err(
+                    key,
+                    cfg.get(key).map_or("missing".into(), |v| v.to_string()),
+                    "expected a positive integer",
+                )
+            })
     };
     let in_ch = uint("in_channels")?;
     let (h, w) = match cfg.get("sample_size") {
         Some(Value::Array(a)) if a.len() == 2 => match (a[0].as_u64(), a[1].as_u64()) {
             (Some(h), Some(w)) => (h as usize, w as usize),
-            _ => return Err(cfg_err("sample_size", &cfg["sample_size"], "expected an integer or [h, w]")),
+            _ => {
+                return Err(cfg_err(
+                    "sample_size",
+                    &cfg["sample_size"],
+                    "expected an integer or [h, w]",
+                ))
+            }
         },
         _ => {
             let s = uint("sample_size")?;
@@ -163,7 +185,11 @@ pub fn load_model(_gpu: Option<&Gpu>, files: &ModelFiles) -> Result<Model> {
         }
     };
     if !(1..=4).contains(&in_ch) || !(1..=1024).contains(&h) || !(1..=1024).contains(&w) {
-        return Err(cfg_err("in_channels/sample_size", format!("{in_ch}/{h}x{w}"), "expected 1..=4 channels of at most 1024×1024"));
+        return Err(cfg_err(
+            "in_channels/sample_size",
+            format!("{in_ch}/{h}x{w}"),
+            "expected 1..=4 channels of at most 1024×1024",
+        ));
     }
     let blocks: Vec<u64> = cfg
         .get("block_out_channels")
@@ -182,9 +208,9 @@ pub fn load_model(_gpu: Option<&Gpu>, files: &ModelFiles) -> Result<Model> {
             dtypes.push(d);
         }
     }
-    let conv_in = st
-        .tensor("conv_in.weight")
-        .map_err(|_| Error::Weights("no tensor `conv_in.weight`: not a diffusers UNet2DModel checkpoint".into()))?;
+    let conv_in = st.tensor("conv_in.weight").map_err(|_| {
+        Error::Weights("no tensor `conv_in.weight`: not a diffusers UNet2DModel checkpoint".into())
+    })?;
     if conv_in.shape().len() != 4 || conv_in.shape()[1] != in_ch {
         return Err(Error::Shape {
             what: "conv_in.weight (in_channels from config.json)".into(),
@@ -224,6 +250,8 @@ pub struct Run {
     x0: Tensor,
     /// GPU buffer collecting each step's x_t and x̂_0 for one readback per chunk.
     history: Option<(wgpu::Buffer, usize)>,
+    /// Return frames only for steps that are multiples of this (see [`run_chunk`]).
+    pub keep_every: usize,
 }
 
 impl Run {
@@ -259,6 +287,7 @@ impl Run {
             x: Tensor::zeros(gpu, &shape, "x_t")?,
             x0: Tensor::zeros(gpu, &shape, "x0_hat")?,
             history: None,
+            keep_every: 1,
         })
     }
 
@@ -282,26 +311,38 @@ impl Run {
     }
 }
 
-/// THE SEAM: runs up to `max_steps` more steps of `run` on the GPU and returns one [`Frame`] per
-/// step (its input x_t and the x̂_0 predicted there), plus the final frame (t = 0) when the run
-/// finishes. One submission and one readback per call. The page's run loop only calls this,
-/// [`Run::new`] and [`Run`]'s getters, so `ddpm::sampler` can replace the body.
+/// THE SEAM: runs up to `max_steps` more steps of `run` on the GPU and returns the [`Frame`]s
+/// (a step's input x_t and the x̂_0 predicted there) of the steps whose index is a multiple of
+/// `run.keep_every`, of the chunk's last step (for the live view), and the final frame (t = 0)
+/// when the run finishes. One submission and one readback per call. The page's run loop only
+/// calls this, [`Run::new`] and [`Run`]'s getters, so `ddpm::sampler` can replace the body.
 pub async fn run_chunk(gpu: &Gpu, run: &mut Run, max_steps: usize) -> Result<Vec<Frame>> {
     let bytes = run.x.bytes();
-    // Frames that fit in one buffer (2 tensors each, +1 frame for the final sample).
-    let fit = (gpu.limits.max_buffer_size / (2 * bytes)).max(1) as usize;
-    let k = max_steps.clamp(1, fit.saturating_sub(1).max(1)).min(run.ts.len() - run.next);
-    let finishing = run.next + k == run.ts.len();
-    let frames_out = k + finishing as usize;
-    if frames_out > fit {
+    let max_frames = (gpu.limits.max_buffer_size / (2 * bytes)) as usize;
+    if max_frames < 2 {
         return Err(Error::Limit {
-            what: format!("history of {frames_out} frames of {:?}", run.shape),
-            needed: frames_out as u64 * 2 * bytes,
+            what: format!("frame history of {:?}", run.shape),
+            needed: 4 * bytes,
             limit: gpu.limits.max_buffer_size,
             limit_name: "maxBufferSize",
         });
     }
-    if run.history.as_ref().is_none_or(|(_, cap)| *cap < frames_out) {
+    let k = max_steps.max(1).min(run.ts.len() - run.next);
+    let finishing = run.next + k == run.ts.len();
+    let every = run.keep_every.max(1);
+    // Steps of this chunk whose frames are returned, and where each goes in the history buffer.
+    let mut kept: Vec<usize> = (run.next..run.next + k)
+        .filter(|&s| s % every == 0 || s + 1 == run.next + k)
+        .collect();
+    kept.truncate(max_frames - 1);
+    let k = kept.last().map_or(k, |&s| s + 1 - run.next);
+    let finishing = finishing && run.next + k == run.ts.len();
+    let frames_out = kept.len() + finishing as usize;
+    if run
+        .history
+        .as_ref()
+        .is_none_or(|(_, cap)| *cap < frames_out)
+    {
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("frame history"),
             size: frames_out as u64 * 2 * bytes,
@@ -313,36 +354,56 @@ pub async fn run_chunk(gpu: &Gpu, run: &mut Run, max_steps: usize) -> Result<Vec
     let hist = &run.history.as_ref().expect("history buffer").0;
 
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    let mut ts = Vec::with_capacity(frames_out);
-    for j in 0..k {
-        let t = run.ts[run.next + j];
+    let mut out = Vec::with_capacity(frames_out);
+    for s in run.next..run.next + k {
+        let t = run.ts[s];
         let abar = run.abar[t];
         let (a, b) = (abar.sqrt(), (1.0 - abar).sqrt());
         let step = [
             axpby(gpu, a, &run.pattern, b, &run.noise, &run.x)?,
-            axpby(gpu, abar.sqrt().sqrt(), &run.pattern, 0.3 * b, &run.noise, &run.x0)?,
+            axpby(
+                gpu,
+                abar.sqrt().sqrt(),
+                &run.pattern,
+                0.3 * b,
+                &run.noise,
+                &run.x0,
+            )?,
         ];
         gpu.encode(&mut encoder, &step);
-        encoder.copy_buffer_to_buffer(&run.x.buffer, 0, hist, (2 * j) as u64 * bytes, bytes);
-        encoder.copy_buffer_to_buffer(&run.x0.buffer, 0, hist, (2 * j + 1) as u64 * bytes, bytes);
-        ts.push(t);
+        if kept.contains(&s) {
+            let slot = out.len() as u64;
+            encoder.copy_buffer_to_buffer(&run.x.buffer, 0, hist, 2 * slot * bytes, bytes);
+            encoder.copy_buffer_to_buffer(&run.x0.buffer, 0, hist, (2 * slot + 1) * bytes, bytes);
+            out.push((s, t));
+        }
     }
     if finishing {
-        for s in 0..2 {
-            encoder.copy_buffer_to_buffer(&run.pattern.buffer, 0, hist, (2 * k + s) as u64 * bytes, bytes);
+        let slot = out.len() as u64;
+        for i in 0..2 {
+            encoder.copy_buffer_to_buffer(
+                &run.pattern.buffer,
+                0,
+                hist,
+                (2 * slot + i) * bytes,
+                bytes,
+            );
         }
-        ts.push(0);
+        out.push((run.ts.len(), 0));
     }
     gpu.queue.submit([encoder.finish()]);
-    let data = gpu.read_bytes(hist, 0, frames_out as u64 * 2 * bytes).await?;
+    let data = gpu
+        .read_bytes(hist, 0, out.len() as u64 * 2 * bytes)
+        .await?;
     run.next += k;
 
     let vals: &[f32] = bytemuck::cast_slice(&data);
     let n = bytes as usize / 4;
-    Ok(ts
+    Ok(out
         .into_iter()
         .enumerate()
-        .map(|(i, t)| Frame {
+        .map(|(i, (step, t))| Frame {
+            step,
             t,
             x: vals[2 * i * n..(2 * i + 1) * n].to_vec(),
             x0: vals[(2 * i + 1) * n..(2 * i + 2) * n].to_vec(),
@@ -357,14 +418,14 @@ fn patterns(n: usize, [c, h, w]: [usize; 3], seed: u64) -> Vec<f32> {
     for _ in 0..n {
         let (cx, cy) = (0.3 + 0.4 * rng.uniform(), 0.3 + 0.4 * rng.uniform());
         let freq = 2.0 + 4.0 * rng.uniform();
-        let hue: Vec<f32> = (0..c).map(|_| rng.uniform() * 2.0 - 1.0).collect();
-        for ch in 0..c {
+        for _ in 0..c {
+            let hue = rng.uniform() * 2.0 - 1.0;
             for y in 0..h {
                 for x in 0..w {
                     let (u, v) = (x as f32 / w as f32 - cx, y as f32 / h as f32 - cy);
                     let r = (u * u + v * v).sqrt();
                     let ring = (r * freq * std::f32::consts::TAU).cos();
-                    out.push((0.6 * ring * (1.0 - r) + 0.4 * hue[ch]).clamp(-1.0, 1.0));
+                    out.push((0.6 * ring * (1.0 - r) + 0.4 * hue).clamp(-1.0, 1.0));
                 }
             }
         }
