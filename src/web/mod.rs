@@ -35,7 +35,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 use crate::gpu::Gpu;
 use forward::Forward;
 use run::{Frames, RunConfig, SamplerKind, Variance};
-use standin::{load_model, run_chunk, Model, Run, Schedule, DEFAULT_SAMPLE};
+use standin::{load_model, run_chunk, Model, ModelFiles, Run, Schedule, DEFAULT_SAMPLE};
 
 /// Frames kept for the slider: at most this many bytes (quantized x_t and x̂_0).
 const FRAME_BUDGET: usize = 160 << 20;
@@ -50,7 +50,10 @@ type LiveFrame = (usize, Vec<u8>, Vec<u8>);
 /// The page's state. Lives in a thread-local (the page has one thread).
 struct App {
     gpu: RefCell<Option<Rc<Gpu>>>,
-    model: RefCell<Option<Model>>,
+    /// The current model, built on the current device…
+    model: RefCell<Option<Rc<Model>>>,
+    /// …from these files (kept to rebuild it on a new device after a device loss).
+    model_files: RefCell<Option<Rc<ModelFiles>>>,
     schedule: RefCell<Schedule>,
     frames: RefCell<Option<Frames>>,
     /// Latest frame of the running Generate: (t, x_t, x̂_0), quantized, waiting to be drawn.
@@ -67,6 +70,7 @@ thread_local! {
     static APP: Rc<App> = Rc::new(App {
         gpu: RefCell::new(None),
         model: RefCell::new(None),
+        model_files: RefCell::new(None),
         schedule: RefCell::new(Schedule::linear(1000, 1e-4, 0.02)),
         frames: RefCell::new(None),
         live: RefCell::new(None),
@@ -122,6 +126,7 @@ async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
         Ok(gpu) => {
             let gpu = Rc::new(gpu);
             *app().gpu.borrow_mut() = Some(gpu.clone());
+            rebuild_model(&gpu);
             let label = adapter_label(&gpu).await;
             show_gpu_info(&gpu, &label);
             dom::show_message("gpu-error", None);
@@ -443,13 +448,10 @@ async fn generate() {
 async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
     let gpu = ensure_gpu().await?;
     let cfg = read_config();
-    let sample = app
-        .model
-        .borrow()
-        .as_ref()
-        .map_or(DEFAULT_SAMPLE, |m| m.sample);
+    let model = app.model.borrow().clone();
+    let sample = model.as_ref().map_or(DEFAULT_SAMPLE, |m| m.sample);
     let schedule = app.schedule.borrow().clone();
-    let mut run = Run::new(&gpu, sample, &schedule, &cfg).map_err(|e| e.to_string())?;
+    let mut run = Run::new(&gpu, model.as_deref(), &schedule, &cfg).map_err(|e| e.to_string())?;
     let total = run.total_steps();
     let frames = Frames::new(run.shape(), total + 1, FRAME_BUDGET);
     run.keep_every = frames.stride();
@@ -760,8 +762,31 @@ async fn load_default_model() {
     apply_model_files(result).await;
 }
 
+/// Rebuilds the current model (if any) on a newly created device.
+fn rebuild_model(gpu: &Gpu) {
+    let app = app();
+    let Some(files) = app.model_files.borrow().clone() else {
+        return;
+    };
+    match load_model(Some(gpu), &files) {
+        Ok(model) => *app.model.borrow_mut() = Some(Rc::new(model)),
+        Err(e) => {
+            app.model.borrow_mut().take();
+            app.model_files.borrow_mut().take();
+            dom::show_message(
+                "model-error",
+                Some(&format!(
+                    "Could not rebuild the model on the new GPU device: {e}"
+                )),
+            );
+            dom::set_text("model-status", "No model loaded.");
+            dom::set_body_state("model", "error");
+        }
+    }
+}
+
 /// Loads model files (or shows why they could not be read) and makes the model current.
-async fn apply_model_files(files: Result<standin::ModelFiles, String>) {
+async fn apply_model_files(files: Result<ModelFiles, String>) {
     let app = app();
     dom::show_message("model-error", None);
     let loaded = match files {
@@ -772,12 +797,15 @@ async fn apply_model_files(files: Result<standin::ModelFiles, String>) {
                 &format!("Loading model from {}…", files.source),
             );
             let gpu = app.gpu.borrow().clone();
-            load_model(gpu.as_deref(), &files).map_err(|e| e.to_string())
+            load_model(gpu.as_deref(), &files)
+                .map(|m| (m, Rc::new(files)))
+                .map_err(|e| e.to_string())
         }
         Err(e) => Err(e),
     };
     match loaded {
-        Ok(model) => {
+        Ok((model, files)) => {
+            *app.model_files.borrow_mut() = Some(files);
             dom::set_html("model-info", &table(&model.facts));
             dom::set_hidden("model-info", false);
             dom::set_text("model-status", "Model loaded.");
@@ -785,7 +813,7 @@ async fn apply_model_files(files: Result<standin::ModelFiles, String>) {
             if app.fwd.borrow().sample != model.sample {
                 *app.fwd.borrow_mut() = Rc::new(Forward::new(model.sample));
             }
-            *app.model.borrow_mut() = Some(model);
+            *app.model.borrow_mut() = Some(Rc::new(model));
             dom::set_body_state("model", "ready");
         }
         Err(msg) => {

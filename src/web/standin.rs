@@ -255,13 +255,15 @@ pub struct Run {
 }
 
 impl Run {
-    /// Prepares a run of `cfg.n` samples of `sample` = `[C, H, W]`.
+    /// Prepares a run of `cfg.n` samples with `model` (its sample shape; [`DEFAULT_SAMPLE`]
+    /// without one).
     pub fn new(
         gpu: &Gpu,
-        sample: [usize; 3],
+        model: Option<&Model>,
         schedule: &Schedule,
         cfg: &RunConfig,
     ) -> Result<Self> {
+        let sample = model.map_or(DEFAULT_SAMPLE, |m| m.sample);
         let [c, h, w] = sample;
         let shape = [cfg.n, c, h, w];
         let numel = shape.iter().product();

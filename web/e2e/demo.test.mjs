@@ -127,6 +127,7 @@ test('device loss is reported and the next Generate recovers', async () => {
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     assert.equal(await waitBody(page, 'gpu', ['ready']), 'ready');
     assert.equal(await page.isHidden('#gpu-error'), true);
+    if (page.errors.length) console.log('console errors after the deliberate device loss:', page.errors);
     assert.deepEqual(page.errors.filter((e) => !/destroy|lost/i.test(e)), []);
   } finally {
     await close();
@@ -164,7 +165,15 @@ test('load your own model: files, errors, URL with progress', async () => {
     assert.equal(grid.w, 2 * 17 + 1);
     assert.equal(grid.colorfulness, 0, 'one channel draws as grayscale');
     assert.ok(grid.std > 10);
-    assert.deepEqual(page.errors, []);
+
+    // After a device loss the model is rebuilt on the new device.
+    await page.evaluate(() => window.ddpm.debug_lose_device());
+    await waitBody(page, 'gpu', ['lost']);
+    await generate(page, { n: 9, steps: 10 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    assert.equal((await canvasStats(page, 'canvas-xt')).w, 3 * 17 + 1);
+    assert.equal(await page.evaluate(() => document.body.dataset.model), 'ready');
+    assert.deepEqual(page.errors.filter((e) => !/destroy|lost/i.test(e)), []);
   } finally {
     await close();
   }
