@@ -3,15 +3,16 @@
 # chromium driven by playwright-core (node --test). Prints the screenshot path; exits non-zero on
 # any failure. Nothing is downloaded at build or test time.
 #
-# One-time installs (exact commands; times measured on the 2-core dev machine):
+# One-time installs (exact commands; wall times measured on the shared 2-core dev machine):
 #   rustup target add wasm32-unknown-unknown
-#   cargo install wasm-bindgen-cli --version 0.2.130   # ~2 min; = the wasm-bindgen pin in Cargo.toml
+#   cargo install wasm-bindgen-cli --version 0.2.130   # 2 min 10 s; = the wasm-bindgen pin in Cargo.toml
 #       (not --locked: its lock pins webpki-roots 1.0.11, which the registry mirror lacks)
-#   cargo install trunk --locked --version 0.21.14     # ~15 min (trunk 0.22 needs rustc ≥ 1.96)
+#   cargo install trunk --locked --version 0.21.14     # 14 min 35 s (trunk 0.22 needs rustc >= 1.96)
 #   apt-get install -y chromium                        # Debian's /usr/bin/chromium
-#   (cd web && npm ci)                                 # playwright-core 1.65.1, pinned in web/package-lock.json
+#   (cd web && npm ci)                                 # 2 s; playwright-core 1.65.1, pinned in web/package-lock.json
 #                                                      # never `npx playwright install`: we use /usr/bin/chromium
-# First wasm build of the crate: ~7 min (wgpu etc.), later ones seconds.
+# First wasm32 build of the crate and its dependencies: ~3.5 min release, ~6.5 min dev; later
+# builds seconds. The tests themselves take ~25 s.
 #
 # Env: PROFILE=release|debug (default release), PORT (default: a free one), E2E_OUT (default
 # target/e2e), CHROMIUM (default /usr/bin/chromium).
