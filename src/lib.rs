@@ -17,5 +17,7 @@ pub mod sampler;
 pub mod schedule;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};

@@ -1,0 +1,219 @@
+//! Pixels: [N, C, H, W] images in [-1, 1] → an RGBA grid on a canvas; the schedule plot; PNG export.
+
+use wasm_bindgen::{Clamped, JsCast, JsValue};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+use super::dom;
+
+/// Gap between grid cells and around the grid, in image pixels.
+const GAP: usize = 1;
+/// Grid background (the gaps).
+const GAP_RGB: [u8; 3] = [26, 26, 26];
+
+/// Maps [-1, 1] to 0..=255 (clamping; NaN → 0), one byte per value.
+pub fn quantize(x: &[f32]) -> Vec<u8> {
+    x.iter()
+        .map(|&v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
+        .collect()
+}
+
+/// Columns and rows of the most square grid for `n` images.
+pub fn grid_dims(n: usize) -> (usize, usize) {
+    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    (cols, n.div_ceil(cols).max(1))
+}
+
+/// Lays out quantized `[N, C, H, W]` images (see [`quantize`]) as an RGBA grid: grayscale for
+/// one channel, the first three channels as RGB otherwise. Returns (width, height, rgba).
+pub fn grid_rgba(q: &[u8], [n, c, h, w]: [usize; 4]) -> (usize, usize, Vec<u8>) {
+    debug_assert_eq!(q.len(), n * c * h * w);
+    let (cols, rows) = grid_dims(n);
+    let (gw, gh) = (cols * (w + GAP) + GAP, rows * (h + GAP) + GAP);
+    let mut rgba = Vec::with_capacity(gw * gh * 4);
+    for _ in 0..gw * gh {
+        rgba.extend_from_slice(&[GAP_RGB[0], GAP_RGB[1], GAP_RGB[2], 255]);
+    }
+    let plane = h * w;
+    for i in 0..n {
+        let (gx, gy) = ((i % cols) * (w + GAP) + GAP, (i / cols) * (h + GAP) + GAP);
+        let img = &q[i * c * plane..(i + 1) * c * plane];
+        for y in 0..h {
+            for x in 0..w {
+                let p = y * w + x;
+                let (r, g, b) = if c >= 3 {
+                    (img[p], img[plane + p], img[2 * plane + p])
+                } else {
+                    (img[p], img[p], img[p])
+                };
+                let o = ((gy + y) * gw + gx + x) * 4;
+                rgba[o..o + 3].copy_from_slice(&[r, g, b]);
+            }
+        }
+    }
+    (gw, gh, rgba)
+}
+
+pub fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, JsValue> {
+    canvas
+        .get_context("2d")?
+        .ok_or_else(|| JsValue::from_str("canvas has no 2d context"))?
+        .dyn_into::<CanvasRenderingContext2d>()
+        .map_err(|_| JsValue::from_str("not a 2d context"))
+}
+
+/// Draws quantized `[N, C, H, W]` images as a grid onto canvas `id`, resizing the canvas to the
+/// grid's own pixel size (CSS scales it up with crisp pixels).
+pub fn draw_grid(id: &str, q: &[u8], shape: [usize; 4]) -> Result<(), JsValue> {
+    let (w, h, rgba) = grid_rgba(q, shape);
+    put_rgba(&dom::el::<HtmlCanvasElement>(id), w, h, &rgba)
+}
+
+/// Resizes `canvas` to `w`×`h` and puts `rgba` on it.
+pub fn put_rgba(
+    canvas: &HtmlCanvasElement,
+    w: usize,
+    h: usize,
+    rgba: &[u8],
+) -> Result<(), JsValue> {
+    if canvas.width() != w as u32 || canvas.height() != h as u32 {
+        canvas.set_width(w as u32);
+        canvas.set_height(h as u32);
+    }
+    let img =
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(rgba), w as u32, h as u32)?;
+    context_2d(canvas)?.put_image_data(&img, 0.0, 0.0)
+}
+
+/// A PNG data URL of canvas `id`, scaled up by an integer factor (nearest neighbour) so that
+/// the longer side is at least `min_side` pixels.
+pub fn png_data_url(id: &str, min_side: u32) -> Result<String, JsValue> {
+    let src = dom::el::<HtmlCanvasElement>(id);
+    let (w, h) = (src.width().max(1), src.height().max(1));
+    let scale = min_side.div_ceil(w.max(h)).max(1);
+    let out = dom::document()
+        .create_element("canvas")?
+        .dyn_into::<HtmlCanvasElement>()?;
+    out.set_width(w * scale);
+    out.set_height(h * scale);
+    let ctx = context_2d(&out)?;
+    ctx.set_image_smoothing_enabled(false);
+    ctx.draw_image_with_html_canvas_element_and_dw_and_dh(
+        &src,
+        0.0,
+        0.0,
+        (w * scale) as f64,
+        (h * scale) as f64,
+    )?;
+    out.to_data_url_with_type("image/png")
+}
+
+/// Saves `url` as a download named `name` (a temporary `<a download>`).
+pub fn download(url: &str, name: &str) -> Result<(), JsValue> {
+    let a = dom::document()
+        .create_element("a")?
+        .dyn_into::<web_sys::HtmlAnchorElement>()?;
+    a.set_href(url);
+    a.set_download(name);
+    a.click();
+    Ok(())
+}
+
+/// Curves of the schedule plot, each with one value per t = 1..=T.
+pub struct PlotSeries<'a> {
+    pub abar: &'a [f32],
+    pub beta: &'a [f32],
+    pub log_snr: &'a [f32],
+}
+
+/// Plots ᾱ_t, β_t / max β and log SNR (rescaled to its range) against t, with a marker at `t`
+/// (t = 0..=T; t = 0 is x_0 itself).
+pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsValue> {
+    let canvas = dom::el::<HtmlCanvasElement>(id);
+    // Render at device resolution so lines stay sharp.
+    let dpr = dom::window().device_pixel_ratio().clamp(1.0, 3.0);
+    let css_w = canvas.client_width().max(240) as f64;
+    let css_h = css_w * 220.0 / 480.0;
+    let (pw, ph) = ((css_w * dpr).round() as u32, (css_h * dpr).round() as u32);
+    if canvas.width() != pw || canvas.height() != ph {
+        canvas.set_width(pw);
+        canvas.set_height(ph);
+    }
+    let ctx = context_2d(&canvas)?;
+    ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
+    let (w, h) = (css_w, css_h);
+    let (left, right, top, bottom) = (34.0, 10.0, 10.0, 24.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let n = s.abar.len().max(1);
+
+    ctx.set_fill_style_str("#0a0b0e");
+    ctx.fill_rect(0.0, 0.0, w, h);
+    // Axes and grid.
+    ctx.set_stroke_style_str("#2a2f3a");
+    ctx.set_line_width(1.0);
+    ctx.set_font("11px ui-monospace, monospace");
+    ctx.set_fill_style_str("#9aa3b2");
+    for k in 0..=4 {
+        let y = top + ph * k as f64 / 4.0;
+        ctx.begin_path();
+        ctx.move_to(left, y);
+        ctx.line_to(left + pw, y);
+        ctx.stroke();
+        ctx.fill_text(&format!("{:.2}", 1.0 - k as f64 / 4.0), 2.0, y + 4.0)?;
+    }
+    for k in 0..=4 {
+        let x = left + pw * k as f64 / 4.0;
+        let label = (n * k / 4).to_string();
+        // Centre the tick label, keeping the last one inside the canvas.
+        let half = 3.3 * label.len() as f64;
+        ctx.fill_text(&label, (x - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
+    }
+
+    let curve = |vals: &[f32], lo: f32, hi: f32, color: &str| {
+        if vals.is_empty() {
+            return;
+        }
+        let span = (hi - lo).max(1e-12);
+        ctx.set_stroke_style_str(color);
+        ctx.set_line_width(1.8);
+        ctx.begin_path();
+        for (i, &v) in vals.iter().enumerate() {
+            let x = left + pw * (i + 1) as f64 / n as f64;
+            let y = top + ph * (1.0 - ((v - lo) / span).clamp(0.0, 1.0) as f64);
+            if i == 0 {
+                ctx.move_to(x, y);
+            } else {
+                ctx.line_to(x, y);
+            }
+        }
+        ctx.stroke();
+    };
+    let bmax = s.beta.iter().cloned().fold(0.0f32, f32::max);
+    let (smin, smax) = s
+        .log_snr
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    curve(s.beta, 0.0, bmax, "#f0b849");
+    curve(s.log_snr, smin, smax, "#c38af0");
+    curve(s.abar, 0.0, 1.0, "#7aa2ff");
+
+    // Marker at t.
+    let x = left + pw * t as f64 / n as f64;
+    ctx.set_stroke_style_str("#e6e8ee");
+    ctx.set_line_width(1.0);
+    ctx.set_line_dash(&js_sys::Array::of2(&4.0.into(), &3.0.into()))?;
+    ctx.begin_path();
+    ctx.move_to(x, top);
+    ctx.line_to(x, top + ph);
+    ctx.stroke();
+    ctx.set_line_dash(&js_sys::Array::new())?;
+    if t >= 1 && t <= s.abar.len() {
+        let y = top + ph * (1.0 - s.abar[t - 1] as f64);
+        ctx.set_fill_style_str("#7aa2ff");
+        ctx.begin_path();
+        ctx.arc(x, y, 3.5, 0.0, std::f64::consts::TAU)?;
+        ctx.fill();
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Getting model files into the page: a URL folder (with download progress) or the user's files.
+
+use js_sys::Uint8Array;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::dom::{self, js_err};
+use super::standin::ModelFiles;
+
+/// Weights file name inside a diffusers model folder.
+pub const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
+
+/// Downloads `url`, calling `progress(bytes so far, total if the server said)` as it goes.
+pub async fn fetch_bytes(
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, String> {
+    let resp = JsFuture::from(dom::window().fetch_with_str(url))
+        .await
+        .map_err(|e| format!("{url}: {}", js_err(e)))?
+        .dyn_into::<web_sys::Response>()
+        .map_err(|_| format!("{url}: not a fetch Response"))?;
+    if !resp.ok() {
+        return Err(format!(
+            "{url}: HTTP {} {}",
+            resp.status(),
+            resp.status_text()
+        ));
+    }
+    let total = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(body) = resp.body() else {
+        return Ok(Vec::new());
+    };
+    let reader = body
+        .get_reader()
+        .dyn_into::<web_sys::ReadableStreamDefaultReader>()
+        .map_err(|_| format!("{url}: no stream reader"))?;
+    let mut out = Vec::with_capacity(total.unwrap_or(0).min(1 << 31) as usize);
+    progress(0, total);
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("{url}: download failed: {}", js_err(e)))?
+            .unchecked_into::<web_sys::ReadableStreamReadResult>();
+        if chunk.get_done().unwrap_or(false) {
+            break;
+        }
+        let bytes = chunk.get_value().unchecked_into::<Uint8Array>();
+        let at = out.len();
+        out.resize(at + bytes.length() as usize, 0);
+        bytes.copy_to(&mut out[at..]);
+        progress(out.len() as u64, total);
+    }
+    Ok(out)
+}
+
+/// Downloads `config.json` and the weights from the folder `base` (ending in `/`).
+pub async fn fetch_model(
+    base: &str,
+    mut progress: impl FnMut(&str, u64, Option<u64>),
+) -> Result<ModelFiles, String> {
+    let config = fetch_bytes(&format!("{base}config.json"), |d, t| {
+        progress("config.json", d, t)
+    })
+    .await?;
+    let weights = fetch_bytes(&format!("{base}{WEIGHTS}"), |d, t| progress(WEIGHTS, d, t)).await?;
+    Ok(ModelFiles {
+        source: base.to_string(),
+        config,
+        weights,
+        scheduler: None,
+    })
+}
+
+/// Reads the files the user picked or dropped: one `*.safetensors`, one `config.json` (any other
+/// `*.json` name works if it is the only one) and optionally `scheduler_config.json`.
+pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, String> {
+    let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
+    let names: Vec<String> = files.iter().map(|f| f.name()).collect();
+    let find = |pred: &dyn Fn(&str) -> bool| files.iter().find(|f| pred(&f.name()));
+    let weights = find(&|n| n.ends_with(".safetensors")).ok_or_else(|| {
+        format!("no .safetensors weights file among {names:?} (expected {WEIGHTS})")
+    })?;
+    let scheduler = find(&|n| n == "scheduler_config.json");
+    let config = find(&|n| n == "config.json")
+        .or_else(|| {
+            let other: Vec<_> = files
+                .iter()
+                .filter(|f| f.name().ends_with(".json") && f.name() != "scheduler_config.json")
+                .collect();
+            (other.len() == 1).then(|| other[0])
+        })
+        .ok_or_else(|| format!("no config.json among {names:?}"))?;
+    let scheduler = match scheduler {
+        Some(f) => Some(read_file(f).await?),
+        None => None,
+    };
+    Ok(ModelFiles {
+        source: format!("your files ({}, {})", config.name(), weights.name()),
+        config: read_file(config).await?,
+        weights: read_file(weights).await?,
+        scheduler,
+    })
+}
+
+async fn read_file(f: &web_sys::File) -> Result<Vec<u8>, String> {
+    let buf = JsFuture::from(f.array_buffer())
+        .await
+        .map_err(|e| format!("{}: {}", f.name(), js_err(e)))?;
+    Ok(Uint8Array::new(&buf).to_vec())
+}
+
+/// Human size, e.g. `12.4 MB`.
+pub fn mb(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
+}
