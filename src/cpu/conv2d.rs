@@ -186,3 +186,54 @@ pub fn conv2d(
     }
     Ok((out, out_shape))
 }
+
+/// Packs PyTorch weights `[Cout, Cin, k, k]` into the GPU kernel's layout
+/// `[ceil(Cout/4), Cin, k, k, 4]`: weight `(co, ci, ky, kx)` sits at
+/// `(((co/4 · Cin + ci) · k + ky) · k + kx) · 4 + co % 4`, channels past `Cout` are zero.
+/// Returns the packed data and its shape.
+pub fn pack_weight(w: &[f32], w_shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 5])> {
+    let [cout, cin, kh, kw] = w_shape;
+    if w.len() != w_shape.iter().product::<usize>() {
+        return Err(shape_err("conv2d weight data", &w_shape, &[w.len()]));
+    }
+    let inner = cin * kh * kw;
+    let shape = [cout.div_ceil(4), cin, kh, kw, 4];
+    let mut packed = vec![0f32; shape.iter().product()];
+    for co in 0..cout {
+        for i in 0..inner {
+            packed[((co / 4) * inner + i) * 4 + co % 4] = w[co * inner + i];
+        }
+    }
+    Ok((packed, shape))
+}
+
+/// Inverse of [`pack_weight`]: `[ceil(Cout/4), Cin, k, k, 4]` back to `[Cout, Cin, k, k]`.
+pub fn unpack_weight(
+    packed: &[f32],
+    packed_shape: [usize; 5],
+    cout: usize,
+) -> Result<(Vec<f32>, [usize; 4])> {
+    let [cq, cin, kh, kw, four] = packed_shape;
+    if four != 4 || cq != cout.div_ceil(4) {
+        return Err(shape_err(
+            "packed conv2d weight",
+            &[cout.div_ceil(4), cin, kh, kw, 4],
+            &packed_shape,
+        ));
+    }
+    if packed.len() != packed_shape.iter().product::<usize>() {
+        return Err(shape_err(
+            "packed conv2d weight data",
+            &packed_shape,
+            &[packed.len()],
+        ));
+    }
+    let inner = cin * kh * kw;
+    let w = (0..cout * inner)
+        .map(|e| {
+            let (co, i) = (e / inner, e % inner);
+            packed[((co / 4) * inner + i) * 4 + co % 4]
+        })
+        .collect();
+    Ok((w, [cout, cin, kh, kw]))
+}
