@@ -59,13 +59,13 @@ const TR: u32 = 4u;
 const TC: u32 = 8u;
 const TQ: u32 = 2u;
 // Input rows / columns of a tile's window: at most (TR - 1)·2 + 3 and (TC - 1)·2 + 3.
-const MAX_ROWS: u32 = 9u;
-const MAX_COLS: u32 = 17u;
+const MAX_ROWS: u32 = (TR - 1u) * 2u + 3u;
+const MAX_COLS: u32 = (TC - 1u) * 2u + 3u;
 
 // One output row of the tile: [q · TC + c] = 4 channels of quad q at column c.
-alias Row = array<vec4<f32>, 16>;
+alias Row = array<vec4<f32>, TC * TQ>;
 // 3×3 weights of one input channel: [q · 9 + ky · 3 + kx].
-alias Weights3 = array<vec4<f32>, 18>;
+alias Weights3 = array<vec4<f32>, 9u * TQ>;
 // Input values of one window row.
 alias InRow = array<f32, MAX_COLS>;
 
@@ -330,7 +330,7 @@ fn conv_k1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
 // Upsample2D weights of one input channel: [q · 16 + ry · 4 + rx] where ry / rx pick a sum of
 // kernel rows / columns: 0 → {0}, 1 → {1, 2}, 2 → {0, 1}, 3 → {2}. Output parity 0 uses
 // (input - 1: combo 0, input: combo 1); parity 1 uses (input: combo 2, input + 1: combo 3).
-alias WeightsUp = array<vec4<f32>, 32>;
+alias WeightsUp = array<vec4<f32>, 16u * TQ>;
 
 fn up_weights(w: ptr<function, Weights3>) -> WeightsUp {
     var u: WeightsUp;
