@@ -145,14 +145,22 @@ pub fn conv2d(
     }
 
     let up = if geom.upsample { 2 } else { 1 };
-    let (vh, vw) = (h * up, wd * up);
     let [pt, pl, _, _] = geom.pad;
-    let s = geom.stride;
-    // Input coordinate of output coordinate `o` and tap `t`, or None in the zero padding.
-    let src = |o: usize, t: usize, pad: usize, vn: usize| -> Option<usize> {
-        let v = (o * s + t).checked_sub(pad)?;
-        (v < vn).then_some(v / up)
+    // For kernel tap t: the (output, input) index pairs along one axis that are not padding.
+    let taps = |n_out: usize, n_in: usize, pad: usize| -> Vec<Vec<(usize, usize)>> {
+        (0..k)
+            .map(|t| {
+                (0..n_out)
+                    .filter_map(|o| {
+                        let v = (o * geom.stride + t).checked_sub(pad)?;
+                        (v < n_in * up).then_some((o, v / up))
+                    })
+                    .collect()
+            })
+            .collect()
     };
+    let rows = taps(ho, h, pt);
+    let cols = taps(wo, wd, pl);
 
     let mut out = vec![0f32; out_shape.iter().product()];
     for b in 0..n {
@@ -160,17 +168,14 @@ pub fn conv2d(
             let o = &mut out[(b * cout + co) * ho * wo..][..ho * wo];
             for ci in 0..cin {
                 let xp = &x[(b * cin + ci) * h * wd..][..h * wd];
-                for ky in 0..k {
-                    for kx in 0..k {
+                for (ky, row_pairs) in rows.iter().enumerate() {
+                    for (kx, col_pairs) in cols.iter().enumerate() {
                         let wv = w[((co * cin + ci) * k + ky) * k + kx];
-                        for oy in 0..ho {
-                            let Some(iy) = src(oy, ky, pt, vh) else {
-                                continue;
-                            };
-                            for ox in 0..wo {
-                                if let Some(ix) = src(ox, kx, pl, vw) {
-                                    o[oy * wo + ox] += wv * xp[iy * wd + ix];
-                                }
+                        for &(oy, iy) in row_pairs {
+                            let orow = &mut o[oy * wo..][..wo];
+                            let xrow = &xp[iy * wd..][..wd];
+                            for &(ox, ix) in col_pairs {
+                                orow[ox] += wv * xrow[ix];
                             }
                         }
                     }
@@ -185,4 +190,55 @@ pub fn conv2d(
         }
     }
     Ok((out, out_shape))
+}
+
+/// Packs PyTorch weights `[Cout, Cin, k, k]` into the GPU kernel's layout
+/// `[ceil(Cout/4), Cin, k, k, 4]`: weight `(co, ci, ky, kx)` sits at
+/// `(((co/4 · Cin + ci) · k + ky) · k + kx) · 4 + co % 4`, channels past `Cout` are zero.
+/// Returns the packed data and its shape.
+pub fn pack_weight(w: &[f32], w_shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 5])> {
+    let [cout, cin, kh, kw] = w_shape;
+    if w.len() != w_shape.iter().product::<usize>() {
+        return Err(shape_err("conv2d weight data", &w_shape, &[w.len()]));
+    }
+    let inner = cin * kh * kw;
+    let shape = [cout.div_ceil(4), cin, kh, kw, 4];
+    let mut packed = vec![0f32; shape.iter().product()];
+    for co in 0..cout {
+        for i in 0..inner {
+            packed[((co / 4) * inner + i) * 4 + co % 4] = w[co * inner + i];
+        }
+    }
+    Ok((packed, shape))
+}
+
+/// Inverse of [`pack_weight`]: `[ceil(Cout/4), Cin, k, k, 4]` back to `[Cout, Cin, k, k]`.
+pub fn unpack_weight(
+    packed: &[f32],
+    packed_shape: [usize; 5],
+    cout: usize,
+) -> Result<(Vec<f32>, [usize; 4])> {
+    let [cq, cin, kh, kw, four] = packed_shape;
+    if four != 4 || cq != cout.div_ceil(4) {
+        return Err(shape_err(
+            "packed conv2d weight",
+            &[cout.div_ceil(4), cin, kh, kw, 4],
+            &packed_shape,
+        ));
+    }
+    if packed.len() != packed_shape.iter().product::<usize>() {
+        return Err(shape_err(
+            "packed conv2d weight data",
+            &packed_shape,
+            &[packed.len()],
+        ));
+    }
+    let inner = cin * kh * kw;
+    let w = (0..cout * inner)
+        .map(|e| {
+            let (co, i) = (e / inner, e % inner);
+            packed[((co / 4) * inner + i) * 4 + co % 4]
+        })
+        .collect();
+    Ok((w, [cout, cin, kh, kw]))
 }
