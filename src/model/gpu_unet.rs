@@ -21,44 +21,41 @@ pub struct UNet {
 }
 
 impl UNet {
-    /// Validates `weights` against `config` and uploads them. Each attention block's q, k, v
-    /// projections are also stacked into one `{prefix}.to_qkv` 1×1 conv (`[3C, C, 1, 1]`).
+    /// Validates `weights` against `config` and uploads them: conv weights (and the attention
+    /// projections, which act as 1×1 convs) packed for the conv kernel, each attention block's
+    /// q, k, v projections stacked into one `{prefix}.to_qkv` conv (`[3C, C, 1, 1]`).
     pub fn new(gpu: &Gpu, config: UNetConfig, weights: &Weights) -> Result<Self> {
         config.validate()?;
         weights.validate(&config)?;
         let mut params = HashMap::new();
         for (name, t) in weights.iter() {
-            let shape = conv_shape(&t.shape);
-            params.insert(
-                name.to_string(),
-                Tensor::from_slice(gpu, &shape, &t.data, name)?,
-            );
+            let tensor = if is_conv_weight(name, &t.shape) {
+                ops::conv2d::upload_weight(gpu, &t.data, conv_weight_shape(&t.shape), name)?
+            } else if is_qkv_part(name) {
+                continue; // uploaded stacked, below
+            } else {
+                Tensor::from_slice(gpu, &t.shape, &t.data, name)?
+            };
+            params.insert(name.to_string(), tensor);
         }
-        let prefixes: Vec<String> = weights
+        let prefixes: Vec<&str> = weights
             .iter()
-            .filter_map(|(name, _)| name.strip_suffix(".to_q.weight").map(str::to_string))
+            .filter_map(|(name, _)| name.strip_suffix(".to_q.weight"))
             .collect();
         for prefix in prefixes {
             let (mut w, mut b) = (Vec::new(), Vec::new());
-            let mut channels = 0;
             for p in ["to_q", "to_k", "to_v"] {
-                let wt = weights
-                    .get(&format!("{prefix}.{p}.weight"))
-                    .expect("validated");
-                channels = wt.shape[1];
-                w.extend_from_slice(&wt.data);
-                b.extend_from_slice(
-                    &weights
-                        .get(&format!("{prefix}.{p}.bias"))
-                        .expect("validated")
-                        .data,
-                );
+                w.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.weight"))?.data);
+                b.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.bias"))?.data);
             }
             let name = format!("{prefix}.to_qkv");
-            let wt = Tensor::from_slice(gpu, &[3 * channels, channels, 1, 1], &w, &name)?;
-            let bt = Tensor::from_slice(gpu, &[3 * channels], &b, &name)?;
+            let c = b.len() / 3;
+            let wt = ops::conv2d::upload_weight(gpu, &w, [3 * c, c, 1, 1], &name)?;
             params.insert(format!("{name}.weight"), wt);
-            params.insert(format!("{name}.bias"), bt);
+            params.insert(
+                format!("{name}.bias"),
+                Tensor::from_slice(gpu, &[3 * c], &b, &name)?,
+            );
         }
         Ok(UNet { config, params })
     }
@@ -146,10 +143,17 @@ impl EpsModel for UNetPlan {
     }
 }
 
-/// Linear weights `[out, in]` are stored as 1×1 conv weights only where the model uses them
-/// as such (attention projections); everything else keeps its shape.
-fn conv_shape(shape: &[usize]) -> Vec<usize> {
-    shape.to_vec()
+/// Weights the model applies as convolutions: 4-D conv kernels and the attention output
+/// projection (a Linear over channels, i.e. a 1×1 conv).
+fn is_conv_weight(name: &str, shape: &[usize]) -> bool {
+    shape.len() == 4 || name.ends_with(".to_out.0.weight")
+}
+
+/// The separate q/k/v projections, which the GPU model only keeps stacked.
+fn is_qkv_part(name: &str) -> bool {
+    [".to_q.", ".to_k.", ".to_v."]
+        .iter()
+        .any(|p| name.contains(p))
 }
 
 /// Free activation buffers by size. The forward pass is recorded in execution order, so a
@@ -286,22 +290,19 @@ impl Backend for Recorder<'_> {
         residual: Option<&Pooled>,
         out_scale: f32,
     ) -> Result<Pooled> {
+        // Packed weight [ceil(Cout/4), Cin, k, k, 4]; Cout from the bias.
         let w = self.param(&format!("{prefix}.weight"))?;
-        let w = &Tensor {
-            buffer: w.buffer.clone(),
-            shape: conv_weight_shape(&w.shape).to_vec(),
-        };
         let b = self.param(&format!("{prefix}.bias"))?;
-        let k = w.shape[3];
+        let k = w.shape[2];
         let (ho, wo) = geom.out_hw(x.shape[2], x.shape[3], k);
-        let out = self.alloc(&[x.shape[0], w.shape[0], ho, wo])?;
+        let out = self.alloc(&[x.shape[0], b.shape[0], ho, wo])?;
         let epi = ops::conv2d::Epilogue {
             temb: temb.map(|t| &t.tensor),
             residual: residual.map(|r| &r.tensor),
             out_scale,
         };
         let d = ops::conv2d::conv2d(self.gpu, x, w, b, geom, &epi, &out)?;
-        self.push(d, 2 * out.numel() * w.shape[1..].iter().product::<usize>());
+        self.push(d, 2 * out.numel() * x.shape[1] * k * k);
         Ok(out)
     }
 
