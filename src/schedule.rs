@@ -28,7 +28,8 @@ impl BetaSchedule {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    /// Parses diffusers' name for it.
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
             "linear" => Ok(BetaSchedule::Linear),
             "scaled_linear" => Ok(BetaSchedule::ScaledLinear),
@@ -60,7 +61,8 @@ impl VarianceType {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    /// Parses diffusers' name for it.
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
             // `fixed_small_log` draws with σ = exp(½ log β̃): the same numbers.
             "fixed_small" | "fixed_small_log" => Ok(VarianceType::FixedSmall),
@@ -96,7 +98,8 @@ impl TimestepSpacing {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    /// Parses diffusers' name for it.
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
             "leading" => Ok(TimestepSpacing::Leading),
             "linspace" => Ok(TimestepSpacing::Linspace),

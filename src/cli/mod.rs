@@ -3,6 +3,7 @@
 mod bench;
 mod forward;
 mod info;
+mod sample;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Command {
     Forward(forward::Args),
     /// Benchmark the U-Net forward pass and its kernels on this machine's GPU.
     Bench(bench::Args),
+    /// Generate images with the reverse process (DDPM or DDIM) on the GPU.
+    Sample(sample::Args),
 }
 
 /// Runs the CLI; errors are printed with their causes and give exit code 1.
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Forward(a) => forward::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sample(a) => sample::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,243 @@
+//! `ddpm sample`: the reverse process on the GPU, written out as a PNG grid (and optionally the
+//! raw samples as .npy and the trajectory as an animated GIF).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ddpm::gpu::Gpu;
+use ddpm::image::{grid, grid_columns, to_byte, Rgba};
+use ddpm::model::{EpsModel, UNet};
+use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions, Snapshot};
+use ddpm::schedule::{SchedulerConfig, VarianceType};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{display, ModelArgs};
+
+/// More samples than this in one call is almost certainly a typo.
+const MAX_SAMPLES: usize = 100_000;
+/// Frames kept for `--gif` (each a grid of x_t).
+const GIF_FRAMES: usize = 60;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Number of samples.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Seed of the starting noise and of every step's noise (same seed, same images).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// ddpm (all T steps) or ddim (--steps, --eta).
+    #[arg(long, default_value = "ddpm")]
+    sampler: String,
+    /// DDIM steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// DDIM η: 0 deterministic, 1 DDPM-like noise.
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// σ_t²: fixed_small (β̃_t) or fixed_large (β_t); default from the scheduler config.
+    #[arg(long)]
+    variance: Option<String>,
+    /// Clip x̂0 to [-1, 1]: true/false; default from the scheduler config.
+    #[arg(long)]
+    clip: Option<bool>,
+    /// diffusers scheduler_config.json (default: next to the model, else DDPM's linear schedule).
+    #[arg(long)]
+    scheduler: Option<PathBuf>,
+    /// Samples per GPU batch (larger n runs in several batches).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Output PNG grid.
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Also write the samples as NCHW float32 .npy.
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    /// Also write the trajectory x_T → x_0 as an animated GIF (first batch).
+    #[arg(long)]
+    gif: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.n == 0 || args.n > MAX_SAMPLES {
+        bail!("--n must be between 1 and {MAX_SAMPLES}, got {}", args.n);
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let (cfg, weights) = args.model.load()?;
+    let sched = scheduler_config(&args)?;
+    let kind = SamplerKind::parse(&args.sampler, args.steps, args.eta)?;
+    let mut opts = SamplerOptions::new(&sched, kind, args.seed);
+    if let Some(v) = &args.variance {
+        opts.variance = VarianceType::parse(v)?;
+    }
+    if let Some(c) = args.clip {
+        opts.clip = c.then_some(sched.clip_sample_range as f32);
+    }
+    // Validate the whole plan (steps, η, schedule) before touching the GPU.
+    let total_steps = ddpm::sampler::plan(&sched, &opts)?.len();
+
+    let gpu = super::gpu()?;
+    let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
+    let (mut batch, mut plan) = (args.batch.min(args.n), None);
+    while plan.is_none() {
+        match unet.plan(&gpu, batch) {
+            Ok(p) => plan = Some(p),
+            Err(ddpm::Error::Limit { .. }) if batch > 1 => batch /= 2,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let plan = plan.expect("planned");
+    let shape = plan.x().shape.clone();
+    let per_image: usize = shape[1..].iter().product();
+    let runs = args.n.div_ceil(batch);
+    eprintln!(
+        "sampling {} images {}×{}×{} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
+        args.n, shape[1], shape[2], shape[3], args.seed
+    );
+
+    let bar = ProgressBar::new((runs * total_steps) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(args.n * per_image);
+    let mut frames: Vec<Snapshot> = Vec::new();
+    for run in 0..runs {
+        // Each batch gets its own seed so batches differ; batch 0 uses --seed itself.
+        opts.seed = args.seed.wrapping_add(run as u64);
+        let mut sampler = Sampler::new(&gpu, &plan, &sched, &opts)?;
+        if run == 0 && args.gif.is_some() {
+            let every = total_steps.div_ceil(GIF_FRAMES).max(1);
+            sampler.capture(every, 256 << 20)?;
+        }
+        let chunk = 10;
+        loop {
+            let p = sampler.run_steps_blocking(&gpu, chunk)?;
+            bar.set_position((run * total_steps + p.step) as u64);
+            bar.set_message(format!(
+                "batch {}/{runs}, t={}",
+                run + 1,
+                p.next_timestep.unwrap_or(0)
+            ));
+            if p.done() {
+                break;
+            }
+        }
+        let x = pollster::block_on(sampler.read_sample(&gpu))?;
+        let keep = (args.n - samples.len() / per_image).min(batch);
+        samples.extend_from_slice(&x[..keep * per_image]);
+        if let Some(tr) = sampler.trajectory() {
+            frames = tr.snapshots().to_vec();
+        }
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} steps × {runs} batch(es) in {secs:.1} s: {:.1} steps/s ({:.1} images/s)",
+        total_steps,
+        (runs * total_steps) as f64 / secs,
+        args.n as f64 / secs
+    );
+
+    let n = args.n;
+    let img = grid(
+        &samples,
+        [n, shape[1], shape[2], shape[3]],
+        grid_columns(n),
+        2,
+        to_byte,
+    );
+    write_png(&args.out, &img)?;
+    eprintln!("wrote {}", display(&args.out));
+    if let Some(path) = &args.npy {
+        ddpm::npy::write(path, &[n, shape[1], shape[2], shape[3]], &samples)?;
+        eprintln!("wrote {}", display(path));
+    }
+    if let Some(path) = &args.gif {
+        let b = batch.min(n);
+        let dims = [b, shape[1], shape[2], shape[3]];
+        let mut imgs: Vec<Rgba> = frames
+            .iter()
+            .map(|s| {
+                grid(
+                    &s.x.to_u8()[..b * per_image],
+                    dims,
+                    grid_columns(b),
+                    2,
+                    |v| v,
+                )
+            })
+            .collect();
+        if imgs.is_empty() {
+            bail!("no trajectory was captured");
+        }
+        // Hold the final sample for a moment.
+        let last = imgs.last().cloned().expect("non-empty");
+        imgs.extend(std::iter::repeat_n(last, 10));
+        write_gif(path, &imgs)?;
+        eprintln!("wrote {} ({} frames)", display(path), imgs.len());
+    }
+    check_gpu(&gpu)
+}
+
+/// `--scheduler`, else `scheduler_config.json` beside the model (or in a pipeline's
+/// `scheduler/` folder), else diffusers' DDPMScheduler defaults.
+fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
+    if let Some(path) = &args.scheduler {
+        return Ok(SchedulerConfig::from_file(path)?);
+    }
+    if let Some(dir) = &args.model.model {
+        for candidate in [
+            dir.join("scheduler_config.json"),
+            dir.join("../scheduler/scheduler_config.json"),
+        ] {
+            if candidate.exists() {
+                return Ok(SchedulerConfig::from_file(&candidate)?);
+            }
+        }
+    }
+    Ok(SchedulerConfig::default())
+}
+
+fn check_gpu(gpu: &Gpu) -> anyhow::Result<()> {
+    Ok(gpu.check()?)
+}
+
+/// Writes an RGBA image as PNG.
+pub fn write_png(path: &Path, img: &Rgba) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", display(path)))?;
+    let mut enc = png::Encoder::new(
+        std::io::BufWriter::new(file),
+        img.width as u32,
+        img.height as u32,
+    );
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header()?;
+    w.write_image_data(&img.pixels)?;
+    w.finish()?;
+    Ok(())
+}
+
+/// Writes frames (same size) as a looping animated GIF.
+fn write_gif(path: &Path, frames: &[Rgba]) -> anyhow::Result<()> {
+    let (w, h) = (frames[0].width as u16, frames[0].height as u16);
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", display(path)))?;
+    let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[])?;
+    enc.set_repeat(gif::Repeat::Infinite)?;
+    for f in frames {
+        let mut pixels = f.pixels.clone();
+        let mut frame = gif::Frame::from_rgba_speed(w, h, &mut pixels, 10);
+        frame.delay = 8; // centiseconds
+        enc.write_frame(&frame)?;
+    }
+    Ok(())
+}
