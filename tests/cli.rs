@@ -106,7 +106,7 @@ fn bad_arguments_fail_with_a_message() {
                 "--steps",
                 "0",
             ],
-            "steps",
+            "at least 1 inference step",
         ),
         (
             vec!["info", "--model", "/nonexistent/model"],
