@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 web=1
 [[ "${1:-}" == "--no-web" ]] && web=0
+TRUNK_VERSION=0.21.14  # trunk 0.22 needs a newer rustc than this machine's 1.95
 
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
@@ -34,7 +35,17 @@ fi
 rustup target add wasm32-unknown-unknown
 rustup component add rustfmt clippy
 
-if [[ $web == 1 && -f web/e2e/install.sh ]]; then
-    bash web/e2e/install.sh
+# Web tools, at the versions the build expects (see Trunk.toml and the wasm-bindgen pin in
+# Cargo.toml). Built from crates.io: trunk takes ~15 min on 2 cores, wasm-bindgen-cli ~2 min.
+if [[ $web == 1 ]]; then
+    bindgen_version="$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' Cargo.toml)"
+    if [[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$bindgen_version" ]]; then
+        # Not --locked: its lockfile pins a webpki-roots version the registry no longer serves.
+        cargo install wasm-bindgen-cli --version "$bindgen_version"
+    fi
+    if [[ "$(trunk --version 2>/dev/null | awk '{print $2}')" != "$TRUNK_VERSION" ]]; then
+        cargo install trunk --locked --version "$TRUNK_VERSION"
+    fi
+    (cd web && npm ci --no-audit --no-fund)
 fi
 echo "setup: done"
