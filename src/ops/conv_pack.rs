@@ -1,0 +1,81 @@
+//! `shaders/conv_pack.wgsl`: PyTorch conv weights → the conv kernel's packed layout, on the GPU
+//! (training refreshes the packed copies after every optimizer step). Reference:
+//! [`crate::cpu::conv2d::pack_weight`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+
+const PACK: KernelSpec = KernelSpec {
+    name: "conv_pack",
+    source: include_str!("../../shaders/conv_pack.wgsl"),
+    entry: "pack",
+    bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    cout: u32,
+    inner: u32,
+    total: u32,
+    _pad: u32,
+}
+
+/// Packs `w` (`[Cout, Cin, k, k]`, or a Linear `[Cout, Cin]` as 1×1) into `packed`
+/// (`[ceil(Cout/4), Cin, k, k, 4]`).
+pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
+    let (cout, inner) = match w.shape[..] {
+        [o, i] => (o, i),
+        [o, i, kh, kw] => (o, i * kh * kw),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "conv_pack: weight must be [Cout, Cin, k, k] or [Cout, Cin], got {:?}",
+                w.shape
+            )))
+        }
+    };
+    let total = cout.div_ceil(4) * inner * 4;
+    if packed.numel() != total {
+        return Err(Error::Shape {
+            what: "conv_pack packed weight".into(),
+            expected: vec![cout.div_ceil(4), inner, 4],
+            got: packed.shape.clone(),
+        });
+    }
+    let params = Params {
+        cout: cout as u32,
+        inner: inner as u32,
+        total: total as u32,
+        _pad: 0,
+    };
+    Ok(gpu.dispatch(&PACK, &params, &[&w.buffer, &packed.buffer], grid((total as u32).div_ceil(256))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::conv2d::pack_weight;
+    use crate::testing::{gpu, Rng};
+
+    #[test]
+    fn pack_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(3);
+        for shape in [[1, 1, 1, 1], [5, 3, 3, 3], [8, 7, 1, 1], [13, 2, 3, 3]] {
+            let w = rng.normals(shape.iter().product(), 1.0);
+            let (want, packed_shape) = pack_weight(&w, shape).unwrap();
+            let wt = Tensor::from_slice(gpu, &shape, &w, "w").unwrap();
+            let out = Tensor::from_slice(gpu, &packed_shape, &vec![f32::NAN; want.len()], "p").unwrap();
+            pollster::block_on(gpu.run(&[pack(gpu, &wt, &out).unwrap()])).unwrap();
+            assert_eq!(out.read_blocking(gpu).unwrap(), want, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn pack_rejects_wrong_sizes() {
+        let gpu = gpu();
+        let w = Tensor::zeros(gpu, &[5, 3, 3, 3], "w").unwrap();
+        let p = Tensor::zeros(gpu, &[1, 3, 3, 3, 4], "p").unwrap();
+        assert!(pack(gpu, &w, &p).is_err());
+    }
+}
