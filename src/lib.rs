@@ -18,6 +18,8 @@ pub mod sampler;
 pub mod schedule;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -1,0 +1,357 @@
+//! Training (Ho et al. 2020, Algorithm 1) with the same WGSL kernels as inference: x0 from the
+//! data, t ~ U{0..T−1}, ε ~ N(0, I), one AdamW step on ‖ε − ε_θ(√ᾱ_t x0 + √(1−ᾱ_t) ε, t)‖².
+//!
+//! Everything that varies per step is derived from `(seed, step)` (timesteps on the CPU, noise
+//! by the GPU's counter-based RNG), so a run resumed from a checkpoint continues exactly.
+
+pub mod checkpoint;
+pub mod tape;
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::model::{unet, UNetConfig, Weights};
+use crate::ops;
+use crate::ops::optim::AdamWParams;
+use crate::schedule::SchedulerConfig;
+use tape::{Params, Tape};
+
+/// Optimisation settings.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    pub batch: usize,
+    /// Peak learning rate (reached after `warmup` steps, linearly).
+    pub lr: f32,
+    pub warmup: usize,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub adam_eps: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub max_grad_norm: f32,
+    /// EMA of the weights (the exported model), e.g. 0.999.
+    pub ema_decay: f32,
+    /// Seed of the timesteps and noise of every step.
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            batch: 32,
+            lr: 1e-3,
+            warmup: 100,
+            beta1: 0.9,
+            beta2: 0.999,
+            adam_eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            ema_decay: 0.999,
+            seed: 0,
+        }
+    }
+}
+
+/// A U-Net being trained on the GPU.
+pub struct Trainer {
+    pub config: UNetConfig,
+    pub scheduler: SchedulerConfig,
+    pub options: TrainOptions,
+    /// Steps done.
+    pub step: u64,
+    params: Params,
+    /// Parameter names in a fixed order (master names: q/k/v stacked as `to_qkv`).
+    names: Vec<String>,
+    grads: HashMap<String, Tensor>,
+    adam_m: HashMap<String, Tensor>,
+    adam_v: HashMap<String, Tensor>,
+    ema: HashMap<String, Tensor>,
+    x0: Tensor,
+    t: Tensor,
+    noise: Tensor,
+    xt: Tensor,
+    alphas_cumprod: Tensor,
+    loss: Tensor,
+    norm_sq: Tensor,
+    /// Forward, loss, backward and gradient norm, recorded once.
+    graph: Vec<Dispatch>,
+    /// Re-pack the conv weights after an update.
+    repack: Vec<Dispatch>,
+}
+
+/// The stacked attention projection name for a `…to_q.weight`-style name, if it is one.
+fn qkv_parts(name: &str) -> Option<(&str, &str)> {
+    for p in ["to_q", "to_k", "to_v"] {
+        for suffix in ["weight", "bias"] {
+            if let Some(prefix) = name.strip_suffix(&format!(".{p}.{suffix}")) {
+                return Some((prefix, suffix));
+            }
+        }
+    }
+    None
+}
+
+/// diffusers weights → master tensors (q/k/v stacked into `to_qkv`).
+fn to_master(weights: &Weights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    let mut out = Vec::new();
+    for (name, t) in weights.iter() {
+        match qkv_parts(name) {
+            Some((prefix, suffix)) if name.contains(".to_q.") => {
+                let mut data = Vec::new();
+                for p in ["to_q", "to_k", "to_v"] {
+                    data.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.{suffix}"))?.data);
+                }
+                let mut shape = t.shape.clone();
+                shape[0] *= 3;
+                out.push((format!("{prefix}.to_qkv.{suffix}"), shape, data));
+            }
+            Some(_) => {}
+            None => out.push((name.to_string(), t.shape.clone(), t.data.clone())),
+        }
+    }
+    Ok(out)
+}
+
+/// Master tensors → diffusers weights (`to_qkv` split back into q/k/v).
+fn from_master(source: &str, master: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Weights> {
+    let mut w = Weights::new(source);
+    for (name, shape, data) in master {
+        if let Some(prefix) = name.strip_suffix(".to_qkv.weight").or_else(|| name.strip_suffix(".to_qkv.bias")) {
+            let suffix = if name.ends_with("weight") { "weight" } else { "bias" };
+            let mut part_shape = shape.clone();
+            part_shape[0] /= 3;
+            let len = data.len() / 3;
+            for (i, p) in ["to_q", "to_k", "to_v"].iter().enumerate() {
+                w.insert(format!("{prefix}.{p}.{suffix}"), part_shape.clone(), data[i * len..(i + 1) * len].to_vec())?;
+            }
+        } else {
+            w.insert(name, shape, data)?;
+        }
+    }
+    Ok(w)
+}
+
+/// Whether the forward pass applies this master tensor as a convolution (and so needs a
+/// packed copy).
+fn is_conv(name: &str, shape: &[usize]) -> bool {
+    shape.len() == 4 || name.ends_with(".to_out.0.weight") || name.ends_with(".to_qkv.weight")
+}
+
+impl Trainer {
+    /// Uploads `weights` (initial or resumed) and records the training step for
+    /// `options.batch` images of the config's sample size.
+    pub fn new(
+        gpu: &Gpu,
+        config: UNetConfig,
+        scheduler: SchedulerConfig,
+        weights: &Weights,
+        options: TrainOptions,
+    ) -> Result<Self> {
+        config.validate()?;
+        weights.validate(&config)?;
+        if options.batch == 0 {
+            return Err(Error::Invalid("training batch must be at least 1".into()));
+        }
+        let (h, w) = config.sample_hw().ok_or_else(|| Error::Config {
+            key: "sample_size".into(),
+            value: "null".into(),
+            reason: "training needs the sample size".into(),
+        })?;
+        let mut master = HashMap::new();
+        let mut packed = HashMap::new();
+        let mut names = Vec::new();
+        let mut repack = Vec::new();
+        for (name, shape, data) in to_master(weights)? {
+            let t = Tensor::from_slice(gpu, &shape, &data, &name)?;
+            if is_conv(&name, &shape) {
+                let c = crate::model::cpu_unet::conv_weight_shape(&shape);
+                let p = ops::conv2d::upload_weight(gpu, &data, c, &name)?;
+                repack.push(ops::conv_pack::pack(gpu, &t, &p)?);
+                packed.insert(name.clone(), p);
+            }
+            master.insert(name.clone(), t);
+            names.push(name);
+        }
+        names.sort();
+        let params = Params { master, packed };
+
+        let shape = [options.batch, config.in_channels, h, w];
+        let x0 = Tensor::zeros(gpu, &shape, "x0")?;
+        let noise = Tensor::zeros(gpu, &shape, "noise")?;
+        let xt = Tensor::zeros(gpu, &shape, "x_t")?;
+        let t = Tensor::zeros(gpu, &[options.batch], "t")?;
+        let schedule = scheduler.schedule()?;
+        let ac = schedule.alphas_cumprod();
+        let alphas_cumprod = Tensor::from_slice(gpu, &[ac.len()], &ac, "alphas_cumprod")?;
+        let loss = Tensor::zeros(gpu, &[1], "loss")?;
+        let d_eps = Tensor::zeros(gpu, &shape, "dL/deps")?;
+
+        // Forward on the tape, L_simple, backward.
+        let mut tape = Tape::new(gpu, &params);
+        let (xn, tn) = (tape.input(&xt), tape.input(&t));
+        let eps = unet::forward(&mut tape, &config, &xn, &tn)?;
+        let mut graph = std::mem::take(&mut tape.forward);
+        graph.extend(ops::loss::mse_loss(gpu, &eps.tensor, &noise, &d_eps, &loss)?);
+        let (backward, grads) = tape.backward(&eps, &d_eps)?;
+        graph.extend(backward);
+        let grad_list: Vec<&Tensor> = names.iter().map(|n| &grads[n]).collect();
+        let norm_sq = Tensor::zeros(gpu, &[ops::optim::grad_norm_partials_len(&grad_list)], "grad norm")?;
+        graph.extend(ops::optim::grad_norm_sq(gpu, &grad_list, &norm_sq)?);
+
+        let zeros_like = |name: &String, what: &str| -> Result<(String, Tensor)> {
+            Ok((name.clone(), Tensor::zeros(gpu, &params.master[name].shape, what)?))
+        };
+        let adam_m = names.iter().map(|n| zeros_like(n, "adam m")).collect::<Result<_>>()?;
+        let adam_v = names.iter().map(|n| zeros_like(n, "adam v")).collect::<Result<_>>()?;
+        let ema = names
+            .iter()
+            .map(|n| {
+                let t = &params.master[n];
+                let e = Tensor::zeros(gpu, &t.shape, "ema")?;
+                Ok((n.clone(), e))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        let trainer = Trainer {
+            config,
+            scheduler,
+            options,
+            step: 0,
+            params,
+            names,
+            grads,
+            adam_m,
+            adam_v,
+            ema,
+            x0,
+            t,
+            noise,
+            xt,
+            alphas_cumprod,
+            loss,
+            norm_sq,
+            graph,
+            repack,
+        };
+        trainer.copy_params_to_ema(gpu);
+        Ok(trainer)
+    }
+
+    fn copy_params_to_ema(&self, gpu: &Gpu) {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for n in &self.names {
+            let p = &self.params.master[n];
+            enc.copy_buffer_to_buffer(&p.buffer, 0, &self.ema[n].buffer, 0, p.bytes());
+        }
+        gpu.queue.submit([enc.finish()]);
+    }
+
+    /// The `[N, C, H, W]` shape of a training batch.
+    pub fn batch_shape(&self) -> &[usize] {
+        &self.x0.shape
+    }
+
+    /// The timesteps of step `step` (uniform over 0..T, from the seed).
+    pub fn timesteps(&self, step: u64) -> Vec<f32> {
+        let t_max = self.scheduler.num_train_timesteps as u32;
+        (0..self.options.batch as u32)
+            .map(|i| {
+                let r = crate::cpu::sampling::rng_u32x4(self.options.seed ^ TIMESTEP_SEED, step as u32, i);
+                (((r[0] as u64) << 32 | r[1] as u64) % t_max as u64) as f32
+            })
+            .collect()
+    }
+
+    /// The learning rate of step `step` (0-based): linear warm-up, then constant.
+    pub fn lr(&self, step: u64) -> f32 {
+        let w = self.options.warmup as f32;
+        if w == 0.0 {
+            self.options.lr
+        } else {
+            self.options.lr * ((step + 1) as f32 / w).min(1.0)
+        }
+    }
+
+    /// Records and submits one training step on `x0` (`[N, C, H, W]` flattened, in [−1, 1]).
+    /// Does not wait; read the loss with [`Trainer::read_loss`].
+    pub fn step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
+        self.x0.write(gpu, x0)?;
+        self.t.write(gpu, &self.timesteps(self.step))?;
+        let mut d = vec![ops::sampling::q_sample(
+            gpu,
+            &self.x0,
+            &self.t,
+            &self.alphas_cumprod,
+            &self.noise,
+            Some((self.options.seed, NOISE_STREAM_BASE.wrapping_add(self.step as u32))),
+            &self.xt,
+        )?];
+        d.extend(self.graph.iter().cloned());
+        let hp = AdamWParams {
+            lr: self.lr(self.step),
+            beta1: self.options.beta1,
+            beta2: self.options.beta2,
+            eps: self.options.adam_eps,
+            weight_decay: self.options.weight_decay,
+            step: (self.step + 1) as u32,
+            max_grad_norm: self.options.max_grad_norm,
+        };
+        for n in &self.names {
+            d.push(ops::optim::adamw_step(
+                gpu,
+                &self.params.master[n],
+                &self.grads[n],
+                &self.adam_m[n],
+                &self.adam_v[n],
+                &self.norm_sq,
+                &hp,
+            )?);
+        }
+        for n in &self.names {
+            d.push(ops::optim::ema_update(gpu, &self.ema[n], &self.params.master[n], self.options.ema_decay)?);
+        }
+        d.extend(self.repack.iter().cloned());
+        gpu.submit(&d);
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The loss of the last step (waits for it). Errors if it is not finite.
+    pub async fn read_loss(&self, gpu: &Gpu) -> Result<f32> {
+        let loss = self.loss.read(gpu).await?[0];
+        if !loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "the loss became {loss} at step {}: training diverged (try a lower --lr); \
+                 the last checkpoint is kept",
+                self.step
+            )));
+        }
+        Ok(loss)
+    }
+
+    /// [`Trainer::read_loss`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_loss_blocking(&self, gpu: &Gpu) -> Result<f32> {
+        pollster::block_on(self.read_loss(gpu))
+    }
+
+    async fn read_set(&self, gpu: &Gpu, set: &HashMap<String, Tensor>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for n in &self.names {
+            let t = &set[n];
+            out.push((n.clone(), t.shape.clone(), t.read(gpu).await?));
+        }
+        Ok(out)
+    }
+
+    /// The current weights (`ema`: the EMA copy) in diffusers' naming.
+    pub async fn weights(&self, gpu: &Gpu, ema: bool) -> Result<Weights> {
+        let set = if ema { &self.ema } else { &self.params.master };
+        from_master("trained", self.read_set(gpu, set).await?)
+    }
+}
+
+/// Mixed into the seed for the per-step timesteps (CPU side; stream = step, index = sample).
+const TIMESTEP_SEED: u64 = 0x7157_5EED_0000_0001;
+/// RNG streams of the per-step training noise start here (one stream per step).
+const NOISE_STREAM_BASE: u32 = 0x4000_0000;
