@@ -5,6 +5,7 @@ pub mod attention;
 pub mod concat;
 pub mod conv2d;
 pub mod conv_pack;
+pub mod conv2d_backward;
 pub mod elementwise;
 pub mod group_norm;
 pub mod linear;

@@ -1,0 +1,276 @@
+// Gradient of shaders/conv2d.wgsl with respect to its input:
+//   dx[n, ci, iy, ix] (+)= out_scale · Σ dy[n, co, oy, ox] · w[co, ci, ky, kx]
+// over every (co, oy, ox, ky, kx) whose tap reads input pixel (iy, ix) — i.e. a transposed conv.
+// NCHW f32, w [Cout, Cin, k, k], k = 1 or 3, stride 1 or 2, zero padding, optional fused
+// nearest ×2 upsampling (an input pixel then sums the gradients of its 2×2 virtual pixels).
+//
+// Same scheme as the forward: register blocking, no shared memory, no barriers. Each invocation
+// computes CI input channels × PX dx pixels of one row; the channel block comes from workgroup
+// id y so weight loads are uniform. Per output channel and dy row it loads the segment of dy
+// values its PX pixels need once and reuses each for every kernel column and input channel.
+//
+// Per dimension, a dx pixel i sees virtual pixels v = UP·i + u (u < UP) and the dy position of
+// tap k is (v + pad - k) / S when that divides exactly.
+// - Stride 1 (dx_s1): the PX pixels of a block are consecutive; tap (u, kx) of pixel i reads
+//   dy column UP·ix0 + pad - (K-1) + UP·i + u + (K-1-kx): one segment, constant indices.
+// - Stride 2 (dx_s2): only taps k ≡ v + pad (mod 2) contribute, k = a + 2t, t < T = (K+1)/2,
+//   reading dy at c0 - t with c0 = (v + pad - a) / 2. Without upsampling the pixels of a block
+//   share one parity (ix = ix0 + 2i) and the parities (py, px) come from workgroup id y, so the
+//   taps are uniform; with upsampling v's parity is u's.
+
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    pad_top: u32,
+    pad_left: u32,
+    // Pixel blocks per dx row (per parity for dx_s2 without upsampling), dx rows per image
+    // (likewise) and blocks in total (n · rows · row_blocks).
+    row_blocks: u32,
+    rows: u32,
+    blocks: u32,
+    accumulate: u32,
+    out_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+const WG: u32 = 64u;
+const PX: u32 = 4u;
+const CI: u32 = 8u;
+// Largest stride-1 segment: UP · PX + K - 1 with UP = 2, K = 3.
+const SEG_MAX: u32 = 10u;
+// Largest stride-2 segment: PX + T - 1 with T = 2.
+const SEG2: u32 = 5u;
+
+// dx (+)= acc · out_scale for the valid channels and pixels of a block (pixels ix0 + step·i).
+fn store(acc: ptr<function, array<vec4<f32>, CI>>, n: u32, ci0: u32, iy: u32, ix0: u32, step: u32) {
+    // (Constant trip counts with guarded bodies, so the loops unroll and acc stays in registers.)
+    for (var c = 0u; c < CI; c++) {
+        let ci = ci0 + c;
+        let rb = ((n * p.cin + ci) * p.h + iy) * p.w;
+        for (var i = 0u; i < PX; i++) {
+            let ix = ix0 + step * i;
+            if ci < p.cin && ix < p.w {
+                let g = (*acc)[c][i] * p.out_scale;
+                dx[rb + ix] = select(g, dx[rb + ix] + g, p.accumulate != 0u);
+            }
+        }
+    }
+}
+
+fn dx_s1(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, K: u32, UP: u32) {
+    let blk = (wid.x + wid.z * nwg.x) * WG + lid;
+    if blk >= p.blocks {
+        return;
+    }
+    let ci0 = wid.y * CI;
+    let bx = blk % p.row_blocks;
+    let t = blk / p.row_blocks;
+    let iy = t % p.h;
+    let n = t / p.h;
+    let ix0 = bx * PX;
+
+    // dy row of entry r = uy·K + ky: oy = UP·iy + uy + pad_top - ky.
+    var roff: array<u32, 6>;
+    var rmask: array<f32, 6>;
+    for (var uy = 0u; uy < UP; uy++) {
+        for (var ky = 0u; ky < K; ky++) {
+            let oy = i32(UP * iy + uy + p.pad_top) - i32(ky);
+            let ok = oy >= 0 && oy < i32(p.ho);
+            roff[uy * K + ky] = select(0u, u32(oy) * p.wo, ok);
+            rmask[uy * K + ky] = select(0.0, 1.0, ok);
+        }
+    }
+    // dy columns of the segment: ox = UP·ix0 + pad_left - (K-1) + j.
+    let seg = UP * PX + K - 1u;
+    var coff: array<u32, SEG_MAX>;
+    var cmask: array<f32, SEG_MAX>;
+    for (var j = 0u; j < seg; j++) {
+        let ox = i32(UP * ix0 + p.pad_left + j) - i32(K - 1u);
+        let ok = ox >= 0 && ox < i32(p.wo);
+        coff[j] = select(0u, u32(ox), ok);
+        cmask[j] = select(0.0, 1.0, ok);
+    }
+    // Weight offset of each input channel (clamped: channels ≥ cin are computed, not stored).
+    let kk = K * K;
+    var wcol: array<u32, CI>;
+    for (var c = 0u; c < CI; c++) {
+        wcol[c] = min(ci0 + c, p.cin - 1u) * kk;
+    }
+
+    var acc: array<vec4<f32>, CI>;
+    let opix = p.ho * p.wo;
+    var gb = n * p.cout * opix;
+    var wb = 0u;
+    for (var co = 0u; co < p.cout; co++) {
+        for (var r = 0u; r < UP * K; r++) {
+            if rmask[r] == 0.0 {
+                continue;
+            }
+            let ky = r % K;
+            let rb = gb + roff[r];
+            var v: array<f32, SEG_MAX>;
+            for (var j = 0u; j < seg; j++) {
+                v[j] = dy[rb + coff[j]] * cmask[j];
+            }
+            for (var ux = 0u; ux < UP; ux++) {
+                for (var kx = 0u; kx < K; kx++) {
+                    let o = ux + K - 1u - kx;
+                    let gv = vec4<f32>(v[o], v[UP + o], v[2u * UP + o], v[3u * UP + o]);
+                    let wi = wb + ky * K + kx;
+                    for (var c = 0u; c < CI; c++) {
+                        acc[c] = fma(gv, vec4<f32>(wt[wi + wcol[c]]), acc[c]);
+                    }
+                }
+            }
+        }
+        gb += opix;
+        wb += p.cin * kk;
+    }
+    store(&acc, n, ci0, iy, ix0, 1u);
+}
+
+fn dx_s2(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, K: u32, UP: u32) {
+    let blk = (wid.x + wid.z * nwg.x) * WG + lid;
+    if blk >= p.blocks {
+        return;
+    }
+    // Without upsampling, workgroup id y = channel block · 4 + py · 2 + px (dx pixel parities).
+    let nph = select(1u, 4u, UP == 1u);
+    let ci0 = (wid.y / nph) * CI;
+    let ph = wid.y % nph;
+    let py = ph / 2u;
+    let px = ph % 2u;
+    let step = select(1u, 2u, UP == 1u);
+    let T = (K + 1u) / 2u;
+    let bx = blk % p.row_blocks;
+    let t = blk / p.row_blocks;
+    let iy = step * (t % p.rows) + py;
+    let n = t / p.rows;
+    let ix0 = step * bx * PX + px;
+    if iy >= p.h {
+        return;
+    }
+
+    // Row entries r = uy·T + t: virtual row UP·iy + uy, tap ky = ay + 2t, dy row cy0 - t.
+    var roff: array<u32, 4>;
+    var rmask: array<f32, 4>;
+    var rky: array<u32, 4>;
+    for (var uy = 0u; uy < UP; uy++) {
+        let ay = (py + uy + p.pad_top) & 1u;
+        let cy0 = i32((UP * iy + uy + p.pad_top - ay) / 2u);
+        for (var tt = 0u; tt < T; tt++) {
+            let ky = ay + 2u * tt;
+            let oy = cy0 - i32(tt);
+            let ok = ky < K && oy >= 0 && oy < i32(p.ho);
+            roff[uy * T + tt] = select(0u, u32(oy) * p.wo, ok);
+            rmask[uy * T + tt] = select(0.0, 1.0, ok);
+            rky[uy * T + tt] = min(ky, K - 1u);
+        }
+    }
+    // Per virtual column phase ux: parity ax and the segment of dy columns cx0 - (T-1) + j.
+    var cax: array<u32, 2>;
+    var coff: array<u32, 10>;
+    var cmask: array<f32, 10>;
+    for (var ux = 0u; ux < UP; ux++) {
+        let ax = (px + ux + p.pad_left) & 1u;
+        cax[ux] = ax;
+        let cx0 = (UP * ix0 + ux + p.pad_left - ax) / 2u;
+        for (var j = 0u; j < PX + T - 1u; j++) {
+            let ox = i32(cx0 + j) - i32(T - 1u);
+            let ok = ox >= 0 && ox < i32(p.wo);
+            coff[ux * SEG2 + j] = select(0u, u32(ox), ok);
+            cmask[ux * SEG2 + j] = select(0.0, 1.0, ok);
+        }
+    }
+    let kk = K * K;
+    var wcol: array<u32, CI>;
+    for (var c = 0u; c < CI; c++) {
+        wcol[c] = min(ci0 + c, p.cin - 1u) * kk;
+    }
+
+    var acc: array<vec4<f32>, CI>;
+    let opix = p.ho * p.wo;
+    var gb = n * p.cout * opix;
+    var wb = 0u;
+    for (var co = 0u; co < p.cout; co++) {
+        for (var r = 0u; r < UP * T; r++) {
+            if rmask[r] == 0.0 {
+                continue;
+            }
+            let rb = gb + roff[r];
+            let wr = wb + rky[r] * K;
+            for (var ux = 0u; ux < UP; ux++) {
+                var v: array<f32, SEG2>;
+                for (var j = 0u; j < PX + T - 1u; j++) {
+                    v[j] = dy[rb + coff[ux * SEG2 + j]] * cmask[ux * SEG2 + j];
+                }
+                for (var tt = 0u; tt < T; tt++) {
+                    let kx = cax[ux] + 2u * tt;
+                    if kx >= K {
+                        continue;
+                    }
+                    let o = T - 1u - tt;
+                    let gv = vec4<f32>(v[o], v[o + 1u], v[o + 2u], v[o + 3u]);
+                    let wi = wr + kx;
+                    for (var c = 0u; c < CI; c++) {
+                        acc[c] = fma(gv, vec4<f32>(wt[wi + wcol[c]]), acc[c]);
+                    }
+                }
+            }
+        }
+        gb += opix;
+        wb += p.cin * kk;
+    }
+    store(&acc, n, ci0, iy, ix0, step);
+}
+
+@compute @workgroup_size(64)
+fn dx_k3s1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s1(lid, wid, nwg, 3u, 1u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k1s1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s1(lid, wid, nwg, 1u, 1u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k3s1_up(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s1(lid, wid, nwg, 3u, 2u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k1s1_up(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s1(lid, wid, nwg, 1u, 2u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k3s2(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s2(lid, wid, nwg, 3u, 1u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k1s2(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s2(lid, wid, nwg, 1u, 1u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k3s2_up(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s2(lid, wid, nwg, 3u, 2u);
+}
+
+@compute @workgroup_size(64)
+fn dx_k1s2_up(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dx_s2(lid, wid, nwg, 1u, 2u);
+}

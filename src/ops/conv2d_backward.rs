@@ -1,0 +1,867 @@
+//! `shaders/conv2d_backward_input.wgsl` and `shaders/conv2d_backward_weight.wgsl`: gradients of
+//! [`crate::ops::conv2d::conv2d`] (NCHW f32, k ∈ {1, 3}, stride ∈ {1, 2}, any padding, fused
+//! nearest ×2 upsampling) with respect to its input, weight and bias, given `dy = ∂L/∂out`.
+//! The epilogue's `out_scale` is applied here; temb / residual gradients are left to the caller.
+//!
+//! Gradient convention: `accumulate = false` overwrites the gradient tensors, `true` adds to them.
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM};
+
+pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
+
+const IN_BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,      // dy
+    Access::Read,      // w
+    Access::ReadWrite, // dx
+];
+
+const fn in_spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name: "conv2d_backward_input",
+        source: include_str!("../../shaders/conv2d_backward_input.wgsl"),
+        entry,
+        bindings: IN_BINDINGS,
+    }
+}
+
+const DX_K3S1: KernelSpec = in_spec("dx_k3s1");
+const DX_K1S1: KernelSpec = in_spec("dx_k1s1");
+const DX_K3S1_UP: KernelSpec = in_spec("dx_k3s1_up");
+const DX_K1S1_UP: KernelSpec = in_spec("dx_k1s1_up");
+const DX_K3S2: KernelSpec = in_spec("dx_k3s2");
+const DX_K1S2: KernelSpec = in_spec("dx_k1s2");
+const DX_K3S2_UP: KernelSpec = in_spec("dx_k3s2_up");
+const DX_K1S2_UP: KernelSpec = in_spec("dx_k1s2_up");
+
+/// Invocations per workgroup, dx pixels and input channels per invocation; must match `WG`,
+/// `PX` and `CI` in conv2d_backward_input.wgsl.
+const DX_WG: usize = 64;
+const DX_PX: usize = 4;
+const DX_CI: usize = 8;
+
+const W_BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,      // dy
+    Access::Read,      // x
+    Access::ReadWrite, // partial sums [chunks, Cout·Cin·k² + Cout]
+    Access::ReadWrite, // dw
+    Access::ReadWrite, // db
+];
+
+const fn w_spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name: "conv2d_backward_weight",
+        source: include_str!("../../shaders/conv2d_backward_weight.wgsl"),
+        entry,
+        bindings: W_BINDINGS,
+    }
+}
+
+const DW_K3S1: KernelSpec = w_spec("dw_k3s1");
+const DW_K3S2: KernelSpec = w_spec("dw_k3s2");
+const DW_K1S1: KernelSpec = w_spec("dw_k1s1");
+const DW_K1S2: KernelSpec = w_spec("dw_k1s2");
+const DW_REDUCE: KernelSpec = w_spec("dw_reduce");
+
+/// Lanes per workgroup and output channels per lane of `dw_partial`, input channels per
+/// invocation for k = 3 and k = 1, and the reduce workgroup size; must match
+/// conv2d_backward_weight.wgsl.
+const DW_WGW: usize = 8;
+const DW_CO: usize = 4;
+const DW_CIB3: usize = 2;
+const DW_CIB1: usize = 16;
+const DW_REDUCE_WG: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct InParams {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    pad_top: u32,
+    pad_left: u32,
+    row_blocks: u32,
+    rows: u32,
+    blocks: u32,
+    accumulate: u32,
+    out_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct WParams {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    upsample: u32,
+    pad_top: u32,
+    pad_left: u32,
+    rows_per_chunk: u32,
+    chunks: u32,
+    nw: u32,
+    total: u32,
+    accumulate: u32,
+    out_scale: f32,
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| Error::Invalid(format!("conv2d backward: {what} = {v} exceeds u32")))
+}
+
+fn check_dims(what: &str, dims: &[(&str, usize)]) -> Result<()> {
+    for &(name, v) in dims {
+        if v > MAX_WORKGROUPS_PER_DIM as usize {
+            return Err(Error::Invalid(format!(
+                "conv2d backward {what}: {name} = {v} exceeds {MAX_WORKGROUPS_PER_DIM} workgroups"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks kernel size and stride for the GPU kernels; returns k.
+fn check_geom(what: &str, w_shape: &[usize], geom: Conv2dGeom) -> Result<usize> {
+    let k = w_shape[2];
+    if !matches!(k, 1 | 3) || !matches!(geom.stride, 1 | 2) {
+        return Err(Error::Invalid(format!(
+            "{what}: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {}",
+            geom.stride
+        )));
+    }
+    Ok(k)
+}
+
+fn check_no_alias(what: &str, outs: &[&Tensor], ins: &[&Tensor]) -> Result<()> {
+    for (i, o) in outs.iter().enumerate() {
+        let clash = ins
+            .iter()
+            .chain(&outs[i + 1..])
+            .any(|t| t.buffer == o.buffer);
+        if clash {
+            return Err(Error::Invalid(format!(
+                "{what}: each gradient output must be its own tensor, distinct from the inputs"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `dx [N, Cin, H, W] (+)= out_scale · ∂(conv(x, w))/∂x ᵀ dy`: the gradient of
+/// [`crate::ops::conv2d::conv2d`]'s output `dy [N, Cout, Ho, Wo]` propagated to its input, for
+/// weight `w [Cout, Cin, k, k]` and geometry `geom` (with upsampling, each input pixel sums the
+/// gradients of its 2×2 virtual pixels). `accumulate`: add to `dx` instead of overwriting it.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    geom: Conv2dGeom,
+    out_scale: f32,
+    accumulate: bool,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    let dy_shape = output_shape(&dx.shape, &w.shape, geom)?;
+    crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
+    let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
+    check_no_alias("conv2d_backward_input", &[dx], &[dy, w])?;
+    let [n, cout, ho, wo] = dy_shape;
+    let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
+    let up = geom.upsample;
+    let spec = match (k, geom.stride, up) {
+        (3, 1, false) => &DX_K3S1,
+        (1, 1, false) => &DX_K1S1,
+        (3, 1, true) => &DX_K3S1_UP,
+        (1, 1, true) => &DX_K1S1_UP,
+        (3, 2, false) => &DX_K3S2,
+        (1, 2, false) => &DX_K1S2,
+        (3, 2, true) => &DX_K3S2_UP,
+        _ => &DX_K1S2_UP,
+    };
+    // Stride 2 without upsampling: blocks of same-parity pixels, four parity classes in y.
+    let phased = geom.stride == 2 && !up;
+    let (rows, row_px, phases) = if phased {
+        (h.div_ceil(2), wd.div_ceil(2), 4)
+    } else {
+        (h, wd, 1)
+    };
+    let row_blocks = row_px.div_ceil(DX_PX);
+    let blocks = n * rows * row_blocks;
+    let params = InParams {
+        n: to_u32("N", n)?,
+        cin: to_u32("Cin", cin)?,
+        h: to_u32("H", h)?,
+        w: to_u32("W", wd)?,
+        cout: to_u32("Cout", cout)?,
+        ho: to_u32("Ho", ho)?,
+        wo: to_u32("Wo", wo)?,
+        pad_top: to_u32("pad", geom.pad[0])?,
+        pad_left: to_u32("pad", geom.pad[1])?,
+        row_blocks: to_u32("row blocks", row_blocks)?,
+        rows: to_u32("rows", rows)?,
+        blocks: to_u32("pixel blocks", blocks)?,
+        accumulate: accumulate as u32,
+        out_scale,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    let [gx, gz, _] = grid(to_u32("workgroups", blocks.div_ceil(DX_WG))?);
+    let gy = cin.div_ceil(DX_CI) * phases;
+    check_dims("input", &[("channel blocks", gy)])?;
+    Ok(gpu.dispatch(
+        spec,
+        &params,
+        &[&dy.buffer, &w.buffer, &dx.buffer],
+        [gx, gy as u32, gz],
+    ))
+}
+
+/// Number of reduction chunks for the weight gradient: enough workgroups to fill the device
+/// (few on a CPU adapter, many on a GPU), at most one chunk per dy row and a bounded scratch.
+fn dw_chunks(gpu: &Gpu, rows: usize, workgroups_per_chunk: usize, total: usize) -> usize {
+    let target: usize = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        64
+    } else {
+        4096
+    };
+    let max_bytes = (gpu.limits.max_storage_buffer_binding_size as usize).min(64 << 20);
+    let by_mem = (max_bytes / (4 * total)).max(1);
+    target
+        .div_ceil(workgroups_per_chunk)
+        .min(by_mem)
+        .min(rows)
+        .min(MAX_WORKGROUPS_PER_DIM as usize)
+        .max(1)
+}
+
+/// `dw [Cout, Cin, k, k] (+)= out_scale · Σ_{n, oy, ox} dy ⊗ x_patch` and
+/// `db [Cout] (+)= out_scale · Σ_{n, oy, ox} dy`: the gradients of
+/// [`crate::ops::conv2d::conv2d`]'s weight and bias given `dy [N, Cout, Ho, Wo]` and the conv's
+/// input `x [N, Cin, H, W]`. `accumulate`: add to `dw` / `db` instead of overwriting them.
+///
+/// Returns two dispatches to run in order: partial sums over chunks of dy rows into a scratch
+/// buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, kept alive by the dispatches' bind
+/// groups; each returned pair owns its own), then their reduction into `dw` and `db`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    dy: &Tensor,
+    x: &Tensor,
+    geom: Conv2dGeom,
+    out_scale: f32,
+    accumulate: bool,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let dy_shape = output_shape(&x.shape, &dw.shape, geom)?;
+    crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
+    let k = check_geom("conv2d_backward_weight", &dw.shape, geom)?;
+    let [n, cout, ho, wo] = dy_shape;
+    crate::ops::same_shape("conv2d backward db", &[cout], &db.shape)?;
+    check_no_alias("conv2d_backward_weight", &[dw, db], &[dy, x])?;
+    let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3]);
+    let spec = match (k, geom.stride) {
+        (3, 1) => &DW_K3S1,
+        (3, 2) => &DW_K3S2,
+        (1, 1) => &DW_K1S1,
+        _ => &DW_K1S2,
+    };
+    let cib = if k == 1 { DW_CIB1 } else { DW_CIB3 };
+    let co_blocks = cout.div_ceil(DW_WGW * DW_CO);
+    let ci_blocks = cin.div_ceil(cib);
+    let nw = cout * cin * k * k;
+    let total = nw + cout;
+    let rows = n * ho;
+    let chunks = dw_chunks(gpu, rows, co_blocks * ci_blocks, total);
+    let rows_per_chunk = rows.div_ceil(chunks);
+    let chunks = rows.div_ceil(rows_per_chunk);
+    check_dims(
+        "weight",
+        &[("channel blocks", co_blocks), ("channel blocks", ci_blocks)],
+    )?;
+    let part = Tensor::zeros(gpu, &[chunks, total], "conv2d_backward_weight partial sums")?;
+    let params = WParams {
+        n: to_u32("N", n)?,
+        cin: to_u32("Cin", cin)?,
+        h: to_u32("H", h)?,
+        w: to_u32("W", wd)?,
+        cout: to_u32("Cout", cout)?,
+        ho: to_u32("Ho", ho)?,
+        wo: to_u32("Wo", wo)?,
+        upsample: geom.upsample as u32,
+        pad_top: to_u32("pad", geom.pad[0])?,
+        pad_left: to_u32("pad", geom.pad[1])?,
+        rows_per_chunk: to_u32("rows per chunk", rows_per_chunk)?,
+        chunks: to_u32("chunks", chunks)?,
+        nw: to_u32("Cout·Cin·k²", nw)?,
+        total: to_u32("Cout·Cin·k² + Cout", total)?,
+        accumulate: accumulate as u32,
+        out_scale,
+    };
+    let buffers = [&dy.buffer, &x.buffer, &part.buffer, &dw.buffer, &db.buffer];
+    let partial = gpu.dispatch(
+        spec,
+        &params,
+        &buffers,
+        [chunks as u32, co_blocks as u32, ci_blocks as u32],
+    );
+    let reduce = gpu.dispatch(
+        &DW_REDUCE,
+        &params,
+        &buffers,
+        grid(to_u32("workgroups", total.div_ceil(DW_REDUCE_WG))?),
+    );
+    Ok(vec![partial, reduce])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    #[derive(Clone, Copy, Debug)]
+    struct Case {
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+        out_scale: f32,
+        accumulate: bool,
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+        out_scale: f32,
+        accumulate: bool,
+    ) -> Case {
+        Case {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            geom,
+            out_scale,
+            accumulate,
+        }
+    }
+
+    /// Runs both GPU backward ops on random data (gradients pre-filled with random values) and
+    /// compares them with the CPU reference.
+    fn check(c: &Case, seed: u64) {
+        let gpu = gpu();
+        let mut rng = Rng::new(seed);
+        let x_shape = [c.n, c.cin, c.h, c.w];
+        let w_shape = [c.cout, c.cin, c.k, c.k];
+        let dy_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let x = rng.normals(numel(&x_shape), 1.0);
+        let w = rng.normals(numel(&w_shape), 1.0 / ((c.cin * c.k * c.k) as f32).sqrt());
+        let g = rng.normals(numel(&dy_shape), 1.0);
+        let dx0 = rng.normals(numel(&x_shape), 1.0);
+        let dw0 = rng.normals(numel(&w_shape), 1.0);
+        let db0 = rng.normals(c.cout, 1.0);
+
+        let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
+        cpu::conv2d_backward::conv2d_backward_input(
+            &g,
+            dy_shape,
+            &w,
+            w_shape,
+            c.geom,
+            c.out_scale,
+            c.accumulate,
+            &mut dx,
+            x_shape,
+        )
+        .unwrap();
+        cpu::conv2d_backward::conv2d_backward_weight(
+            &g,
+            dy_shape,
+            &x,
+            x_shape,
+            c.geom,
+            c.out_scale,
+            c.accumulate,
+            &mut dw,
+            w_shape,
+            &mut db,
+        )
+        .unwrap();
+
+        let t = |shape: &[usize], data: &[f32], label: &str| {
+            Tensor::from_slice(gpu, shape, data, label).unwrap()
+        };
+        let (tx, tw, tg) = (
+            t(&x_shape, &x, "x"),
+            t(&w_shape, &w, "w"),
+            t(&dy_shape, &g, "dy"),
+        );
+        let (tdx, tdw, tdb) = (
+            t(&x_shape, &dx0, "dx"),
+            t(&w_shape, &dw0, "dw"),
+            t(&[c.cout], &db0, "db"),
+        );
+        let mut ds =
+            vec![
+                conv2d_backward_input(gpu, &tg, &tw, c.geom, c.out_scale, c.accumulate, &tdx)
+                    .unwrap(),
+            ];
+        ds.extend(
+            conv2d_backward_weight(gpu, &tg, &tx, c.geom, c.out_scale, c.accumulate, &tdw, &tdb)
+                .unwrap(),
+        );
+        pollster::block_on(gpu.run(&ds)).unwrap();
+        let what = format!("{c:?}");
+        // Sums of up to N·Ho·Wo unit-variance products: allow for f32 rounding of their size.
+        let terms = (c.n * dy_shape[2] * dy_shape[3]) as f32;
+        let tol = 1e-5 * terms.sqrt() * c.out_scale.abs().max(1.0);
+        assert_close(
+            &tdx.read_blocking(gpu).unwrap(),
+            &dx,
+            1e-4,
+            1e-4,
+            &format!("dx {what}"),
+        );
+        assert_close(
+            &tdw.read_blocking(gpu).unwrap(),
+            &dw,
+            tol,
+            1e-4,
+            &format!("dw {what}"),
+        );
+        assert_close(
+            &tdb.read_blocking(gpu).unwrap(),
+            &db,
+            tol,
+            1e-4,
+            &format!("db {what}"),
+        );
+    }
+
+    fn run(cases: &[Case], seed: u64) {
+        for (i, c) in cases.iter().enumerate() {
+            check(c, seed + i as u64);
+        }
+    }
+
+    fn pad(pad: [usize; 4], stride: usize) -> Conv2dGeom {
+        Conv2dGeom {
+            stride,
+            pad,
+            upsample: false,
+        }
+    }
+
+    #[test]
+    fn backward_3x3_stride1_matches_cpu() {
+        let same = Conv2dGeom::same(3);
+        run(
+            &[
+                case(1, 1, 1, 1, 1, 3, same, 1.0, false),
+                case(2, 3, 5, 7, 9, 3, same, 1.0, false),
+                case(3, 5, 13, 5, 11, 3, same, 0.7, true),
+                case(1, 17, 9, 13, 6, 3, same, -1.5, false),
+                case(2, 9, 33, 6, 5, 3, same, 1.0, true),
+                case(2, 4, 6, 4, 7, 3, pad([0; 4], 1), 2.0, false),
+                case(2, 5, 3, 6, 5, 3, pad([0, 1, 0, 1], 1), 1.0, true),
+                case(1, 3, 4, 5, 6, 3, pad([2, 0, 1, 2], 1), 0.5, false),
+            ],
+            100,
+        );
+    }
+
+    #[test]
+    fn backward_3x3_stride2_matches_cpu() {
+        run(
+            &[
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1), 1.0, false),
+                case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1), 0.7, true),
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0), 1.0, false),
+                case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0), -1.5, true),
+                case(3, 9, 5, 11, 13, 3, Conv2dGeom::downsample(0), 1.0, false),
+                case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1), 1.0, false),
+                case(2, 3, 5, 6, 7, 3, pad([0, 1, 0, 1], 2), 1.0, true),
+                case(1, 10, 3, 10, 9, 3, pad([1, 0, 2, 1], 2), 2.0, false),
+            ],
+            200,
+        );
+    }
+
+    #[test]
+    fn backward_1x1_matches_cpu() {
+        let g = Conv2dGeom::same(1);
+        run(
+            &[
+                case(1, 1, 1, 1, 1, 1, g, 1.0, false),
+                case(2, 6, 10, 5, 7, 1, g, 1.0, true),
+                case(1, 19, 3, 9, 9, 1, g, 0.5, false),
+                case(3, 33, 35, 3, 2, 1, g, 1.0, false),
+                case(2, 5, 6, 7, 5, 1, pad([0; 4], 2), 1.0, false),
+                case(2, 5, 6, 8, 6, 1, pad([1; 4], 2), -2.0, true),
+                case(1, 3, 4, 3, 5, 1, pad([1, 2, 0, 1], 1), 1.0, true),
+                case(2, 3, 4, 5, 6, 1, pad([0, 1, 0, 1], 2), 1.0, false),
+            ],
+            300,
+        );
+    }
+
+    #[test]
+    fn backward_upsample_matches_cpu() {
+        let up = Conv2dGeom::upsample();
+        let up_s = |stride: usize, pad: [usize; 4]| Conv2dGeom {
+            stride,
+            pad,
+            upsample: true,
+        };
+        run(
+            &[
+                case(1, 4, 4, 4, 4, 3, up, 1.0, false),
+                case(2, 3, 5, 3, 5, 3, up, 0.7, true),
+                case(1, 9, 6, 1, 1, 3, up, 1.0, false),
+                case(2, 5, 3, 3, 4, 1, up_s(1, [0; 4]), 1.0, true),
+                case(1, 3, 4, 4, 3, 3, up_s(1, [0, 1, 0, 1]), -1.5, false),
+                case(2, 3, 5, 5, 3, 3, up_s(2, [1; 4]), 1.0, false),
+                case(1, 4, 3, 3, 5, 3, up_s(2, [0, 0, 1, 1]), 2.0, true),
+                case(2, 3, 4, 3, 3, 1, up_s(2, [0, 1, 0, 1]), 1.0, false),
+            ],
+            400,
+        );
+    }
+
+    /// CPU backward vs central differences of the CPU forward: loss = Σ r · conv(x, w, b)·s,
+    /// so ∂loss/∂out = r and the analytic gradients are the backward ops applied to dy = r.
+    /// The conv is linear in each argument, so the differences are exact up to f32 rounding.
+    fn finite_differences(c: &Case, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let x_shape = [c.n, c.cin, c.h, c.w];
+        let w_shape = [c.cout, c.cin, c.k, c.k];
+        let dy_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let x = rng.normals(x_shape.iter().product(), 1.0);
+        let w = rng.normals(w_shape.iter().product(), 0.5);
+        let b = rng.normals(c.cout, 0.5);
+        let r = rng.normals(dy_shape.iter().product(), 1.0);
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+            let (out, _) =
+                cpu::conv2d::conv2d(x, x_shape, w, w_shape, b, c.geom, None, None, c.out_scale)
+                    .unwrap();
+            out.iter().zip(&r).map(|(&o, &r)| o as f64 * r as f64).sum()
+        };
+        let h = 0.05f32;
+        // ∂loss/∂v[i] for every element of v, where `f` evaluates the loss with v replaced.
+        let numeric = |v: &[f32], f: &dyn Fn(&[f32]) -> f64| -> Vec<f32> {
+            (0..v.len())
+                .map(|i| {
+                    let mut p = v.to_vec();
+                    p[i] += h;
+                    let lp = f(&p);
+                    p[i] = v[i] - h;
+                    let lm = f(&p);
+                    ((lp - lm) / (2.0 * h as f64)) as f32
+                })
+                .collect()
+        };
+        let mut dx = vec![0f32; x.len()];
+        let mut dw = vec![0f32; w.len()];
+        let mut db = vec![0f32; c.cout];
+        cpu::conv2d_backward::conv2d_backward_input(
+            &r,
+            dy_shape,
+            &w,
+            w_shape,
+            c.geom,
+            c.out_scale,
+            false,
+            &mut dx,
+            x_shape,
+        )
+        .unwrap();
+        cpu::conv2d_backward::conv2d_backward_weight(
+            &r,
+            dy_shape,
+            &x,
+            x_shape,
+            c.geom,
+            c.out_scale,
+            false,
+            &mut dw,
+            w_shape,
+            &mut db,
+        )
+        .unwrap();
+        let what = format!("finite differences {c:?}");
+        let nx = numeric(&x, &|p| loss(p, &w, &b));
+        let nw = numeric(&w, &|p| loss(&x, p, &b));
+        let nb = numeric(&b, &|p| loss(&x, &w, p));
+        assert_close(&dx, &nx, 1e-3, 1e-2, &format!("dx {what}"));
+        assert_close(&dw, &nw, 1e-3, 1e-2, &format!("dw {what}"));
+        assert_close(&db, &nb, 1e-3, 1e-2, &format!("db {what}"));
+        // Something was actually checked: the gradients are not all zero.
+        assert!(dx.iter().any(|v| v.abs() > 1e-2) && dw.iter().any(|v| v.abs() > 1e-2));
+    }
+
+    #[test]
+    fn cpu_backward_matches_finite_differences() {
+        let up_s = |stride: usize, pad: [usize; 4]| Conv2dGeom {
+            stride,
+            pad,
+            upsample: true,
+        };
+        for (i, c) in [
+            case(2, 3, 2, 5, 4, 3, Conv2dGeom::same(3), 1.0, false),
+            case(1, 2, 3, 4, 5, 3, pad([0; 4], 1), 0.7, false),
+            case(2, 2, 3, 5, 6, 3, Conv2dGeom::downsample(1), 1.0, false),
+            case(1, 3, 2, 5, 5, 3, Conv2dGeom::downsample(0), -1.5, false),
+            case(1, 2, 3, 3, 4, 3, Conv2dGeom::upsample(), 1.0, false),
+            case(1, 2, 2, 3, 3, 3, up_s(2, [0, 1, 0, 1]), 1.0, false),
+            case(2, 3, 2, 3, 4, 1, Conv2dGeom::same(1), 2.0, false),
+            case(1, 2, 3, 5, 4, 1, pad([1, 2, 0, 1], 2), 1.0, false),
+            case(1, 2, 2, 2, 3, 1, up_s(1, [0; 4]), 1.0, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            finite_differences(c, 500 + i as u64);
+        }
+    }
+
+    #[test]
+    fn cpu_backward_hand_computed() {
+        // Upsampled 1×1 input of one channel, 1×1 kernel w = 2, two output channels (w = 2, -1):
+        // each of the 2×2 output pixels reads the input, so dx = Σ_pixels Σ_co dy · w.
+        let geom = Conv2dGeom {
+            stride: 1,
+            pad: [0; 4],
+            upsample: true,
+        };
+        let dy = [1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5];
+        let mut dx = [10.0];
+        cpu::conv2d_backward::conv2d_backward_input(
+            &dy,
+            [1, 2, 2, 2],
+            &[2.0, -1.0],
+            [2, 1, 1, 1],
+            geom,
+            1.0,
+            true,
+            &mut dx,
+            [1, 1, 1, 1],
+        )
+        .unwrap();
+        // 10 + 2·(1+2+3+4) - 1·2 = 28.
+        assert_eq!(dx, [28.0]);
+        let (mut dw, mut db) = ([0.0; 2], [7.0; 2]);
+        cpu::conv2d_backward::conv2d_backward_weight(
+            &dy,
+            [1, 2, 2, 2],
+            &[3.0],
+            [1, 1, 1, 1],
+            geom,
+            0.5,
+            false,
+            &mut dw,
+            [2, 1, 1, 1],
+            &mut db,
+        )
+        .unwrap();
+        // dw = 0.5 · 3 · Σ dy per channel, db = 0.5 · Σ dy (overwriting the 7s).
+        assert_eq!((dw, db), ([15.0, 3.0], [5.0, 1.0]));
+
+        // 3×3 "same" conv of a 2×2 input with ones: every output pixel sees every input pixel,
+        // so dx = Σ dy everywhere; stride 2 with pad (0,1,0,1) on 3×3 sees x[0..3, 0..3].
+        let mut dx = [0.0; 4];
+        cpu::conv2d_backward::conv2d_backward_input(
+            &[1.0, 2.0, 3.0, 4.0],
+            [1, 1, 2, 2],
+            &[1.0; 9],
+            [1, 1, 3, 3],
+            Conv2dGeom::same(3),
+            1.0,
+            false,
+            &mut dx,
+            [1, 1, 2, 2],
+        )
+        .unwrap();
+        assert_eq!(dx, [10.0; 4]);
+        let (mut dw, mut db) = ([0.0; 9], [0.0]);
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        cpu::conv2d_backward::conv2d_backward_weight(
+            &[2.0],
+            [1, 1, 1, 1],
+            &x,
+            [1, 1, 3, 3],
+            Conv2dGeom::downsample(0),
+            1.0,
+            false,
+            &mut dw,
+            [1, 1, 3, 3],
+            &mut db,
+        )
+        .unwrap();
+        let want: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
+        assert_eq!((dw.to_vec(), db), (want, [2.0]));
+    }
+
+    #[test]
+    fn backward_rejects_bad_arguments() {
+        let gpu = gpu();
+        let z = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
+        let same = Conv2dGeom::same(3);
+        let (x, w, dy) = (z(&[2, 4, 8, 8]), z(&[6, 4, 3, 3]), z(&[2, 6, 8, 8]));
+        let (dx, dw, db) = (z(&[2, 4, 8, 8]), z(&[6, 4, 3, 3]), z(&[6]));
+        let input = |dy: &Tensor, w: &Tensor, geom, dx: &Tensor| {
+            conv2d_backward_input(gpu, dy, w, geom, 1.0, false, dx)
+        };
+        let weight = |dy: &Tensor, x: &Tensor, geom, dw: &Tensor, db: &Tensor| {
+            conv2d_backward_weight(gpu, dy, x, geom, 1.0, true, dw, db)
+        };
+        assert!(input(&dy, &w, same, &dx).is_ok());
+        assert!(weight(&dy, &x, same, &dw, &db).is_ok());
+        fn shape_err<T>(r: Result<T>) -> bool {
+            matches!(r, Err(Error::Shape { .. }))
+        }
+        fn invalid<T>(r: Result<T>) -> bool {
+            matches!(r, Err(Error::Invalid(_)))
+        }
+        // dy not the conv output shape; wrong Cin; wrong db.
+        assert!(shape_err(input(&z(&[2, 6, 8, 7]), &w, same, &dx)));
+        assert!(shape_err(input(&dy, &z(&[6, 3, 3, 3]), same, &dx)));
+        assert!(shape_err(weight(&z(&[2, 5, 8, 8]), &x, same, &dw, &db)));
+        assert!(shape_err(weight(&dy, &x, same, &dw, &z(&[5]))));
+        assert!(shape_err(weight(&dy, &x, same, &z(&[6, 4, 3, 1]), &db)));
+        // Unsupported kernel or stride, 3-D input, input smaller than the kernel.
+        let w5 = z(&[6, 4, 5, 5]);
+        assert!(invalid(input(&dy, &w5, Conv2dGeom::same(5), &dx)));
+        let s3 = Conv2dGeom { stride: 3, ..same };
+        let dy3 = z(&[2, 6, 3, 3]);
+        assert!(invalid(input(&dy3, &w, s3, &dx)));
+        assert!(invalid(weight(&dy3, &x, s3, &dw, &db)));
+        assert!(invalid(input(&dy, &w, same, &z(&[4, 8, 8]))));
+        let nopad = Conv2dGeom {
+            pad: [0; 4],
+            ..same
+        };
+        let tiny = z(&[2, 4, 1, 1]);
+        assert!(invalid(weight(&dy, &tiny, nopad, &dw, &db)));
+        // Aliasing: gradient outputs must be distinct from the inputs and from each other.
+        let sq = z(&[1, 1, 3, 3]);
+        let sq_w = z(&[1, 1, 3, 3]);
+        assert!(invalid(input(&sq, &sq_w, same, &sq)));
+        let b1 = z(&[1]);
+        assert!(invalid(weight(&sq, &sq_w, same, &sq_w, &b1)));
+        assert!(invalid(weight(&sq_w, &sq, same, &sq_w, &b1)));
+        // CPU reference: data lengths are checked too.
+        let mut small = [0.0; 3];
+        let bad = cpu::conv2d_backward::conv2d_backward_input(
+            &[0.0; 4],
+            [1, 1, 2, 2],
+            &[0.0],
+            [1, 1, 1, 1],
+            Conv2dGeom::same(1),
+            1.0,
+            false,
+            &mut small,
+            [1, 1, 2, 2],
+        );
+        assert!(matches!(bad, Err(Error::Shape { .. })));
+    }
+
+    /// GFLOP/s of the backward ops (2·N·Cout·Ho·Wo·Cin·k² each) next to the forward:
+    /// `cargo test --release --lib ops::conv2d_backward -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn conv2d_backward_bench() {
+        use crate::ops::conv2d::{conv2d, Epilogue};
+        let gpu = gpu();
+        println!("conv2d backward on {}", gpu.describe());
+        let mut rng = Rng::new(7);
+        let same = Conv2dGeom::same(3);
+        for (n, cin, cout, hw, k, geom) in [
+            (16, 32, 32, 28, 3, same),
+            (16, 64, 64, 7, 3, same),
+            (16, 64, 64, 14, 3, same),
+            (16, 32, 32, 28, 3, Conv2dGeom::downsample(1)),
+            (16, 64, 64, 7, 3, Conv2dGeom::upsample()),
+            (16, 64, 32, 14, 1, Conv2dGeom::same(1)),
+        ] {
+            let x_shape = [n, cin, hw, hw];
+            let w_shape = [cout, cin, k, k];
+            let dy_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+            let numel = |s: &[usize]| s.iter().product::<usize>();
+            let mut t = |shape: &[usize], scale: f32| {
+                Tensor::from_slice(gpu, shape, &rng.normals(numel(shape), scale), "t").unwrap()
+            };
+            let (x, w, b, dy) = (
+                t(&x_shape, 1.0),
+                t(&w_shape, 0.1),
+                t(&[cout], 0.1),
+                t(&dy_shape, 1.0),
+            );
+            let (out, dx, dw, db) = (
+                t(&dy_shape, 0.0),
+                t(&x_shape, 0.0),
+                t(&w_shape, 0.0),
+                t(&[cout], 0.0),
+            );
+            let flops = 2.0 * (numel(&dy_shape) * cin * k * k) as f64;
+            let time = |ds: Vec<Dispatch>| {
+                pollster::block_on(gpu.run(&ds)).unwrap();
+                let runs = 5;
+                let all: Vec<Dispatch> = (0..runs).flat_map(|_| ds.clone()).collect();
+                let t0 = std::time::Instant::now();
+                pollster::block_on(gpu.run(&all)).unwrap();
+                t0.elapsed().as_secs_f64() / runs as f64
+            };
+            let fwd = time(vec![conv2d(
+                gpu,
+                &x,
+                &w,
+                &b,
+                geom,
+                &Epilogue::default(),
+                &out,
+            )
+            .unwrap()]);
+            let bin = time(vec![conv2d_backward_input(
+                gpu, &dy, &w, geom, 1.0, true, &dx,
+            )
+            .unwrap()]);
+            let bw = time(conv2d_backward_weight(gpu, &dy, &x, geom, 1.0, true, &dw, &db).unwrap());
+            let rate = |dt: f64| flops / dt / 1e9;
+            println!(
+                "N={n:2} {cin:3}→{cout:3} {hw:2}×{hw:2} k={k} s={} up={}: forward {:7.2} ms {:6.2} GFLOP/s | dx {:7.2} ms {:6.2} GFLOP/s | dw+db {:7.2} ms {:6.2} GFLOP/s",
+                geom.stride,
+                geom.upsample as u8,
+                fwd * 1e3,
+                rate(fwd),
+                bin * 1e3,
+                rate(bin),
+                bw * 1e3,
+                rate(bw)
+            );
+        }
+    }
+}
