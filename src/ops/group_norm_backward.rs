@@ -65,8 +65,8 @@ struct Params {
 
 /// Gradient of `y = group_norm(x, gamma, beta, groups, eps, silu)`: from dy (x's shape
 /// [N, C, ...]) writes dx (x's shape) and dgamma, dbeta [C]. Each output is overwritten, or
-/// added to when its `accumulate_*` flag is set. Two dispatches (run them in order): statistics
-/// + dx + per-(n, c) partial sums (an internal [N, C, 2] scratch buffer), then dγ/dβ over N.
+/// added to when its `accumulate_*` flag is set. Two dispatches (run them in order): statistics,
+/// dx and per-(n, c) partial sums (an internal [N, C, 2] scratch buffer), then dγ/dβ over N.
 /// Picks the kernel variant suited to the adapter, like the forward.
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm_backward(
