@@ -1,0 +1,321 @@
+//! `shaders/grad_utils.wgsl`: small gradient kernels for the training tape (concatenation,
+//! scaled residual gradients, per-(n, c) broadcast), reference [`crate::cpu::grad_utils`].
+//! Every output is overwritten, or added to when its `accumulate` flag is set.
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::same_shape;
+
+const SOURCE: &str = include_str!("../../shaders/grad_utils.wgsl");
+
+const CONCAT_BACKWARD: KernelSpec = KernelSpec {
+    name: "grad_utils",
+    source: SOURCE,
+    entry: "concat_backward",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+const SCALE_INTO: KernelSpec = KernelSpec {
+    name: "grad_utils",
+    source: SOURCE,
+    entry: "scale_into",
+    bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+};
+
+const REDUCE_SPATIAL: KernelSpec = KernelSpec {
+    name: "grad_utils",
+    source: SOURCE,
+    entry: "reduce_spatial",
+    bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    numel: u32,
+    len_a: u32,
+    len_b: u32,
+    flags: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Errors if `out` (written by `op`) and `other` share a buffer: a dispatch must not bind an
+/// output also as another binding.
+pub(crate) fn distinct(
+    op: &str,
+    out_name: &str,
+    out: &Tensor,
+    other_name: &str,
+    other: &Tensor,
+) -> Result<()> {
+    if out.buffer == other.buffer {
+        Err(Error::Invalid(format!(
+            "{op}: {out_name} and {other_name} are the same buffer (an output must not alias an input)"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Gradient of `concat_channels(a, b)`: dy [N, Ca + Cb, ...] → da [N, Ca, ...] and
+/// db [N, Cb, ...] (overwritten, or added to when `accumulate_a` / `accumulate_b`).
+pub fn concat_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    accumulate_a: bool,
+    da: &Tensor,
+    accumulate_b: bool,
+    db: &Tensor,
+) -> Result<Dispatch> {
+    if dy.shape.len() < 2 || da.shape.len() != dy.shape.len() {
+        return Err(Error::Invalid(format!(
+            "concat_backward: dy and da must be [N, C, ...] of the same rank, got {:?} and {:?}",
+            dy.shape, da.shape
+        )));
+    }
+    let ca = da.shape[1];
+    let c = dy.shape[1];
+    if ca > c {
+        return Err(Error::Invalid(format!(
+            "concat_backward: da has {ca} channels but dy only {c}"
+        )));
+    }
+    let mut want = dy.shape.clone();
+    want[1] = ca;
+    same_shape("concat_backward da", &want, &da.shape)?;
+    want[1] = c - ca;
+    same_shape("concat_backward db", &want, &db.shape)?;
+    distinct("concat_backward", "da", da, "dy", dy)?;
+    distinct("concat_backward", "db", db, "dy", dy)?;
+    distinct("concat_backward", "da", da, "db", db)?;
+    let spatial: usize = dy.shape[2..].iter().product();
+    let numel = dy.numel() as u32;
+    let params = Params {
+        numel,
+        len_a: (ca * spatial) as u32,
+        len_b: ((c - ca) * spatial) as u32,
+        flags: accumulate_a as u32 | (accumulate_b as u32) << 1,
+        scale: 1.0,
+        _pad: [0; 3],
+    };
+    Ok(gpu.dispatch(
+        &CONCAT_BACKWARD,
+        &params,
+        &[&dy.buffer, &da.buffer, &db.buffer],
+        grid(numel.div_ceil(256)),
+    ))
+}
+
+/// dst (+)= scale·src (same shapes; overwrite unless `accumulate`).
+pub fn scale_into(
+    gpu: &Gpu,
+    src: &Tensor,
+    scale: f32,
+    accumulate: bool,
+    dst: &Tensor,
+) -> Result<Dispatch> {
+    same_shape("scale_into dst", &src.shape, &dst.shape)?;
+    distinct("scale_into", "dst", dst, "src", src)?;
+    let numel = src.numel() as u32;
+    let params = Params {
+        numel,
+        len_a: 0,
+        len_b: 0,
+        flags: accumulate as u32,
+        scale,
+        _pad: [0; 3],
+    };
+    Ok(gpu.dispatch(
+        &SCALE_INTO,
+        &params,
+        &[&src.buffer, &dst.buffer],
+        grid(numel.div_ceil(256)),
+    ))
+}
+
+/// out [N, C] (+)= scale·Σ_spatial dy [N, C, ...]: the gradient of a [N, C] term broadcast over
+/// the spatial positions (e.g. the conv epilogue's temb[n, c]).
+pub fn reduce_spatial(
+    gpu: &Gpu,
+    dy: &Tensor,
+    scale: f32,
+    accumulate: bool,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    if dy.shape.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "reduce_spatial: dy must be [N, C, ...], got shape {:?}",
+            dy.shape
+        )));
+    }
+    same_shape("reduce_spatial out", &dy.shape[..2], &out.shape)?;
+    distinct("reduce_spatial", "out", out, "dy", dy)?;
+    let nc = (dy.shape[0] * dy.shape[1]) as u32;
+    let params = Params {
+        numel: nc,
+        len_a: dy.shape[2..].iter().product::<usize>() as u32,
+        len_b: 0,
+        flags: accumulate as u32,
+        scale,
+        _pad: [0; 3],
+    };
+    Ok(gpu.dispatch(
+        &REDUCE_SPATIAL,
+        &params,
+        &[&dy.buffer, &out.buffer],
+        grid(nc.div_ceil(64)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    /// Initial output contents: random when accumulating, NaN (must be overwritten) otherwise.
+    fn init(rng: &mut Rng, n: usize, acc: bool) -> Vec<f32> {
+        if acc {
+            rng.normals(n, 1.0)
+        } else {
+            vec![f32::NAN; n]
+        }
+    }
+
+    fn plus(init: &[f32], add: &[f32], acc: bool) -> Vec<f32> {
+        if acc {
+            init.iter().zip(add).map(|(a, b)| a + b).collect()
+        } else {
+            add.to_vec()
+        }
+    }
+
+    #[test]
+    fn concat_backward_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(51);
+        for (i, (n, ca, cb, hw)) in [
+            (1, 1, 1, vec![1, 1]),
+            (2, 3, 5, vec![4, 4]),
+            (3, 1, 7, vec![5, 3]),
+            (2, 13, 11, vec![9, 17]),
+            (2, 4, 0, vec![3, 3]),
+            (2, 6, 5, vec![]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s: usize = hw.iter().product();
+            let shape = |ch: usize| [&[n, ch][..], &hw].concat();
+            let dy = rng.normals(n * (ca + cb) * s, 1.0);
+            let (acc_a, acc_b) = (i % 2 == 1, i % 3 == 1);
+            let a0 = init(&mut rng, n * ca * s, acc_a);
+            let b0 = init(&mut rng, n * cb * s, acc_b);
+            let tdy = Tensor::from_slice(gpu, &shape(ca + cb), &dy, "dy").unwrap();
+            let ta = Tensor::from_slice(gpu, &shape(ca), &a0, "da").unwrap();
+            let tb = Tensor::from_slice(gpu, &shape(cb), &b0, "db").unwrap();
+            let d = concat_backward(gpu, &tdy, acc_a, &ta, acc_b, &tb).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let (wa, wb) = cpu::grad_utils::concat_backward(&dy, n, ca, cb, s);
+            let what = format!("concat_backward n {n} ca {ca} cb {cb} hw {hw:?}");
+            assert_close(
+                &ta.read_blocking(gpu).unwrap(),
+                &plus(&a0, &wa, acc_a),
+                1e-6,
+                1e-6,
+                &what,
+            );
+            assert_close(
+                &tb.read_blocking(gpu).unwrap(),
+                &plus(&b0, &wb, acc_b),
+                1e-6,
+                1e-6,
+                &what,
+            );
+        }
+    }
+
+    #[test]
+    fn scale_into_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(52);
+        for (i, n) in [1, 255, 257, 70_001].into_iter().enumerate() {
+            let acc = i % 2 == 1;
+            let src = rng.normals(n, 1.0);
+            let d0 = init(&mut rng, n, acc);
+            let ts = Tensor::from_slice(gpu, &[n], &src, "src").unwrap();
+            let td = Tensor::from_slice(gpu, &[n], &d0, "dst").unwrap();
+            let d = scale_into(gpu, &ts, -0.7, acc, &td).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let want = plus(&d0, &cpu::grad_utils::scale(&src, -0.7), acc);
+            assert_close(
+                &td.read_blocking(gpu).unwrap(),
+                &want,
+                1e-6,
+                1e-6,
+                "scale_into",
+            );
+        }
+    }
+
+    #[test]
+    fn reduce_spatial_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(53);
+        for (i, shape) in [
+            vec![1, 1, 1, 1],
+            vec![2, 3, 5, 7],
+            vec![3, 65, 4, 4],
+            vec![1, 8, 33, 31],
+            vec![2, 5],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let acc = i % 2 == 0;
+            let nc = shape[0] * shape[1];
+            let s: usize = shape[2..].iter().product();
+            let dy = rng.normals(nc * s, 1.0);
+            let o0 = init(&mut rng, nc, acc);
+            let tdy = Tensor::from_slice(gpu, &shape, &dy, "dy").unwrap();
+            let to = Tensor::from_slice(gpu, &shape[..2], &o0, "out").unwrap();
+            let d = reduce_spatial(gpu, &tdy, 0.5, acc, &to).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let want = plus(&o0, &cpu::grad_utils::reduce_spatial(&dy, nc, s, 0.5), acc);
+            let what = format!("reduce_spatial {shape:?}");
+            assert_close(&to.read_blocking(gpu).unwrap(), &want, 1e-5, 1e-5, &what);
+        }
+    }
+
+    #[test]
+    fn grad_utils_reject_bad_args() {
+        let gpu = gpu();
+        let dy = Tensor::zeros(gpu, &[2, 5, 3, 3], "dy").unwrap();
+        let da = Tensor::zeros(gpu, &[2, 2, 3, 3], "da").unwrap();
+        let db = Tensor::zeros(gpu, &[2, 3, 3, 3], "db").unwrap();
+        assert!(concat_backward(gpu, &dy, false, &da, false, &db).is_ok());
+        assert!(concat_backward(gpu, &dy, false, &db, false, &da).is_ok());
+        assert!(concat_backward(gpu, &dy, false, &da, false, &da).is_err());
+        let big = Tensor::zeros(gpu, &[2, 6, 3, 3], "big").unwrap();
+        assert!(concat_backward(gpu, &dy, false, &big, false, &db).is_err());
+        let hw = Tensor::zeros(gpu, &[2, 2, 3, 4], "hw").unwrap();
+        assert!(concat_backward(gpu, &dy, false, &hw, false, &db).is_err());
+        assert!(concat_backward(gpu, &dy, false, &dy, false, &db).is_err());
+
+        assert!(scale_into(gpu, &dy, 1.0, true, &dy).is_err());
+        assert!(scale_into(gpu, &dy, 1.0, true, &big).is_err());
+
+        let out = Tensor::zeros(gpu, &[2, 5], "out").unwrap();
+        assert!(reduce_spatial(gpu, &dy, 1.0, false, &out).is_ok());
+        let out_bad = Tensor::zeros(gpu, &[2, 5, 1], "out").unwrap();
+        assert!(reduce_spatial(gpu, &dy, 1.0, false, &out_bad).is_err());
+        let flat = Tensor::zeros(gpu, &[5], "flat").unwrap();
+        assert!(reduce_spatial(gpu, &flat, 1.0, false, &out).is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! `shaders/group_norm_backward.wgsl`: gradient of [`crate::ops::group_norm::group_norm`]
+//! (affine, optional fused SiLU), reference [`crate::cpu::group_norm_backward`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::grad_utils::distinct;
+use crate::ops::same_shape;
+
+const SOURCE: &str = include_str!("../../shaders/group_norm_backward.wgsl");
+
+const MAIN_BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+/// One workgroup per (n, group), shared-memory reductions: for GPUs.
+const GN_BACKWARD: KernelSpec = KernelSpec {
+    name: "group_norm_backward",
+    source: SOURCE,
+    entry: "gn_backward",
+    bindings: MAIN_BINDINGS,
+};
+
+/// One invocation per (n, group), no barriers: for CPU drivers (lavapipe).
+const GN_BACKWARD_SERIAL: KernelSpec = KernelSpec {
+    name: "group_norm_backward",
+    source: SOURCE,
+    entry: "gn_backward_serial",
+    bindings: MAIN_BINDINGS,
+};
+
+/// dγ, dβ from the per-(n, c) partial sums.
+const GN_BACKWARD_PARAMS: KernelSpec = KernelSpec {
+    name: "group_norm_backward",
+    source: SOURCE,
+    entry: "gn_backward_params",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+/// Invocations per workgroup of `gn_backward_serial`.
+const SERIAL_WG: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_groups: u32,
+    groups: u32,
+    cpg: u32,
+    spatial: u32,
+    eps: f32,
+    flags: u32,
+    n: u32,
+    c: u32,
+}
+
+/// Gradient of `y = group_norm(x, gamma, beta, groups, eps, silu)`: from dy (x's shape
+/// [N, C, ...]) writes dx (x's shape) and dgamma, dbeta [C]. Each output is overwritten, or
+/// added to when its `accumulate_*` flag is set. Two dispatches (run them in order): statistics,
+/// dx and per-(n, c) partial sums (an internal [N, C, 2] scratch buffer), then dγ/dβ over N.
+/// Picks the kernel variant suited to the adapter, like the forward.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    dy: &Tensor,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    accumulate_dx: bool,
+    dx: &Tensor,
+    accumulate_params: bool,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let serial = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    build(
+        gpu,
+        x,
+        gamma,
+        beta,
+        dy,
+        groups,
+        eps,
+        silu,
+        accumulate_dx,
+        dx,
+        accumulate_params,
+        dgamma,
+        dbeta,
+        serial,
+    )
+}
+
+/// [`group_norm_backward`] with an explicit variant: `serial` selects `gn_backward_serial`.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    dy: &Tensor,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+    accumulate_dx: bool,
+    dx: &Tensor,
+    accumulate_params: bool,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    serial: bool,
+) -> Result<Vec<Dispatch>> {
+    if x.shape.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "group_norm_backward: x must be [N, C, ...], got shape {:?}",
+            x.shape
+        )));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial: usize = x.shape[2..].iter().product();
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::Invalid(format!(
+            "group_norm_backward: {c} channels do not split into {groups} groups"
+        )));
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "group_norm_backward: eps must be ≥ 0, got {eps}"
+        )));
+    }
+    same_shape("group_norm_backward gamma", &[c], &gamma.shape)?;
+    same_shape("group_norm_backward beta", &[c], &beta.shape)?;
+    same_shape("group_norm_backward dy", &x.shape, &dy.shape)?;
+    same_shape("group_norm_backward dx", &x.shape, &dx.shape)?;
+    same_shape("group_norm_backward dgamma", &[c], &dgamma.shape)?;
+    same_shape("group_norm_backward dbeta", &[c], &dbeta.shape)?;
+    for (name, t) in [("x", x), ("gamma", gamma), ("beta", beta), ("dy", dy)] {
+        distinct("group_norm_backward", "dx", dx, name, t)?;
+        distinct("group_norm_backward", "dgamma", dgamma, name, t)?;
+        distinct("group_norm_backward", "dbeta", dbeta, name, t)?;
+    }
+    distinct("group_norm_backward", "dgamma", dgamma, "dbeta", dbeta)?;
+    distinct("group_norm_backward", "dgamma", dgamma, "dx", dx)?;
+    distinct("group_norm_backward", "dbeta", dbeta, "dx", dx)?;
+
+    let partial = Tensor::zeros(gpu, &[n, c, 2], "group_norm_backward partial")?;
+    let n_groups = (n * groups) as u32;
+    let params = Params {
+        n_groups,
+        groups: groups as u32,
+        cpg: (c / groups) as u32,
+        spatial: spatial as u32,
+        eps,
+        flags: silu as u32 | (accumulate_dx as u32) << 1 | (accumulate_params as u32) << 2,
+        n: n as u32,
+        c: c as u32,
+    };
+    let (spec, workgroups) = if serial {
+        (&GN_BACKWARD_SERIAL, grid(n_groups.div_ceil(SERIAL_WG)))
+    } else {
+        (&GN_BACKWARD, grid(n_groups))
+    };
+    let main = gpu.dispatch(
+        spec,
+        &params,
+        &[
+            &x.buffer,
+            &gamma.buffer,
+            &beta.buffer,
+            &dy.buffer,
+            &dx.buffer,
+            &partial.buffer,
+        ],
+        workgroups,
+    );
+    let reduce = gpu.dispatch(
+        &GN_BACKWARD_PARAMS,
+        &params,
+        &[&partial.buffer, &dgamma.buffer, &dbeta.buffer],
+        grid((c as u32).div_ceil(64)),
+    );
+    Ok(vec![main, reduce])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        rng: &mut Rng,
+        shape: &[usize],
+        groups: usize,
+        eps: f32,
+        silu: bool,
+        acc: bool,
+        offset: f32,
+    ) {
+        let gpu = gpu();
+        let (n, c) = (shape[0], shape[1]);
+        let spatial: usize = shape[2..].iter().product();
+        let numel = n * c * spatial;
+        let x: Vec<f32> = rng.normals(numel, 2.0).iter().map(|v| v + offset).collect();
+        let gamma = rng.normals(c, 1.0);
+        let beta = rng.normals(c, 1.0);
+        let dy = rng.normals(numel, 1.0);
+        let want = cpu::group_norm_backward::group_norm_backward(
+            &x, n, c, spatial, &gamma, &beta, &dy, groups, eps, silu,
+        );
+        // Accumulation: outputs start from random values the gradients are added to.
+        let dx0 = if acc {
+            rng.normals(numel, 1.0)
+        } else {
+            vec![f32::NAN; numel]
+        };
+        let dg0 = if acc {
+            rng.normals(c, 1.0)
+        } else {
+            vec![f32::NAN; c]
+        };
+        let db0 = if acc {
+            rng.normals(c, 1.0)
+        } else {
+            vec![f32::NAN; c]
+        };
+        let plus = |a: &[f32], b: &[f32]| -> Vec<f32> {
+            if acc {
+                a.iter().zip(b).map(|(u, v)| u + v).collect()
+            } else {
+                b.to_vec()
+            }
+        };
+        let tx = Tensor::from_slice(gpu, shape, &x, "x").unwrap();
+        let tg = Tensor::from_slice(gpu, &[c], &gamma, "gamma").unwrap();
+        let tb = Tensor::from_slice(gpu, &[c], &beta, "beta").unwrap();
+        let tdy = Tensor::from_slice(gpu, shape, &dy, "dy").unwrap();
+        for serial in [false, true] {
+            let tdx = Tensor::from_slice(gpu, shape, &dx0, "dx").unwrap();
+            let tdg = Tensor::from_slice(gpu, &[c], &dg0, "dgamma").unwrap();
+            let tdb = Tensor::from_slice(gpu, &[c], &db0, "dbeta").unwrap();
+            let ds = build(
+                gpu, &tx, &tg, &tb, &tdy, groups, eps, silu, acc, &tdx, acc, &tdg, &tdb, serial,
+            )
+            .unwrap();
+            pollster::block_on(gpu.run(&ds)).unwrap();
+            let what = format!(
+                "group_norm_backward {shape:?} groups {groups} silu {silu} acc {acc} serial {serial}"
+            );
+            let dx = tdx.read_blocking(gpu).unwrap();
+            assert_close(
+                &dx,
+                &plus(&dx0, &want.dx),
+                1e-4,
+                1e-4,
+                &format!("{what} dx"),
+            );
+            // dγ, dβ are sums over N·S terms: scale the tolerance with their count.
+            let tol = 1e-5 * (n * spatial) as f32;
+            let dg = tdg.read_blocking(gpu).unwrap();
+            assert_close(
+                &dg,
+                &plus(&dg0, &want.dgamma),
+                tol,
+                1e-4,
+                &format!("{what} dgamma"),
+            );
+            let db = tdb.read_blocking(gpu).unwrap();
+            assert_close(
+                &db,
+                &plus(&db0, &want.dbeta),
+                tol,
+                1e-4,
+                &format!("{what} dbeta"),
+            );
+        }
+    }
+
+    #[test]
+    fn group_norm_backward_matches_cpu() {
+        let mut rng = Rng::new(31);
+        let cases: &[(&[usize], usize)] = &[
+            (&[1, 1, 1, 1], 1),
+            (&[2, 8, 4, 4], 2),
+            (&[3, 6, 5, 7], 3),
+            (&[2, 12, 17], 4),
+            (&[1, 64, 9, 11], 32),
+            (&[1, 32, 1, 1], 32),
+            (&[1, 4, 19, 17], 1),
+            (&[2, 6], 3),
+        ];
+        for (i, (shape, groups)) in cases.iter().enumerate() {
+            check(&mut rng, shape, *groups, 1e-5, i % 2 == 1, i % 3 != 0, 0.0);
+        }
+    }
+
+    #[test]
+    fn group_norm_backward_offset_and_eps() {
+        let mut rng = Rng::new(32);
+        check(&mut rng, &[2, 16, 9, 9], 4, 1e-6, true, false, 100.0);
+        check(&mut rng, &[1, 4, 3, 3], 2, 0.5, false, true, 0.0);
+    }
+
+    #[test]
+    fn group_norm_backward_rejects_bad_args() {
+        let gpu = gpu();
+        let x = Tensor::zeros(gpu, &[1, 6, 2, 2], "x").unwrap();
+        let dy = Tensor::zeros(gpu, &[1, 6, 2, 2], "dy").unwrap();
+        let dx = Tensor::zeros(gpu, &[1, 6, 2, 2], "dx").unwrap();
+        let g = Tensor::zeros(gpu, &[6], "g").unwrap();
+        let dg = Tensor::zeros(gpu, &[6], "dg").unwrap();
+        let db = Tensor::zeros(gpu, &[6], "db").unwrap();
+        let run = |x: &Tensor, dy: &Tensor, dx: &Tensor, groups: usize, dg: &Tensor| {
+            group_norm_backward(
+                gpu, x, &g, &g, dy, groups, 1e-5, true, false, dx, false, dg, &db,
+            )
+        };
+        assert!(run(&x, &dy, &dx, 3, &dg).is_ok());
+        let Err(err) = run(&x, &dy, &dx, 4, &dg) else {
+            panic!("6 channels in 4 groups accepted");
+        };
+        assert!(
+            err.to_string()
+                .contains("6 channels do not split into 4 groups"),
+            "{err}"
+        );
+        assert!(run(&x, &dy, &dx, 0, &dg).is_err());
+        let bad = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
+        assert!(run(&x, &bad, &dx, 3, &dg).is_err());
+        assert!(run(&x, &dy, &bad, 3, &dg).is_err());
+        let dg5 = Tensor::zeros(gpu, &[5], "dg5").unwrap();
+        assert!(run(&x, &dy, &dx, 3, &dg5).is_err());
+        // dx aliasing dy would be a read/write hazard within one dispatch.
+        let Err(err) = run(&x, &dy, &dy, 3, &dg) else {
+            panic!("dx aliasing dy accepted");
+        };
+        assert!(err.to_string().contains("same buffer"), "{err}");
+        let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
+        assert!(run(&flat, &flat, &dx, 3, &dg).is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! `shaders/linear_backward.wgsl`: gradient of [`crate::ops::linear::linear`]
+//! (y = g(f(x)·wᵀ + b), f, g = SiLU or identity), reference [`crate::cpu::linear_backward`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::grad_utils::distinct;
+use crate::ops::same_shape;
+
+const SOURCE: &str = include_str!("../../shaders/linear_backward.wgsl");
+
+/// da = dy·SiLU'(a) (only when the output has a SiLU).
+const LINEAR_BACKWARD_DA: KernelSpec = KernelSpec {
+    name: "linear_backward",
+    source: SOURCE,
+    entry: "linear_backward_da",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+    ],
+};
+
+/// dx, dw and db in one dispatch.
+const LINEAR_BACKWARD: KernelSpec = KernelSpec {
+    name: "linear_backward",
+    source: SOURCE,
+    entry: "linear_backward",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    in_f: u32,
+    out_f: u32,
+    flags: u32,
+}
+
+/// Gradient of `y [N, Out] = linear(x [N, In], w [Out, In], b [Out], silu_in, silu_out)` from
+/// dy [N, Out]: dx [N, In] (skipped when `None`, e.g. for a network input), dw [Out, In],
+/// db [Out]. Each output is overwritten, or added to when its `accumulate_*` flag is set.
+/// One dispatch, two when `silu_out` (the pre-activation is recomputed into an internal
+/// [N, Out] scratch buffer first); run them in order.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    dy: &Tensor,
+    silu_in: bool,
+    silu_out: bool,
+    accumulate_dx: bool,
+    dx: Option<&Tensor>,
+    accumulate_params: bool,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let (n, in_f) = match x.shape[..] {
+        [n, in_f] => (n, in_f),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "linear_backward: x must be [N, In], got shape {:?}",
+                x.shape
+            )))
+        }
+    };
+    let out_f = match w.shape[..] {
+        [out_f, wi] if wi == in_f => out_f,
+        _ => {
+            return Err(Error::Shape {
+                what: format!("linear_backward weight (x has {in_f} features)"),
+                expected: vec![w.shape.first().copied().unwrap_or(0), in_f],
+                got: w.shape.clone(),
+            })
+        }
+    };
+    same_shape("linear_backward bias", &[out_f], &b.shape)?;
+    same_shape("linear_backward dy", &[n, out_f], &dy.shape)?;
+    same_shape("linear_backward dw", &w.shape, &dw.shape)?;
+    same_shape("linear_backward db", &[out_f], &db.shape)?;
+    let mut outs = vec![("dw", dw), ("db", db)];
+    if let Some(dx) = dx {
+        same_shape("linear_backward dx", &x.shape, &dx.shape)?;
+        outs.push(("dx", dx));
+    }
+    for (i, &(name, t)) in outs.iter().enumerate() {
+        for (other, o) in [("x", x), ("w", w), ("b", b), ("dy", dy)] {
+            distinct("linear_backward", name, t, other, o)?;
+        }
+        for &(other, o) in &outs[i + 1..] {
+            distinct("linear_backward", name, t, other, o)?;
+        }
+    }
+
+    let params = Params {
+        n: n as u32,
+        in_f: in_f as u32,
+        out_f: out_f as u32,
+        flags: silu_in as u32
+            | (silu_out as u32) << 1
+            | (accumulate_dx as u32) << 2
+            | (accumulate_params as u32) << 3
+            | (dx.is_some() as u32) << 4,
+    };
+    let mut dispatches = Vec::with_capacity(2);
+    let scratch;
+    let da = if silu_out {
+        scratch = Tensor::zeros(gpu, &[n, out_f], "linear_backward da")?;
+        dispatches.push(gpu.dispatch(
+            &LINEAR_BACKWARD_DA,
+            &params,
+            &[&x.buffer, &w.buffer, &b.buffer, &dy.buffer, &scratch.buffer],
+            grid(((n * out_f) as u32).div_ceil(64)),
+        ));
+        &scratch
+    } else {
+        dy
+    };
+    // Without dx a 1-element placeholder fills its binding (never touched).
+    let placeholder;
+    let dx_buf = match dx {
+        Some(dx) => dx,
+        None => {
+            placeholder = Tensor::zeros(gpu, &[1], "linear_backward no dx")?;
+            &placeholder
+        }
+    };
+    let n_dx = if dx.is_some() { n * in_f } else { 0 };
+    let total = (n_dx + out_f * in_f + out_f) as u32;
+    dispatches.push(gpu.dispatch(
+        &LINEAR_BACKWARD,
+        &params,
+        &[
+            &x.buffer,
+            &w.buffer,
+            &da.buffer,
+            &dx_buf.buffer,
+            &dw.buffer,
+            &db.buffer,
+        ],
+        grid(total.div_ceil(64)),
+    ));
+    Ok(dispatches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    fn init(rng: &mut Rng, n: usize, acc: bool) -> Vec<f32> {
+        if acc {
+            rng.normals(n, 1.0)
+        } else {
+            vec![f32::NAN; n]
+        }
+    }
+
+    fn plus(init: &[f32], add: &[f32], acc: bool) -> Vec<f32> {
+        if acc {
+            init.iter().zip(add).map(|(a, b)| a + b).collect()
+        } else {
+            add.to_vec()
+        }
+    }
+
+    #[test]
+    fn linear_backward_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(61);
+        let cases = [
+            (1, 1, 1),
+            (1, 32, 128),
+            (2, 128, 64),
+            (3, 7, 65),
+            (5, 129, 33),
+            (4, 64, 256),
+            (1, 3, 100),
+            (7, 5, 3),
+        ];
+        for (i, &(n, in_f, out_f)) in cases.iter().enumerate() {
+            let x = rng.normals(n * in_f, 2.0);
+            let w = rng.normals(out_f * in_f, 1.0 / (in_f as f32).sqrt());
+            let b = rng.normals(out_f, 0.5);
+            let dy = rng.normals(n * out_f, 1.0);
+            let (si, so) = (i % 2 == 1, i % 4 >= 2);
+            let (acc_dx, acc_p, with_dx) = (i % 3 == 1, i % 3 == 2, i != 5);
+            let want =
+                cpu::linear_backward::linear_backward(&x, n, in_f, &w, out_f, &b, &dy, si, so);
+            let dx0 = init(&mut rng, n * in_f, acc_dx);
+            let dw0 = init(&mut rng, out_f * in_f, acc_p);
+            let db0 = init(&mut rng, out_f, acc_p);
+            let tx = Tensor::from_slice(gpu, &[n, in_f], &x, "x").unwrap();
+            let tw = Tensor::from_slice(gpu, &[out_f, in_f], &w, "w").unwrap();
+            let tb = Tensor::from_slice(gpu, &[out_f], &b, "b").unwrap();
+            let tdy = Tensor::from_slice(gpu, &[n, out_f], &dy, "dy").unwrap();
+            let tdx = Tensor::from_slice(gpu, &[n, in_f], &dx0, "dx").unwrap();
+            let tdw = Tensor::from_slice(gpu, &[out_f, in_f], &dw0, "dw").unwrap();
+            let tdb = Tensor::from_slice(gpu, &[out_f], &db0, "db").unwrap();
+            let ds = linear_backward(
+                gpu,
+                &tx,
+                &tw,
+                &tb,
+                &tdy,
+                si,
+                so,
+                acc_dx,
+                with_dx.then_some(&tdx),
+                acc_p,
+                &tdw,
+                &tdb,
+            )
+            .unwrap();
+            assert_eq!(ds.len(), 1 + so as usize);
+            pollster::block_on(gpu.run(&ds)).unwrap();
+            let what = format!("linear_backward n {n} in {in_f} out {out_f} silu {si}/{so}");
+            let dx = tdx.read_blocking(gpu).unwrap();
+            if with_dx {
+                assert_close(
+                    &dx,
+                    &plus(&dx0, &want.dx, acc_dx),
+                    1e-4,
+                    1e-4,
+                    &format!("{what} dx"),
+                );
+            } else {
+                assert!(
+                    dx.iter().all(|v| v.is_nan()),
+                    "{what}: dx written without dx"
+                );
+            }
+            let dw = tdw.read_blocking(gpu).unwrap();
+            assert_close(
+                &dw,
+                &plus(&dw0, &want.dw, acc_p),
+                1e-4,
+                1e-4,
+                &format!("{what} dw"),
+            );
+            let db = tdb.read_blocking(gpu).unwrap();
+            assert_close(
+                &db,
+                &plus(&db0, &want.db, acc_p),
+                1e-4,
+                1e-4,
+                &format!("{what} db"),
+            );
+        }
+    }
+
+    #[test]
+    fn linear_backward_rejects_bad_shapes() {
+        let gpu = gpu();
+        let t = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
+        let (x, w, b, dy) = (t(&[2, 3]), t(&[4, 3]), t(&[4]), t(&[2, 4]));
+        let (dx, dw, db) = (t(&[2, 3]), t(&[4, 3]), t(&[4]));
+        let run = |x: &Tensor, w: &Tensor, dy: &Tensor, dx: &Tensor, dw: &Tensor, db: &Tensor| {
+            linear_backward(
+                gpu,
+                x,
+                w,
+                &b,
+                dy,
+                true,
+                true,
+                false,
+                Some(dx),
+                false,
+                dw,
+                db,
+            )
+        };
+        assert!(run(&x, &w, &dy, &dx, &dw, &db).is_ok());
+        assert!(run(&x, &t(&[4, 2]), &dy, &dx, &dw, &db).is_err());
+        assert!(run(&x, &w, &t(&[2, 3]), &dx, &dw, &db).is_err());
+        assert!(run(&x, &w, &dy, &t(&[3, 2]), &dw, &db).is_err());
+        assert!(run(&x, &w, &dy, &dx, &t(&[3, 4]), &db).is_err());
+        assert!(run(&x, &w, &dy, &dx, &dw, &t(&[3])).is_err());
+        assert!(run(&t(&[1, 2, 3]), &w, &dy, &dx, &dw, &db).is_err());
+        // Outputs must not alias inputs or each other.
+        assert!(run(&x, &w, &dy, &x, &dw, &db).is_err());
+        assert!(run(&x, &w, &dy, &dx, &w, &db).is_err());
+        assert!(run(&x, &w, &dy, &dx, &dw, &b).is_err());
+        let sq = t(&[3, 3]);
+        let (xs, ws, dys) = (t(&[3, 3]), t(&[3, 3]), t(&[3, 3]));
+        let b3 = t(&[3]);
+        let r = linear_backward(
+            gpu,
+            &xs,
+            &ws,
+            &b3,
+            &dys,
+            false,
+            false,
+            false,
+            Some(&sq),
+            false,
+            &sq,
+            &t(&[3]),
+        );
+        assert!(r.is_err());
+    }
+}
