@@ -52,14 +52,18 @@ const DKV: KernelSpec = KernelSpec {
     bindings: GRAD_BINDINGS,
 };
 
-const PACK_BINDINGS: &[Access] = &[Access::Uniform, Access::Read, Access::ReadWrite];
-
-/// `[R, L]` → zero-padded `[R, Lp]`.
+/// Two `[R, L]` tensors → zero-padded `[R, Lp]` copies.
 const PACK: KernelSpec = KernelSpec {
     name: "attention_backward_pack",
     source: PACK_SOURCE,
     entry: "pack",
-    bindings: PACK_BINDINGS,
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
 };
 
 /// `[R, Lp]` → `[R, L]`, overwriting or adding.
@@ -67,7 +71,7 @@ const UNPACK: KernelSpec = KernelSpec {
     name: "attention_backward_pack",
     source: PACK_SOURCE,
     entry: "unpack",
-    bindings: PACK_BINDINGS,
+    bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
 };
 
 /// Mirrors `Params` in `shaders/attention_backward.wgsl`.
@@ -90,10 +94,12 @@ struct Params {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct PackParams {
+    groups_a: u32,
     total: u32,
     l: u32,
-    lp: u32,
+    l4: u32,
     accumulate: u32,
+    _pad: [u32; 3],
 }
 
 /// Backward of [`crate::ops::attention::attention`]: `d_qkv = (accumulate ? d_qkv : 0) +
@@ -108,7 +114,7 @@ struct PackParams {
 ///
 /// Returns the dispatches to run in order: a stats pass (per query log-sum-exp and `dO·O`,
 /// recomputed from qkv, so the forward's output is not needed), a dq pass and a dk/dv pass; when
-/// `L % 4 != 0` they are preceded by two repacking passes (qkv and d_out into rows of `Lp = L`
+/// `L % 4 != 0` they are preceded by a repacking pass (qkv and d_out into rows of `Lp = L`
 /// rounded up to 4) and followed by one unpacking `d_qkv`. Scratch is allocated here and kept
 /// alive by the returned dispatches: stats `[N, heads, 2, Lp]` (8·N·heads·Lp bytes), plus, when
 /// `L % 4 != 0`, padded copies of qkv, d_out and d_qkv (4·N·7C·Lp bytes). Build once, run often.
@@ -193,8 +199,22 @@ pub fn attention_backward(
         qkv_p = Tensor::zeros(gpu, &[n, 3 * c, lp], "attention_backward qkv (padded)")?;
         d_out_p = Tensor::zeros(gpu, &[n, c, lp], "attention_backward d_out (padded)")?;
         d_qkv_p = Tensor::zeros(gpu, &[n, 3 * c, lp], "attention_backward d_qkv (padded)")?;
-        dispatches.push(pack(gpu, qkv, &qkv_p, l, lp));
-        dispatches.push(pack(gpu, d_out, &d_out_p, l, lp));
+        let groups_a = n * 3 * c * lp / 4;
+        let total = groups_a + n * c * lp / 4;
+        let params = PackParams {
+            groups_a: groups_a as u32,
+            total: total as u32,
+            l: l as u32,
+            l4: (lp / 4) as u32,
+            accumulate: 0,
+            _pad: [0; 3],
+        };
+        dispatches.push(gpu.dispatch(
+            &PACK,
+            &params,
+            &[&qkv.buffer, &d_out.buffer, &qkv_p.buffer, &d_out_p.buffer],
+            grid(total.div_ceil(PACK_WG) as u32),
+        ));
         (&qkv_p, &d_out_p, &d_qkv_p, false)
     };
     dispatches.push(gpu.dispatch(
@@ -212,36 +232,23 @@ pub fn attention_backward(
         ));
     }
     if lp != l {
+        let total = n * 3 * c * lp / 4;
         let params = PackParams {
-            total: d_qkv.numel() as u32,
+            groups_a: 0,
+            total: total as u32,
             l: l as u32,
-            lp: lp as u32,
+            l4: (lp / 4) as u32,
             accumulate: accumulate as u32,
+            _pad: [0; 3],
         };
         dispatches.push(gpu.dispatch(
             &UNPACK,
             &params,
             &[&dst.buffer, &d_qkv.buffer],
-            grid(d_qkv.numel().div_ceil(PACK_WG) as u32),
+            grid(total.div_ceil(PACK_WG) as u32),
         ));
     }
     Ok(dispatches)
-}
-
-/// `src: [.., L]` → `dst: [.., Lp]` (same row count), zero-padded.
-fn pack(gpu: &Gpu, src: &Tensor, dst: &Tensor, l: usize, lp: usize) -> Dispatch {
-    let params = PackParams {
-        total: dst.numel() as u32,
-        l: l as u32,
-        lp: lp as u32,
-        accumulate: 0,
-    };
-    gpu.dispatch(
-        &PACK,
-        &params,
-        &[&src.buffer, &dst.buffer],
-        grid(dst.numel().div_ceil(PACK_WG) as u32),
-    )
 }
 
 #[cfg(test)]
@@ -427,14 +434,36 @@ mod tests {
     }
 
     /// Timing on the local device: `cargo test --release --lib ops::attention_backward --
-    /// --ignored --nocapture`. Best wall time of several runs of all the backward's dispatches
-    /// (one submission), next to the forward's for the same shape.
+    /// --ignored --nocapture`. Best wall time of 10 runs of all the backward's dispatches (one
+    /// submission) next to the forward's for the same shape, and, on Linux, the CPU time the
+    /// process spent per run (steadier than wall time when a CPU driver shares the machine).
     #[test]
     #[ignore]
     fn attention_backward_timing() {
         let gpu = gpu();
         println!("device: {}", gpu.describe());
-        for &(n, c, heads, l) in &[(16, 64, 2, 49), (16, 64, 2, 196)] {
+        let time = |ds: &[Dispatch]| {
+            pollster::block_on(gpu.run(ds)).unwrap();
+            let reps = 10;
+            let mut best = f64::MAX;
+            let cpu0 = process_cpu_ns();
+            for _ in 0..reps {
+                let t = std::time::Instant::now();
+                pollster::block_on(gpu.run(ds)).unwrap();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let cpu = cpu0
+                .zip(process_cpu_ns())
+                .map_or(f64::NAN, |(c0, c1)| (c1 - c0) as f64 / 1e6 / reps as f64);
+            (best, cpu)
+        };
+        for &(n, c, heads, l) in &[
+            (16, 64, 2, 49),
+            (16, 64, 2, 196),
+            (16, 64, 8, 49),
+            (16, 64, 8, 196),
+            (16, 128, 4, 256),
+        ] {
             let mut rng = Rng::new(7);
             let qkv = rng.normals(n * 3 * c * l, 1.0);
             let d_out = rng.normals(n * c * l, 1.0);
@@ -444,35 +473,37 @@ mod tests {
             let out = Tensor::zeros(gpu, &[n, c, l], "out").unwrap();
             let fwd = vec![crate::ops::attention::attention(gpu, &t_qkv, heads, &out).unwrap()];
             let bwd = attention_backward(gpu, &t_qkv, &t_dout, heads, false, &t_grad).unwrap();
-            let best = |ds: &[Dispatch]| {
-                pollster::block_on(gpu.run(ds)).unwrap();
-                let mut best = f64::MAX;
-                for _ in 0..10 {
-                    let t = std::time::Instant::now();
-                    pollster::block_on(gpu.run(ds)).unwrap();
-                    best = best.min(t.elapsed().as_secs_f64() * 1e3);
-                }
-                best
-            };
-            let (f_ms, b_ms) = (best(&fwd), best(&bwd));
-            // Forward: 2 L²d multiply-adds per (n, head); backward recomputes: 2 (stats) +
-            // 3 (dq) + 4 (dk, dv).
+            let ((f_ms, f_cpu), (b_ms, b_cpu)) = (time(&fwd), time(&bwd));
+            // Multiply-adds: forward 2·L²d per (n, head); the backward recomputes S and dP, so
+            // 2 (stats) + 3 (dq) + 4 (dk, dv).
             let fma = (n * heads * l * l * (c / heads)) as f64;
             println!(
                 "attention_backward N={n} C={c} heads={heads} L={l}: {b_ms:.2} ms \
-                 ({:.1} GFLOP/s); forward {f_ms:.2} ms ({:.1} GFLOP/s)",
+                 ({:.1} GFLOP/s, CPU {b_cpu:.2} ms/run); forward {f_ms:.2} ms \
+                 ({:.1} GFLOP/s, CPU {f_cpu:.2} ms/run)",
                 18.0 * fma / b_ms / 1e6,
                 4.0 * fma / f_ms / 1e6
             );
-            // Per pass (each run alone, so its inputs are whatever the previous runs left).
+            // Per pass, each submitted alone.
             let mut names = vec!["stats", "dq", "dkv"];
             if !l.is_multiple_of(4) {
-                names.splice(0..0, ["pack qkv", "pack d_out"]);
+                names.insert(0, "pack");
                 names.push("unpack");
             }
             for (d, name) in bwd.iter().zip(names) {
-                println!("  {name}: {:.2} ms", best(std::slice::from_ref(d)));
+                let (ms, cpu) = time(std::slice::from_ref(d));
+                println!("  {name}: {ms:.2} ms (CPU {cpu:.2} ms/run)");
             }
         }
+    }
+
+    /// Total CPU time of this process's threads (Linux), for timing CPU drivers.
+    fn process_cpu_ns() -> Option<u64> {
+        let mut total = 0;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
     }
 }
