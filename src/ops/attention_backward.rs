@@ -328,6 +328,9 @@ mod tests {
             (1, 8, 8, 8),
             (1, 10, 16, 2),
             (1, 24, 100, 1),
+            // Trainer-like: d = 32 over 13 blocks; d = 8 over 16 blocks.
+            (2, 64, 196, 2),
+            (1, 16, 256, 2),
         ]
         .iter()
         .enumerate()
