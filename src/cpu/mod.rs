@@ -2,6 +2,7 @@
 //! `ops::<op>`), used by tests and by the CPU U-Net.
 
 pub mod attention;
+pub mod attention_backward;
 pub mod concat;
 pub mod conv2d;
 pub mod conv2d_backward;

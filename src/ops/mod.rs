@@ -2,6 +2,7 @@
 //! its reference in [`crate::cpu`] (same module name).
 
 pub mod attention;
+pub mod attention_backward;
 pub mod concat;
 pub mod conv2d;
 pub mod conv_pack;
