@@ -48,7 +48,12 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
         total: total as u32,
         _pad: 0,
     };
-    Ok(gpu.dispatch(&PACK, &params, &[&w.buffer, &packed.buffer], grid((total as u32).div_ceil(256))))
+    Ok(gpu.dispatch(
+        &PACK,
+        &params,
+        &[&w.buffer, &packed.buffer],
+        grid((total as u32).div_ceil(256)),
+    ))
 }
 
 #[cfg(test)]
@@ -65,7 +70,8 @@ mod tests {
             let w = rng.normals(shape.iter().product(), 1.0);
             let (want, packed_shape) = pack_weight(&w, shape).unwrap();
             let wt = Tensor::from_slice(gpu, &shape, &w, "w").unwrap();
-            let out = Tensor::from_slice(gpu, &packed_shape, &vec![f32::NAN; want.len()], "p").unwrap();
+            let out =
+                Tensor::from_slice(gpu, &packed_shape, &vec![f32::NAN; want.len()], "p").unwrap();
             pollster::block_on(gpu.run(&[pack(gpu, &wt, &out).unwrap()])).unwrap();
             assert_eq!(out.read_blocking(gpu).unwrap(), want, "{shape:?}");
         }

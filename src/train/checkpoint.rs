@@ -53,7 +53,10 @@ impl Checkpoint {
         let mut master: Vec<_> = self
             .tensors
             .iter()
-            .filter_map(|(k, (s, d))| k.strip_prefix("param/").map(|n| (n.to_string(), s.clone(), d.clone())))
+            .filter_map(|(k, (s, d))| {
+                k.strip_prefix("param/")
+                    .map(|n| (n.to_string(), s.clone(), d.clone()))
+            })
             .collect();
         master.sort_by(|a, b| a.0.cmp(&b.0));
         super::from_master("checkpoint", master)
@@ -66,7 +69,12 @@ impl Trainer {
     }
 
     /// Writes a checkpoint atomically to `path`.
-    pub async fn save_checkpoint(&self, gpu: &Gpu, path: &Path, extra: serde_json::Value) -> Result<()> {
+    pub async fn save_checkpoint(
+        &self,
+        gpu: &Gpu,
+        path: &Path,
+        extra: serde_json::Value,
+    ) -> Result<()> {
         let state = State {
             step: self.step,
             options: self.options,
@@ -123,8 +131,14 @@ impl Trainer {
 /// Reads a checkpoint written by [`Trainer::save_checkpoint`].
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |what: String| Error::Weights(format!("{}: not a usable checkpoint: {what}", path.display()));
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let bad = |what: String| {
+        Error::Weights(format!(
+            "{}: not a usable checkpoint: {what}",
+            path.display()
+        ))
+    };
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let state_json = meta
         .metadata()
         .as_ref()
@@ -135,7 +149,10 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor {name} is {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let data: Vec<f32> = view
             .data()

@@ -100,7 +100,9 @@ fn to_master(weights: &Weights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
             Some((prefix, suffix)) if name.contains(".to_q.") => {
                 let mut data = Vec::new();
                 for p in ["to_q", "to_k", "to_v"] {
-                    data.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.{suffix}"))?.data);
+                    data.extend_from_slice(
+                        &weights.tensor(&format!("{prefix}.{p}.{suffix}"))?.data,
+                    );
                 }
                 let mut shape = t.shape.clone();
                 shape[0] *= 3;
@@ -117,13 +119,24 @@ fn to_master(weights: &Weights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
 fn from_master(source: &str, master: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Weights> {
     let mut w = Weights::new(source);
     for (name, shape, data) in master {
-        if let Some(prefix) = name.strip_suffix(".to_qkv.weight").or_else(|| name.strip_suffix(".to_qkv.bias")) {
-            let suffix = if name.ends_with("weight") { "weight" } else { "bias" };
+        if let Some(prefix) = name
+            .strip_suffix(".to_qkv.weight")
+            .or_else(|| name.strip_suffix(".to_qkv.bias"))
+        {
+            let suffix = if name.ends_with("weight") {
+                "weight"
+            } else {
+                "bias"
+            };
             let mut part_shape = shape.clone();
             part_shape[0] /= 3;
             let len = data.len() / 3;
             for (i, p) in ["to_q", "to_k", "to_v"].iter().enumerate() {
-                w.insert(format!("{prefix}.{p}.{suffix}"), part_shape.clone(), data[i * len..(i + 1) * len].to_vec())?;
+                w.insert(
+                    format!("{prefix}.{p}.{suffix}"),
+                    part_shape.clone(),
+                    data[i * len..(i + 1) * len].to_vec(),
+                )?;
             }
         } else {
             w.insert(name, shape, data)?;
@@ -192,18 +205,37 @@ impl Trainer {
         let (xn, tn) = (tape.input(&xt), tape.input(&t));
         let eps = unet::forward(&mut tape, &config, &xn, &tn)?;
         let mut graph = std::mem::take(&mut tape.forward);
-        graph.extend(ops::loss::mse_loss(gpu, &eps.tensor, &noise, &d_eps, &loss)?);
+        graph.extend(ops::loss::mse_loss(
+            gpu,
+            &eps.tensor,
+            &noise,
+            &d_eps,
+            &loss,
+        )?);
         let (backward, grads) = tape.backward(&eps, &d_eps)?;
         graph.extend(backward);
         let grad_list: Vec<&Tensor> = names.iter().map(|n| &grads[n]).collect();
-        let norm_sq = Tensor::zeros(gpu, &[ops::optim::grad_norm_partials_len(&grad_list)], "grad norm")?;
+        let norm_sq = Tensor::zeros(
+            gpu,
+            &[ops::optim::grad_norm_partials_len(&grad_list)],
+            "grad norm",
+        )?;
         graph.extend(ops::optim::grad_norm_sq(gpu, &grad_list, &norm_sq)?);
 
         let zeros_like = |name: &String, what: &str| -> Result<(String, Tensor)> {
-            Ok((name.clone(), Tensor::zeros(gpu, &params.master[name].shape, what)?))
+            Ok((
+                name.clone(),
+                Tensor::zeros(gpu, &params.master[name].shape, what)?,
+            ))
         };
-        let adam_m = names.iter().map(|n| zeros_like(n, "adam m")).collect::<Result<_>>()?;
-        let adam_v = names.iter().map(|n| zeros_like(n, "adam v")).collect::<Result<_>>()?;
+        let adam_m = names
+            .iter()
+            .map(|n| zeros_like(n, "adam m"))
+            .collect::<Result<_>>()?;
+        let adam_v = names
+            .iter()
+            .map(|n| zeros_like(n, "adam v"))
+            .collect::<Result<_>>()?;
         let ema = names
             .iter()
             .map(|n| {
@@ -256,7 +288,11 @@ impl Trainer {
         let t_max = self.scheduler.num_train_timesteps as u32;
         (0..self.options.batch as u32)
             .map(|i| {
-                let r = crate::cpu::sampling::rng_u32x4(self.options.seed ^ TIMESTEP_SEED, step as u32, i);
+                let r = crate::cpu::sampling::rng_u32x4(
+                    self.options.seed ^ TIMESTEP_SEED,
+                    step as u32,
+                    i,
+                );
                 (((r[0] as u64) << 32 | r[1] as u64) % t_max as u64) as f32
             })
             .collect()
@@ -277,24 +313,16 @@ impl Trainer {
     pub fn step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
         self.x0.write(gpu, x0)?;
         self.t.write(gpu, &self.timesteps(self.step))?;
-        let mut d = vec![ops::sampling::q_sample(
-            gpu,
-            &self.x0,
-            &self.t,
-            &self.alphas_cumprod,
-            &self.noise,
-            Some((self.options.seed, NOISE_STREAM_BASE.wrapping_add(self.step as u32))),
-            &self.xt,
-        )?];
+        let mut d = vec![self.q_sample(gpu, self.step)?];
         d.extend(self.graph.iter().cloned());
         let hp = AdamWParams {
-            lr: self.lr(self.step),
-            beta1: self.options.beta1,
-            beta2: self.options.beta2,
-            eps: self.options.adam_eps,
-            weight_decay: self.options.weight_decay,
+            lr: self.lr(self.step) as f64,
+            beta1: self.options.beta1 as f64,
+            beta2: self.options.beta2 as f64,
+            eps: self.options.adam_eps as f64,
+            weight_decay: self.options.weight_decay as f64,
             step: (self.step + 1) as u32,
-            max_grad_norm: self.options.max_grad_norm,
+            max_grad_norm: self.options.max_grad_norm as f64,
         };
         for n in &self.names {
             d.push(ops::optim::adamw_step(
@@ -308,7 +336,12 @@ impl Trainer {
             )?);
         }
         for n in &self.names {
-            d.push(ops::optim::ema_update(gpu, &self.ema[n], &self.params.master[n], self.options.ema_decay)?);
+            d.push(ops::optim::ema_update(
+                gpu,
+                &self.ema[n],
+                &self.params.master[n],
+                self.options.ema_decay,
+            )?);
         }
         d.extend(self.repack.iter().cloned());
         gpu.submit(&d);
@@ -335,13 +368,56 @@ impl Trainer {
         pollster::block_on(self.read_loss(gpu))
     }
 
-    async fn read_set(&self, gpu: &Gpu, set: &HashMap<String, Tensor>) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    async fn read_set(
+        &self,
+        gpu: &Gpu,
+        set: &HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         let mut out = Vec::with_capacity(self.names.len());
         for n in &self.names {
             let t = &set[n];
             out.push((n.clone(), t.shape.clone(), t.read(gpu).await?));
         }
         Ok(out)
+    }
+
+    /// Runs only the forward pass, loss and backward of step `step` on `x0` (no update) and
+    /// returns (loss, gradients in diffusers' naming, x_t, ε): what a gradient check needs.
+    pub async fn gradients(
+        &self,
+        gpu: &Gpu,
+        x0: &[f32],
+        step: u64,
+    ) -> Result<(f32, Weights, Vec<f32>, Vec<f32>)> {
+        self.x0.write(gpu, x0)?;
+        self.t.write(gpu, &self.timesteps(step))?;
+        let mut d = vec![self.q_sample(gpu, step)?];
+        d.extend(self.graph.iter().cloned());
+        gpu.run(&d).await?;
+        let loss = self.read_loss(gpu).await?;
+        let grads = from_master("gradients", self.read_set(gpu, &self.grads).await?)?;
+        Ok((
+            loss,
+            grads,
+            self.xt.read(gpu).await?,
+            self.noise.read(gpu).await?,
+        ))
+    }
+
+    /// x_t = q_sample(x0, t) with the noise of step `step`.
+    fn q_sample(&self, gpu: &Gpu, step: u64) -> Result<Dispatch> {
+        ops::sampling::q_sample(
+            gpu,
+            &self.x0,
+            &self.t,
+            &self.alphas_cumprod,
+            &self.noise,
+            Some((
+                self.options.seed,
+                NOISE_STREAM_BASE.wrapping_add(step as u32),
+            )),
+            &self.xt,
+        )
     }
 
     /// The current weights (`ema`: the EMA copy) in diffusers' naming.

@@ -128,7 +128,11 @@ impl<'a> Tape<'a> {
 
     /// Records the backward pass from `d_out` (the loss gradient of node `out`): returns the
     /// dispatches and the parameter gradients by master name.
-    pub fn backward(self, out: &Node, d_out: &Tensor) -> Result<(Vec<Dispatch>, HashMap<String, Tensor>)> {
+    pub fn backward(
+        self,
+        out: &Node,
+        d_out: &Tensor,
+    ) -> Result<(Vec<Dispatch>, HashMap<String, Tensor>)> {
         let gpu = self.gpu;
         let mut grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         grads[out.id] = Some(d_out.clone());
@@ -136,22 +140,25 @@ impl<'a> Tape<'a> {
         let mut d: Vec<Dispatch> = Vec::new();
 
         // The gradient buffer of node `id` (allocated on first use) and whether to accumulate.
-        let mut grad_of = |grads: &mut Vec<Option<Tensor>>, id: usize| -> Result<Option<(Tensor, bool)>> {
-            if self.no_grad[id].get() {
-                return Ok(None);
-            }
-            Ok(Some(match &grads[id] {
-                Some(g) => (g.clone(), true),
-                None => {
-                    let g = Tensor::zeros(gpu, &self.nodes[id].shape, "gradient")?;
-                    grads[id] = Some(g.clone());
-                    (g, false)
+        let grad_of =
+            |grads: &mut Vec<Option<Tensor>>, id: usize| -> Result<Option<(Tensor, bool)>> {
+                if self.no_grad[id].get() {
+                    return Ok(None);
                 }
-            }))
-        };
+                Ok(Some(match &grads[id] {
+                    Some(g) => (g.clone(), true),
+                    None => {
+                        let g = Tensor::zeros(gpu, &self.nodes[id].shape, "gradient")?;
+                        grads[id] = Some(g.clone());
+                        (g, false)
+                    }
+                }))
+            };
         let mut param_grad = |name: String, like: &Tensor| -> Result<Tensor> {
             if param_grads.contains_key(&name) {
-                return Err(Error::Invalid(format!("parameter {name} used twice in one pass")));
+                return Err(Error::Invalid(format!(
+                    "parameter {name} used twice in one pass"
+                )));
             }
             let g = Tensor::zeros(gpu, &like.shape, &format!("grad {name}"))?;
             param_grads.insert(name, g.clone());
@@ -167,7 +174,9 @@ impl<'a> Tape<'a> {
                     silu_out,
                     out,
                 } => {
-                    let Some(dy) = grads[*out].clone() else { continue };
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
                     let w = self.params.get(&format!("{prefix}.weight"))?;
                     let b = self.params.get(&format!("{prefix}.bias"))?;
                     let dw = param_grad(format!("{prefix}.weight"), w)?;
@@ -197,7 +206,9 @@ impl<'a> Tape<'a> {
                     scale,
                     out,
                 } => {
-                    let Some(dy) = grads[*out].clone() else { continue };
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
                     let w = self.params.get(&format!("{prefix}.weight"))?;
                     let b = self.params.get(&format!("{prefix}.bias"))?;
                     let dw = param_grad(format!("{prefix}.weight"), w)?;
@@ -238,7 +249,9 @@ impl<'a> Tape<'a> {
                     silu,
                     out,
                 } => {
-                    let Some(dy) = grads[*out].clone() else { continue };
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
                     let gamma = self.params.get(&format!("{prefix}.weight"))?;
                     let beta = self.params.get(&format!("{prefix}.bias"))?;
                     let dgamma = param_grad(format!("{prefix}.weight"), gamma)?;
@@ -263,8 +276,12 @@ impl<'a> Tape<'a> {
                     )?);
                 }
                 Op::Attention { qkv, heads, out } => {
-                    let Some(dy) = grads[*out].clone() else { continue };
-                    let Some((dqkv, acc)) = grad_of(&mut grads, *qkv)? else { continue };
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
+                    let Some((dqkv, acc)) = grad_of(&mut grads, *qkv)? else {
+                        continue;
+                    };
                     let (n, c) = (dy.shape[0], dy.shape[1]);
                     let l: usize = dy.shape[2..].iter().product();
                     let view = |t: &Tensor, ch: usize| Tensor {
@@ -281,10 +298,14 @@ impl<'a> Tape<'a> {
                     )?);
                 }
                 Op::Concat { a, b, out } => {
-                    let Some(dy) = grads[*out].clone() else { continue };
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
                     let da = grad_of(&mut grads, *a)?.expect("concat inputs need gradients");
                     let db = grad_of(&mut grads, *b)?.expect("concat inputs need gradients");
-                    d.push(ops::grad_utils::concat_backward(gpu, &dy, da.1, &da.0, db.1, &db.0)?);
+                    d.push(ops::grad_utils::concat_backward(
+                        gpu, &dy, da.1, &da.0, db.1, &db.0,
+                    )?);
                 }
             }
         }
@@ -307,15 +328,28 @@ impl Backend for Tape<'_> {
         x.tensor.shape.clone()
     }
 
-    fn timestep_embedding(&mut self, t: &Rc<Node>, dim: usize, flip: bool, shift: f32) -> Result<Rc<Node>> {
+    fn timestep_embedding(
+        &mut self,
+        t: &Rc<Node>,
+        dim: usize,
+        flip: bool,
+        shift: f32,
+    ) -> Result<Rc<Node>> {
         let out = self.alloc(&[t.tensor.shape[0], dim])?;
         self.no_grad[out.id].set(true);
-        let d = ops::timestep::timestep_embedding(self.gpu, &t.tensor, dim, flip, shift, &out.tensor)?;
+        let d =
+            ops::timestep::timestep_embedding(self.gpu, &t.tensor, dim, flip, shift, &out.tensor)?;
         self.forward.push(d);
         Ok(out)
     }
 
-    fn linear(&mut self, x: &Rc<Node>, prefix: &str, silu_in: bool, silu_out: bool) -> Result<Rc<Node>> {
+    fn linear(
+        &mut self,
+        x: &Rc<Node>,
+        prefix: &str,
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Result<Rc<Node>> {
         let w = self.params.get(&format!("{prefix}.weight"))?;
         let b = self.params.get(&format!("{prefix}.bias"))?;
         let out = self.alloc(&[x.tensor.shape[0], w.shape[0]])?;
@@ -364,11 +398,27 @@ impl Backend for Tape<'_> {
         Ok(out)
     }
 
-    fn group_norm(&mut self, x: &Rc<Node>, prefix: &str, groups: usize, eps: f32, silu: bool) -> Result<Rc<Node>> {
+    fn group_norm(
+        &mut self,
+        x: &Rc<Node>,
+        prefix: &str,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> Result<Rc<Node>> {
         let gamma = self.params.get(&format!("{prefix}.weight"))?;
         let beta = self.params.get(&format!("{prefix}.bias"))?;
         let out = self.alloc(&x.tensor.shape)?;
-        let d = ops::group_norm::group_norm(self.gpu, &x.tensor, gamma, beta, groups, eps, silu, &out.tensor)?;
+        let d = ops::group_norm::group_norm(
+            self.gpu,
+            &x.tensor,
+            gamma,
+            beta,
+            groups,
+            eps,
+            silu,
+            &out.tensor,
+        )?;
         self.forward.push(d);
         self.ops.push(Op::GroupNorm {
             x: x.id,
@@ -382,7 +432,14 @@ impl Backend for Tape<'_> {
     }
 
     fn attention(&mut self, x: &Rc<Node>, prefix: &str, heads: usize) -> Result<Rc<Node>> {
-        let qkv = self.conv(x, &format!("{prefix}.to_qkv"), Conv2dGeom::same(1), None, None, 1.0)?;
+        let qkv = self.conv(
+            x,
+            &format!("{prefix}.to_qkv"),
+            Conv2dGeom::same(1),
+            None,
+            None,
+            1.0,
+        )?;
         let out = self.alloc(&x.tensor.shape)?;
         let s = &x.tensor.shape;
         let (n, c, l) = (s[0], s[1], s[2] * s[3]);
@@ -390,7 +447,12 @@ impl Backend for Tape<'_> {
             buffer: t.buffer.clone(),
             shape: vec![n, ch, l],
         };
-        let d = ops::attention::attention(self.gpu, &view(&qkv.tensor, 3 * c), heads, &view(&out.tensor, c))?;
+        let d = ops::attention::attention(
+            self.gpu,
+            &view(&qkv.tensor, 3 * c),
+            heads,
+            &view(&out.tensor, c),
+        )?;
         self.forward.push(d);
         self.ops.push(Op::Attention {
             qkv: qkv.id,
