@@ -92,8 +92,11 @@ fn qkv_parts(name: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// A named host tensor: (name, shape, data).
+type Named = (String, Vec<usize>, Vec<f32>);
+
 /// diffusers weights → master tensors (q/k/v stacked into `to_qkv`).
-fn to_master(weights: &Weights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+fn to_master(weights: &Weights) -> Result<Vec<Named>> {
     let mut out = Vec::new();
     for (name, t) in weights.iter() {
         match qkv_parts(name) {
@@ -116,7 +119,7 @@ fn to_master(weights: &Weights) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
 }
 
 /// Master tensors → diffusers weights (`to_qkv` split back into q/k/v).
-fn from_master(source: &str, master: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<Weights> {
+fn from_master(source: &str, master: Vec<Named>) -> Result<Weights> {
     let mut w = Weights::new(source);
     for (name, shape, data) in master {
         if let Some(prefix) = name
@@ -372,7 +375,7 @@ impl Trainer {
         &self,
         gpu: &Gpu,
         set: &HashMap<String, Tensor>,
-    ) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    ) -> Result<Vec<Named>> {
         let mut out = Vec::with_capacity(self.names.len());
         for n in &self.names {
             let t = &set[n];
