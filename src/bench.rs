@@ -119,3 +119,84 @@ pub fn print_forward(name: &str, b: &ForwardBench) {
         );
     }
 }
+
+/// Result of [`bench_train`].
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    pub batch: usize,
+    /// Median seconds per training step (forward, loss, backward, AdamW, EMA).
+    pub seconds: f64,
+    /// Per kernel family over the forward+backward graph (each dispatch timed alone).
+    pub kernels: Vec<KernelTiming>,
+}
+
+/// Times training steps of a random-weight model at `batch` on random data.
+pub fn bench_train(
+    gpu: &Gpu,
+    cfg: &UNetConfig,
+    batch: usize,
+    iters: usize,
+    per_kernel: bool,
+) -> Result<TrainBench> {
+    use crate::train::{TrainOptions, Trainer};
+    let weights = Weights::init(cfg, 0)?;
+    let options = TrainOptions {
+        batch,
+        ..TrainOptions::default()
+    };
+    let sched = crate::schedule::SchedulerConfig::default();
+    let mut trainer = Trainer::new(gpu, cfg.clone(), sched, &weights, options)?;
+    let n: usize = trainer.batch_shape().iter().product();
+    let x0 = crate::testing::Rng::new(1).normals(n, 0.5);
+    trainer.step(gpu, &x0)?;
+    trainer.read_loss_blocking(gpu)?;
+    let iters = iters.max(1);
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        trainer.step(gpu, &x0)?;
+        trainer.read_loss_blocking(gpu)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let mut kernels: BTreeMap<&'static str, KernelTiming> = BTreeMap::new();
+    if per_kernel {
+        for d in trainer.graph() {
+            let start = Instant::now();
+            pollster::block_on(gpu.run(std::slice::from_ref(d)))?;
+            let k = kernels.entry(d.name).or_insert(KernelTiming {
+                name: d.name,
+                dispatches: 0,
+                seconds: 0.0,
+                flops: 0,
+            });
+            k.dispatches += 1;
+            k.seconds += start.elapsed().as_secs_f64();
+        }
+    }
+    let mut kernels: Vec<KernelTiming> = kernels.into_values().collect();
+    kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(TrainBench {
+        batch,
+        seconds: median(times),
+        kernels,
+    })
+}
+
+/// Prints a [`TrainBench`].
+pub fn print_train(name: &str, b: &TrainBench) {
+    println!(
+        "{name} train batch {:>3}: {:>9.1} ms/step ({:.2} steps/s, {:.1} images/s)",
+        b.batch,
+        b.seconds * 1e3,
+        1.0 / b.seconds,
+        b.batch as f64 / b.seconds
+    );
+    for k in &b.kernels {
+        println!(
+            "    {:<24} {:>4} dispatches {:>9.2} ms",
+            k.name,
+            k.dispatches,
+            k.seconds * 1e3
+        );
+    }
+}

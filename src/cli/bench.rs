@@ -17,6 +17,9 @@ pub struct Args {
     /// Skip the per-kernel breakdown.
     #[arg(long)]
     no_kernels: bool,
+    /// Benchmark training steps (forward, backward, AdamW) instead of the forward pass.
+    #[arg(long)]
+    train: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -24,8 +27,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for name in &args.presets {
         let cfg = presets::preset(name)?;
         for &batch in &args.batches {
-            let b = bench_forward(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
-            print_forward(name, &b);
+            if args.train {
+                let b = ddpm::bench::bench_train(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
+                ddpm::bench::print_train(name, &b);
+            } else {
+                let b = bench_forward(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
+                print_forward(name, &b);
+            }
         }
     }
     Ok(())

@@ -3,7 +3,9 @@
 mod bench;
 mod forward;
 mod info;
+mod plot;
 mod sample;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +34,8 @@ enum Command {
     Bench(bench::Args),
     /// Generate images with the reverse process (DDPM or DDIM) on the GPU.
     Sample(sample::Args),
+    /// Train a U-Net on a dataset with the same WGSL kernels (forward, backward, AdamW).
+    Train(train::Args),
 }
 
 /// Runs the CLI; errors are printed with their causes and give exit code 1.
@@ -42,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Forward(a) => forward::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sample(a) => sample::run(a),
+        Command::Train(a) => train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

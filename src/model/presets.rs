@@ -26,9 +26,9 @@ pub fn preset(name: &str) -> Result<UNetConfig> {
         "mnist" => {
             r#"{
             "sample_size": 28, "in_channels": 1, "out_channels": 1,
-            "block_out_channels": [32, 64, 64],
-            "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"],
-            "up_block_types": ["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+            "block_out_channels": [16, 32, 64],
+            "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
             "layers_per_block": 1, "attention_head_dim": 32, "norm_num_groups": 8,
             "norm_eps": 1e-5, "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0
         }"#

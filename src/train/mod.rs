@@ -281,6 +281,11 @@ impl Trainer {
         gpu.queue.submit([enc.finish()]);
     }
 
+    /// The recorded forward, loss, backward and gradient-norm dispatches (for profiling).
+    pub fn graph(&self) -> &[Dispatch] {
+        &self.graph
+    }
+
     /// The `[N, C, H, W]` shape of a training batch.
     pub fn batch_shape(&self) -> &[usize] {
         &self.x0.shape
@@ -371,11 +376,7 @@ impl Trainer {
         pollster::block_on(self.read_loss(gpu))
     }
 
-    async fn read_set(
-        &self,
-        gpu: &Gpu,
-        set: &HashMap<String, Tensor>,
-    ) -> Result<Vec<Named>> {
+    async fn read_set(&self, gpu: &Gpu, set: &HashMap<String, Tensor>) -> Result<Vec<Named>> {
         let mut out = Vec::with_capacity(self.names.len());
         for n in &self.names {
             let t = &set[n];

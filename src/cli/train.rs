@@ -1,0 +1,289 @@
+//! `ddpm train`: trains a U-Net on the GPU with the same WGSL kernels as inference and writes a
+//! diffusers model folder, with checkpoints that `--resume` continues exactly.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ddpm::data::{Batcher, BatcherState, Dataset, Source};
+use ddpm::gpu::Gpu;
+use ddpm::image::{grid, grid_columns, to_byte};
+use ddpm::model::weights::StoreDtype;
+use ddpm::model::{presets, UNet, UNetConfig, Weights};
+use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions};
+use ddpm::schedule::SchedulerConfig;
+use ddpm::train::{checkpoint, TrainOptions, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::display;
+
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Dataset: mnist, fashion or emoji (fetch with `bash scripts/fetch_data.sh`).
+    #[arg(long, default_value = "mnist")]
+    data: String,
+    /// Where scripts/fetch_data.sh put the datasets.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Model: a preset name (mnist, cifar10) or a diffusers config.json.
+    #[arg(long, default_value = "mnist")]
+    config: String,
+    /// Total optimisation steps (a resumed run continues up to this).
+    #[arg(long, default_value_t = 10_000)]
+    steps: u64,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Linear learning-rate warm-up steps.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.999)]
+    ema: f32,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder: diffusers model (config.json, diffusion_pytorch_model.safetensors,
+    /// scheduler_config.json), checkpoint, loss.csv, loss.png, sample grids.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from OUT/checkpoint.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Steps between checkpoints (and model exports).
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: u64,
+    /// Steps between sample grids (0: only at the end).
+    #[arg(long, default_value_t = 2000)]
+    sample_every: u64,
+    /// Steps between loss readings (each one waits for the GPU).
+    #[arg(long, default_value_t = 10)]
+    log_every: u64,
+    /// Store the exported weights as f16.
+    #[arg(long)]
+    f16: bool,
+}
+
+fn load_config(spec: &str) -> anyhow::Result<UNetConfig> {
+    let path = Path::new(spec);
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {spec}"))?;
+        return Ok(UNetConfig::from_json(&text).with_context(|| format!("in {spec}"))?);
+    }
+    Ok(presets::preset(spec)?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.steps == 0 || args.log_every == 0 || args.checkpoint_every == 0 {
+        bail!("--steps, --log-every and --checkpoint-every must be at least 1");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", display(&args.out)))?;
+    let ckpt_path = args.out.join(CHECKPOINT);
+    let source: Source = args.data.parse()?;
+
+    let resumed = if args.resume {
+        if !ckpt_path.exists() {
+            bail!("--resume: no checkpoint at {}", display(&ckpt_path));
+        }
+        Some(checkpoint::load(&ckpt_path)?)
+    } else {
+        if ckpt_path.exists() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                display(&args.out)
+            );
+        }
+        None
+    };
+    let (config, scheduler, options) = match &resumed {
+        Some(c) => (c.config()?, c.scheduler()?, c.state.options),
+        None => (
+            load_config(&args.config)?,
+            SchedulerConfig::default(),
+            TrainOptions {
+                batch: args.batch,
+                lr: args.lr,
+                warmup: args.warmup,
+                max_grad_norm: args.clip,
+                ema_decay: args.ema,
+                seed: args.seed,
+                ..TrainOptions::default()
+            },
+        ),
+    };
+
+    // Data, shaped as the model wants it.
+    let (h, w) = config
+        .sample_hw()
+        .context("the config needs a sample_size")?;
+    let mut data = source.load(&args.data_dir)?;
+    if data.channels() != config.in_channels {
+        bail!(
+            "{} images have {} channel(s) but the model's in_channels is {}",
+            source.name(),
+            data.channels(),
+            config.in_channels
+        );
+    }
+    if h != w || h < data.size() {
+        bail!(
+            "the model's sample size {h}×{w} cannot hold {0}×{0} {1} images",
+            data.size(),
+            source.name()
+        );
+    }
+    if h > data.size() {
+        data = data.pad_to(h)?;
+    }
+    if source == Source::Emoji {
+        data = data.with_flips(true);
+    }
+    let mut batcher = match &resumed {
+        Some(c) => {
+            let state: BatcherState = serde_json::from_value(c.state.extra["batcher"].clone())
+                .context("checkpoint lacks the data position")?;
+            Batcher::resume(state, data.len())?
+        }
+        None => Batcher::new(data.len(), options.seed)?,
+    };
+
+    let gpu = super::gpu()?;
+    let weights = match &resumed {
+        Some(c) => c.weights()?,
+        None => Weights::init(&config, options.seed)?,
+    };
+    let mut trainer = Trainer::new(&gpu, config.clone(), scheduler.clone(), &weights, options)?;
+    if let Some(c) = &resumed {
+        trainer.restore(&gpu, c)?;
+        eprintln!("resumed at step {}", trainer.step);
+    }
+    eprintln!(
+        "training {} parameters on {} {} images ({}×{}), batch {}, lr {}, to step {}",
+        config.num_params(),
+        data.len(),
+        source.name(),
+        h,
+        w,
+        options.batch,
+        options.lr,
+        args.steps
+    );
+
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.out.join("loss.csv"))
+        .context("opening loss.csv")?;
+    if log.metadata()?.len() == 0 {
+        writeln!(log, "step,loss,lr,seconds")?;
+    }
+    let bar = ProgressBar::new(args.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_position(trainer.step);
+    let start = Instant::now();
+    let first_step = trainer.step;
+    let per_image = data.image_len();
+    let mut x0 = vec![0f32; options.batch * per_image];
+    let mut smoothed: Option<f32> = None;
+    while trainer.step < args.steps {
+        let batch = batcher.next_batch(options.batch);
+        data.batch_with(&batch.indices, Some(batch.seed), &mut x0)?;
+        trainer.step(&gpu, &x0)?;
+        let step = trainer.step;
+        if step % args.log_every == 0 || step == args.steps {
+            // A non-finite loss stops here, before the checkpoint below could be overwritten.
+            let loss = trainer.read_loss_blocking(&gpu)?;
+            let s = smoothed.map_or(loss, |s| 0.9 * s + 0.1 * loss);
+            smoothed = Some(s);
+            writeln!(
+                log,
+                "{step},{loss},{},{:.2}",
+                trainer.lr(step - 1),
+                start.elapsed().as_secs_f64()
+            )?;
+            let rate = (step - first_step) as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {s:.4}  {rate:.2} it/s"));
+            bar.set_position(step);
+        }
+        if step % args.checkpoint_every == 0 || step == args.steps {
+            save(&gpu, &trainer, &batcher, &args, &ckpt_path)?;
+        }
+        if (args.sample_every > 0 && step % args.sample_every == 0) || step == args.steps {
+            let png = args.out.join(format!("samples_{step:06}.png"));
+            sample_grid(&gpu, &trainer, &png)?;
+            bar.println(format!("step {step}: wrote {}", display(&png)));
+        }
+    }
+    bar.finish();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} steps in {secs:.0} s ({:.2} it/s); model in {}",
+        trainer.step - first_step,
+        (trainer.step - first_step) as f64 / secs,
+        display(&args.out)
+    );
+    super::plot::loss_curve(&args.out.join("loss.csv"), &args.out.join("loss.png"))?;
+    Ok(())
+}
+
+/// Checkpoint, then the diffusers export (EMA weights), each written atomically.
+fn save(
+    gpu: &Gpu,
+    trainer: &Trainer,
+    batcher: &Batcher,
+    args: &Args,
+    ckpt: &Path,
+) -> anyhow::Result<()> {
+    let extra = serde_json::json!({ "batcher": batcher.state() });
+    pollster::block_on(trainer.save_checkpoint(gpu, ckpt, extra))
+        .context("writing the checkpoint (the previous one is kept)")?;
+    let weights = pollster::block_on(trainer.weights(gpu, true))?;
+    let dtype = if args.f16 {
+        StoreDtype::F16
+    } else {
+        StoreDtype::F32
+    };
+    let bytes = weights.to_safetensors_bytes(dtype)?;
+    checkpoint::write_atomic(
+        &args.out.join("diffusion_pytorch_model.safetensors"),
+        &bytes,
+    )?;
+    checkpoint::write_atomic(
+        &args.out.join("config.json"),
+        trainer.config.to_json().as_bytes(),
+    )?;
+    checkpoint::write_atomic(
+        &args.out.join("scheduler_config.json"),
+        trainer.scheduler.to_json().as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// 16 samples of the EMA model with DDIM (50 steps, η = 0, seed 0) as a PNG grid.
+fn sample_grid(gpu: &Gpu, trainer: &Trainer, png: &Path) -> anyhow::Result<()> {
+    let weights = pollster::block_on(trainer.weights(gpu, true))?;
+    let unet = UNet::new(gpu, trainer.config.clone(), &weights)?;
+    let plan = unet.plan(gpu, 16)?;
+    let opts = SamplerOptions::new(
+        &trainer.scheduler,
+        SamplerKind::Ddim {
+            steps: 50,
+            eta: 0.0,
+        },
+        0,
+    );
+    let mut sampler = Sampler::new(gpu, &plan, &trainer.scheduler, &opts)?;
+    let x = sampler.run_to_end_blocking(gpu, 10)?;
+    let s = &ddpm::model::EpsModel::x(&plan).shape;
+    let img = grid(&x, [s[0], s[1], s[2], s[3]], grid_columns(16), 2, to_byte);
+    super::sample::write_png(png, &img)
+}
