@@ -73,7 +73,7 @@ fn load_config(spec: &str) -> anyhow::Result<UNetConfig> {
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {spec}"))?;
-        return Ok(UNetConfig::from_json(&text).with_context(|| format!("in {spec}"))?);
+        return UNetConfig::from_json(&text).with_context(|| format!("in {spec}"));
     }
     Ok(presets::preset(spec)?)
 }
