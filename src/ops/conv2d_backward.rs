@@ -40,6 +40,7 @@ const DX_K1S2_UP: KernelSpec = in_spec("dx_k1s2_up");
 const DX_WG: usize = 64;
 const DX_PX: usize = 4;
 const DX_CI: usize = 8;
+const DX_T3: usize = 4;
 
 const W_BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -189,14 +190,13 @@ pub fn conv2d_backward_input(
         (3, 2, true) => &DX_K3S2_UP,
         _ => &DX_K1S2_UP,
     };
-    // Stride 2 without upsampling: blocks of same-parity pixels, four parity classes in y.
-    let phased = geom.stride == 2 && !up;
-    let (rows, row_px, phases) = if phased {
-        (h.div_ceil(2), wd.div_ceil(2), 4)
-    } else {
-        (h, wd, 1)
+    // k = 3 stride 1: T3 × T3 tiles. Otherwise PX pixels along a row; stride 2 without
+    // upsampling: of one parity, with four parity classes in workgroup id y.
+    let (rows, row_blocks, phases) = match (k, geom.stride, up) {
+        (3, 1, false) => (h.div_ceil(DX_T3), wd.div_ceil(DX_T3), 1),
+        (_, 2, false) => (h.div_ceil(2), wd.div_ceil(2).div_ceil(DX_PX), 4),
+        _ => (h, wd.div_ceil(DX_PX), 1),
     };
-    let row_blocks = row_px.div_ceil(DX_PX);
     let blocks = n * rows * row_blocks;
     let params = InParams {
         n: to_u32("N", n)?,
