@@ -140,6 +140,109 @@ fn dx_s1(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, K: u32, UP: u32) {
     store(&acc, n, ci0, iy, ix0, 1u);
 }
 
+// Stride 1, k = 3, no upsampling: each invocation computes CI input channels × a 4 × 4 tile of
+// dx pixels, reading the 6 × 6 dy tile of every output channel once (36 loads, 9·CI weight
+// loads, 144·CI FMAs). The tile arithmetic is written out (rows as vec4) rather than left to
+// loops, so the driver's compiler never falls back to indexed private arrays.
+
+// The six values of one dy tile row: base + coff[j], zero where masked.
+fn dy_row6(base: u32, coff: array<u32, 6>, cmask: array<f32, 6>, m: f32) -> array<f32, 6> {
+    return array<f32, 6>(
+        dy[base + coff[0]] * (m * cmask[0]),
+        dy[base + coff[1]] * (m * cmask[1]),
+        dy[base + coff[2]] * (m * cmask[2]),
+        dy[base + coff[3]] * (m * cmask[3]),
+        dy[base + coff[4]] * (m * cmask[4]),
+        dy[base + coff[5]] * (m * cmask[5]),
+    );
+}
+
+// Contribution of one dy row to a row of 4 dx pixels through one kernel row w (kx = 0, 1, 2):
+// out[tx] = Σ_kx w[kx] · row[tx + 2 - kx].
+fn taps3(row: array<f32, 6>, w: vec3<f32>) -> vec4<f32> {
+    return w.z * vec4<f32>(row[0], row[1], row[2], row[3])
+        + w.y * vec4<f32>(row[1], row[2], row[3], row[4])
+        + w.x * vec4<f32>(row[2], row[3], row[4], row[5]);
+}
+
+fn dx_tile3(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
+    let blk = (wid.x + wid.z * nwg.x) * WG + lid;
+    if blk >= p.blocks {
+        return;
+    }
+    let ci0 = wid.y * CI;
+    let bx = blk % p.row_blocks;
+    let t = blk / p.row_blocks;
+    let by = t % p.rows;
+    let n = t / p.rows;
+    let iy0 = by * 4u;
+    let ix0 = bx * 4u;
+
+    // dy tile rows oy = iy0 + pad_top - 2 + r and columns ox = ix0 + pad_left - 2 + j.
+    var roff: array<u32, 6>;
+    var rmask: array<f32, 6>;
+    var coff: array<u32, 6>;
+    var cmask: array<f32, 6>;
+    for (var r = 0u; r < 6u; r++) {
+        let oy = i32(iy0 + p.pad_top + r) - 2;
+        let oky = oy >= 0 && oy < i32(p.ho);
+        roff[r] = select(0u, u32(oy) * p.wo, oky);
+        rmask[r] = select(0.0, 1.0, oky);
+        let ox = i32(ix0 + p.pad_left + r) - 2;
+        let okx = ox >= 0 && ox < i32(p.wo);
+        coff[r] = select(0u, u32(ox), okx);
+        cmask[r] = select(0.0, 1.0, okx);
+    }
+    var wcol: array<u32, CI>;
+    for (var c = 0u; c < CI; c++) {
+        wcol[c] = min(ci0 + c, p.cin - 1u) * 9u;
+    }
+
+    // acc[c][ty] holds dx pixels (ty, 0..3) of channel ci0 + c.
+    var acc: array<array<vec4<f32>, 4>, CI>;
+    let opix = p.ho * p.wo;
+    var gb = n * p.cout * opix;
+    var wb = 0u;
+    for (var co = 0u; co < p.cout; co++) {
+        let d0 = dy_row6(gb + roff[0], coff, cmask, rmask[0]);
+        let d1 = dy_row6(gb + roff[1], coff, cmask, rmask[1]);
+        let d2 = dy_row6(gb + roff[2], coff, cmask, rmask[2]);
+        let d3 = dy_row6(gb + roff[3], coff, cmask, rmask[3]);
+        let d4 = dy_row6(gb + roff[4], coff, cmask, rmask[4]);
+        let d5 = dy_row6(gb + roff[5], coff, cmask, rmask[5]);
+        for (var c = 0u; c < CI; c++) {
+            let o = wb + wcol[c];
+            let k0 = vec3<f32>(wt[o], wt[o + 1u], wt[o + 2u]);
+            let k1 = vec3<f32>(wt[o + 3u], wt[o + 4u], wt[o + 5u]);
+            let k2 = vec3<f32>(wt[o + 6u], wt[o + 7u], wt[o + 8u]);
+            // dx row ty reads dy rows ty + 2 - ky.
+            var a = acc[c];
+            a[0] += taps3(d2, k0) + taps3(d1, k1) + taps3(d0, k2);
+            a[1] += taps3(d3, k0) + taps3(d2, k1) + taps3(d1, k2);
+            a[2] += taps3(d4, k0) + taps3(d3, k1) + taps3(d2, k2);
+            a[3] += taps3(d5, k0) + taps3(d4, k1) + taps3(d3, k2);
+            acc[c] = a;
+        }
+        gb += opix;
+        wb += p.cin * 9u;
+    }
+
+    for (var c = 0u; c < CI; c++) {
+        let ci = ci0 + c;
+        for (var ty = 0u; ty < 4u; ty++) {
+            let iy = iy0 + ty;
+            let rb = ((n * p.cin + ci) * p.h + iy) * p.w;
+            for (var tx = 0u; tx < 4u; tx++) {
+                let ix = ix0 + tx;
+                if ci < p.cin && iy < p.h && ix < p.w {
+                    let g = acc[c][ty][tx] * p.out_scale;
+                    dx[rb + ix] = select(g, dx[rb + ix] + g, p.accumulate != 0u);
+                }
+            }
+        }
+    }
+}
+
 fn dx_s2(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, K: u32, UP: u32) {
     let blk = (wid.x + wid.z * nwg.x) * WG + lid;
     if blk >= p.blocks {
@@ -237,7 +340,7 @@ fn dx_s2(lid: u32, wid: vec3<u32>, nwg: vec3<u32>, K: u32, UP: u32) {
 
 @compute @workgroup_size(64)
 fn dx_k3s1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    dx_s1(lid, wid, nwg, 3u, 1u);
+    dx_tile3(lid, wid, nwg);
 }
 
 @compute @workgroup_size(64)

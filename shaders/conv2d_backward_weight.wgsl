@@ -34,6 +34,12 @@ struct Params {
     total: u32,
     accumulate: u32,
     out_scale: f32,
+    // dw_tile3: 4 × 4 dy tiles per image row and column, and channel blocks of output and input
+    // channels (the lanes cover chunks × ci blocks × co blocks, co block fastest).
+    tiles_x: u32,
+    tiles_y: u32,
+    co_blocks: u32,
+    ci_blocks: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -153,9 +159,161 @@ fn partial(lid: u32, wid: vec3<u32>, K: u32, S: u32) {
     }
 }
 
+// Stride 1, k = 3 (upsampling allowed): each invocation owns T3_CO output channels × T3_CI
+// input channels × 9 taps and walks the 4 × 4 dy tiles of its chunk. Per tile it loads the
+// 4 × 4 dy values of its output channels and, per input channel, the 6 × 6 input tile they
+// touch; 144 FMAs per (output, input) channel pair. Written out (rows as vec4) so that the
+// driver's compiler keeps everything in registers.
+const T3_CO: u32 = 4u;
+const T3_CI: u32 = 4u;
+const T3_WG: u32 = 8u;
+
+// Row r of a 6 × 6 input tile: base + coff[j], zero where masked.
+fn x_row6(base: u32, coff: array<u32, 6>, cmask: array<f32, 6>, m: f32) -> array<f32, 6> {
+    return array<f32, 6>(
+        x[base + coff[0]] * (m * cmask[0]),
+        x[base + coff[1]] * (m * cmask[1]),
+        x[base + coff[2]] * (m * cmask[2]),
+        x[base + coff[3]] * (m * cmask[3]),
+        x[base + coff[4]] * (m * cmask[4]),
+        x[base + coff[5]] * (m * cmask[5]),
+    );
+}
+
+// (Σ_tx g[tx] · xr[tx + kx]) for kx = 0, 1, 2.
+fn corr3(xr: array<f32, 6>, g: vec4<f32>) -> vec3<f32> {
+    return vec3<f32>(
+        dot(g, vec4<f32>(xr[0], xr[1], xr[2], xr[3])),
+        dot(g, vec4<f32>(xr[1], xr[2], xr[3], xr[4])),
+        dot(g, vec4<f32>(xr[2], xr[3], xr[4], xr[5])),
+    );
+}
+
+fn dw_tile3(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) {
+    let lane = (wid.x + wid.y * nwg.x) * T3_WG + lid;
+    let cob = lane % p.co_blocks;
+    let rest = lane / p.co_blocks;
+    let cib = rest % p.ci_blocks;
+    let chunk = rest / p.ci_blocks;
+    if chunk >= p.chunks {
+        return;
+    }
+    let co0 = cob * T3_CO;
+    let ci0 = cib * T3_CI;
+    let up = select(0u, 1u, p.upsample != 0u);
+    let vh = p.h << up;
+    let vw = p.w << up;
+    let plane = p.h * p.w;
+    let opix = p.ho * p.wo;
+    // Channels past cout / cin read the last channel and are not stored.
+    var gco: array<u32, T3_CO>;
+    for (var t = 0u; t < T3_CO; t++) {
+        gco[t] = min(co0 + t, p.cout - 1u) * opix;
+    }
+    var xci: array<u32, T3_CI>;
+    for (var c = 0u; c < T3_CI; c++) {
+        xci[c] = min(ci0 + c, p.cin - 1u) * plane;
+    }
+
+    // acc[t][c][ky] = taps kx = 0, 1, 2 of (co0 + t, ci0 + c, ky).
+    var acc: array<array<array<vec3<f32>, 3>, T3_CI>, T3_CO>;
+    var bsum: array<vec4<f32>, T3_CO>;
+    let tiles_img = p.tiles_x * p.tiles_y;
+    let t0 = chunk * p.rows_per_chunk;
+    let t1 = min(t0 + p.rows_per_chunk, p.n * tiles_img);
+    for (var tile = t0; tile < t1; tile++) {
+        let n = tile / tiles_img;
+        let ti = tile % tiles_img;
+        let oy0 = (ti / p.tiles_x) * 4u;
+        let ox0 = (ti % p.tiles_x) * 4u;
+        // dy rows/columns of the tile (masked past Ho / Wo).
+        var gro: array<u32, 4>;
+        var grm: array<f32, 4>;
+        var gcm: vec4<f32>;
+        var gcol: array<u32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            let oy = oy0 + i;
+            let ox = ox0 + i;
+            gro[i] = min(oy, p.ho - 1u) * p.wo;
+            grm[i] = select(0.0, 1.0, oy < p.ho);
+            gcol[i] = min(ox, p.wo - 1u);
+            gcm[i] = select(0.0, 1.0, ox < p.wo);
+        }
+        // Input tile rows vy = oy0 - pad_top + r and columns vx = ox0 - pad_left + j (virtual).
+        var xro: array<u32, 6>;
+        var xrm: array<f32, 6>;
+        var xco: array<u32, 6>;
+        var xcm: array<f32, 6>;
+        for (var r = 0u; r < 6u; r++) {
+            let vy = i32(oy0 + r) - i32(p.pad_top);
+            let oky = vy >= 0 && vy < i32(vh);
+            xro[r] = select(0u, (u32(vy) >> up) * p.w, oky);
+            xrm[r] = select(0.0, 1.0, oky);
+            let vx = i32(ox0 + r) - i32(p.pad_left);
+            let okx = vx >= 0 && vx < i32(vw);
+            xco[r] = select(0u, u32(vx) >> up, okx);
+            xcm[r] = select(0.0, 1.0, okx);
+        }
+        let gb = n * p.cout * opix;
+        var g: array<array<vec4<f32>, 4>, T3_CO>;
+        for (var t = 0u; t < T3_CO; t++) {
+            let b = gb + gco[t];
+            var rows: array<vec4<f32>, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                let rb = b + gro[i];
+                rows[i] = vec4<f32>(dy[rb + gcol[0]], dy[rb + gcol[1]], dy[rb + gcol[2]], dy[rb + gcol[3]])
+                    * (gcm * grm[i]);
+            }
+            g[t] = rows;
+            bsum[t] += (rows[0] + rows[1]) + (rows[2] + rows[3]);
+        }
+        let xb = n * p.cin * plane;
+        for (var c = 0u; c < T3_CI; c++) {
+            let b = xb + xci[c];
+            let x0 = x_row6(b + xro[0], xco, xcm, xrm[0]);
+            let x1 = x_row6(b + xro[1], xco, xcm, xrm[1]);
+            let x2 = x_row6(b + xro[2], xco, xcm, xrm[2]);
+            let x3 = x_row6(b + xro[3], xco, xcm, xrm[3]);
+            let x4 = x_row6(b + xro[4], xco, xcm, xrm[4]);
+            let x5 = x_row6(b + xro[5], xco, xcm, xrm[5]);
+            for (var t = 0u; t < T3_CO; t++) {
+                let gt = g[t];
+                var a = acc[t][c];
+                // Output row ty with kernel row ky reads input tile row ty + ky.
+                a[0] += corr3(x0, gt[0]) + corr3(x1, gt[1]) + corr3(x2, gt[2]) + corr3(x3, gt[3]);
+                a[1] += corr3(x1, gt[0]) + corr3(x2, gt[1]) + corr3(x3, gt[2]) + corr3(x4, gt[3]);
+                a[2] += corr3(x2, gt[0]) + corr3(x3, gt[1]) + corr3(x4, gt[2]) + corr3(x5, gt[3]);
+                acc[t][c] = a;
+            }
+        }
+    }
+
+    let base = chunk * p.total;
+    for (var t = 0u; t < T3_CO; t++) {
+        let co = co0 + t;
+        for (var c = 0u; c < T3_CI; c++) {
+            let ci = ci0 + c;
+            if co < p.cout && ci < p.cin {
+                let o = base + (co * p.cin + ci) * 9u;
+                let a = acc[t][c];
+                for (var ky = 0u; ky < 3u; ky++) {
+                    let k = a[ky];
+                    part[o + ky * 3u] = k.x;
+                    part[o + ky * 3u + 1u] = k.y;
+                    part[o + ky * 3u + 2u] = k.z;
+                }
+            }
+        }
+        if co < p.cout && cib == 0u {
+            let b = bsum[t];
+            part[base + p.nw + co] = (b.x + b.y) + (b.z + b.w);
+        }
+    }
+}
+
 @compute @workgroup_size(8)
-fn dw_k3s1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    partial(lid, wid, 3u, 1u);
+fn dw_tile_k3s1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dw_tile3(lid, wid, nwg);
 }
 
 @compute @workgroup_size(8)
