@@ -140,3 +140,22 @@ fn info_reports_parameters() {
     assert!(ok, "{text}");
     assert!(text.contains("parameters: 35746307"), "{text}");
 }
+
+#[test]
+fn no_gpu_adapter_is_a_clear_error() {
+    let dir = fixture("unet_tiny");
+    let out = Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(["forward", "--model", dir.to_str().unwrap(), "--input"])
+        .arg(dir.join("x.npy"))
+        .args(["--timesteps", "1", "--out"])
+        .arg(tmp("never.npy"))
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("no GPU adapter available"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
