@@ -123,3 +123,27 @@ fn check_size(gpu: &Gpu, shape: &[usize], label: &str) -> Result<u64> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::gpu;
+
+    #[test]
+    fn oversized_tensors_are_a_limit_error() {
+        let gpu = gpu();
+        let too_many = gpu.limits.max_storage_buffer_binding_size as usize / 4 + 1;
+        let err = Tensor::zeros(gpu, &[too_many], "huge").unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert!(err.to_string().contains("maxStorageBufferBindingSize"), "{err}");
+    }
+
+    #[test]
+    fn roundtrip_and_wrong_length_writes() {
+        let gpu = gpu();
+        let t = Tensor::from_slice(gpu, &[2, 3], &[1., 2., 3., 4., 5., 6.], "t").unwrap();
+        assert_eq!(t.read_blocking(gpu).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert!(t.write(gpu, &[1.0]).is_err());
+        assert!(Tensor::from_slice(gpu, &[2], &[1.0], "bad").is_err());
+    }
+}
