@@ -132,6 +132,9 @@ pub struct Engine {
     sampler: Option<Sampler>,
     /// The largest batch known to fit the device's limits (learned from failed plans).
     max_batch: usize,
+    /// Forward passes recorded and samplers created so far (reuse shows as small counts).
+    pub plans_recorded: usize,
+    pub samplers_created: usize,
 }
 
 impl Engine {
@@ -144,20 +147,24 @@ impl Engine {
             plan: None,
             sampler: None,
             max_batch: usize::MAX,
+            plans_recorded: 0,
+            samplers_created: 0,
         })
     }
 
     /// Readies a sampler for `n` samples with `opts` and returns its batch size: the forward
-    /// pass is recorded for min(n, what fits), halving the batch while the device's limits
-    /// refuse it ([`Error::Limit`]); the current plan and sampler are reused when they match.
+    /// pass is recorded for min(n, `cap`, what fits), halving the batch while the device's
+    /// limits refuse it ([`Error::Limit`]); the current plan and sampler are reused when they
+    /// match.
     pub fn prepare(
         &mut self,
         gpu: &Gpu,
         scheduler: &SchedulerConfig,
         n: usize,
+        cap: usize,
         opts: &SamplerOptions,
     ) -> Result<usize> {
-        let want = n.clamp(1, self.max_batch);
+        let want = n.min(cap).clamp(1, self.max_batch);
         if self.batch() != Some(want) {
             // Free the old plan (and the sampler over it) before recording a new one.
             self.sampler = None;
@@ -167,6 +174,7 @@ impl Engine {
                 match self.unet.plan(gpu, batch) {
                     Ok(p) => {
                         self.plan = Some(p);
+                        self.plans_recorded += 1;
                         break;
                     }
                     Err(Error::Limit { .. }) if batch > 1 => {
@@ -188,6 +196,7 @@ impl Engine {
             self.sampler = None;
             let plan = self.plan.as_ref().expect("planned above");
             self.sampler = Some(Sampler::new(gpu, plan, scheduler, opts)?);
+            self.samplers_created += 1;
         }
         Ok(self.batch().expect("planned above"))
     }

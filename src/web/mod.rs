@@ -17,7 +17,8 @@
 //!
 //! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error.
-//! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`], [`debug_last_shape`].
+//! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
+//! [`debug_last_shape`], [`debug_max_batch`], [`debug_engine_stats`].
 
 mod dom;
 mod draw;
@@ -107,6 +108,8 @@ struct App {
     engine: RefCell<Option<Engine>>,
     /// Load counter (model ids).
     loads: Cell<u64>,
+    /// Largest batch per GPU pass (test hook [`debug_max_batch`]; the device's limits also cap it).
+    batch_cap: Cell<usize>,
     schedule: RefCell<Rc<ScheduleView>>,
     frames: RefCell<Option<Frames>>,
     /// Final samples of the last finished Generate, `[N, C, H, W]`.
@@ -129,6 +132,7 @@ thread_local! {
         model_loading: Cell::new(false),
         engine: RefCell::new(None),
         loads: Cell::new(0),
+        batch_cap: Cell::new(usize::MAX),
         schedule: RefCell::new(Rc::new(ScheduleView::new(&SchedulerConfig::default()))),
         frames: RefCell::new(None),
         last_samples: RefCell::new(None),
@@ -190,6 +194,22 @@ pub fn debug_last_shape() -> Vec<u32> {
         .borrow()
         .as_ref()
         .map_or(Vec::new(), |(_, s)| s.iter().map(|&d| d as u32).collect())
+}
+
+/// Test hook: samples at most `k` images per GPU pass (0: no cap), as if the device's limits
+/// allowed no more, so a Generate runs in several batches.
+#[wasm_bindgen]
+pub fn debug_max_batch(k: usize) {
+    app().batch_cap.set(if k == 0 { usize::MAX } else { k });
+}
+
+/// Test hook: `[forward passes recorded, samplers created]` by the current engine (empty if
+/// none); repeated Generates with unchanged settings reuse both.
+#[wasm_bindgen]
+pub fn debug_engine_stats() -> Vec<u32> {
+    app().engine.borrow().as_ref().map_or(Vec::new(), |e| {
+        vec![e.plans_recorded as u32, e.samplers_created as u32]
+    })
 }
 
 /// Enables Generate when a device exists (or can be recreated), a model is loaded and no run is
@@ -611,7 +631,13 @@ async fn run_batches(
     app.frames.borrow_mut().take();
     app.last_samples.borrow_mut().take();
     let batch = engine
-        .prepare(gpu, &model.scheduler, n, &cfg.options(&model.scheduler, 0))
+        .prepare(
+            gpu,
+            &model.scheduler,
+            n,
+            app.batch_cap.get(),
+            &cfg.options(&model.scheduler, 0),
+        )
         .map_err(err)?;
     let runs = n.div_ceil(batch);
     let [c, h, w] = model.sample;

@@ -154,6 +154,58 @@ test('generate with the placeholder model, scrub, export, forward view (WebGPU)'
   }
 });
 
+test('repeated Generates reuse the GPU plan and memory; several batches', async () => {
+  const { page, close } = await openWithGpu();
+  const stats = () => page.evaluate(() => Array.from(window.ddpm.debug_engine_stats()));
+  const memory = () => page.evaluate(() => window.ddpmWasm.memory.buffer.byteLength);
+  const run = async (opts) => {
+    await generate(page, opts);
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+  };
+  try {
+    // Same N and sampler settings: one recorded forward pass, one sampler (restarted per seed),
+    // and the wasm heap stops growing.
+    await run({ n: 4, steps: 10, seed: 1 });
+    await run({ n: 4, steps: 10, seed: 2 });
+    const mem = await memory();
+    for (const seed of [3, 4, 5]) await run({ n: 4, steps: 10, seed });
+    assert.deepEqual(await stats(), [1, 1]);
+    assert.equal(await memory(), mem, 'wasm memory grew over repeated Generates');
+    // Other sampler settings: a new sampler over the same plan; another N: a new plan.
+    await run({ n: 4, steps: 5 });
+    assert.deepEqual(await stats(), [1, 2]);
+    await run({ n: 3, steps: 5 });
+    assert.deepEqual(await stats(), [2, 3]);
+
+    // At most 2 images per pass (as if the device allowed no more): 4 samples in 2 batches.
+    // Batch r uses seed + r, as `ddpm sample` does: the first batch equals the native run's
+    // first 2 images (seed 7), the second batch (seed 8) differs from its last 2.
+    await page.evaluate(() => window.ddpm.debug_max_batch(2));
+    await run({ n: 4, steps: 10, seed: 7 });
+    assert.match(await page.textContent('#run-status'), /Done/);
+    assert.equal(await page.textContent('#stat-steps'), '20 / 20');
+    assert.deepEqual((await stats())[0], 3);
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(NATIVE_NPY).data;
+    const half = native.length / 2;
+    let first = 0;
+    let second = 0;
+    for (let i = 0; i < half; i++) first = Math.max(first, Math.abs(mine[i] - native[i]));
+    for (let i = half; i < native.length; i++) second = Math.max(second, Math.abs(mine[i] - native[i]));
+    assert.ok(first < NATIVE_TOL, `batch 1 differs from the native run by ${first}`);
+    assert.ok(second > 0.1, 'batch 2 should use the next seed');
+    const grid = await canvasStats(page, 'canvas-xt');
+    assert.equal(grid.w, 2 * 17 + 1);
+    assert.ok(grid.std > 10);
+    await setRange(page, 'view-t', 0);
+    assert.equal(await page.textContent('#view-t-label'), 't = 900');
+    assert.notEqual((await canvasStats(page, 'canvas-xt')).hash, grid.hash);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('device loss is reported and the next Generate recovers', async () => {
   const { page, close } = await openWithGpu();
   try {
