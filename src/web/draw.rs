@@ -1,57 +1,14 @@
-//! Pixels: [N, C, H, W] images in [-1, 1] → an RGBA grid on a canvas; the schedule plot; PNG export.
+//! Pixels: `[N, C, H, W]` images (bytes, [−1, 1] ↦ 0..=255) → an RGBA grid on a canvas
+//! ([`crate::image::grid`], as the CLI's PNGs); the schedule plot; PNG export.
 
 use wasm_bindgen::{Clamped, JsCast, JsValue};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use super::dom;
+use crate::image::{grid, grid_columns};
 
 /// Gap between grid cells and around the grid, in image pixels.
 const GAP: usize = 1;
-/// Grid background (the gaps).
-const GAP_RGB: [u8; 3] = [26, 26, 26];
-
-/// Maps [-1, 1] to 0..=255 (clamping; NaN → 0), one byte per value.
-pub fn quantize(x: &[f32]) -> Vec<u8> {
-    x.iter()
-        .map(|&v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
-        .collect()
-}
-
-/// Columns and rows of the most square grid for `n` images.
-pub fn grid_dims(n: usize) -> (usize, usize) {
-    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    (cols, n.div_ceil(cols).max(1))
-}
-
-/// Lays out quantized `[N, C, H, W]` images (see [`quantize`]) as an RGBA grid: grayscale for
-/// one channel, the first three channels as RGB otherwise. Returns (width, height, rgba).
-pub fn grid_rgba(q: &[u8], [n, c, h, w]: [usize; 4]) -> (usize, usize, Vec<u8>) {
-    debug_assert_eq!(q.len(), n * c * h * w);
-    let (cols, rows) = grid_dims(n);
-    let (gw, gh) = (cols * (w + GAP) + GAP, rows * (h + GAP) + GAP);
-    let mut rgba = Vec::with_capacity(gw * gh * 4);
-    for _ in 0..gw * gh {
-        rgba.extend_from_slice(&[GAP_RGB[0], GAP_RGB[1], GAP_RGB[2], 255]);
-    }
-    let plane = h * w;
-    for i in 0..n {
-        let (gx, gy) = ((i % cols) * (w + GAP) + GAP, (i / cols) * (h + GAP) + GAP);
-        let img = &q[i * c * plane..(i + 1) * c * plane];
-        for y in 0..h {
-            for x in 0..w {
-                let p = y * w + x;
-                let (r, g, b) = if c >= 3 {
-                    (img[p], img[plane + p], img[2 * plane + p])
-                } else {
-                    (img[p], img[p], img[p])
-                };
-                let o = ((gy + y) * gw + gx + x) * 4;
-                rgba[o..o + 3].copy_from_slice(&[r, g, b]);
-            }
-        }
-    }
-    (gw, gh, rgba)
-}
 
 pub fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d, JsValue> {
     canvas
@@ -64,8 +21,13 @@ pub fn context_2d(canvas: &HtmlCanvasElement) -> Result<CanvasRenderingContext2d
 /// Draws quantized `[N, C, H, W]` images as a grid onto canvas `id`, resizing the canvas to the
 /// grid's own pixel size (CSS scales it up with crisp pixels).
 pub fn draw_grid(id: &str, q: &[u8], shape: [usize; 4]) -> Result<(), JsValue> {
-    let (w, h, rgba) = grid_rgba(q, shape);
-    put_rgba(&dom::el::<HtmlCanvasElement>(id), w, h, &rgba)
+    let img = grid(q, shape, grid_columns(shape[0]), GAP, |v| v);
+    put_rgba(
+        &dom::el::<HtmlCanvasElement>(id),
+        img.width,
+        img.height,
+        &img.pixels,
+    )
 }
 
 /// Resizes `canvas` to `w`×`h` and puts `rgba` on it.
@@ -118,15 +80,14 @@ pub fn download(url: &str, name: &str) -> Result<(), JsValue> {
     Ok(())
 }
 
-/// Curves of the schedule plot, each with one value per t = 1..=T.
+/// Curves of the schedule plot, each with one value per timestep t = 0..T−1.
 pub struct PlotSeries<'a> {
     pub abar: &'a [f32],
     pub beta: &'a [f32],
     pub log_snr: &'a [f32],
 }
 
-/// Plots ᾱ_t, β_t / max β and log SNR (rescaled to its range) against t, with a marker at `t`
-/// (t = 0..=T; t = 0 is x_0 itself).
+/// Plots ᾱ_t, β_t / max β and log SNR (rescaled to its range) against t, with a marker at `t`.
 pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsValue> {
     let canvas = dom::el::<HtmlCanvasElement>(id);
     // Render at device resolution so lines stay sharp.
@@ -144,6 +105,7 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     let (left, right, top, bottom) = (34.0, 10.0, 10.0, 24.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let n = s.abar.len().max(1);
+    let last = (n - 1).max(1) as f64;
 
     ctx.set_fill_style_str("#0a0b0e");
     ctx.fill_rect(0.0, 0.0, w, h);
@@ -161,8 +123,9 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
         ctx.fill_text(&format!("{:.2}", 1.0 - k as f64 / 4.0), 2.0, y + 4.0)?;
     }
     for k in 0..=4 {
-        let x = left + pw * k as f64 / 4.0;
-        let label = (n * k / 4).to_string();
+        let t = if k == 4 { n - 1 } else { n * k / 4 };
+        let x = left + pw * t as f64 / last;
+        let label = t.to_string();
         // Centre the tick label, keeping the last one inside the canvas.
         let half = 3.3 * label.len() as f64;
         ctx.fill_text(&label, (x - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
@@ -177,7 +140,7 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
         ctx.set_line_width(1.8);
         ctx.begin_path();
         for (i, &v) in vals.iter().enumerate() {
-            let x = left + pw * (i + 1) as f64 / n as f64;
+            let x = left + pw * i as f64 / last;
             let y = top + ph * (1.0 - ((v - lo) / span).clamp(0.0, 1.0) as f64);
             if i == 0 {
                 ctx.move_to(x, y);
@@ -199,7 +162,7 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     curve(s.abar, 0.0, 1.0, "#7aa2ff");
 
     // Marker at t.
-    let x = left + pw * t as f64 / n as f64;
+    let x = left + pw * t as f64 / last;
     ctx.set_stroke_style_str("#e6e8ee");
     ctx.set_line_width(1.0);
     ctx.set_line_dash(&js_sys::Array::of2(&4.0.into(), &3.0.into()))?;
@@ -208,8 +171,8 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     ctx.line_to(x, top + ph);
     ctx.stroke();
     ctx.set_line_dash(&js_sys::Array::new())?;
-    if t >= 1 && t <= s.abar.len() {
-        let y = top + ph * (1.0 - s.abar[t - 1] as f64);
+    if let Some(&a) = s.abar.get(t) {
+        let y = top + ph * (1.0 - a as f64);
         ctx.set_fill_style_str("#7aa2ff");
         ctx.begin_path();
         ctx.arc(x, y, 3.5, 0.0, std::f64::consts::TAU)?;

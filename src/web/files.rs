@@ -5,21 +5,44 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::dom::{self, js_err};
-use super::standin::ModelFiles;
 
 /// Weights file name inside a diffusers model folder.
 pub const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
+/// Optional scheduler settings inside a model folder (DDPM's defaults without it).
+pub const SCHEDULER: &str = "scheduler_config.json";
+
+/// The files of a diffusers model as the page received them.
+pub struct ModelFiles {
+    /// Where they came from (a URL or "your files").
+    pub source: String,
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub scheduler: Option<Vec<u8>>,
+}
 
 /// Downloads `url`, calling `progress(bytes so far, total if the server said)` as it goes.
 pub async fn fetch_bytes(
     url: &str,
-    mut progress: impl FnMut(u64, Option<u64>),
+    progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, String> {
+    fetch_maybe(url, progress)
+        .await?
+        .ok_or_else(|| format!("{url}: HTTP 404 Not Found"))
+}
+
+/// [`fetch_bytes`], but `None` when the server answers 404.
+pub async fn fetch_maybe(
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Option<Vec<u8>>, String> {
     let resp = JsFuture::from(dom::window().fetch_with_str(url))
         .await
         .map_err(|e| format!("{url}: {}", js_err(e)))?
         .dyn_into::<web_sys::Response>()
         .map_err(|_| format!("{url}: not a fetch Response"))?;
+    if resp.status() == 404 {
+        return Ok(None);
+    }
     if !resp.ok() {
         return Err(format!(
             "{url}: HTTP {} {}",
@@ -34,7 +57,7 @@ pub async fn fetch_bytes(
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
     let Some(body) = resp.body() else {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     };
     let reader = body
         .get_reader()
@@ -56,10 +79,11 @@ pub async fn fetch_bytes(
         bytes.copy_to(&mut out[at..]);
         progress(out.len() as u64, total);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
-/// Downloads `config.json` and the weights from the folder `base` (ending in `/`).
+/// Downloads `config.json`, the weights and (if present) `scheduler_config.json` from the folder
+/// `base` (ending in `/`).
 pub async fn fetch_model(
     base: &str,
     mut progress: impl FnMut(&str, u64, Option<u64>),
@@ -69,11 +93,15 @@ pub async fn fetch_model(
     })
     .await?;
     let weights = fetch_bytes(&format!("{base}{WEIGHTS}"), |d, t| progress(WEIGHTS, d, t)).await?;
+    let scheduler = fetch_maybe(&format!("{base}{SCHEDULER}"), |d, t| {
+        progress(SCHEDULER, d, t)
+    })
+    .await?;
     Ok(ModelFiles {
         source: base.to_string(),
         config,
         weights,
-        scheduler: None,
+        scheduler,
     })
 }
 
@@ -86,12 +114,12 @@ pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, Str
     let weights = find(&|n| n.ends_with(".safetensors")).ok_or_else(|| {
         format!("no .safetensors weights file among {names:?} (expected {WEIGHTS})")
     })?;
-    let scheduler = find(&|n| n == "scheduler_config.json");
+    let scheduler = find(&|n| n == SCHEDULER);
     let config = find(&|n| n == "config.json")
         .or_else(|| {
             let other: Vec<_> = files
                 .iter()
-                .filter(|f| f.name().ends_with(".json") && f.name() != "scheduler_config.json")
+                .filter(|f| f.name().ends_with(".json") && f.name() != SCHEDULER)
                 .collect();
             (other.len() == 1).then(|| other[0])
         })

@@ -1,123 +1,108 @@
-//! The forward process view: a data image x_0 and q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I),
-//! drawn as x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε for a fixed ε (on the GPU when there is one).
+//! The forward process view: a data image x_0 and a draw from q(x_t | x_0) =
+//! N(√ᾱ_t x_0, (1 − ᾱ_t) I), computed by the `q_sample` kernel (its CPU twin without a GPU) with
+//! a fixed ε, so scrubbing t shows the same noise growing.
 
-use super::draw::quantize;
-use super::run::Frames;
+use crate::cpu::sampling as cpu;
+use crate::data::{mnist, Dataset};
+use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
-use crate::ops::elementwise::axpby;
+use crate::ops::sampling::q_sample;
 
 /// At most this many generated samples are offered as x_0.
 const MAX_GENERATED: usize = 8;
+/// RNG seed (stream 0) of the view's ε.
+const EPS_SEED: u64 = 7;
 
-/// Images to noise, all `[1, C, H, W]` in [-1, 1], and one fixed ε.
+/// Eight MNIST test digits 0–7 (first of each class in t10k), IDX; see assets/README.md.
+const EXAMPLE_IMAGES: &[u8] =
+    include_bytes!("../../assets/examples/mnist-t10k-0to7-images-idx3-ubyte.gz");
+const EXAMPLE_LABELS: &[u8] =
+    include_bytes!("../../assets/examples/mnist-t10k-0to7-labels-idx1-ubyte");
+/// The bundled digits are shown padded to this size, as the trainer serves them.
+const EXAMPLE_SIZE: usize = 32;
+
+/// One image to noise.
+#[derive(Clone)]
+pub struct Image {
+    /// For the `#fwd-image` menu.
+    pub name: String,
+    /// `[1, C, H, W]`.
+    pub shape: [usize; 4],
+    /// Values in [−1, 1].
+    pub x0: Vec<f32>,
+}
+
+/// The images offered in the forward view.
 #[derive(Clone)]
 pub struct Forward {
-    pub sample: [usize; 3],
-    /// (name, pixels) for the `#fwd-image` menu.
-    pub images: Vec<(String, Vec<f32>)>,
-    eps: Vec<f32>,
+    pub images: Vec<Image>,
 }
 
 impl Forward {
-    /// The bundled images at the model's sample shape.
-    pub fn new(sample: [usize; 3]) -> Self {
-        let numel = sample.iter().product();
-        Forward {
-            sample,
-            images: bundled_images(sample),
-            eps: crate::testing::Rng::new(7).normals(numel, 1.0),
-        }
+    /// The bundled MNIST digits.
+    pub fn new() -> Self {
+        let images = examples().unwrap_or_else(|e| {
+            web_sys::console::error_1(&format!("bundled MNIST examples: {e}").into());
+            Vec::new()
+        });
+        Forward { images }
     }
 
-    /// Offers the final samples of a finished run (up to [`MAX_GENERATED`]) as x_0.
-    pub fn add_generated(&mut self, frames: &Frames) {
-        let [n, c, h, w] = frames.shape;
-        if [c, h, w] != self.sample || frames.is_empty() || frames.t(frames.len() - 1) != 0 {
-            return;
-        }
-        self.images
-            .retain(|(name, _)| !name.starts_with("Generated"));
-        let x = frames.x(frames.len() - 1);
+    /// Offers (up to [`MAX_GENERATED`] of) the `[n, C, H, W]` samples `x` as x_0, replacing
+    /// earlier generated ones.
+    pub fn add_generated(&mut self, x: &[f32], [n, c, h, w]: [usize; 4]) {
+        self.images.retain(|im| !im.name.starts_with("Generated"));
         let per = c * h * w;
         for i in 0..n.min(MAX_GENERATED) {
-            let img = x[i * per..(i + 1) * per]
-                .iter()
-                .map(|&q| q as f32 / 127.5 - 1.0)
-                .collect();
-            self.images.push((format!("Generated #{}", i + 1), img));
+            self.images.push(Image {
+                name: format!("Generated #{}", i + 1),
+                shape: [1, c, h, w],
+                x0: x[i * per..(i + 1) * per].to_vec(),
+            });
         }
     }
 
-    /// Shape of one image as a batch of one.
-    pub fn shape(&self) -> [usize; 4] {
-        let [c, h, w] = self.sample;
-        [1, c, h, w]
-    }
-
-    /// Quantized x_0 of image `i`.
-    pub fn x0(&self, i: usize) -> Vec<u8> {
-        quantize(&self.images[i].1)
-    }
-
-    /// Quantized x_t of image `i` for ᾱ_t = `abar`: on `gpu` if given (falling back to the CPU
-    /// reference if the GPU fails), else on the CPU.
-    pub async fn xt(&self, gpu: Option<&Gpu>, i: usize, abar: f32) -> Vec<u8> {
-        let (a, b) = (abar.sqrt(), (1.0 - abar).max(0.0).sqrt());
-        let x0 = &self.images[i].1;
+    /// x_t of image `i` at timestep `t` (0-based, as the schedule's `alphas_cumprod` table):
+    /// on `gpu` if given (falling back to the CPU twin if the GPU fails), else on the CPU.
+    pub async fn xt(&self, gpu: Option<&Gpu>, i: usize, t: usize, abar: &[f32]) -> Vec<f32> {
+        let im = &self.images[i];
         if let Some(gpu) = gpu {
-            match self.xt_gpu(gpu, x0, a, b).await {
-                Ok(v) => return quantize(&v),
+            match xt_gpu(gpu, im, t, abar).await {
+                Ok(v) => return v,
                 Err(e) => web_sys::console::warn_1(&format!("forward view on CPU: {e}").into()),
             }
         }
-        quantize(&crate::cpu::axpby(a, x0, b, &self.eps))
-    }
-
-    async fn xt_gpu(&self, gpu: &Gpu, x0: &[f32], a: f32, b: f32) -> crate::Result<Vec<f32>> {
-        let shape = self.shape();
-        let tx0 = Tensor::from_slice(gpu, &shape, x0, "fwd x0")?;
-        let teps = Tensor::from_slice(gpu, &shape, &self.eps, "fwd eps")?;
-        let out = Tensor::zeros(gpu, &shape, "fwd xt")?;
-        gpu.run(&[axpby(gpu, a, &tx0, b, &teps, &out)?]).await?;
-        out.read(gpu).await
+        cpu::q_sample(&im.x0, &[t as f32], abar, None, Some((EPS_SEED, 0))).0
     }
 }
 
-/// Stand-in "data" until real dataset samples are bundled: a few recognisable test images.
-fn bundled_images([c, h, w]: [usize; 3]) -> Vec<(String, Vec<f32>)> {
-    type Pixel = fn(f32, f32, usize) -> f32;
-    let makers: [(&str, Pixel); 4] = [
-        ("Disc", |u, v, ch| {
-            let r = ((u - 0.5).powi(2) + (v - 0.5).powi(2)).sqrt();
-            let inside = if r < 0.32 { 1.0 } else { -1.0 };
-            inside * [0.9, 0.4, -0.2][ch % 3]
-        }),
-        ("Checkerboard", |u, v, ch| {
-            let on = ((u * 4.0) as i32 + (v * 4.0) as i32) % 2 == 0;
-            let base = if on { 0.85 } else { -0.85 };
-            base * [1.0, 0.8, 0.6][ch % 3]
-        }),
-        ("Gradient", |u, v, ch| {
-            [2.0 * u - 1.0, 2.0 * v - 1.0, 1.0 - u - v][ch % 3]
-        }),
-        ("Rings", |u, v, ch| {
-            let r = ((u - 0.5).powi(2) + (v - 0.5).powi(2)).sqrt();
-            (r * 18.0 + ch as f32).cos() * 0.9
-        }),
-    ];
-    makers
-        .iter()
-        .map(|(name, f)| {
-            let mut img = Vec::with_capacity(c * h * w);
-            for ch in 0..c {
-                for y in 0..h {
-                    for x in 0..w {
-                        let (u, v) = ((x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / h as f32);
-                        img.push(f(u, v, if c == 1 { 0 } else { ch }).clamp(-1.0, 1.0));
-                    }
-                }
-            }
-            (name.to_string(), img)
+async fn xt_gpu(gpu: &Gpu, im: &Image, t: usize, abar: &[f32]) -> Result<Vec<f32>> {
+    let x0 = Tensor::from_slice(gpu, &im.shape, &im.x0, "fwd x0")?;
+    let tt = Tensor::from_slice(gpu, &[1], &[t as f32], "fwd t")?;
+    let ab = Tensor::from_slice(gpu, &[abar.len()], abar, "fwd alphas_cumprod")?;
+    let eps = Tensor::zeros(gpu, &im.shape, "fwd eps")?;
+    let out = Tensor::zeros(gpu, &im.shape, "fwd x_t")?;
+    let d = q_sample(gpu, &x0, &tt, &ab, &eps, Some((EPS_SEED, 0)), &out)?;
+    gpu.run(&[d]).await?;
+    out.read(gpu).await
+}
+
+/// The bundled MNIST digits, padded to [`EXAMPLE_SIZE`] with the background value −1.
+fn examples() -> Result<Vec<Image>> {
+    let ds = mnist::from_idx_bytes(EXAMPLE_IMAGES, Some(EXAMPLE_LABELS))?.pad_to(EXAMPLE_SIZE)?;
+    let labels = ds.labels().map(<[u8]>::to_vec).unwrap_or_default();
+    (0..ds.len())
+        .map(|i| {
+            let mut x0 = vec![0.0; ds.image_len()];
+            ds.batch(&[i], &mut x0)?;
+            Ok(Image {
+                name: match labels.get(i) {
+                    Some(l) => format!("MNIST digit {l}"),
+                    None => format!("MNIST #{}", i + 1),
+                },
+                shape: [1, ds.channels(), ds.size(), ds.size()],
+                x0,
+            })
         })
         .collect()
 }

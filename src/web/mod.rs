@@ -1,28 +1,31 @@
-//! The browser demo (wasm32 only): WebGPU setup, the Generate run loop, the timestep viewer,
-//! the forward-process view and model loading. Page layout: `web/index.html`; styles:
-//! `web/style.css`; build: `Trunk.toml`; end-to-end tests: `web/e2e/`.
+//! The browser demo (wasm32 only): WebGPU setup, the Generate run loop over the real U-Net and
+//! sampler, the timestep viewer, the forward-process view and model loading. Page layout:
+//! `index.html`; styles: `web/style.css`; build: `Trunk.toml`; end-to-end tests: `web/e2e/`.
 //!
 //! Stable element ids (used by `web/e2e/`):
 //! - sampling controls: `n-samples`, `seed`, `seed-random`, `sampler` (`ddpm`|`ddim`),
 //!   `ddim-options`, `ddim-steps`, `ddim-eta`, `variance` (`fixed_small`|`fixed_large`),
 //!   `generate`, `stop`, `export-png`;
 //! - progress: `run-progress`, `stat-steps`, `stat-rate`, `stat-elapsed`, `run-status`, `run-error`;
-//! - reverse-process viewer: `canvas-xt`, `canvas-x0`, `view-t` (frame index: 0 = t = T … last =
-//!   t = 0), `view-t-label`;
-//! - forward process: `fwd-image`, `fwd-t` (t, 0..=T), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
+//! - reverse-process viewer: `canvas-xt`, `canvas-x0`, `view-t` (frame index: 0 = x_T … last =
+//!   the sample), `view-t-label`;
+//! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
 //!   `fwd-plot`, `fwd-stats`, `schedule-info`;
-//! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`, `model-error`;
-//! - GPU: `gpu-status`, `gpu-error`, `gpu-info`; notice `standin-note`.
+//! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
+//!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder");
+//! - GPU: `gpu-status`, `gpu-error`, `gpu-info`.
 //!
 //! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error.
+//! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
+//! [`debug_last_shape`], [`debug_max_batch`], [`debug_engine_stats`].
 
 mod dom;
 mod draw;
+mod engine;
 mod files;
 mod forward;
 mod run;
-mod standin;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -33,30 +36,85 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 
 use crate::gpu::Gpu;
+use crate::sampler::{SamplerKind, INIT_STREAM};
+use crate::schedule::{SchedulerConfig, VarianceType};
+use engine::{Engine, Model};
+use files::ModelFiles;
 use forward::Forward;
-use run::{Frames, RunConfig, SamplerKind, Variance};
-use standin::{load_model, run_chunk, Model, ModelFiles, Run, Schedule, DEFAULT_SAMPLE};
+use run::{Frames, RunConfig};
 
 /// Frames kept for the slider: at most this many bytes (quantized x_t and x̂_0).
-const FRAME_BUDGET: usize = 160 << 20;
+const FRAME_BUDGET: usize = 128 << 20;
 /// Aim for chunks of GPU work of about this many milliseconds between yields.
-const CHUNK_TARGET_MS: f64 = 50.0;
+const CHUNK_TARGET_MS: f64 = 60.0;
 /// Largest chunk of steps between two yields.
 const MAX_CHUNK: usize = 200;
+/// Byte budget of the per-chunk snapshot capture (the chunk's own staging limit binds first).
+const CHUNK_CAPTURE_BUDGET: usize = 1 << 30;
 
-/// (t, x_t, x̂_0) quantized.
-type LiveFrame = (usize, Vec<u8>, Vec<u8>);
+/// A frame waiting to be drawn: (label, x_t, x̂_0, `[N, C, H, W]`), quantized.
+type LiveFrame = (String, Vec<u8>, Vec<u8>, [usize; 4]);
+
+/// The noise schedule as the page shows it (timesteps t = 0..T−1).
+struct ScheduleView {
+    abar: Vec<f32>,
+    betas: Vec<f32>,
+    log_snr: Vec<f32>,
+    /// Multi-line description for `#schedule-info`.
+    info: String,
+}
+
+impl ScheduleView {
+    fn new(cfg: &SchedulerConfig) -> Self {
+        let (abar, betas) = match cfg.schedule() {
+            Ok(s) => (s.alphas_cumprod(), s.betas()),
+            Err(_) => (vec![1.0], vec![0.0]), // validated when the model loaded
+        };
+        let log_snr = abar.iter().map(|&a| (a / (1.0 - a)).ln()).collect();
+        let last = abar.len() - 1;
+        let clip = match cfg.clip() {
+            Some(r) => format!("clip x̂0 to ±{r}"),
+            None => "no clipping".into(),
+        };
+        let info = format!(
+            "{} β {:e} → {} · T = {}\nσ² {} · {clip}\nᾱ_{last} = {:.2e} · SNR = {:.2e}",
+            cfg.beta_schedule.name(),
+            cfg.beta_start,
+            cfg.beta_end,
+            cfg.num_train_timesteps,
+            cfg.variance_type.name(),
+            abar[last],
+            abar[last] / (1.0 - abar[last]),
+        );
+        ScheduleView {
+            abar,
+            betas,
+            log_snr,
+            info,
+        }
+    }
+}
 
 /// The page's state. Lives in a thread-local (the page has one thread).
 struct App {
     gpu: RefCell<Option<Rc<Gpu>>>,
-    /// The current model, built on the current device…
+    /// A device exists or can be created again (false while pending or when WebGPU is missing).
+    gpu_usable: Cell<bool>,
+    /// The current model…
     model: RefCell<Option<Rc<Model>>>,
-    /// …from these files (kept to rebuild it on a new device after a device loss).
-    model_files: RefCell<Option<Rc<ModelFiles>>>,
-    schedule: RefCell<Schedule>,
+    model_loading: Cell<bool>,
+    /// …and, on the current device, its weights, forward plan and sampler (taken out while a
+    /// Generate runs).
+    engine: RefCell<Option<Engine>>,
+    /// Load counter (model ids).
+    loads: Cell<u64>,
+    /// Largest batch per GPU pass (test hook [`debug_max_batch`]; the device's limits also cap it).
+    batch_cap: Cell<usize>,
+    schedule: RefCell<Rc<ScheduleView>>,
     frames: RefCell<Option<Frames>>,
-    /// Latest frame of the running Generate: (t, x_t, x̂_0), quantized, waiting to be drawn.
+    /// Final samples of the last finished Generate, `[N, C, H, W]`.
+    last_samples: RefCell<Option<(Vec<f32>, [usize; 4])>>,
+    /// Latest frame of the running Generate, waiting to be drawn.
     live: RefCell<Option<LiveFrame>>,
     draw_pending: Cell<bool>,
     running: Cell<bool>,
@@ -69,15 +127,20 @@ struct App {
 thread_local! {
     static APP: Rc<App> = Rc::new(App {
         gpu: RefCell::new(None),
+        gpu_usable: Cell::new(false),
         model: RefCell::new(None),
-        model_files: RefCell::new(None),
-        schedule: RefCell::new(Schedule::linear(1000, 1e-4, 0.02)),
+        model_loading: Cell::new(false),
+        engine: RefCell::new(None),
+        loads: Cell::new(0),
+        batch_cap: Cell::new(usize::MAX),
+        schedule: RefCell::new(Rc::new(ScheduleView::new(&SchedulerConfig::default()))),
         frames: RefCell::new(None),
+        last_samples: RefCell::new(None),
         live: RefCell::new(None),
         draw_pending: Cell::new(false),
         running: Cell::new(false),
         stop: Cell::new(false),
-        fwd: RefCell::new(Rc::new(Forward::new(DEFAULT_SAMPLE))),
+        fwd: RefCell::new(Rc::new(Forward::new())),
         fwd_busy: Cell::new(false),
         fwd_dirty: Cell::new(false),
     });
@@ -112,6 +175,54 @@ pub fn debug_lose_device() {
     }
 }
 
+/// Test hook: the final samples of the last finished Generate as f32 `[N, C, H, W]` values in
+/// [−1, 1] (empty if none), e.g. to compare with `ddpm sample --npy`.
+#[wasm_bindgen]
+pub fn debug_last_samples() -> Vec<f32> {
+    app()
+        .last_samples
+        .borrow()
+        .as_ref()
+        .map_or(Vec::new(), |(x, _)| x.clone())
+}
+
+/// Test hook: the shape `[N, C, H, W]` of [`debug_last_samples`] (empty if none).
+#[wasm_bindgen]
+pub fn debug_last_shape() -> Vec<u32> {
+    app()
+        .last_samples
+        .borrow()
+        .as_ref()
+        .map_or(Vec::new(), |(_, s)| s.iter().map(|&d| d as u32).collect())
+}
+
+/// Test hook: samples at most `k` images per GPU pass (0: no cap), as if the device's limits
+/// allowed no more, so a Generate runs in several batches.
+#[wasm_bindgen]
+pub fn debug_max_batch(k: usize) {
+    app().batch_cap.set(if k == 0 { usize::MAX } else { k });
+}
+
+/// Test hook: `[forward passes recorded, samplers created]` by the current engine (empty if
+/// none); repeated Generates with unchanged settings reuse both.
+#[wasm_bindgen]
+pub fn debug_engine_stats() -> Vec<u32> {
+    app().engine.borrow().as_ref().map_or(Vec::new(), |e| {
+        vec![e.plans_recorded as u32, e.samplers_created as u32]
+    })
+}
+
+/// Enables Generate when a device exists (or can be recreated), a model is loaded and no run is
+/// in progress.
+fn refresh_generate() {
+    let app = app();
+    let ready = app.gpu_usable.get()
+        && !app.running.get()
+        && !app.model_loading.get()
+        && app.model.borrow().is_some();
+    dom::set_disabled("generate", !ready);
+}
+
 // ---------------------------------------------------------------------------------------------
 // GPU
 
@@ -126,14 +237,17 @@ async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
         Ok(gpu) => {
             let gpu = Rc::new(gpu);
             *app().gpu.borrow_mut() = Some(gpu.clone());
-            rebuild_model(&gpu);
+            app().gpu_usable.set(true);
+            rebuild_engine(&gpu);
             let label = adapter_label(&gpu).await;
             show_gpu_info(&gpu, &label);
             dom::show_message("gpu-error", None);
             dom::set_body_state("gpu", "ready");
             set_gpu_pill("ready", &label);
-            dom::set_disabled("generate", app().running.get());
-            dom::set_text("run-status", "Ready. Press Generate.");
+            refresh_generate();
+            if !app().running.get() {
+                dom::set_text("run-status", "Ready. Press Generate.");
+            }
             Ok(gpu)
         }
         Err(msg) => {
@@ -141,7 +255,8 @@ async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
             dom::show_message("gpu-error", Some(&msg));
             dom::set_body_state("gpu", "unavailable");
             set_gpu_pill("unavailable", "WebGPU unavailable");
-            dom::set_disabled("generate", true);
+            app().gpu_usable.set(false);
+            refresh_generate();
             dom::set_text("run-status", "Generate needs WebGPU.");
             Err(msg)
         }
@@ -181,6 +296,7 @@ async fn create_gpu() -> Result<Gpu, String> {
 fn on_device_lost(why: &str) {
     GPU_GENERATION.fetch_add(1, Ordering::SeqCst);
     app().gpu.borrow_mut().take();
+    app().engine.borrow_mut().take();
     dom::set_body_state("gpu", "lost");
     set_gpu_pill("lost", "GPU device lost");
     dom::show_message(
@@ -189,9 +305,7 @@ fn on_device_lost(why: &str) {
             "The GPU device was lost ({why}). Press Generate to start a new device."
         )),
     );
-    if !app().running.get() {
-        dom::set_disabled("generate", false);
-    }
+    refresh_generate();
 }
 
 fn set_gpu_pill(class: &str, text: &str) {
@@ -296,7 +410,13 @@ fn esc(s: &str) -> String {
 // Controls
 
 fn wire_controls() {
-    dom::on::<web_sys::Event>("generate", "click", |_| spawn_local(generate()));
+    dom::on::<web_sys::Event>("generate", "click", |_| {
+        // Mark the run as started before the click returns, so no one reads a stale state.
+        if !app().running.get() {
+            dom::set_body_state("run", "running");
+        }
+        spawn_local(generate())
+    });
     dom::on::<web_sys::Event>("stop", "click", |_| {
         app().stop.set(true);
         dom::set_text("run-status", "Stopping…");
@@ -326,7 +446,7 @@ fn wire_controls() {
             spawn_local(async move {
                 let result = files::read_user_files(&list).await;
                 dom::el::<HtmlInputElement>("model-files").set_value("");
-                apply_model_files(result).await;
+                apply_model_files(result, None).await;
             });
         }
     });
@@ -341,9 +461,9 @@ fn wire_controls() {
         e.prevent_default();
         dom::set_class("model-drop", "drop");
         if let Some(list) = e.data_transfer().and_then(|d| d.files()) {
-            spawn_local(
-                async move { apply_model_files(files::read_user_files(&list).await).await },
-            );
+            spawn_local(async move {
+                apply_model_files(files::read_user_files(&list).await, None).await
+            });
         }
     });
 }
@@ -379,24 +499,22 @@ fn read_n() -> usize {
     dom::input_f64("n-samples", 16.0).round().clamp(1.0, 64.0) as usize
 }
 
-fn read_config() -> RunConfig {
+/// The sampling controls; DDIM steps are clamped to 1..=T of the model's schedule.
+fn read_config(scheduler: &SchedulerConfig) -> RunConfig {
     let steps = dom::input_f64("ddim-steps", 50.0)
         .round()
-        .clamp(1.0, 100_000.0) as usize;
+        .clamp(1.0, scheduler.num_train_timesteps as f64) as usize;
     let eta = dom::input_f64("ddim-eta", 0.0).clamp(0.0, 1.0) as f32;
     RunConfig {
         n: read_n(),
         seed: dom::input_f64("seed", 0.0).max(0.0) as u64,
-        sampler: if dom::select_value("sampler") == "ddim" {
+        kind: if dom::select_value("sampler") == "ddim" {
             SamplerKind::Ddim { steps, eta }
         } else {
             SamplerKind::Ddpm
         },
-        variance: if dom::select_value("variance") == "fixed_large" {
-            Variance::FixedLarge
-        } else {
-            Variance::FixedSmall
-        },
+        variance: VarianceType::parse(&dom::select_value("variance"))
+            .unwrap_or(scheduler.variance_type),
     }
 }
 
@@ -412,12 +530,12 @@ async fn generate() {
     }
     app.running.set(true);
     app.stop.set(false);
-    dom::set_disabled("generate", true);
+    refresh_generate();
     dom::show_message("run-error", None);
     let outcome = generate_inner(&app).await;
     app.running.set(false);
     dom::set_disabled("stop", true);
-    dom::set_disabled("generate", false);
+    refresh_generate();
     let (state, status) = match outcome {
         Ok(true) => ("stopped", "Stopped."),
         Ok(false) => ("done", "Done."),
@@ -428,7 +546,7 @@ async fn generate() {
     };
     let status = match app.frames.borrow().as_ref() {
         Some(f) if f.stride() > 1 => format!(
-            "{status} Kept every {}th frame for the slider (memory).",
+            "{status} The slider keeps every {}th step (memory).",
             f.stride()
         ),
         _ => status.to_string(),
@@ -436,8 +554,8 @@ async fn generate() {
     dom::set_text("run-status", &status);
     enable_viewer();
     if state == "done" {
-        if let Some(frames) = app.frames.borrow().as_ref() {
-            Rc::make_mut(&mut app.fwd.borrow_mut()).add_generated(frames);
+        if let Some((x, shape)) = app.last_samples.borrow().as_ref() {
+            Rc::make_mut(&mut app.fwd.borrow_mut()).add_generated(x, *shape);
         }
         refresh_forward_menu();
     }
@@ -447,58 +565,160 @@ async fn generate() {
 /// Ok(stopped?) or a message for the page.
 async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
     let gpu = ensure_gpu().await?;
-    let cfg = read_config();
-    let model = app.model.borrow().clone();
-    let sample = model.as_ref().map_or(DEFAULT_SAMPLE, |m| m.sample);
-    let schedule = app.schedule.borrow().clone();
-    let mut run = Run::new(&gpu, model.as_deref(), &schedule, &cfg).map_err(|e| e.to_string())?;
-    let total = run.total_steps();
-    let frames = Frames::new(run.shape(), total + 1, FRAME_BUDGET);
-    run.keep_every = frames.stride();
-    *app.frames.borrow_mut() = Some(frames);
-    let slider = dom::el::<HtmlInputElement>("view-t");
-    slider.set_disabled(true);
+    let generation = GPU_GENERATION.load(Ordering::SeqCst);
+    let model = app
+        .model
+        .borrow()
+        .clone()
+        .ok_or("No model loaded: load one below.")?;
+    let cfg = read_config(&model.scheduler);
+    // Check the settings (DDIM steps, η, schedule) before touching the GPU.
+    let timesteps: Vec<usize> =
+        crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|p| p.t)
+            .collect();
+    let mut engine = take_engine(app, &gpu, generation, &model)?;
+    let outcome = run_batches(app, &gpu, &mut engine, &model, &cfg, timesteps).await;
+    let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
+        && app
+            .model
+            .borrow()
+            .as_ref()
+            .is_some_and(|m| m.id == engine.model_id);
+    // Keep the engine for the next Generate unless it is stale or failed (its state is unknown).
+    if current && outcome.is_ok() {
+        *app.engine.borrow_mut() = Some(engine);
+    }
+    outcome.map_err(|e| {
+        if app.gpu.borrow().is_none() {
+            format!("{e} (the GPU device was lost; press Generate to retry on a new device)")
+        } else {
+            e
+        }
+    })
+}
+
+/// The engine of `model` on the current device: the kept one, or a new one.
+fn take_engine(app: &App, gpu: &Gpu, generation: u32, model: &Model) -> Result<Engine, String> {
+    let kept = app.engine.borrow_mut().take();
+    match kept {
+        Some(e) if e.generation == generation && e.model_id == model.id => Ok(e),
+        other => {
+            drop(other); // free its GPU memory first
+            model
+                .weights()
+                .and_then(|w| Engine::new(gpu, generation, model, &w))
+                .map_err(|e| format!("Could not put the model on the GPU: {e}"))
+        }
+    }
+}
+
+/// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
+/// frames and the live view as chunks complete. Ok(stopped?).
+async fn run_batches(
+    app: &Rc<App>,
+    gpu: &Gpu,
+    engine: &mut Engine,
+    model: &Model,
+    cfg: &RunConfig,
+    timesteps: Vec<usize>,
+) -> Result<bool, String> {
+    let err = |e: crate::Error| e.to_string();
+    let n = cfg.n;
+    // Free the previous Generate's frames before anything new is allocated.
+    app.frames.borrow_mut().take();
+    app.last_samples.borrow_mut().take();
+    let batch = engine
+        .prepare(
+            gpu,
+            &model.scheduler,
+            n,
+            app.batch_cap.get(),
+            &cfg.options(&model.scheduler, 0),
+        )
+        .map_err(err)?;
+    let runs = n.div_ceil(batch);
+    let [c, h, w] = model.sample;
+    let (per, shape) = (c * h * w, [n, c, h, w]);
+    let steps = timesteps.len();
+    *app.frames.borrow_mut() = Some(Frames::new(shape, batch, timesteps, FRAME_BUDGET));
+    let mut live_x = vec![0u8; n * per];
+    let mut live_x0 = vec![0u8; n * per];
+    let mut samples = vec![0f32; n * per];
+
+    dom::el::<HtmlInputElement>("view-t").set_disabled(true);
     dom::set_disabled("stop", false);
     dom::set_body_state("run", "running");
+    let batches = if runs > 1 {
+        format!(" in {runs} batches of {batch} (device limits)")
+    } else {
+        String::new()
+    };
     dom::set_text(
         "run-status",
-        &format!("Running {} · {} × {:?}…", cfg.describe(), cfg.n, sample),
+        &format!("Running {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
     );
+    let total = runs * steps;
     update_stats(0, total, 0.0);
 
     let t0 = dom::now_ms();
     let mut chunk = 1usize;
-    while !run.is_done() {
-        if app.stop.get() {
-            return Ok(true);
+    for r in 0..runs {
+        let seed = cfg.options(&model.scheduler, r).seed;
+        let sampler = engine.sampler().ok_or("no sampler was prepared")?;
+        if r > 0 {
+            sampler.restart(gpu, seed).map_err(err)?; // the seed of the step noise
         }
-        let (c0, before) = (dom::now_ms(), run.steps_done());
-        let frames = run_chunk(&gpu, &mut run, chunk).await.map_err(|e| {
-            let lost = app.gpu.borrow().is_none();
-            if lost {
-                format!("{e} (the GPU device was lost; press Generate to retry on a new device)")
-            } else {
-                e.to_string()
+        // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index): exact,
+        // where some WebGPU implementations' `cos` is only good to ~1e-3.
+        let x_t = crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM);
+        sampler.set_initial(gpu, &x_t).map_err(err)?;
+        if let Some(f) = app.frames.borrow_mut().as_mut() {
+            f.begin_run(r, &x_t);
+        }
+        let first = r * batch;
+        let count = batch.min(n - first);
+        loop {
+            if app.stop.get() {
+                return Ok(true);
             }
-        })?;
-        let dt = dom::now_ms() - c0;
-        if let Some(store) = app.frames.borrow_mut().as_mut() {
-            for f in &frames {
-                store.push(f);
+            sampler.capture(1, CHUNK_CAPTURE_BUDGET).map_err(err)?;
+            let (c0, before) = (dom::now_ms(), sampler.progress().step);
+            let p = sampler.run_steps(gpu, chunk).await.map_err(err)?;
+            let dt = dom::now_ms() - c0;
+            let snaps = sampler.trajectory().map_or(&[][..], |t| t.snapshots());
+            if let Some(f) = app.frames.borrow_mut().as_mut() {
+                for s in snaps {
+                    f.push(s);
+                }
             }
+            if let Some(last) = snaps.last() {
+                let range = first * per..(first + count) * per;
+                live_x[range.clone()].copy_from_slice(&last.x.to_u8()[..count * per]);
+                live_x0[range].copy_from_slice(&last.x0.to_u8()[..count * per]);
+                let label = match p.next_timestep {
+                    Some(t) => format!("t = {t}"),
+                    None => "x₀ (sample)".into(),
+                };
+                *app.live.borrow_mut() = Some((label, live_x.clone(), live_x0.clone(), shape));
+                schedule_live_draw();
+            }
+            update_stats(r * steps + p.step, total, dom::now_ms() - t0);
+            if p.done() {
+                break;
+            }
+            // Size the next chunk so that one takes about CHUNK_TARGET_MS.
+            let per_step = dt / (p.step - before).max(1) as f64;
+            chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
+                .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
+            dom::yield_now().await;
         }
-        if let Some(last) = frames.last() {
-            *app.live.borrow_mut() =
-                Some((last.t, draw::quantize(&last.x), draw::quantize(&last.x0)));
-            schedule_live_draw(run.shape());
-        }
-        update_stats(run.steps_done(), total, dom::now_ms() - t0);
-        // Size the next chunk so that one takes about CHUNK_TARGET_MS.
-        let per_step = dt / (run.steps_done() - before).max(1) as f64;
-        chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
-            .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
-        dom::yield_now().await;
+        let x = sampler.read_sample(gpu).await.map_err(err)?;
+        samples[first * per..(first + count) * per].copy_from_slice(&x[..count * per]);
     }
+    *app.last_samples.borrow_mut() = Some((samples, shape));
     Ok(false)
 }
 
@@ -515,7 +735,7 @@ fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
     dom::set_text(
         "stat-rate",
         &if done > 0 {
-            format!("{rate:.1} it/s")
+            format!("{rate:.1}")
         } else {
             "–".into()
         },
@@ -524,7 +744,7 @@ fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
 }
 
 /// Draws the latest live frame on the next animation frame (at most one pending).
-fn schedule_live_draw(shape: [usize; 4]) {
+fn schedule_live_draw() {
     let app = app();
     if app.draw_pending.replace(true) {
         return;
@@ -533,9 +753,9 @@ fn schedule_live_draw(shape: [usize; 4]) {
         let app = self::app();
         app.draw_pending.set(false);
         let live = app.live.borrow_mut().take();
-        if let Some((t, x, x0)) = live {
+        if let Some((label, x, x0, shape)) = live {
             draw_pair(&x, &x0, shape);
-            dom::set_text("view-t-label", &format!("t = {t}"));
+            dom::set_text("view-t-label", &label);
             dom::set_disabled("export-png", false);
         }
     });
@@ -554,6 +774,8 @@ fn draw_pair(x: &[u8], x0: &[u8], shape: [usize; 4]) {
 
 fn enable_viewer() {
     let app = app();
+    // A live frame still waiting for its animation frame would overwrite the selected one.
+    app.live.borrow_mut().take();
     let frames = app.frames.borrow();
     let slider = dom::el::<HtmlInputElement>("view-t");
     match frames.as_ref() {
@@ -570,6 +792,9 @@ fn enable_viewer() {
 
 fn show_selected_frame() {
     let app = app();
+    if app.running.get() {
+        return;
+    }
     let frames = app.frames.borrow();
     let Some(f) = frames.as_ref().filter(|f| !f.is_empty()) else {
         return;
@@ -579,13 +804,7 @@ fn show_selected_frame() {
         .max(0.0) as usize)
         .min(f.len() - 1);
     draw_pair(f.x(i), f.x0(i), f.shape);
-    let t = f.t(i);
-    let label = if t == 0 {
-        "t = 0 (sample)".to_string()
-    } else {
-        format!("t = {t}")
-    };
-    dom::set_text("view-t-label", &label);
+    dom::set_text("view-t-label", &f.label(i));
     dom::set_disabled("export-png", false);
 }
 
@@ -593,9 +812,12 @@ fn export_png() {
     let label = dom::el::<web_sys::Element>("view-t-label")
         .text_content()
         .unwrap_or_default();
-    let t: String = label.chars().filter(|c| c.is_ascii_digit()).collect();
+    let at = match label.strip_prefix("t = ") {
+        Some(t) => format!("t{t}"),
+        None => "sample".into(),
+    };
     let seed = dom::input_f64("seed", 0.0) as u64;
-    let name = format!("ddpm-seed{seed}-t{t}.png");
+    let name = format!("ddpm-seed{seed}-{at}.png");
     if let Err(e) = draw::png_data_url("canvas-xt", 512).and_then(|url| draw::download(&url, &name))
     {
         dom::show_message(
@@ -609,20 +831,10 @@ fn export_png() {
 // Schedule and forward process
 
 fn show_schedule() {
-    let app = app();
-    let s = app.schedule.borrow();
-    let abar = s.alphas_cumprod();
-    let t_max = s.t_max();
-    let snr_t = abar[t_max] / (1.0 - abar[t_max]);
-    dom::set_text(
-        "schedule-info",
-        &format!(
-            "{} · T = {t_max}\nᾱ_T = {:.2e} · SNR(T) = {snr_t:.2e}",
-            s.kind, abar[t_max]
-        ),
-    );
+    let s = app().schedule.borrow().clone();
+    dom::set_text("schedule-info", &s.info);
     let slider = dom::el::<HtmlInputElement>("fwd-t");
-    slider.set_max(&t_max.to_string());
+    slider.set_max(&(s.abar.len() - 1).to_string());
 }
 
 fn refresh_forward_menu() {
@@ -634,7 +846,7 @@ fn refresh_forward_menu() {
         .images
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| format!("<option value=\"{i}\">{}</option>", esc(name)))
+        .map(|(i, im)| format!("<option value=\"{i}\">{}</option>", esc(&im.name)))
         .collect();
     select.set_inner_html(&html);
     if (previous.parse::<usize>().ok()).is_some_and(|i| i < fwd.images.len()) {
@@ -663,33 +875,31 @@ fn update_forward() {
 }
 
 async fn forward_once(app: &Rc<App>) {
-    let (abar, series) = {
-        let s = app.schedule.borrow();
-        let abar = s.alphas_cumprod();
-        let log_snr: Vec<f32> = abar[1..].iter().map(|&a| (a / (1.0 - a)).ln()).collect();
-        (abar, (s.betas.clone(), log_snr))
-    };
-    let t_max = abar.len() - 1;
+    let s = app.schedule.borrow().clone();
     let t = (dom::el::<HtmlInputElement>("fwd-t")
         .value_as_number()
         .max(0.0) as usize)
-        .min(t_max);
-    let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
+        .min(s.abar.len() - 1);
     let gpu = app.gpu.borrow().clone();
     // Hold an Rc of the view's data, not a RefCell borrow, across the await.
     let fwd = app.fwd.borrow().clone();
-    let i = i.min(fwd.images.len().saturating_sub(1));
-    let (shape, x0) = (fwd.shape(), fwd.x0(i));
-    let xt = fwd.xt(gpu.as_deref(), i, abar[t]).await;
-    let r = draw::draw_grid("fwd-x0", &x0, shape)
-        .and_then(|_| draw::draw_grid("fwd-xt", &xt, shape))
+    if fwd.images.is_empty() {
+        return;
+    }
+    let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
+    let i = i.min(fwd.images.len() - 1);
+    let im = &fwd.images[i];
+    let xt = fwd.xt(gpu.as_deref(), i, t, &s.abar).await;
+    let q = crate::sampler::SnapshotData::quantise;
+    let r = draw::draw_grid("fwd-x0", &q(&im.x0), im.shape)
+        .and_then(|_| draw::draw_grid("fwd-xt", &q(&xt), im.shape))
         .and_then(|_| {
             draw::draw_schedule_plot(
                 "fwd-plot",
                 &draw::PlotSeries {
-                    abar: &abar[1..],
-                    beta: &series.0,
-                    log_snr: &series.1,
+                    abar: &s.abar,
+                    beta: &s.betas,
+                    log_snr: &s.log_snr,
                 },
                 t,
             )
@@ -698,17 +908,13 @@ async fn forward_once(app: &Rc<App>) {
         web_sys::console::error_1(&e);
     }
     dom::set_text("fwd-t-label", &format!("t = {t}"));
-    let a = abar[t];
-    let beta = if t >= 1 { series.0[t - 1] } else { 0.0 };
-    let snr = if t >= 1 {
-        format!("{:.3e}", a / (1.0 - a))
-    } else {
-        "∞".into()
-    };
+    let a = s.abar[t];
     dom::set_text(
         "fwd-stats",
         &format!(
-            "ᾱ_t = {a:.4} · β_t = {beta:.5} · SNR = {snr} · √(1−ᾱ_t) = {:.3}",
+            "ᾱ_t = {a:.4} · β_t = {:.5} · SNR = {:.3e} · √(1−ᾱ_t) = {:.3}",
+            s.betas[t],
+            a / (1.0 - a),
             (1.0 - a).sqrt()
         ),
     );
@@ -717,26 +923,37 @@ async fn forward_once(app: &Rc<App>) {
 // ---------------------------------------------------------------------------------------------
 // Model loading
 
-/// Loads the default model named by `?model=URL/` or `<meta name="ddpm-default-model">`, if any.
+/// Loads the default model named by `?model=URL/` or `<meta name="ddpm-default-model">` (whose
+/// `data-note` is shown in a banner), if any.
 async fn load_default_model() {
     let from_query = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
         .ok()
-        .and_then(|u| u.search_params().get("model"));
-    let from_meta = dom::document()
+        .and_then(|u| u.search_params().get("model"))
+        .filter(|s| !s.is_empty());
+    let meta = dom::document()
         .query_selector("meta[name=ddpm-default-model]")
         .ok()
-        .flatten()
-        .and_then(|m| m.get_attribute("content"));
-    let Some(mut base) = from_query.or(from_meta).filter(|s| !s.is_empty()) else {
+        .flatten();
+    let (base, note) = match from_query {
+        Some(url) => (Some(url), None),
+        None => (
+            meta.as_ref().and_then(|m| m.get_attribute("content")),
+            meta.as_ref().and_then(|m| m.get_attribute("data-note")),
+        ),
+    };
+    let Some(mut base) = base.filter(|s| !s.is_empty()) else {
         dom::set_text(
             "model-status",
-            "No default model bundled: Generate uses the stand-in. Load your own below.",
+            "No default model bundled: load your own below.",
         );
         return;
     };
     if !base.ends_with('/') {
         base.push('/');
     }
+    let app = app();
+    app.model_loading.set(true);
+    refresh_generate();
     dom::set_body_state("model", "loading");
     dom::set_hidden("model-progress", false);
     let progress = dom::el::<web_sys::HtmlProgressElement>("model-progress");
@@ -759,61 +976,62 @@ async fn load_default_model() {
     })
     .await;
     dom::set_hidden("model-progress", true);
-    apply_model_files(result).await;
+    apply_model_files(result, note).await;
 }
 
-/// Rebuilds the current model (if any) on a newly created device.
-fn rebuild_model(gpu: &Gpu) {
+/// Puts the current model (if any) on a newly created device.
+fn rebuild_engine(gpu: &Gpu) {
     let app = app();
-    let Some(files) = app.model_files.borrow().clone() else {
+    app.engine.borrow_mut().take();
+    let Some(model) = app.model.borrow().clone() else {
         return;
     };
-    match load_model(Some(gpu), &files) {
-        Ok(model) => *app.model.borrow_mut() = Some(Rc::new(model)),
-        Err(e) => {
-            app.model.borrow_mut().take();
-            app.model_files.borrow_mut().take();
-            dom::show_message(
-                "model-error",
-                Some(&format!(
-                    "Could not rebuild the model on the new GPU device: {e}"
-                )),
-            );
-            dom::set_text("model-status", "No model loaded.");
-            dom::set_body_state("model", "error");
-        }
+    let generation = GPU_GENERATION.load(Ordering::SeqCst);
+    match model
+        .weights()
+        .and_then(|w| Engine::new(gpu, generation, &model, &w))
+    {
+        Ok(e) => *app.engine.borrow_mut() = Some(e),
+        Err(e) => dom::show_message(
+            "model-error",
+            Some(&format!(
+                "Could not put the model on the new GPU device: {e}"
+            )),
+        ),
     }
 }
 
-/// Loads model files (or shows why they could not be read) and makes the model current.
-async fn apply_model_files(files: Result<ModelFiles, String>) {
+/// Loads model files (or shows why they could not be read) and makes the model current;
+/// `note` (the default model's) is shown in a banner.
+async fn apply_model_files(files: Result<ModelFiles, String>, note: Option<String>) {
     let app = app();
     dom::show_message("model-error", None);
+    app.model_loading.set(true);
+    refresh_generate();
+    dom::set_body_state("model", "loading");
     let loaded = match files {
         Ok(files) => {
-            dom::set_body_state("model", "loading");
             dom::set_text(
                 "model-status",
                 &format!("Loading model from {}…", files.source),
             );
-            let gpu = app.gpu.borrow().clone();
-            load_model(gpu.as_deref(), &files)
-                .map(|m| (m, Rc::new(files)))
-                .map_err(|e| e.to_string())
+            // Let the status paint before the (synchronous) parse and upload.
+            dom::yield_now().await;
+            install_model(&app, files)
         }
         Err(e) => Err(e),
     };
+    app.model_loading.set(false);
     match loaded {
-        Ok((model, files)) => {
-            *app.model_files.borrow_mut() = Some(files);
+        Ok(()) => {
+            let model = app.model.borrow().clone().expect("installed");
             dom::set_html("model-info", &table(&model.facts));
             dom::set_hidden("model-info", false);
-            dom::set_text("model-status", "Model loaded.");
-            *app.schedule.borrow_mut() = model.schedule.clone();
-            if app.fwd.borrow().sample != model.sample {
-                *app.fwd.borrow_mut() = Rc::new(Forward::new(model.sample));
-            }
-            *app.model.borrow_mut() = Some(Rc::new(model));
+            dom::set_text(
+                "model-status",
+                &format!("Model loaded: {}.", model.summary()),
+            );
+            dom::show_message("model-note", note.as_deref());
             dom::set_body_state("model", "ready");
         }
         Err(msg) => {
@@ -832,7 +1050,33 @@ async fn apply_model_files(files: Result<ModelFiles, String>) {
             dom::set_body_state("model", "error");
         }
     }
+    refresh_generate();
     show_schedule();
-    refresh_forward_menu();
     update_forward();
+}
+
+/// Parses `files` and, if a device exists and no Generate runs, puts the model on it (so
+/// problems show now); then makes it the current model.
+fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
+    let id = app.loads.get() + 1;
+    app.loads.set(id);
+    let (model, weights) = Model::load(id, files).map_err(|e| e.to_string())?;
+    let gpu = app.gpu.borrow().clone();
+    let engine = match gpu {
+        Some(gpu) if !app.running.get() => {
+            // Free the previous model's GPU memory first.
+            app.engine.borrow_mut().take();
+            let generation = GPU_GENERATION.load(Ordering::SeqCst);
+            Some(Engine::new(&gpu, generation, &model, &weights).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    // The controls follow the model's scheduler.
+    dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
+    dom::el::<HtmlInputElement>("ddim-steps")
+        .set_max(&model.scheduler.num_train_timesteps.to_string());
+    *app.schedule.borrow_mut() = Rc::new(ScheduleView::new(&model.scheduler));
+    *app.engine.borrow_mut() = engine;
+    *app.model.borrow_mut() = Some(Rc::new(model));
+    Ok(())
 }

@@ -1,124 +1,190 @@
-//! What the page asks of a run (sampler settings) and what it keeps of one (frames for the slider).
+//! What the page asks of a Generate (sampler settings) and what it keeps of one (the frames the
+//! timestep slider shows).
 
-use super::draw::quantize;
+use crate::sampler::{SamplerKind, SamplerOptions, Snapshot, SnapshotData};
+use crate::schedule::{SchedulerConfig, VarianceType};
 
-/// Which reverse process to run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SamplerKind {
-    /// Ancestral DDPM sampling over every training timestep.
-    Ddpm,
-    /// DDIM over `steps` evenly spaced timesteps; `eta` = 0 is deterministic.
-    Ddim { steps: usize, eta: f32 },
-}
-
-/// The reverse-process variance σ_t² (DDPM sampling).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Variance {
-    /// β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) (diffusers `fixed_small`).
-    FixedSmall,
-    /// β_t (diffusers `fixed_large`).
-    FixedLarge,
-}
-
-/// Settings of one Generate.
+/// Settings of one Generate, read from the page's controls.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// Number of samples, 1..=64.
     pub n: usize,
     pub seed: u64,
-    pub sampler: SamplerKind,
-    pub variance: Variance,
+    pub kind: SamplerKind,
+    pub variance: VarianceType,
 }
 
 impl RunConfig {
-    /// e.g. `DDIM · 50 steps · η = 0 · σ² = β̃_t`.
+    /// The sampler options for batch `run` of this Generate under `scheduler` (clipping from the
+    /// config). Batch `r` uses seed `seed + r`, as `ddpm sample` does, so batch 0 of the page
+    /// and of the CLI draw the same images for the same seed.
+    pub fn options(&self, scheduler: &SchedulerConfig, run: usize) -> SamplerOptions {
+        let mut o = SamplerOptions::new(scheduler, self.kind, self.seed.wrapping_add(run as u64));
+        o.variance = self.variance;
+        o
+    }
+
+    /// e.g. `DDIM · 50 steps · η = 0` or `DDPM · σ² = β̃_t`.
     pub fn describe(&self) -> String {
-        let var = match self.variance {
-            Variance::FixedSmall => "σ² = β̃_t",
-            Variance::FixedLarge => "σ² = β_t",
-        };
-        match self.sampler {
-            SamplerKind::Ddpm => format!("DDPM · {var}"),
+        match self.kind {
+            SamplerKind::Ddpm => format!(
+                "DDPM · σ² = {}",
+                match self.variance {
+                    VarianceType::FixedSmall => "β̃_t",
+                    VarianceType::FixedLarge => "β_t",
+                }
+            ),
             SamplerKind::Ddim { steps, eta } => format!("DDIM · {steps} steps · η = {eta}"),
         }
     }
 }
 
-/// One step's view of the reverse process, `[N, C, H, W]` each.
-pub struct Frame {
-    /// Index of the frame in its run: 0 (x_T) … total steps (the final sample).
-    pub step: usize,
-    /// Timestep in the paper's notation: T (pure noise) … 1, and 0 for the final sample.
-    pub t: usize,
-    /// x_t, the model's input at this step (the final sample when t = 0).
-    pub x: Vec<f32>,
-    /// x̂_0 predicted from x_t (equal to x when t = 0).
-    pub x0: Vec<f32>,
-}
-
-/// The frames kept for the timestep slider, quantized to a byte per value. Keeps every
-/// `stride`-th frame (always the first and the final one) so that a run fits `budget` bytes.
+/// The frames kept for the slider, for all `n` images (filled batch by batch), quantized to a
+/// byte per value.
+///
+/// Frame `j` (0 ≤ j < steps) pairs the input x_t of step j + 1 (x_T for j = 0) with the x̂0 the
+/// model predicted from it; frame `steps` is the final sample. A snapshot after step s (see
+/// [`Snapshot`]) completes frame s − 1 (its x̂0) and starts frame s (its x). To stay within the
+/// byte budget only every `stride`-th frame is kept (always the last one).
 pub struct Frames {
+    /// `[n, C, H, W]` of the whole grid.
     pub shape: [usize; 4],
+    /// Images per batch (run).
+    batch: usize,
+    /// Timestep of each step, in order.
+    timesteps: Vec<usize>,
     stride: usize,
-    ts: Vec<usize>,
+    /// The frame index j held in each slot.
+    slots: Vec<usize>,
     xs: Vec<u8>,
     x0s: Vec<u8>,
+    /// Batch being filled.
+    run: usize,
+    /// Frames 0..complete of the current batch are filled (x and x̂0).
+    complete: usize,
+    /// Whether a batch has completed all its frames.
+    any_full: bool,
 }
 
 impl Frames {
-    /// Room for a run of `total` frames of `shape` within `budget` bytes.
-    pub fn new(shape: [usize; 4], total: usize, budget: usize) -> Self {
+    /// Room for the frames of `shape` = `[n, C, H, W]` sampled in batches of `batch` over
+    /// `timesteps` within `budget` bytes.
+    pub fn new(shape: [usize; 4], batch: usize, timesteps: Vec<usize>, budget: usize) -> Self {
+        let steps = timesteps.len();
         let per_frame = 2 * shape.iter().product::<usize>();
-        let stride = (total * per_frame).div_ceil(budget.max(1)).max(1);
+        let stride = ((steps + 1) * per_frame).div_ceil(budget.max(1)).max(1);
+        let mut slots: Vec<usize> = (0..steps).step_by(stride).collect();
+        slots.push(steps);
+        let bytes = slots.len() * per_frame / 2;
         Frames {
             shape,
+            batch: batch.max(1),
+            timesteps,
             stride,
-            ts: Vec::new(),
-            xs: Vec::new(),
-            x0s: Vec::new(),
+            slots,
+            xs: vec![0; bytes],
+            x0s: vec![0; bytes],
+            run: 0,
+            complete: 0,
+            any_full: false,
         }
     }
 
-    /// Keeps `f` if it falls on the stride (or is the final frame, t = 0).
-    pub fn push(&mut self, f: &Frame) {
-        if f.step.is_multiple_of(self.stride) || f.t == 0 {
-            self.ts.push(f.t);
-            self.xs.extend(quantize(&f.x));
-            self.x0s.extend(quantize(&f.x0));
-        }
+    /// Steps per batch.
+    pub fn steps(&self) -> usize {
+        self.timesteps.len()
     }
 
-    pub fn len(&self) -> usize {
-        self.ts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
-    /// Frames kept per frame seen (1 = every step).
+    /// Frames kept per frame (1 = every step).
     pub fn stride(&self) -> usize {
         self.stride
     }
 
-    pub fn t(&self, i: usize) -> usize {
-        self.ts[i]
+    fn slot(&self, j: usize) -> Option<usize> {
+        if j == self.steps() {
+            Some(self.slots.len() - 1)
+        } else {
+            j.is_multiple_of(self.stride).then(|| j / self.stride)
+        }
     }
 
-    fn numel(&self) -> usize {
-        self.shape.iter().product()
+    fn image_len(&self) -> usize {
+        self.shape[1..].iter().product()
     }
 
-    /// Quantized x_t of frame `i`.
+    /// Copies the images of the current batch (`[batch, C, H, W]` values in [−1, 1] or bytes)
+    /// into slot `slot` of `x` (or of x̂0).
+    fn write(&mut self, slot: usize, x0: bool, batch_bytes: &[u8]) {
+        let per = self.image_len();
+        let frame = self.shape[0] * per;
+        let first = self.run * self.batch;
+        let count = self.batch.min(self.shape[0].saturating_sub(first));
+        let src = &batch_bytes[..(count * per).min(batch_bytes.len())];
+        let at = slot * frame + first * per;
+        let dst = if x0 { &mut self.x0s } else { &mut self.xs };
+        dst[at..at + src.len()].copy_from_slice(src);
+    }
+
+    /// Starts batch `run` from its x_T (`[batch, C, H, W]`).
+    pub fn begin_run(&mut self, run: usize, x_t: &[f32]) {
+        self.run = run;
+        self.complete = 0;
+        self.write(0, false, &SnapshotData::quantise(x_t));
+    }
+
+    /// Takes the snapshot after step `snap.step` of the current batch.
+    pub fn push(&mut self, snap: &Snapshot) {
+        let s = snap.step;
+        if s == 0 || s > self.steps() {
+            return;
+        }
+        let (x, x0) = (snap.x.to_u8(), snap.x0.to_u8());
+        if let Some(slot) = self.slot(s - 1) {
+            self.write(slot, true, &x0);
+        }
+        if let Some(slot) = self.slot(s) {
+            self.write(slot, false, &x);
+            if s == self.steps() {
+                self.write(slot, true, &x0);
+            }
+        }
+        self.complete = s;
+        if s == self.steps() {
+            self.complete = s + 1;
+            self.any_full = true;
+        }
+    }
+
+    /// Slots that can be shown: all once a whole batch finished (after a Stop in a later batch,
+    /// its images stay dark in the frames it did not reach), else those the batch completed.
+    pub fn len(&self) -> usize {
+        if self.any_full {
+            return self.slots.len();
+        }
+        self.slots.iter().filter(|&&j| j < self.complete).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The label of slot `i`: `t = 999`, or `x₀ (sample)` for the final frame.
+    pub fn label(&self, i: usize) -> String {
+        match self.timesteps.get(self.slots[i]) {
+            Some(t) => format!("t = {t}"),
+            None => "x₀ (sample)".into(),
+        }
+    }
+
+    /// Quantized x_t of slot `i`, `[n, C, H, W]`.
     pub fn x(&self, i: usize) -> &[u8] {
-        let n = self.numel();
+        let n = self.shape.iter().product::<usize>();
         &self.xs[i * n..(i + 1) * n]
     }
 
-    /// Quantized x̂_0 of frame `i`.
+    /// Quantized x̂0 of slot `i`.
     pub fn x0(&self, i: usize) -> &[u8] {
-        let n = self.numel();
+        let n = self.shape.iter().product::<usize>();
         &self.x0s[i * n..(i + 1) * n]
     }
 }

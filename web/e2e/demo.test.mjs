@@ -1,15 +1,24 @@
 // End-to-end tests of the browser demo in headless Debian chromium (node --test; see run.sh).
+// The page's default model is the untrained placeholder assets/placeholder (= the test fixture
+// tests/fixtures/unet_tiny, 1×16×16); WebGPU runs on Chromium's SwiftShader, which is slow
+// (a few steps/s), so runs are short.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BASE, OUT, WEBGPU_FLAGS, canvasStats, launch, setRange, tinyModel, waitBody } from './lib.mjs';
+import { BASE, OUT, WEBGPU_FLAGS, canvasStats, fixtureModel, launch, readNpy, setRange, waitBody } from './lib.mjs';
 
 mkdirSync(OUT, { recursive: true });
 
-/** Opens the page with WebGPU and waits for the GPU (failing with the page's message if none). */
+/** `ddpm sample --model assets/placeholder --n 4 --seed 7 --sampler ddim --steps 10 --npy …`. */
+const NATIVE_NPY = new URL('./fixtures/placeholder-ddim10-seed7.npy', import.meta.url).pathname;
+/** Largest |page − native| allowed: SwiftShader vs lavapipe float rounding through the U-Net. */
+const NATIVE_TOL = 1e-3;
+
+/** Opens the page with WebGPU and waits for the GPU and the default model. */
 async function openWithGpu(url = BASE) {
   const b = await launch(WEBGPU_FLAGS);
+  const t0 = Date.now();
   await b.page.goto(url);
   const gpu = await waitBody(b.page, 'gpu', ['ready', 'unavailable']);
   if (gpu !== 'ready') {
@@ -17,61 +26,91 @@ async function openWithGpu(url = BASE) {
     await b.close();
     assert.fail(`WebGPU did not start: ${msg}`);
   }
+  b.loadMs = Date.now() - t0;
+  b.t0 = t0;
   return b;
 }
 
-async function generate(page, { n, sampler = 'ddim', steps = 20 }) {
+async function generate(page, { n, sampler = 'ddim', steps = 10, seed }) {
   await page.fill('#n-samples', String(n));
   await page.selectOption('#sampler', sampler);
   if (sampler === 'ddim') await page.fill('#ddim-steps', String(steps));
-  await page.click('#generate');
+  if (seed !== undefined) await page.fill('#seed', String(seed));
+  await page.click('#generate'); // waits until enabled (GPU and model ready)
   await waitBody(page, 'run', ['running', 'done', 'error']);
 }
 
-test('generate, scrub, export, forward view (WebGPU)', async () => {
-  const { page, close } = await openWithGpu();
+test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
+  const b = await openWithGpu();
+  const { page, close } = b;
   try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    console.log(`page load: WebGPU ready ${b.loadMs} ms, default model ready ${Date.now() - b.t0} ms after navigation`);
     assert.match(await page.textContent('#gpu-status'), /\S/);
     assert.match(await page.textContent('#gpu-info'), /maxStorageBufferBindingSize/);
-    assert.match(await page.textContent('#schedule-info'), /T = 1000/);
+    assert.match(await page.textContent('#schedule-info'), /linear β 1e-4 → 0\.02 · T = 1000/);
+    assert.match(await page.textContent('#model-info'), /assets\/placeholder\//);
+    assert.match(await page.textContent('#model-status'), /1×16×16/);
+    // The placeholder is labelled as such.
+    assert.equal(await page.isVisible('#model-note'), true);
+    assert.match(await page.textContent('#model-note'), /untrained placeholder/);
     const blank = await canvasStats(page, 'canvas-xt');
 
-    // A short DDIM run of 4 samples: the canvas changes and ends non-uniform.
-    await generate(page, { n: 4, sampler: 'ddim', steps: 20 });
+    // DDIM, 10 steps, 4 samples, seed 7: the canvas changes and ends non-uniform…
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 7 });
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     const final = await canvasStats(page, 'canvas-xt');
     assert.notEqual(final.hash, blank.hash, 'x_t canvas did not change');
-    assert.equal(final.w, 2 * 33 + 1, 'a 2×2 grid of 32×32 images with 1 px gaps');
+    assert.equal(final.w, 2 * 17 + 1, 'a 2×2 grid of 16×16 images with 1 px gaps');
     assert.ok(final.std > 10, `final grid looks uniform (luminance std ${final.std})`);
-    assert.equal(await page.textContent('#stat-steps'), '20 / 20');
-    assert.match(await page.textContent('#view-t-label'), /t = 0/);
-    const x0final = await canvasStats(page, 'canvas-x0');
-    assert.ok(x0final.std > 10);
+    assert.ok(final.colorfulness < 1, 'one channel draws as grayscale (only the gaps are tinted)');
+    assert.equal(await page.textContent('#stat-steps'), '10 / 10');
+    assert.match(await page.textContent('#stat-rate'), /^\d+\.\d$/);
+    console.log(`DDIM 10 steps, N = 4: ${await page.textContent('#stat-rate')} steps/s`);
+    assert.equal(await page.textContent('#view-t-label'), 'x₀ (sample)');
+    assert.ok((await canvasStats(page, 'canvas-x0')).std > 10);
 
-    // Scrub to t = T: a different x_t (pure noise), label follows; ← → step one frame.
-    assert.equal(await page.getAttribute('#view-t', 'max'), '20');
+    // …and equals what the native CLI computes for the same settings.
+    const shape = await page.evaluate(() => Array.from(window.ddpm.debug_last_shape()));
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(NATIVE_NPY);
+    assert.deepEqual(shape, native.shape);
+    assert.equal(mine.length, native.data.length);
+    let maxDiff = 0;
+    for (let i = 0; i < mine.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mine[i] - native.data[i]));
+    console.log(`page vs native ddpm sample: max |Δ| = ${maxDiff.toExponential(2)} over ${mine.length} values`);
+    assert.ok(maxDiff < NATIVE_TOL, `page samples differ from the native CLI's by ${maxDiff}`);
+
+    // Scrub to x_T: a different x_t (pure noise), label follows; ← → step one frame.
+    assert.equal(await page.getAttribute('#view-t', 'max'), '10');
     await setRange(page, 'view-t', 0);
-    assert.match(await page.textContent('#view-t-label'), /^t = 9\d\d$/);
+    assert.equal(await page.textContent('#view-t-label'), 't = 900');
     const noisy = await canvasStats(page, 'canvas-xt');
     assert.notEqual(noisy.hash, final.hash, 'scrubbing did not change x_t');
     assert.ok(noisy.std > 10);
     await page.click('h1'); // focus outside the form controls
     await page.keyboard.press('ArrowRight');
     assert.equal(await page.inputValue('#view-t'), '1');
+    assert.equal(await page.textContent('#view-t-label'), 't = 800');
     assert.notEqual((await canvasStats(page, 'canvas-xt')).hash, noisy.hash);
     await page.keyboard.press('ArrowLeft');
     assert.equal(await page.inputValue('#view-t'), '0');
 
     // Export PNG of the grid shown.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-png')]);
-    assert.match(download.suggestedFilename(), /^ddpm-seed0-t\d+\.png$/);
+    assert.equal(download.suggestedFilename(), 'ddpm-seed7-t900.png');
     const png = readFileSync(await download.path());
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-    // Forward process: moving t changes x_t; the stats follow.
-    await setRange(page, 'fwd-t', 10);
-    await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 10');
+    // Forward process on bundled MNIST digits (padded to 32×32): x_t follows t; stats follow.
+    const options = await page.locator('#fwd-image option').allTextContents();
+    assert.ok(options.includes('MNIST digit 3'), options.join(', '));
+    assert.equal((await canvasStats(page, 'fwd-x0')).w, 34);
+    await setRange(page, 'fwd-t', 0);
+    await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 0');
+    const x0 = await canvasStats(page, 'fwd-x0');
     const early = await canvasStats(page, 'fwd-xt');
+    assert.ok(Math.abs(early.std - x0.std) < 3, `x_0 at t = 0 should look like x_0 (${early.std} vs ${x0.std})`);
     await setRange(page, 'fwd-t', 900);
     await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 900');
     const late = await canvasStats(page, 'fwd-xt');
@@ -81,7 +120,7 @@ test('generate, scrub, export, forward view (WebGPU)', async () => {
     assert.ok((await page.locator('#fwd-image option').allTextContents()).includes('Generated #1'));
 
     // A long DDPM run draws as it goes, and Stop stops it.
-    await generate(page, { n: 16, sampler: 'ddpm' });
+    await generate(page, { n: 4, sampler: 'ddpm' });
     await page.waitForFunction(() => parseInt(document.getElementById('stat-steps').textContent) > 0);
     const a = await canvasStats(page, 'canvas-xt');
     await page.waitForFunction(
@@ -89,19 +128,20 @@ test('generate, scrub, export, forward view (WebGPU)', async () => {
       [parseInt(await page.textContent('#stat-steps'))],
     );
     await page.evaluate(() => new Promise(requestAnimationFrame));
-    const b = await canvasStats(page, 'canvas-xt');
-    assert.notEqual(a.hash, b.hash, 'x_t canvas did not update during the run');
+    const bb = await canvasStats(page, 'canvas-xt');
+    assert.notEqual(a.hash, bb.hash, 'x_t canvas did not update during the run');
     await page.click('#stop');
     const state = await waitBody(page, 'run', ['stopped', 'done', 'error']);
     assert.equal(state, 'stopped', await page.textContent('#run-error'));
     const done = parseInt(await page.textContent('#stat-steps'));
     assert.ok(done > 0 && done < 1000, `stopped after ${done} steps`);
     assert.equal(await page.isDisabled('#view-t'), false, 'slider usable after Stop');
+    assert.equal(await page.textContent('#view-t-label'), `t = ${1000 - done}`);
 
+    // Generate again (same N: the plan is reused), then a screenshot.
     await setRange(page, 'view-t', 0);
-    await page.selectOption('#sampler', 'ddim');
-    await generate(page, { n: 8, sampler: 'ddim', steps: 25 });
-    await waitBody(page, 'run', ['done', 'error']);
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 3 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     await setRange(page, 'fwd-t', 300);
     await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 300');
     const shot = resolve(join(OUT, 'demo.png'));
@@ -114,16 +154,68 @@ test('generate, scrub, export, forward view (WebGPU)', async () => {
   }
 });
 
+test('repeated Generates reuse the GPU plan and memory; several batches', async () => {
+  const { page, close } = await openWithGpu();
+  const stats = () => page.evaluate(() => Array.from(window.ddpm.debug_engine_stats()));
+  const memory = () => page.evaluate(() => window.ddpmWasm.memory.buffer.byteLength);
+  const run = async (opts) => {
+    await generate(page, opts);
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+  };
+  try {
+    // Same N and sampler settings: one recorded forward pass, one sampler (restarted per seed),
+    // and the wasm heap stops growing.
+    await run({ n: 4, steps: 10, seed: 1 });
+    await run({ n: 4, steps: 10, seed: 2 });
+    const mem = await memory();
+    for (const seed of [3, 4, 5]) await run({ n: 4, steps: 10, seed });
+    assert.deepEqual(await stats(), [1, 1]);
+    assert.equal(await memory(), mem, 'wasm memory grew over repeated Generates');
+    // Other sampler settings: a new sampler over the same plan; another N: a new plan.
+    await run({ n: 4, steps: 5 });
+    assert.deepEqual(await stats(), [1, 2]);
+    await run({ n: 3, steps: 5 });
+    assert.deepEqual(await stats(), [2, 3]);
+
+    // At most 2 images per pass (as if the device allowed no more): 4 samples in 2 batches.
+    // Batch r uses seed + r, as `ddpm sample` does: the first batch equals the native run's
+    // first 2 images (seed 7), the second batch (seed 8) differs from its last 2.
+    await page.evaluate(() => window.ddpm.debug_max_batch(2));
+    await run({ n: 4, steps: 10, seed: 7 });
+    assert.match(await page.textContent('#run-status'), /Done/);
+    assert.equal(await page.textContent('#stat-steps'), '20 / 20');
+    assert.deepEqual((await stats())[0], 3);
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(NATIVE_NPY).data;
+    const half = native.length / 2;
+    let first = 0;
+    let second = 0;
+    for (let i = 0; i < half; i++) first = Math.max(first, Math.abs(mine[i] - native[i]));
+    for (let i = half; i < native.length; i++) second = Math.max(second, Math.abs(mine[i] - native[i]));
+    assert.ok(first < NATIVE_TOL, `batch 1 differs from the native run by ${first}`);
+    assert.ok(second > 0.1, 'batch 2 should use the next seed');
+    const grid = await canvasStats(page, 'canvas-xt');
+    assert.equal(grid.w, 2 * 17 + 1);
+    assert.ok(grid.std > 10);
+    await setRange(page, 'view-t', 0);
+    assert.equal(await page.textContent('#view-t-label'), 't = 900');
+    assert.notEqual((await canvasStats(page, 'canvas-xt')).hash, grid.hash);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('device loss is reported and the next Generate recovers', async () => {
   const { page, close } = await openWithGpu();
   try {
-    await generate(page, { n: 2, steps: 5 });
-    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done');
+    await generate(page, { n: 2, steps: 3 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     await page.evaluate(() => window.ddpm.debug_lose_device());
     await waitBody(page, 'gpu', ['lost']);
     assert.match(await page.textContent('#gpu-error'), /device was lost/);
     assert.equal(await page.isDisabled('#generate'), false);
-    await generate(page, { n: 2, steps: 5 });
+    await generate(page, { n: 2, steps: 3 });
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     assert.equal(await waitBody(page, 'gpu', ['ready']), 'ready');
     assert.equal(await page.isHidden('#gpu-error'), true);
@@ -135,56 +227,68 @@ test('device loss is reported and the next Generate recovers', async () => {
 });
 
 test('load your own model: files, errors, URL with progress', async () => {
-  const { config, weights } = tinyModel();
+  // The fixture's weights at sample size 32 (the U-Net is convolutional): a 1×32×32 model.
+  const { config, weights } = fixtureModel({ sample_size: 32 });
   const { page, close } = await openWithGpu();
   try {
+    await waitBody(page, 'model', ['ready']);
     // Missing weights: a clear error in the page.
     await page.setInputFiles('#model-files', [{ name: 'config.json', mimeType: 'application/json', buffer: config }]);
     await waitBody(page, 'model', ['error']);
     assert.match(await page.textContent('#model-error'), /no \.safetensors/);
+    assert.match(await page.textContent('#model-status'), /Keeping the previous model/);
 
     // Corrupt weights.
     await page.setInputFiles('#model-files', [
       { name: 'config.json', mimeType: 'application/json', buffer: config },
       { name: 'diffusion_pytorch_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('nonsense') },
     ]);
-    await page.waitForFunction(() => /safetensors/.test(document.getElementById('model-error').textContent));
+    await page.waitForFunction(() => /not a valid safetensors/.test(document.getElementById('model-error').textContent));
     assert.equal(await page.evaluate(() => document.body.dataset.model), 'error');
 
-    // A valid 1×16×16 model: info shown, and Generate draws 16×16 grayscale images.
+    // Weights that do not fit the config: the message names the tensor.
+    const wider = fixtureModel({ block_out_channels: [16, 32, 64] });
+    await page.setInputFiles('#model-files', [
+      { name: 'config.json', mimeType: 'application/json', buffer: wider.config },
+      { name: 'diffusion_pytorch_model.safetensors', mimeType: 'application/octet-stream', buffer: wider.weights },
+    ]);
+    await page.waitForFunction(() => /Could not load the model: .*(down|mid|up)_block/.test(document.getElementById('model-error').textContent));
+
+    // A valid 1×32×32 model: info shown, the placeholder note gone, Generate draws 32×32 images.
     await page.setInputFiles('#model-files', [
       { name: 'config.json', mimeType: 'application/json', buffer: config },
       { name: 'diffusion_pytorch_model.safetensors', mimeType: 'application/octet-stream', buffer: weights },
     ]);
     await waitBody(page, 'model', ['ready']);
     assert.equal(await page.isHidden('#model-error'), true);
-    assert.match(await page.textContent('#model-info'), /1×16×16/);
-    await generate(page, { n: 4, steps: 10 });
+    assert.equal(await page.isHidden('#model-note'), true);
+    assert.match(await page.textContent('#model-info'), /1×32×32/);
+    assert.match(await page.textContent('#model-info'), /none given: DDPM defaults/);
+    await generate(page, { n: 1, steps: 3 });
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
     const grid = await canvasStats(page, 'canvas-xt');
-    assert.equal(grid.w, 2 * 17 + 1);
-    assert.equal(grid.colorfulness, 0, 'one channel draws as grayscale');
+    assert.equal(grid.w, 32 + 2);
     assert.ok(grid.std > 10);
 
-    // After a device loss the model is rebuilt on the new device.
+    // After a device loss the model is put on the new device.
     await page.evaluate(() => window.ddpm.debug_lose_device());
     await waitBody(page, 'gpu', ['lost']);
-    await generate(page, { n: 9, steps: 10 });
+    await generate(page, { n: 2, steps: 3 });
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
-    assert.equal((await canvasStats(page, 'canvas-xt')).w, 3 * 17 + 1);
+    assert.equal((await canvasStats(page, 'canvas-xt')).w, 2 * 33 + 1);
     assert.equal(await page.evaluate(() => document.body.dataset.model), 'ready');
     assert.deepEqual(page.errors.filter((e) => !/destroy|lost/i.test(e)), []);
   } finally {
     await close();
   }
 
-  // ?model=URL/ downloads config + weights with a progress bar.
+  // ?model=URL/ downloads config + weights (+ scheduler_config.json if present) with a progress bar.
   const b = await launch(WEBGPU_FLAGS);
   try {
-    let served = 0;
+    const served = [];
     await b.page.route('**/tiny/*', async (route) => {
       const url = route.request().url();
-      served++;
+      served.push(url.split('/').pop());
       if (url.endsWith('/config.json')) return route.fulfill({ body: config, contentType: 'application/json' });
       if (url.endsWith('/diffusion_pytorch_model.safetensors')) {
         return route.fulfill({ body: weights, headers: { 'content-length': String(weights.length) } });
@@ -193,10 +297,13 @@ test('load your own model: files, errors, URL with progress', async () => {
     });
     await b.page.goto(`${BASE}?model=tiny/`);
     assert.equal(await waitBody(b.page, 'model', ['ready', 'error']), 'ready', await b.page.textContent('#model-error'));
-    assert.equal(served, 2);
+    assert.deepEqual(served, ['config.json', 'diffusion_pytorch_model.safetensors', 'scheduler_config.json']);
     assert.match(await b.page.textContent('#model-info'), /tiny\//);
+    assert.match(await b.page.textContent('#model-info'), /none given: DDPM defaults/);
     assert.equal(await b.page.isHidden('#model-progress'), true, 'progress bar hidden when done');
-    assert.deepEqual(b.page.errors, []);
+    assert.equal(await b.page.isHidden('#model-note'), true, 'no placeholder note for a URL model');
+    // The only console error: the browser's own line for the (optional) scheduler_config.json 404.
+    assert.deepEqual(b.page.errors.filter((e) => !/404/.test(e)), []);
   } finally {
     await b.close();
   }
@@ -211,9 +318,11 @@ test('no WebGPU adapter: the page says so', async () => {
     const msg = await page.textContent('#gpu-error');
     assert.match(msg, /^WebGPU unavailable: /);
     assert.equal(await page.isVisible('#gpu-error'), true);
-    assert.equal(await page.isDisabled('#generate'), true);
     assert.match(await page.textContent('#gpu-status'), /WebGPU unavailable/);
-    // The forward view still works (CPU fallback).
+    // The model still loads (its info is shown) but Generate stays off.
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready');
+    assert.equal(await page.isDisabled('#generate'), true);
+    // The forward view still works (the q_sample CPU twin).
     await setRange(page, 'fwd-t', 500);
     await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 500');
     assert.ok((await canvasStats(page, 'fwd-xt')).std > 5);
@@ -234,6 +343,23 @@ test('no navigator.gpu at all: the page says so', async () => {
     assert.equal(await waitBody(page, 'gpu', ['ready', 'unavailable']), 'unavailable');
     assert.match(await page.textContent('#gpu-error'), /WebGPU unavailable: .*navigator\.gpu is missing/);
     assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+// Opt-in (E2E_BENCH=1): DDPM over 1000 steps with N = 16 on the default model, stopped after
+// E2E_BENCH_SECONDS (default 60) unless it finishes; prints steps/s.
+test('benchmark: DDPM, N = 16', { skip: !process.env.E2E_BENCH }, async () => {
+  const seconds = Number(process.env.E2E_BENCH_SECONDS ?? 60);
+  const { page, close } = await openWithGpu();
+  try {
+    await generate(page, { n: 16, sampler: 'ddpm' });
+    await page.waitForFunction(() => document.body.dataset.run !== 'running', null, { timeout: seconds * 1000 }).catch(() => {});
+    if ((await page.evaluate(() => document.body.dataset.run)) === 'running') await page.click('#stop');
+    const state = await waitBody(page, 'run', ['stopped', 'done', 'error']);
+    assert.notEqual(state, 'error', await page.textContent('#run-error'));
+    console.log(`DDPM N = 16: ${await page.textContent('#stat-steps')} steps in ${await page.textContent('#stat-elapsed')}: ${await page.textContent('#stat-rate')} steps/s`);
   } finally {
     await close();
   }

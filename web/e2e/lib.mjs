@@ -1,8 +1,9 @@
-// Shared helpers for the e2e tests: launching Debian chromium headless, reading canvases,
-// building tiny diffusers model files.
-import { mkdtempSync, rmSync } from 'node:fs';
+// Shared helpers for the e2e tests: launching Debian chromium headless, reading canvases, the
+// fixture model's files, .npy files.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const BASE = process.env.DDPM_URL ?? 'http://127.0.0.1:8080/';
@@ -99,43 +100,31 @@ export async function setRange(page, id, value) {
   );
 }
 
-/** Bytes of a safetensors file holding `tensors` = { name: shape } (f32, values 0.01·i). */
-export function safetensors(tensors) {
-  const header = {};
-  let offset = 0;
-  for (const [name, shape] of Object.entries(tensors)) {
-    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  while ((8 + json.length) % 8) json += ' ';
-  const buf = Buffer.alloc(8 + json.length + offset);
-  buf.writeBigUInt64LE(BigInt(json.length), 0);
-  buf.write(json, 8, 'utf8');
-  const data = new Float32Array(offset / 4).map((_, i) => 0.01 * (i % 100));
-  Buffer.from(data.buffer).copy(buf, 8 + json.length);
-  return buf;
+/** Root of the repository (tests run from there; see run.sh). */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * The diffusers test model tests/fixtures/unet_tiny (1×16×16, random weights; the page's
+ * bundled placeholder is a copy): `config.json` (with `overrides` applied) and safetensors bytes.
+ */
+export function fixtureModel(overrides = {}) {
+  const dir = join(ROOT, 'tests/fixtures/unet_tiny');
+  const config = { ...JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), ...overrides };
+  const weights = readFileSync(join(dir, 'diffusion_pytorch_model.safetensors'));
+  return { config: Buffer.from(JSON.stringify(config)), weights };
 }
 
-/** A tiny 1-channel 16×16 diffusers UNet2DModel: config.json and safetensors bytes. */
-export function tinyModel() {
-  const config = {
-    _class_name: 'UNet2DModel',
-    sample_size: 16,
-    in_channels: 1,
-    out_channels: 1,
-    block_out_channels: [8, 16],
-    down_block_types: ['DownBlock2D', 'AttnDownBlock2D'],
-    up_block_types: ['AttnUpBlock2D', 'UpBlock2D'],
-    layers_per_block: 1,
-    norm_num_groups: 4,
-  };
-  const weights = safetensors({
-    'conv_in.weight': [8, 1, 3, 3],
-    'conv_in.bias': [8],
-    'conv_out.weight': [1, 8, 3, 3],
-    'conv_out.bias': [1],
-  });
-  return { config: Buffer.from(JSON.stringify(config)), weights };
+/** Reads a little-endian float32 C-order .npy file: { shape, data: Float32Array }. */
+export function readNpy(path) {
+  const b = readFileSync(path);
+  if (b.toString('latin1', 1, 6) !== 'NUMPY') throw new Error(`${path}: not a .npy file`);
+  const headerLen = b[6] === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
+  const start = (b[6] === 1 ? 10 : 12) + headerLen;
+  const header = b.toString('latin1', b[6] === 1 ? 10 : 12, start);
+  if (!/'descr': '<f4'/.test(header) || /'fortran_order': True/.test(header)) {
+    throw new Error(`${path}: expected little-endian f32 C order, got ${header}`);
+  }
+  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(',').filter((s) => s.trim()).map(Number);
+  const data = new Float32Array(b.buffer.slice(b.byteOffset + start, b.byteOffset + b.length));
+  return { shape, data };
 }

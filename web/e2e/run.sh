@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end test of the browser demo: trunk build → serve dist/ on 127.0.0.1 → headless Debian
-# chromium driven by playwright-core (node --test). Prints the screenshot path; exits non-zero on
-# any failure. Nothing is downloaded at build or test time.
+# End-to-end test of the browser demo: trunk build (index.html, Trunk.toml) → serve dist/ on
+# 127.0.0.1 → headless Debian chromium driven by playwright-core (node --test). Prints the
+# screenshot paths; exits non-zero on any failure. Nothing is downloaded at build or test time.
 #
 # One-time installs (exact commands; wall times measured on the shared 2-core dev machine):
 #   rustup target add wasm32-unknown-unknown
@@ -38,8 +38,9 @@ fi
 echo "== trunk build ($profile)"
 start=$(date +%s)
 if [ "$profile" = release ]; then trunk build --release; else trunk build; fi
-echo "built in $(( $(date +%s) - start )) s: $(stat -c %s "$dist/ddpm_bg.wasm") bytes wasm," \
-     "$(gzip -9c "$dist/ddpm_bg.wasm" | wc -c) gzipped"
+wasm="$(ls "$dist"/ddpm-*_bg.wasm)"
+echo "built in $(( $(date +%s) - start )) s: $(stat -c %s "$wasm") bytes wasm," \
+     "$(gzip -9c "$wasm" | wc -c) gzipped"
 
 port="${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dist" >"$out/http.log" 2>&1 &
