@@ -55,12 +55,28 @@ fn rng_ln(u: f32) -> f32 {
     return fe * 0.69314575 + (fe * 1.4286068e-6 + 2.0 * s * series);
 }
 
+// cos(2*pi*r) for r in [-0.5, 0.5] to ~1e-7: quadrant reduction, then Taylor polynomials on
+// |x| <= pi/4. WGSL's built-in cos may be off by ~5e-4 (SwiftShader), too much for a noise
+// stream that must match across devices; cpu::sampling::rng_cos_turns mirrors this exactly.
+fn rng_cos_turns(r: f32) -> f32 {
+    let q = round(4.0 * r);
+    let x = (r - 0.25 * q) * 6.2831855;
+    let x2 = x * x;
+    let s = x * (1.0 + x2 * (-0.16666667 + x2 * (0.008333334 + x2 * (-0.0001984127 + x2 * 2.7557319e-6))));
+    let c = 1.0 + x2 * (-0.5 + x2 * (0.041666668 + x2 * (-0.0013888889 + x2 * (2.4801588e-5 - x2 * 2.7557319e-7))));
+    switch (i32(q) + 4) % 4 {
+        case 1: { return -s; }
+        case 2: { return -c; }
+        case 3: { return s; }
+        default: { return c; }
+    }
+}
+
 // Standard normal for (seed, stream, index): Box-Muller r * cos(theta), theta in [-pi, pi].
 fn rng_normal(seed: vec2<u32>, stream: u32, index: u32) -> f32 {
     let r = rng_philox(vec4<u32>(index, stream, 0u, 0u), seed);
     let u1 = rng_uniform(r.x);
     let u2 = rng_uniform(r.y);
     let radius = sqrt(-2.0 * rng_ln(u1));
-    let theta = 6.2831855 * u2 - 3.1415927;
-    return radius * cos(theta);
+    return radius * rng_cos_turns(u2 - 0.5);
 }

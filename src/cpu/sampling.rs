@@ -84,8 +84,41 @@ pub fn rng_normal(seed: u64, stream: u32, index: u32) -> f32 {
     let u1 = rng_uniform(r[0]);
     let u2 = rng_uniform(r[1]);
     let radius = (-2.0 * rng_ln(u1)).sqrt();
-    let theta = 6.283_185_5 * u2 - std::f32::consts::PI;
-    radius * theta.cos()
+    radius * rng_cos_turns(u2 - 0.5)
+}
+
+/// `rng.wgsl`'s `rng_cos_turns`: cos(2π·r) for r ∈ [−0.5, 0.5], the same f32 operations.
+pub fn rng_cos_turns(r: f32) -> f32 {
+    let q = (4.0 * r).round_ties_even();
+    let x = (r - 0.25 * q) * 6.283_185_5;
+    let x2 = x * x;
+    let s = x
+        * (1.0
+            + x2 * (-0.166_666_67
+                + x2 * (0.008_333_334 + x2 * (-0.000_198_412_7 + x2 * 2.755_731_9e-6))));
+    let c = 1.0
+        + x2 * (-0.5
+            + x2 * (0.041_666_668
+                + x2 * (-0.001_388_888_9 + x2 * (2.480_158_8e-5 - x2 * 2.755_731_9e-7))));
+    match (q as i32 + 4) % 4 {
+        1 => -s,
+        2 => -c,
+        3 => s,
+        _ => c,
+    }
+}
+
+#[cfg(test)]
+mod cos_tests {
+    #[test]
+    fn cos_turns_is_accurate() {
+        for i in 0..=20_000 {
+            let r = i as f32 / 20_000.0 - 0.5;
+            let want = (std::f64::consts::TAU * r as f64).cos();
+            let got = super::rng_cos_turns(r) as f64;
+            assert!((got - want).abs() < 3e-7, "r {r}: {got} vs {want}");
+        }
+    }
 }
 
 /// `noise.wgsl`: `n` normals for indices 0..n of (`seed`, `stream`).

@@ -135,7 +135,10 @@ mod tests {
         let too_many = gpu.limits.max_storage_buffer_binding_size as usize / 4 + 1;
         let err = Tensor::zeros(gpu, &[too_many], "huge").unwrap_err();
         assert!(matches!(err, Error::Limit { .. }), "{err}");
-        assert!(err.to_string().contains("maxStorageBufferBindingSize"), "{err}");
+        assert!(
+            err.to_string().contains("maxStorageBufferBindingSize"),
+            "{err}"
+        );
     }
 
     #[test]
