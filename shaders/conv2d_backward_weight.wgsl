@@ -164,8 +164,8 @@ fn partial(lid: u32, wid: vec3<u32>, K: u32, S: u32) {
 // 4 × 4 dy values of its output channels and, per input channel, the 6 × 6 input tile they
 // touch; 144 FMAs per (output, input) channel pair. Written out (rows as vec4) so that the
 // driver's compiler keeps everything in registers.
-const T3_CO: u32 = 4u;
-const T3_CI: u32 = 4u;
+const T3_CO: u32 = 16u;
+const T3_CI: u32 = 8u;
 const T3_WG: u32 = 8u;
 
 // Row r of a 6 × 6 input tile: base + coff[j], zero where masked.

@@ -75,8 +75,8 @@ const DW_CIB3: usize = 2;
 const DW_CIB1: usize = 16;
 const DW_REDUCE_WG: usize = 64;
 /// `dw_tile3`: output and input channels per invocation, workgroup size.
-const DW_T3_CO: usize = 4;
-const DW_T3_CI: usize = 4;
+const DW_T3_CO: usize = 16;
+const DW_T3_CI: usize = 8;
 const DW_T3_WG: usize = 8;
 
 #[repr(C)]
@@ -189,6 +189,7 @@ pub fn conv2d_backward_input(
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
     let up = geom.upsample;
     let spec = match (k, geom.stride, up) {
+        // Weights as vec4s need a whole number of them in the buffer.
         (3, 1, false) => &DX_K3S1,
         (1, 1, false) => &DX_K1S1,
         (3, 1, true) => &DX_K3S1_UP,
@@ -197,6 +198,28 @@ pub fn conv2d_backward_input(
         (1, 2, false) => &DX_K1S2,
         (3, 2, true) => &DX_K3S2_UP,
         _ => &DX_K1S2_UP,
+    };
+    #[cfg(test)]
+    let alt;
+    #[cfg(test)]
+    let spec = match AB_ENTRY.get() {
+        Some(e) => {
+            alt = match e.strip_prefix("exp:") {
+                Some(e) => KernelSpec {
+                    name: "exp",
+                    source: Box::leak(
+                        std::fs::read_to_string("/tmp/an/exp.wgsl")
+                            .unwrap()
+                            .into_boxed_str(),
+                    ),
+                    entry: e,
+                    bindings: IN_BINDINGS,
+                },
+                None => in_spec(e),
+            };
+            &alt
+        }
+        None => spec,
     };
     // k = 3 stride 1: T3 × T3 tiles. Otherwise PX pixels along a row; stride 2 without
     // upsampling: of one parity, with four parity classes in workgroup id y.
@@ -240,7 +263,12 @@ pub fn conv2d_backward_input(
 /// scratch buffer.
 fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> usize {
     let target: usize = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        512
+        // About 8 workgroups of 8 invocations per CPU thread.
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        #[cfg(target_arch = "wasm32")]
+        let threads = 4;
+        64 * threads
     } else {
         1 << 16
     };
@@ -286,12 +314,18 @@ pub fn conv2d_backward_weight(
     // split into chunks; `lanes` invocations per chunk.
     let tiled = k == 3 && geom.stride == 1;
     let (tiles_x, tiles_y) = (wo.div_ceil(4), ho.div_ceil(4));
+    #[cfg(test)]
+    let (t3co, t3ci) = match (AB_ENTRY.get(), std::env::var("AB_T3")) {
+        (Some(e), Ok(v)) if e.starts_with("exp:") => {
+            let v: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
+            (v[0], v[1])
+        }
+        _ => (DW_T3_CO, DW_T3_CI),
+    };
+    #[cfg(not(test))]
+    let (t3co, t3ci) = (DW_T3_CO, DW_T3_CI);
     let (co_blocks, ci_blocks, units) = if tiled {
-        (
-            cout.div_ceil(DW_T3_CO),
-            cin.div_ceil(DW_T3_CI),
-            n * tiles_x * tiles_y,
-        )
+        (cout.div_ceil(t3co), cin.div_ceil(t3ci), n * tiles_x * tiles_y)
     } else {
         let cib = if k == 1 { DW_CIB1 } else { DW_CIB3 };
         (cout.div_ceil(DW_WGW * DW_CO), cin.div_ceil(cib), n * ho)
@@ -330,7 +364,31 @@ pub fn conv2d_backward_weight(
     let buffers = [&dy.buffer, &x.buffer, &part.buffer, &dw.buffer, &db.buffer];
     let partial = if tiled {
         let wgs = to_u32("workgroups", (chunks * lanes).div_ceil(DW_T3_WG))?;
-        gpu.dispatch(&DW_TILE_K3S1, &params, &buffers, grid(wgs))
+        #[cfg(test)]
+        let alt;
+        #[cfg(test)]
+        let spec = match AB_ENTRY.get() {
+            Some(e) => {
+                alt = match e.strip_prefix("exp:") {
+                    Some(e) => KernelSpec {
+                        name: "exp_w",
+                        source: Box::leak(
+                            std::fs::read_to_string("/tmp/an/exp_w.wgsl")
+                                .unwrap()
+                                .into_boxed_str(),
+                        ),
+                        entry: e,
+                        bindings: W_BINDINGS,
+                    },
+                    None => w_spec(e),
+                };
+                &alt
+            }
+            None => &DW_TILE_K3S1,
+        };
+        #[cfg(not(test))]
+        let spec = &DW_TILE_K3S1;
+        gpu.dispatch(spec, &params, &buffers, grid(wgs))
     } else {
         check_dims(
             "weight",
@@ -355,6 +413,11 @@ pub fn conv2d_backward_weight(
         grid(to_u32("workgroups", total.div_ceil(DW_REDUCE_WG))?),
     );
     Ok(vec![partial, reduce])
+}
+
+#[cfg(test)]
+thread_local! {
+    static AB_ENTRY: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]
@@ -902,5 +965,58 @@ mod tests {
                 bw * 1e3,
             );
         }
+    }
+
+    /// Temporary A/B timing: AB_KIND=dx|dw AB_A=entry AB_B=entry AB_SHAPE=n,cin,cout,hw.
+    #[test]
+    #[ignore]
+    fn ab_bench() {
+        let gpu = gpu();
+        let env = |k: &str| std::env::var(k).unwrap();
+        let kind = env("AB_KIND");
+        let a: &'static str = Box::leak(env("AB_A").into_boxed_str());
+        let b: &'static str = Box::leak(env("AB_B").into_boxed_str());
+        let sh: Vec<usize> = env("AB_SHAPE").split(',').map(|v| v.parse().unwrap()).collect();
+        let (n, cin, cout, hw) = (sh[0], sh[1], sh[2], sh[3]);
+        let geom = Conv2dGeom::same(3);
+        let mut rng = Rng::new(1);
+        let x_shape = [n, cin, hw, hw];
+        let w_shape = [cout, cin, 3, 3];
+        let dy_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        let mut t = |shape: &[usize]| {
+            Tensor::from_slice(gpu, shape, &rng.normals(numel(shape), 1.0), "t").unwrap()
+        };
+        let (x, w, dy, dx, dw, db) = (t(&x_shape), t(&w_shape), t(&dy_shape), t(&x_shape), t(&w_shape), t(&[cout]));
+        let build = |e: &'static str| {
+            AB_ENTRY.set(Some(e));
+            let ds = if kind == "dx" {
+                vec![conv2d_backward_input(gpu, &dy, &w, geom, 1.0, false, &dx).unwrap()]
+            } else {
+                conv2d_backward_weight(gpu, &dy, &x, geom, 1.0, false, &dw, &db).unwrap()
+            };
+            AB_ENTRY.set(None);
+            let out = if kind == "dx" { dx.read_blocking(gpu).unwrap() } else { dw.read_blocking(gpu).unwrap() };
+            pollster::block_on(gpu.run(&ds)).unwrap();
+            let out2 = if kind == "dx" { dx.read_blocking(gpu).unwrap() } else { dw.read_blocking(gpu).unwrap() };
+            let _ = out;
+            (ds, out2)
+        };
+        let (da, oa) = build(a);
+        let (dbb, ob) = build(b);
+        if std::env::var("AB_NOCHECK").is_err() {
+            assert_close(&oa, &ob, 1e-2, 1e-3, "A vs B");
+        }
+        let flops = 2.0 * (numel(&dy_shape) * cin * 9) as f64;
+        let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..8 {
+            for (ds, best) in [(&da, &mut ta), (&dbb, &mut tb)] {
+                let all: Vec<Dispatch> = (0..3).flat_map(|_| ds.clone()).collect();
+                let t0 = std::time::Instant::now();
+                pollster::block_on(gpu.run(&all)).unwrap();
+                *best = best.min(t0.elapsed().as_secs_f64() / 3.0);
+            }
+        }
+        println!("AB {kind} {sh:?}: A {a} {:.2} ms {:.2} GFLOP/s | B {b} {:.2} ms {:.2} GFLOP/s", ta * 1e3, flops / ta / 1e9, tb * 1e3, flops / tb / 1e9);
     }
 }
