@@ -221,10 +221,17 @@ pub fn conv2d_backward_input(
         }
         None => spec,
     };
+    #[cfg(test)]
+    let dx_tw = match (AB_ENTRY.get(), std::env::var("AB_TXW")) {
+        (Some(e), Ok(v)) if e.starts_with("exp:") => v.parse().unwrap(),
+        _ => DX_T3,
+    };
+    #[cfg(not(test))]
+    let dx_tw = DX_T3;
     // k = 3 stride 1: T3 × T3 tiles. Otherwise PX pixels along a row; stride 2 without
     // upsampling: of one parity, with four parity classes in workgroup id y.
     let (rows, row_blocks, phases) = match (k, geom.stride, up) {
-        (3, 1, false) => (h.div_ceil(DX_T3), wd.div_ceil(DX_T3), 1),
+        (3, 1, _) => (h.div_ceil(DX_T3), wd.div_ceil(dx_tw), 1),
         (_, 2, false) => (h.div_ceil(2), wd.div_ceil(2).div_ceil(DX_PX), 4),
         _ => (h, wd.div_ceil(DX_PX), 1),
     };
@@ -248,7 +255,14 @@ pub fn conv2d_backward_input(
         _pad1: 0,
     };
     let [gx, gz, _] = grid(to_u32("workgroups", blocks.div_ceil(DX_WG))?);
-    let gy = cin.div_ceil(DX_CI) * phases;
+    #[cfg(test)]
+    let dx_ci = match (AB_ENTRY.get(), std::env::var("AB_CI")) {
+        (Some(e), Ok(v)) if e.starts_with("exp:") => v.parse().unwrap(),
+        _ => DX_CI,
+    };
+    #[cfg(not(test))]
+    let dx_ci = DX_CI;
+    let gy = cin.div_ceil(dx_ci) * phases;
     check_dims("input", &[("channel blocks", gy)])?;
     Ok(gpu.dispatch(
         spec,
