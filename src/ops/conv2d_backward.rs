@@ -61,23 +61,19 @@ const fn w_spec(entry: &'static str) -> KernelSpec {
 }
 
 const DW_TILE_K3S1: KernelSpec = w_spec("dw_tile_k3s1");
-const DW_K3S2: KernelSpec = w_spec("dw_k3s2");
-const DW_K1S1: KernelSpec = w_spec("dw_k1s1");
-const DW_K1S2: KernelSpec = w_spec("dw_k1s2");
+const DW_TILE_K3S2: KernelSpec = w_spec("dw_tile_k3s2");
+const DW_TILE_K1S1: KernelSpec = w_spec("dw_tile_k1s1");
+const DW_TILE_K1S2: KernelSpec = w_spec("dw_tile_k1s2");
 const DW_REDUCE: KernelSpec = w_spec("dw_reduce");
 
-/// Lanes per workgroup and output channels per lane of `dw_partial`, input channels per
-/// invocation for k = 3 and k = 1, and the reduce workgroup size; must match
-/// conv2d_backward_weight.wgsl.
-const DW_WGW: usize = 8;
-const DW_CO: usize = 4;
-const DW_CIB3: usize = 2;
-const DW_CIB1: usize = 16;
-const DW_REDUCE_WG: usize = 64;
-/// `dw_tile3`: output and input channels per invocation, workgroup size.
+/// Must match conv2d_backward_weight.wgsl: output and input channels per invocation of
+/// `dw_tile3` (k = 3) and `dw_tile1` (k = 1), their workgroup size, the reduce workgroup size.
 const DW_T3_CO: usize = 16;
 const DW_T3_CI: usize = 8;
-const DW_T3_WG: usize = 8;
+const DW_T1_CO: usize = 16;
+const DW_T1_CI: usize = 16;
+const DW_TILE_WG: usize = 8;
+const DW_REDUCE_WG: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -113,7 +109,7 @@ struct WParams {
     upsample: u32,
     pad_top: u32,
     pad_left: u32,
-    rows_per_chunk: u32,
+    per_chunk: u32,
     chunks: u32,
     nw: u32,
     total: u32,
@@ -189,7 +185,6 @@ pub fn conv2d_backward_input(
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
     let up = geom.upsample;
     let spec = match (k, geom.stride, up) {
-        // Weights as vec4s need a whole number of them in the buffer.
         (3, 1, false) => &DX_K3S1,
         (1, 1, false) => &DX_K1S1,
         (3, 1, true) => &DX_K3S1_UP,
@@ -199,39 +194,10 @@ pub fn conv2d_backward_input(
         (3, 2, true) => &DX_K3S2_UP,
         _ => &DX_K1S2_UP,
     };
-    #[cfg(test)]
-    let alt;
-    #[cfg(test)]
-    let spec = match AB_ENTRY.get() {
-        Some(e) => {
-            alt = match e.strip_prefix("exp:") {
-                Some(e) => KernelSpec {
-                    name: "exp",
-                    source: Box::leak(
-                        std::fs::read_to_string("/tmp/an/exp.wgsl")
-                            .unwrap()
-                            .into_boxed_str(),
-                    ),
-                    entry: e,
-                    bindings: IN_BINDINGS,
-                },
-                None => in_spec(e),
-            };
-            &alt
-        }
-        None => spec,
-    };
-    #[cfg(test)]
-    let dx_tw = match (AB_ENTRY.get(), std::env::var("AB_TXW")) {
-        (Some(e), Ok(v)) if e.starts_with("exp:") => v.parse().unwrap(),
-        _ => DX_T3,
-    };
-    #[cfg(not(test))]
-    let dx_tw = DX_T3;
     // k = 3 stride 1: T3 × T3 tiles. Otherwise PX pixels along a row; stride 2 without
     // upsampling: of one parity, with four parity classes in workgroup id y.
     let (rows, row_blocks, phases) = match (k, geom.stride, up) {
-        (3, 1, _) => (h.div_ceil(DX_T3), wd.div_ceil(dx_tw), 1),
+        (3, 1, _) => (h.div_ceil(DX_T3), wd.div_ceil(DX_T3), 1),
         (_, 2, false) => (h.div_ceil(2), wd.div_ceil(2).div_ceil(DX_PX), 4),
         _ => (h, wd.div_ceil(DX_PX), 1),
     };
@@ -255,14 +221,7 @@ pub fn conv2d_backward_input(
         _pad1: 0,
     };
     let [gx, gz, _] = grid(to_u32("workgroups", blocks.div_ceil(DX_WG))?);
-    #[cfg(test)]
-    let dx_ci = match (AB_ENTRY.get(), std::env::var("AB_CI")) {
-        (Some(e), Ok(v)) if e.starts_with("exp:") => v.parse().unwrap(),
-        _ => DX_CI,
-    };
-    #[cfg(not(test))]
-    let dx_ci = DX_CI;
-    let gy = cin.div_ceil(dx_ci) * phases;
+    let gy = cin.div_ceil(DX_CI) * phases;
     check_dims("input", &[("channel blocks", gy)])?;
     Ok(gpu.dispatch(
         spec,
@@ -324,31 +283,18 @@ pub fn conv2d_backward_weight(
     let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3]);
     let nw = cout * cin * k * k;
     let total = nw + cout;
-    // The reduction runs over `units` (4 × 4 dy tiles for the tiled kernel, dy rows otherwise),
-    // split into chunks; `lanes` invocations per chunk.
-    let tiled = k == 3 && geom.stride == 1;
+    // The reduction runs over 4 × 4 dy tiles, one invocation per (output, input) channel block
+    // and chunk.
     let (tiles_x, tiles_y) = (wo.div_ceil(4), ho.div_ceil(4));
-    #[cfg(test)]
-    let (t3co, t3ci) = match (AB_ENTRY.get(), std::env::var("AB_T3")) {
-        (Some(e), Ok(v)) if e.starts_with("exp:") => {
-            let v: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-            (v[0], v[1])
-        }
-        _ => (DW_T3_CO, DW_T3_CI),
+    let (spec, co_per, ci_per) = match (k, geom.stride) {
+        (3, 1) => (&DW_TILE_K3S1, DW_T3_CO, DW_T3_CI),
+        (3, _) => (&DW_TILE_K3S2, DW_T3_CO, DW_T3_CI),
+        (_, 1) => (&DW_TILE_K1S1, DW_T1_CO, DW_T1_CI),
+        _ => (&DW_TILE_K1S2, DW_T1_CO, DW_T1_CI),
     };
-    #[cfg(not(test))]
-    let (t3co, t3ci) = (DW_T3_CO, DW_T3_CI);
-    let (co_blocks, ci_blocks, units) = if tiled {
-        (cout.div_ceil(t3co), cin.div_ceil(t3ci), n * tiles_x * tiles_y)
-    } else {
-        let cib = if k == 1 { DW_CIB1 } else { DW_CIB3 };
-        (cout.div_ceil(DW_WGW * DW_CO), cin.div_ceil(cib), n * ho)
-    };
-    let lanes = if tiled {
-        co_blocks * ci_blocks
-    } else {
-        co_blocks * ci_blocks * DW_WGW
-    };
+    let (co_blocks, ci_blocks) = (cout.div_ceil(co_per), cin.div_ceil(ci_per));
+    let units = n * tiles_x * tiles_y;
+    let lanes = co_blocks * ci_blocks;
     let chunks = dw_chunks(gpu, units, lanes, total);
     let per_chunk = units.div_ceil(chunks);
     let chunks = units.div_ceil(per_chunk);
@@ -364,7 +310,7 @@ pub fn conv2d_backward_weight(
         upsample: geom.upsample as u32,
         pad_top: to_u32("pad", geom.pad[0])?,
         pad_left: to_u32("pad", geom.pad[1])?,
-        rows_per_chunk: to_u32("units per chunk", per_chunk)?,
+        per_chunk: to_u32("units per chunk", per_chunk)?,
         chunks: to_u32("chunks", chunks)?,
         nw: to_u32("Cout·Cin·k²", nw)?,
         total: to_u32("Cout·Cin·k² + Cout", total)?,
@@ -376,50 +322,8 @@ pub fn conv2d_backward_weight(
         ci_blocks: to_u32("channel blocks", ci_blocks)?,
     };
     let buffers = [&dy.buffer, &x.buffer, &part.buffer, &dw.buffer, &db.buffer];
-    let partial = if tiled {
-        let wgs = to_u32("workgroups", (chunks * lanes).div_ceil(DW_T3_WG))?;
-        #[cfg(test)]
-        let alt;
-        #[cfg(test)]
-        let spec = match AB_ENTRY.get() {
-            Some(e) => {
-                alt = match e.strip_prefix("exp:") {
-                    Some(e) => KernelSpec {
-                        name: "exp_w",
-                        source: Box::leak(
-                            std::fs::read_to_string("/tmp/an/exp_w.wgsl")
-                                .unwrap()
-                                .into_boxed_str(),
-                        ),
-                        entry: e,
-                        bindings: W_BINDINGS,
-                    },
-                    None => w_spec(e),
-                };
-                &alt
-            }
-            None => &DW_TILE_K3S1,
-        };
-        #[cfg(not(test))]
-        let spec = &DW_TILE_K3S1;
-        gpu.dispatch(spec, &params, &buffers, grid(wgs))
-    } else {
-        check_dims(
-            "weight",
-            &[("channel blocks", co_blocks), ("channel blocks", ci_blocks)],
-        )?;
-        let spec = match (k, geom.stride) {
-            (3, _) => &DW_K3S2,
-            (1, 1) => &DW_K1S1,
-            _ => &DW_K1S2,
-        };
-        gpu.dispatch(
-            spec,
-            &params,
-            &buffers,
-            [chunks as u32, co_blocks as u32, ci_blocks as u32],
-        )
-    };
+    let wgs = to_u32("workgroups", (chunks * lanes).div_ceil(DW_TILE_WG))?;
+    let partial = gpu.dispatch(spec, &params, &buffers, grid(wgs));
     let reduce = gpu.dispatch(
         &DW_REDUCE,
         &params,
@@ -427,11 +331,6 @@ pub fn conv2d_backward_weight(
         grid(to_u32("workgroups", total.div_ceil(DW_REDUCE_WG))?),
     );
     Ok(vec![partial, reduce])
-}
-
-#[cfg(test)]
-thread_local! {
-    static AB_ENTRY: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]
@@ -979,58 +878,5 @@ mod tests {
                 bw * 1e3,
             );
         }
-    }
-
-    /// Temporary A/B timing: AB_KIND=dx|dw AB_A=entry AB_B=entry AB_SHAPE=n,cin,cout,hw.
-    #[test]
-    #[ignore]
-    fn ab_bench() {
-        let gpu = gpu();
-        let env = |k: &str| std::env::var(k).unwrap();
-        let kind = env("AB_KIND");
-        let a: &'static str = Box::leak(env("AB_A").into_boxed_str());
-        let b: &'static str = Box::leak(env("AB_B").into_boxed_str());
-        let sh: Vec<usize> = env("AB_SHAPE").split(',').map(|v| v.parse().unwrap()).collect();
-        let (n, cin, cout, hw) = (sh[0], sh[1], sh[2], sh[3]);
-        let geom = Conv2dGeom::same(3);
-        let mut rng = Rng::new(1);
-        let x_shape = [n, cin, hw, hw];
-        let w_shape = [cout, cin, 3, 3];
-        let dy_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
-        let numel = |s: &[usize]| s.iter().product::<usize>();
-        let mut t = |shape: &[usize]| {
-            Tensor::from_slice(gpu, shape, &rng.normals(numel(shape), 1.0), "t").unwrap()
-        };
-        let (x, w, dy, dx, dw, db) = (t(&x_shape), t(&w_shape), t(&dy_shape), t(&x_shape), t(&w_shape), t(&[cout]));
-        let build = |e: &'static str| {
-            AB_ENTRY.set(Some(e));
-            let ds = if kind == "dx" {
-                vec![conv2d_backward_input(gpu, &dy, &w, geom, 1.0, false, &dx).unwrap()]
-            } else {
-                conv2d_backward_weight(gpu, &dy, &x, geom, 1.0, false, &dw, &db).unwrap()
-            };
-            AB_ENTRY.set(None);
-            let out = if kind == "dx" { dx.read_blocking(gpu).unwrap() } else { dw.read_blocking(gpu).unwrap() };
-            pollster::block_on(gpu.run(&ds)).unwrap();
-            let out2 = if kind == "dx" { dx.read_blocking(gpu).unwrap() } else { dw.read_blocking(gpu).unwrap() };
-            let _ = out;
-            (ds, out2)
-        };
-        let (da, oa) = build(a);
-        let (dbb, ob) = build(b);
-        if std::env::var("AB_NOCHECK").is_err() {
-            assert_close(&oa, &ob, 1e-2, 1e-3, "A vs B");
-        }
-        let flops = 2.0 * (numel(&dy_shape) * cin * 9) as f64;
-        let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..8 {
-            for (ds, best) in [(&da, &mut ta), (&dbb, &mut tb)] {
-                let all: Vec<Dispatch> = (0..3).flat_map(|_| ds.clone()).collect();
-                let t0 = std::time::Instant::now();
-                pollster::block_on(gpu.run(&all)).unwrap();
-                *best = best.min(t0.elapsed().as_secs_f64() / 3.0);
-            }
-        }
-        println!("AB {kind} {sh:?}: A {a} {:.2} ms {:.2} GFLOP/s | B {b} {:.2} ms {:.2} GFLOP/s", ta * 1e3, flops / ta / 1e9, tb * 1e3, flops / tb / 1e9);
     }
 }
