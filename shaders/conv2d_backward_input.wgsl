@@ -4,19 +4,24 @@
 // NCHW f32, w [Cout, Cin, k, k], k = 1 or 3, stride 1 or 2, zero padding, optional fused
 // nearest ×2 upsampling (an input pixel then sums the gradients of its 2×2 virtual pixels).
 //
-// Same scheme as the forward: register blocking, no shared memory, no barriers. Each invocation
-// computes CI input channels × PX dx pixels of one row; the channel block comes from workgroup
-// id y so weight loads are uniform. Per output channel and dy row it loads the segment of dy
-// values its PX pixels need once and reuses each for every kernel column and input channel.
+// Register blocking, no shared memory, no barriers; each invocation computes CI input channels
+// (a block chosen by workgroup id y) × a few dx pixels, summing over all output channels.
+// On CPU drivers every storage load costs far more than an FMA, so the kernels reuse each
+// loaded value as often as registers allow:
+// - k = 3, stride 1 (dx_tile3) and with upsampling (dx_tile3_up): a 4 × 4 dx tile per
+//   invocation; see those functions.
+// - Otherwise (k = 1; stride 2) the row kernels below: PX dx pixels of one row per invocation.
+//   Per output channel and dy row they load the segment of dy values the PX pixels need once
+//   and reuse each for every kernel column and input channel.
 //
-// Per dimension, a dx pixel i sees virtual pixels v = UP·i + u (u < UP) and the dy position of
-// tap k is (v + pad - k) / S when that divides exactly.
+// Row kernels: per dimension, a dx pixel i sees virtual pixels v = UP·i + u (u < UP) and the
+// dy position of tap k is (v + pad - k) / S when that divides exactly.
 // - Stride 1 (dx_s1): the PX pixels of a block are consecutive; tap (u, kx) of pixel i reads
 //   dy column UP·ix0 + pad - (K-1) + UP·i + u + (K-1-kx): one segment, constant indices.
 // - Stride 2 (dx_s2): only taps k ≡ v + pad (mod 2) contribute, k = a + 2t, t < T = (K+1)/2,
 //   reading dy at c0 - t with c0 = (v + pad - a) / 2. Without upsampling the pixels of a block
 //   share one parity (ix = ix0 + 2i) and the parities (py, px) come from workgroup id y, so the
-//   taps are uniform; with upsampling v's parity is u's.
+//   taps are the same for the whole workgroup; with upsampling v's parity is u's.
 
 struct Params {
     n: u32,
@@ -28,8 +33,8 @@ struct Params {
     wo: u32,
     pad_top: u32,
     pad_left: u32,
-    // Pixel blocks per dx row (per parity for dx_s2 without upsampling), dx rows per image
-    // (likewise) and blocks in total (n · rows · row_blocks).
+    // Pixel blocks (tiles for the tile kernels) per dx row, block rows per image (both per
+    // parity for dx_s2 without upsampling) and blocks in total (n · rows · row_blocks).
     row_blocks: u32,
     rows: u32,
     blocks: u32,

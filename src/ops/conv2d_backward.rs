@@ -35,8 +35,9 @@ const DX_K1S2: KernelSpec = in_spec("dx_k1s2");
 const DX_K3S2_UP: KernelSpec = in_spec("dx_k3s2_up");
 const DX_K1S2_UP: KernelSpec = in_spec("dx_k1s2_up");
 
-/// Invocations per workgroup, dx pixels and input channels per invocation; must match `WG`,
-/// `PX` and `CI` in conv2d_backward_input.wgsl.
+/// Must match conv2d_backward_input.wgsl: invocations per workgroup (`WG`), dx pixels along a
+/// row per invocation of the row kernels (`PX`), input channels per invocation (`CI`), and the
+/// side of the square dx tile of the k = 3 stride 1 tile kernels.
 const DX_WG: usize = 64;
 const DX_PX: usize = 4;
 const DX_CI: usize = 8;
@@ -251,7 +252,6 @@ fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> u
         .div_ceil(lanes_per_chunk)
         .min(by_mem)
         .min(units)
-        .min(MAX_WORKGROUPS_PER_DIM as usize)
         .max(1)
 }
 
@@ -260,9 +260,11 @@ fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> u
 /// [`crate::ops::conv2d::conv2d`]'s weight and bias given `dy [N, Cout, Ho, Wo]` and the conv's
 /// input `x [N, Cin, H, W]`. `accumulate`: add to `dw` / `db` instead of overwriting them.
 ///
-/// Returns two dispatches to run in order: partial sums over chunks of dy rows into a scratch
-/// buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, kept alive by the dispatches' bind
-/// groups; each returned pair owns its own), then their reduction into `dw` and `db`.
+/// Returns two dispatches to run in order: partial sums over chunks of 4 × 4 dy tiles into a
+/// scratch buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, at most 64 MiB, kept
+/// alive by the dispatches' bind groups; each returned pair owns its own), then their reduction
+/// into `dw` and `db`. The chunk count adapts to the adapter: few on a CPU driver (where the
+/// partials cost), many on a GPU.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
@@ -557,6 +559,21 @@ mod tests {
                 case(2, 3, 4, 3, 3, 1, up_s(2, [0, 1, 0, 1]), 1.0, false),
             ],
             400,
+        );
+    }
+
+    #[test]
+    fn backward_long_reduction_matches_cpu() {
+        // Several 4 × 4 dy tiles per reduction chunk (on machines with few CPU threads) and
+        // several channel blocks per invocation grid.
+        run(
+            &[
+                case(4, 20, 40, 20, 18, 3, Conv2dGeom::same(3), 1.0, true),
+                case(3, 24, 20, 17, 20, 3, Conv2dGeom::downsample(1), 0.5, false),
+                case(4, 36, 34, 15, 16, 1, Conv2dGeom::same(1), 1.0, true),
+                case(2, 17, 20, 9, 8, 3, Conv2dGeom::upsample(), -1.0, false),
+            ],
+            600,
         );
     }
 
