@@ -35,8 +35,9 @@ const DX_K1S2: KernelSpec = in_spec("dx_k1s2");
 const DX_K3S2_UP: KernelSpec = in_spec("dx_k3s2_up");
 const DX_K1S2_UP: KernelSpec = in_spec("dx_k1s2_up");
 
-/// Invocations per workgroup, dx pixels and input channels per invocation; must match `WG`,
-/// `PX` and `CI` in conv2d_backward_input.wgsl.
+/// Must match conv2d_backward_input.wgsl: invocations per workgroup (`WG`), dx pixels along a
+/// row per invocation of the row kernels (`PX`), input channels per invocation (`CI`), and the
+/// side of the square dx tile of the k = 3 stride 1 tile kernels.
 const DX_WG: usize = 64;
 const DX_PX: usize = 4;
 const DX_CI: usize = 8;
@@ -61,23 +62,19 @@ const fn w_spec(entry: &'static str) -> KernelSpec {
 }
 
 const DW_TILE_K3S1: KernelSpec = w_spec("dw_tile_k3s1");
-const DW_K3S2: KernelSpec = w_spec("dw_k3s2");
-const DW_K1S1: KernelSpec = w_spec("dw_k1s1");
-const DW_K1S2: KernelSpec = w_spec("dw_k1s2");
+const DW_TILE_K3S2: KernelSpec = w_spec("dw_tile_k3s2");
+const DW_TILE_K1S1: KernelSpec = w_spec("dw_tile_k1s1");
+const DW_TILE_K1S2: KernelSpec = w_spec("dw_tile_k1s2");
 const DW_REDUCE: KernelSpec = w_spec("dw_reduce");
 
-/// Lanes per workgroup and output channels per lane of `dw_partial`, input channels per
-/// invocation for k = 3 and k = 1, and the reduce workgroup size; must match
-/// conv2d_backward_weight.wgsl.
-const DW_WGW: usize = 8;
-const DW_CO: usize = 4;
-const DW_CIB3: usize = 2;
-const DW_CIB1: usize = 16;
+/// Must match conv2d_backward_weight.wgsl: output and input channels per invocation of
+/// `dw_tile3` (k = 3) and `dw_tile1` (k = 1), their workgroup size, the reduce workgroup size.
+const DW_T3_CO: usize = 16;
+const DW_T3_CI: usize = 8;
+const DW_T1_CO: usize = 16;
+const DW_T1_CI: usize = 16;
+const DW_TILE_WG: usize = 8;
 const DW_REDUCE_WG: usize = 64;
-/// `dw_tile3`: output and input channels per invocation, workgroup size.
-const DW_T3_CO: usize = 4;
-const DW_T3_CI: usize = 4;
-const DW_T3_WG: usize = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -113,7 +110,7 @@ struct WParams {
     upsample: u32,
     pad_top: u32,
     pad_left: u32,
-    rows_per_chunk: u32,
+    per_chunk: u32,
     chunks: u32,
     nw: u32,
     total: u32,
@@ -201,7 +198,7 @@ pub fn conv2d_backward_input(
     // k = 3 stride 1: T3 × T3 tiles. Otherwise PX pixels along a row; stride 2 without
     // upsampling: of one parity, with four parity classes in workgroup id y.
     let (rows, row_blocks, phases) = match (k, geom.stride, up) {
-        (3, 1, false) => (h.div_ceil(DX_T3), wd.div_ceil(DX_T3), 1),
+        (3, 1, _) => (h.div_ceil(DX_T3), wd.div_ceil(DX_T3), 1),
         (_, 2, false) => (h.div_ceil(2), wd.div_ceil(2).div_ceil(DX_PX), 4),
         _ => (h, wd.div_ceil(DX_PX), 1),
     };
@@ -240,7 +237,12 @@ pub fn conv2d_backward_input(
 /// scratch buffer.
 fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> usize {
     let target: usize = if gpu.info.device_type == wgpu::DeviceType::Cpu {
-        512
+        // About 8 workgroups of 8 invocations per CPU thread.
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        #[cfg(target_arch = "wasm32")]
+        let threads = 4;
+        64 * threads
     } else {
         1 << 16
     };
@@ -250,7 +252,6 @@ fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> u
         .div_ceil(lanes_per_chunk)
         .min(by_mem)
         .min(units)
-        .min(MAX_WORKGROUPS_PER_DIM as usize)
         .max(1)
 }
 
@@ -259,9 +260,11 @@ fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> u
 /// [`crate::ops::conv2d::conv2d`]'s weight and bias given `dy [N, Cout, Ho, Wo]` and the conv's
 /// input `x [N, Cin, H, W]`. `accumulate`: add to `dw` / `db` instead of overwriting them.
 ///
-/// Returns two dispatches to run in order: partial sums over chunks of dy rows into a scratch
-/// buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, kept alive by the dispatches' bind
-/// groups; each returned pair owns its own), then their reduction into `dw` and `db`.
+/// Returns two dispatches to run in order: partial sums over chunks of 4 × 4 dy tiles into a
+/// scratch buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, at most 64 MiB, kept
+/// alive by the dispatches' bind groups; each returned pair owns its own), then their reduction
+/// into `dw` and `db`. The chunk count adapts to the adapter: few on a CPU driver (where the
+/// partials cost), many on a GPU.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
@@ -282,25 +285,18 @@ pub fn conv2d_backward_weight(
     let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3]);
     let nw = cout * cin * k * k;
     let total = nw + cout;
-    // The reduction runs over `units` (4 × 4 dy tiles for the tiled kernel, dy rows otherwise),
-    // split into chunks; `lanes` invocations per chunk.
-    let tiled = k == 3 && geom.stride == 1;
+    // The reduction runs over 4 × 4 dy tiles, one invocation per (output, input) channel block
+    // and chunk.
     let (tiles_x, tiles_y) = (wo.div_ceil(4), ho.div_ceil(4));
-    let (co_blocks, ci_blocks, units) = if tiled {
-        (
-            cout.div_ceil(DW_T3_CO),
-            cin.div_ceil(DW_T3_CI),
-            n * tiles_x * tiles_y,
-        )
-    } else {
-        let cib = if k == 1 { DW_CIB1 } else { DW_CIB3 };
-        (cout.div_ceil(DW_WGW * DW_CO), cin.div_ceil(cib), n * ho)
+    let (spec, co_per, ci_per) = match (k, geom.stride) {
+        (3, 1) => (&DW_TILE_K3S1, DW_T3_CO, DW_T3_CI),
+        (3, _) => (&DW_TILE_K3S2, DW_T3_CO, DW_T3_CI),
+        (_, 1) => (&DW_TILE_K1S1, DW_T1_CO, DW_T1_CI),
+        _ => (&DW_TILE_K1S2, DW_T1_CO, DW_T1_CI),
     };
-    let lanes = if tiled {
-        co_blocks * ci_blocks
-    } else {
-        co_blocks * ci_blocks * DW_WGW
-    };
+    let (co_blocks, ci_blocks) = (cout.div_ceil(co_per), cin.div_ceil(ci_per));
+    let units = n * tiles_x * tiles_y;
+    let lanes = co_blocks * ci_blocks;
     let chunks = dw_chunks(gpu, units, lanes, total);
     let per_chunk = units.div_ceil(chunks);
     let chunks = units.div_ceil(per_chunk);
@@ -316,7 +312,7 @@ pub fn conv2d_backward_weight(
         upsample: geom.upsample as u32,
         pad_top: to_u32("pad", geom.pad[0])?,
         pad_left: to_u32("pad", geom.pad[1])?,
-        rows_per_chunk: to_u32("units per chunk", per_chunk)?,
+        per_chunk: to_u32("units per chunk", per_chunk)?,
         chunks: to_u32("chunks", chunks)?,
         nw: to_u32("Cout·Cin·k²", nw)?,
         total: to_u32("Cout·Cin·k² + Cout", total)?,
@@ -328,26 +324,8 @@ pub fn conv2d_backward_weight(
         ci_blocks: to_u32("channel blocks", ci_blocks)?,
     };
     let buffers = [&dy.buffer, &x.buffer, &part.buffer, &dw.buffer, &db.buffer];
-    let partial = if tiled {
-        let wgs = to_u32("workgroups", (chunks * lanes).div_ceil(DW_T3_WG))?;
-        gpu.dispatch(&DW_TILE_K3S1, &params, &buffers, grid(wgs))
-    } else {
-        check_dims(
-            "weight",
-            &[("channel blocks", co_blocks), ("channel blocks", ci_blocks)],
-        )?;
-        let spec = match (k, geom.stride) {
-            (3, _) => &DW_K3S2,
-            (1, 1) => &DW_K1S1,
-            _ => &DW_K1S2,
-        };
-        gpu.dispatch(
-            spec,
-            &params,
-            &buffers,
-            [chunks as u32, co_blocks as u32, ci_blocks as u32],
-        )
-    };
+    let wgs = to_u32("workgroups", (chunks * lanes).div_ceil(DW_TILE_WG))?;
+    let partial = gpu.dispatch(spec, &params, &buffers, grid(wgs));
     let reduce = gpu.dispatch(
         &DW_REDUCE,
         &params,
@@ -581,6 +559,21 @@ mod tests {
                 case(2, 3, 4, 3, 3, 1, up_s(2, [0, 1, 0, 1]), 1.0, false),
             ],
             400,
+        );
+    }
+
+    #[test]
+    fn backward_long_reduction_matches_cpu() {
+        // Several 4 × 4 dy tiles per reduction chunk (on machines with few CPU threads) and
+        // several channel blocks per invocation grid.
+        run(
+            &[
+                case(4, 20, 40, 20, 18, 3, Conv2dGeom::same(3), 1.0, true),
+                case(3, 24, 20, 17, 20, 3, Conv2dGeom::downsample(1), 0.5, false),
+                case(4, 36, 34, 15, 16, 1, Conv2dGeom::same(1), 1.0, true),
+                case(2, 17, 20, 9, 8, 3, Conv2dGeom::upsample(), -1.0, false),
+            ],
+            600,
         );
     }
 
