@@ -306,6 +306,13 @@ impl Trainer {
             .collect()
     }
 
+    /// The EMA decay after step `step` (0-based), warmed up as diffusers' `EMAModel` does:
+    /// min(decay, (1 + step) / (10 + step)), so the average soon forgets the random start.
+    pub fn ema_decay(&self, step: u64) -> f32 {
+        let warm = (1 + step) as f32 / (10 + step) as f32;
+        self.options.ema_decay.min(warm)
+    }
+
     /// The learning rate of step `step` (0-based): linear warm-up, then constant.
     pub fn lr(&self, step: u64) -> f32 {
         let w = self.options.warmup as f32;
