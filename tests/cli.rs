@@ -83,6 +83,50 @@ fn sample_writes_png_and_npy() {
     assert_eq!(ddpm::npy::read(&npy).unwrap().1, x);
 }
 
+/// Without `--model`, `ddpm sample` uses the trained MNIST model bundled from assets/mnist: the
+/// same samples as `--model assets/mnist`, and they look like MNIST: mostly dark background
+/// (≈ 80 % of real MNIST pixels are −1) with some bright strokes (≈ 10 % above 0.5).
+#[test]
+fn sample_defaults_to_the_bundled_mnist_model() {
+    let npy = tmp("bundled.npy");
+    let common = [
+        "--n",
+        "4",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "20",
+        "--seed",
+        "3",
+        "--out",
+    ];
+    let mut args = vec!["sample"];
+    args.extend(common);
+    let png = tmp("bundled.png");
+    args.extend([png.to_str().unwrap(), "--npy", npy.to_str().unwrap()]);
+    let (ok, text) = ddpm(&args);
+    assert!(ok, "{text}");
+    assert!(text.contains("assets/mnist (bundled)"), "{text}");
+    let (shape, bundled) = ddpm::npy::read(&npy).unwrap();
+    assert_eq!(shape, vec![4, 1, 28, 28]);
+    let fraction = |keep: fn(f32) -> bool| {
+        bundled.iter().filter(|&&v| keep(v)).count() as f64 / bundled.len() as f64
+    };
+    let (background, ink) = (fraction(|v| v < -0.8), fraction(|v| v > 0.5));
+    assert!(
+        (0.6..0.95).contains(&background) && (0.03..0.3).contains(&ink),
+        "not MNIST-like: {background:.2} background, {ink:.2} ink"
+    );
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist");
+    let mut args = vec!["sample", "--model", dir.to_str().unwrap()];
+    args.extend(common);
+    args.extend([png.to_str().unwrap(), "--npy", npy.to_str().unwrap()]);
+    let (ok, text) = ddpm(&args);
+    assert!(ok, "{text}");
+    assert_eq!(ddpm::npy::read(&npy).unwrap().1, bundled);
+}
+
 #[test]
 fn bad_arguments_fail_with_a_message() {
     let dir = fixture("unet_tiny");

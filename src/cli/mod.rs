@@ -1,6 +1,7 @@
 //! Subcommands of the `ddpm` binary.
 
 mod bench;
+mod bundled;
 mod forward;
 mod info;
 mod plot;
@@ -57,10 +58,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Where a model comes from: a diffusers model directory, or a named preset with random weights.
+/// Where a model comes from: a diffusers model directory, a named preset with random weights, or
+/// (neither given) the trained MNIST model bundled from `assets/mnist/`.
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
-    /// diffusers model directory (config.json + diffusion_pytorch_model.safetensors).
+    /// diffusers model directory (config.json + diffusion_pytorch_model.safetensors); default:
+    /// the bundled MNIST model (assets/mnist).
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
     /// A named config with random weights instead of --model (cifar10, mnist).
@@ -69,7 +72,13 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Loads the config and weights (random weights with seed 0 for a preset).
+    /// True when neither `--model` nor `--preset` is given: the bundled model is used.
+    fn is_bundled(&self) -> bool {
+        self.model.is_none() && self.preset.is_none()
+    }
+
+    /// Loads the config and weights (random weights with seed 0 for a preset; the bundled MNIST
+    /// model when neither is given).
     fn load(&self) -> anyhow::Result<(UNetConfig, Weights)> {
         match (&self.model, &self.preset) {
             (Some(dir), _) => Ok(ddpm::model::load_dir(dir)?),
@@ -78,7 +87,7 @@ impl ModelArgs {
                 let w = Weights::init(&cfg, 0)?;
                 Ok((cfg, w))
             }
-            (None, None) => anyhow::bail!("give --model DIR or --preset NAME"),
+            (None, None) => bundled::model(),
         }
     }
 }

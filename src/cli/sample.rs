@@ -96,8 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let per_image: usize = shape[1..].iter().product();
     let runs = args.n.div_ceil(batch);
     eprintln!(
-        "sampling {} images {}×{}×{} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
-        args.n, shape[1], shape[2], shape[3], args.seed
+        "sampling {} images {}×{}×{} from {} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
+        args.n,
+        shape[1],
+        shape[2],
+        shape[3],
+        weights.source(),
+        args.seed
     );
 
     let bar = ProgressBar::new((runs * total_steps) as u64);
@@ -187,10 +192,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `--scheduler`, else `scheduler_config.json` beside the model (or in a pipeline's
-/// `scheduler/` folder), else diffusers' DDPMScheduler defaults.
+/// `scheduler/` folder, or the bundled model's), else diffusers' DDPMScheduler defaults.
 fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
     if let Some(path) = &args.scheduler {
         return Ok(SchedulerConfig::from_file(path)?);
+    }
+    if args.model.is_bundled() {
+        return super::bundled::scheduler();
     }
     if let Some(dir) = &args.model.model {
         for candidate in [
