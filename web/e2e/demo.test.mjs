@@ -1,7 +1,8 @@
 // End-to-end tests of the browser demo in headless Debian chromium (node --test; see run.sh).
-// The page's default model is the untrained placeholder assets/placeholder (= the test fixture
-// tests/fixtures/unet_tiny, 1×16×16); WebGPU runs on Chromium's SwiftShader, which is slow
-// (a few steps/s), so runs are short.
+// The page's default model is the trained MNIST model in assets/mnist (1×28×28); most tests use
+// the smaller untrained placeholder assets/placeholder (= the test fixture tests/fixtures/unet_tiny,
+// 1×16×16) through ?model=. WebGPU runs on Chromium's SwiftShader, which is slow (a few steps/s),
+// so runs are short.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -12,8 +13,12 @@ mkdirSync(OUT, { recursive: true });
 
 /** `ddpm sample --model assets/placeholder --n 4 --seed 7 --sampler ddim --steps 10 --npy …`. */
 const NATIVE_NPY = new URL('./fixtures/placeholder-ddim10-seed7.npy', import.meta.url).pathname;
+/** `ddpm sample --n 4 --seed 7 --sampler ddim --steps 20 --npy …` (the bundled MNIST model). */
+const MNIST_NPY = new URL('./fixtures/mnist-ddim20-seed7.npy', import.meta.url).pathname;
 /** Largest |page − native| allowed: SwiftShader vs lavapipe float rounding through the U-Net. */
 const NATIVE_TOL = 1e-3;
+/** The page with the small placeholder model instead of the default. */
+const PLACEHOLDER = `${BASE}?model=assets/placeholder/`;
 
 /** Opens the page with WebGPU and waits for the GPU and the default model. */
 async function openWithGpu(url = BASE) {
@@ -40,20 +45,58 @@ async function generate(page, { n, sampler = 'ddim', steps = 10, seed }) {
   await waitBody(page, 'run', ['running', 'done', 'error']);
 }
 
-test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
+/** Largest |page − native| over two equally long arrays. */
+function maxAbsDiff(mine, native) {
+  assert.equal(mine.length, native.length);
+  let maxDiff = 0;
+  for (let i = 0; i < mine.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mine[i] - native[i]));
+  return maxDiff;
+}
+
+test('the default model is the trained MNIST model: it draws what the CLI draws', async () => {
   const b = await openWithGpu();
   const { page, close } = b;
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
-    console.log(`page load: WebGPU ready ${b.loadMs} ms, default model ready ${Date.now() - b.t0} ms after navigation`);
+    console.log(`page load: WebGPU ready ${b.loadMs} ms, MNIST model ready ${Date.now() - b.t0} ms after navigation`);
+    assert.match(await page.textContent('#model-info'), /assets\/mnist\//);
+    assert.match(await page.textContent('#model-status'), /1×28×28/);
+    assert.equal(await page.isHidden('#model-note'), true, 'the trained model needs no caveat');
+
+    await generate(page, { n: 4, sampler: 'ddim', steps: 20, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    console.log(`MNIST DDIM 20 steps, N = 4: ${await page.textContent('#stat-rate')} steps/s`);
+    const grid = await canvasStats(page, 'canvas-xt');
+    assert.equal(grid.w, 2 * 29 + 1, 'a 2×2 grid of 28×28 images with 1 px gaps');
+    const shape = await page.evaluate(() => Array.from(window.ddpm.debug_last_shape()));
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(MNIST_NPY);
+    assert.deepEqual(shape, native.shape);
+    const diff = maxAbsDiff(mine, native.data);
+    console.log(`page vs native ddpm sample (MNIST): max |Δ| = ${diff.toExponential(2)} over ${mine.length} values`);
+    assert.ok(diff < NATIVE_TOL, `page samples differ from the native CLI's by ${diff}`);
+    // MNIST-like: mostly dark background, some bright strokes.
+    const background = mine.filter((v) => v < -0.8).length / mine.length;
+    const ink = mine.filter((v) => v > 0.5).length / mine.length;
+    assert.ok(background > 0.6 && background < 0.95 && ink > 0.03 && ink < 0.3, `not MNIST-like: ${background} background, ${ink} ink`);
+    await page.screenshot({ path: resolve(join(OUT, 'mnist.png')), fullPage: true });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
+  const b = await openWithGpu(PLACEHOLDER);
+  const { page, close } = b;
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    console.log(`page load: WebGPU ready ${b.loadMs} ms, placeholder model ready ${Date.now() - b.t0} ms after navigation`);
     assert.match(await page.textContent('#gpu-status'), /\S/);
     assert.match(await page.textContent('#gpu-info'), /maxStorageBufferBindingSize/);
     assert.match(await page.textContent('#schedule-info'), /linear β 1e-4 → 0\.02 · T = 1000/);
     assert.match(await page.textContent('#model-info'), /assets\/placeholder\//);
     assert.match(await page.textContent('#model-status'), /1×16×16/);
-    // The placeholder is labelled as such.
-    assert.equal(await page.isVisible('#model-note'), true);
-    assert.match(await page.textContent('#model-note'), /untrained placeholder/);
     const blank = await canvasStats(page, 'canvas-xt');
 
     // DDIM, 10 steps, 4 samples, seed 7: the canvas changes and ends non-uniform…
@@ -75,9 +118,7 @@ test('generate with the placeholder model, scrub, export, forward view (WebGPU)'
     const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
     const native = readNpy(NATIVE_NPY);
     assert.deepEqual(shape, native.shape);
-    assert.equal(mine.length, native.data.length);
-    let maxDiff = 0;
-    for (let i = 0; i < mine.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mine[i] - native.data[i]));
+    const maxDiff = maxAbsDiff(mine, native.data);
     console.log(`page vs native ddpm sample: max |Δ| = ${maxDiff.toExponential(2)} over ${mine.length} values`);
     assert.ok(maxDiff < NATIVE_TOL, `page samples differ from the native CLI's by ${maxDiff}`);
 
@@ -155,7 +196,7 @@ test('generate with the placeholder model, scrub, export, forward view (WebGPU)'
 });
 
 test('repeated Generates reuse the GPU plan and memory; several batches', async () => {
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(PLACEHOLDER);
   const stats = () => page.evaluate(() => Array.from(window.ddpm.debug_engine_stats()));
   const memory = () => page.evaluate(() => window.ddpmWasm.memory.buffer.byteLength);
   const run = async (opts) => {
@@ -207,7 +248,7 @@ test('repeated Generates reuse the GPU plan and memory; several batches', async 
 });
 
 test('device loss is reported and the next Generate recovers', async () => {
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(PLACEHOLDER);
   try {
     await generate(page, { n: 2, steps: 3 });
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
@@ -254,7 +295,7 @@ test('load your own model: files, errors, URL with progress', async () => {
     ]);
     await page.waitForFunction(() => /Could not load the model: .*(down|mid|up)_block/.test(document.getElementById('model-error').textContent));
 
-    // A valid 1×32×32 model: info shown, the placeholder note gone, Generate draws 32×32 images.
+    // A valid 1×32×32 model: info shown, no note, Generate draws 32×32 images.
     await page.setInputFiles('#model-files', [
       { name: 'config.json', mimeType: 'application/json', buffer: config },
       { name: 'diffusion_pytorch_model.safetensors', mimeType: 'application/octet-stream', buffer: weights },
