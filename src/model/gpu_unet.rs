@@ -7,9 +7,9 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use super::cpu_unet::conv_weight_shape;
-use super::unet::{self, Backend};
+use super::record::{Recorded, Recorder};
+use super::unet;
 use super::{EpsModel, UNetConfig, Weights};
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops;
@@ -76,7 +76,7 @@ impl UNet {
         let pool = Rc::new(RefCell::new(Pool::default()));
         let x = Tensor::zeros(gpu, x_shape, "x")?;
         let t = Tensor::zeros(gpu, &x_shape[..1], "t")?;
-        let mut rec = Recorder {
+        let mut rec = PlanRecorder {
             gpu,
             params: &self.params,
             pool: pool.clone(),
@@ -199,7 +199,8 @@ impl Drop for Pooled {
     }
 }
 
-struct Recorder<'a> {
+/// Records the inference plan: activations from the pool, FLOPs kept per dispatch.
+struct PlanRecorder<'a> {
     gpu: &'a Gpu,
     params: &'a HashMap<String, Tensor>,
     pool: Rc<RefCell<Pool>>,
@@ -207,17 +208,15 @@ struct Recorder<'a> {
     flops: Vec<u64>,
 }
 
-impl<'a> Recorder<'a> {
-    fn param(&self, name: &str) -> Result<&'a Tensor> {
-        let params: &'a HashMap<String, Tensor> = self.params;
-        params
-            .get(name)
-            .ok_or_else(|| Error::Weights(format!("missing tensor `{name}`")))
+impl Recorder for PlanRecorder<'_> {
+    type T = Pooled;
+
+    fn gpu(&self) -> &Gpu {
+        self.gpu
     }
 
-    fn push(&mut self, d: Dispatch, flops: usize) {
-        self.dispatches.push(d);
-        self.flops.push(flops as u64);
+    fn tensor(x: &Pooled) -> &Tensor {
+        &x.tensor
     }
 
     fn alloc(&mut self, shape: &[usize]) -> Result<Pooled> {
@@ -244,118 +243,25 @@ impl<'a> Recorder<'a> {
             pool: Some(self.pool.clone()),
         })
     }
-}
 
-impl Backend for Recorder<'_> {
-    type T = Pooled;
-
-    fn shape(&self, x: &Pooled) -> Vec<usize> {
-        x.shape.clone()
+    fn param(&self, name: &str) -> Result<Tensor> {
+        self.params
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Weights(format!("missing tensor `{name}`")))
     }
 
-    fn timestep_embedding(
-        &mut self,
-        t: &Pooled,
-        dim: usize,
-        flip: bool,
-        shift: f32,
-    ) -> Result<Pooled> {
-        let out = self.alloc(&[t.shape[0], dim])?;
-        let d = ops::timestep::timestep_embedding(self.gpu, t, dim, flip, shift, &out)?;
-        self.push(d, out.numel() * 4);
-        Ok(out)
-    }
-
-    fn linear(
-        &mut self,
-        x: &Pooled,
-        prefix: &str,
-        silu_in: bool,
-        silu_out: bool,
-    ) -> Result<Pooled> {
-        let w = self.param(&format!("{prefix}.weight"))?;
-        let b = self.param(&format!("{prefix}.bias"))?;
-        let out = self.alloc(&[x.shape[0], w.shape[0]])?;
-        let d = ops::linear::linear(self.gpu, x, w, b, silu_in, silu_out, &out)?;
-        self.push(d, 2 * out.numel() * x.shape[1]);
-        Ok(out)
-    }
-
-    fn conv(
-        &mut self,
-        x: &Pooled,
-        prefix: &str,
-        geom: Conv2dGeom,
-        temb: Option<&Pooled>,
-        residual: Option<&Pooled>,
-        out_scale: f32,
-    ) -> Result<Pooled> {
-        // Packed weight [ceil(Cout/4), Cin, k, k, 4]; Cout from the bias.
-        let w = self.param(&format!("{prefix}.weight"))?;
-        let b = self.param(&format!("{prefix}.bias"))?;
-        let k = w.shape[2];
-        let (ho, wo) = geom.out_hw(x.shape[2], x.shape[3], k);
-        let out = self.alloc(&[x.shape[0], b.shape[0], ho, wo])?;
-        let epi = ops::conv2d::Epilogue {
-            temb: temb.map(|t| &t.tensor),
-            residual: residual.map(|r| &r.tensor),
-            out_scale,
-        };
-        let d = ops::conv2d::conv2d(self.gpu, x, w, b, geom, &epi, &out)?;
-        self.push(d, 2 * out.numel() * x.shape[1] * k * k);
-        Ok(out)
-    }
-
-    fn group_norm(
-        &mut self,
-        x: &Pooled,
-        prefix: &str,
-        groups: usize,
-        eps: f32,
-        silu: bool,
-    ) -> Result<Pooled> {
-        let gamma = self.param(&format!("{prefix}.weight"))?;
-        let beta = self.param(&format!("{prefix}.bias"))?;
-        let out = self.alloc(&x.shape)?;
-        let d = ops::group_norm::group_norm(self.gpu, x, gamma, beta, groups, eps, silu, &out)?;
-        self.push(d, 8 * out.numel());
-        Ok(out)
-    }
-
-    fn attention(&mut self, x: &Pooled, prefix: &str, heads: usize) -> Result<Pooled> {
-        let qkv = self.conv(
-            x,
-            &format!("{prefix}.to_qkv"),
-            Conv2dGeom::same(1),
-            None,
-            None,
-            1.0,
-        )?;
-        let out = self.alloc(&x.shape)?;
-        let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-        let qkv_view = Tensor {
-            buffer: qkv.buffer.clone(),
-            shape: vec![n, 3 * c, h * w],
-        };
-        let out_view = Tensor {
-            buffer: out.buffer.clone(),
-            shape: vec![n, c, h * w],
-        };
-        let d = ops::attention::attention(self.gpu, &qkv_view, heads, &out_view)?;
-        self.push(d, 4 * n * c * h * w * h * w);
-        Ok(out)
-    }
-
-    fn concat(&mut self, a: &Pooled, b: &Pooled) -> Result<Pooled> {
-        let mut shape = a.shape.clone();
-        shape[1] += b.shape[1];
-        let out = self.alloc(&shape)?;
-        let d = ops::concat::concat_channels(self.gpu, a, b, &out)?;
-        self.push(d, 0);
-        Ok(out)
+    /// Conv weights are uploaded packed under their own names.
+    fn conv_weight(&self, name: &str) -> Result<Tensor> {
+        self.param(name)
     }
 
     fn has_param(&self, name: &str) -> bool {
         self.params.contains_key(name)
+    }
+
+    fn record(&mut self, dispatch: Dispatch, flops: u64, _op: Recorded<'_, Pooled>) {
+        self.dispatches.push(dispatch);
+        self.flops.push(flops);
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod cpu_unet;
 pub mod gpu_unet;
 pub mod presets;
+pub mod record;
 pub mod unet;
 pub mod weights;
 

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::model::unet::Backend;
+use crate::model::record::{view, Recorded, Recorder};
 use crate::ops;
 
 /// Trainable parameters on the GPU: the master copy in PyTorch layout (updated by AdamW) and,
@@ -121,11 +121,6 @@ impl<'a> Tape<'a> {
         })
     }
 
-    fn alloc(&mut self, shape: &[usize]) -> Result<Rc<Node>> {
-        let t = Tensor::zeros(self.gpu, shape, "activation")?;
-        Ok(self.push_node(t))
-    }
-
     /// Records the backward pass from `d_out` (the loss gradient of node `out`): returns the
     /// dispatches and the parameter gradients by master name.
     pub fn backward(
@@ -154,15 +149,24 @@ impl<'a> Tape<'a> {
                     }
                 }))
             };
-        let mut param_grad = |name: String, like: &Tensor| -> Result<Tensor> {
-            if param_grads.contains_key(&name) {
-                return Err(Error::Invalid(format!(
-                    "parameter {name} used twice in one pass"
-                )));
-            }
-            let g = Tensor::zeros(gpu, &like.shape, &format!("grad {name}"))?;
-            param_grads.insert(name, g.clone());
-            Ok(g)
+        // The weight and bias of layer `prefix` and fresh gradient buffers for them (each
+        // parameter is used once per pass, so its gradient is written once).
+        let params = self.params;
+        let mut weight_and_bias = |prefix: &str| -> Result<[Tensor; 4]> {
+            let mut grad_for = |name: String| -> Result<(Tensor, Tensor)> {
+                let p = params.get(&name)?.clone();
+                if param_grads.contains_key(&name) {
+                    return Err(Error::Invalid(format!(
+                        "parameter {name} used twice in one pass"
+                    )));
+                }
+                let g = Tensor::zeros(gpu, &p.shape, &format!("grad {name}"))?;
+                param_grads.insert(name, g.clone());
+                Ok((p, g))
+            };
+            let (w, dw) = grad_for(format!("{prefix}.weight"))?;
+            let (b, db) = grad_for(format!("{prefix}.bias"))?;
+            Ok([w, b, dw, db])
         };
 
         for op in self.ops.iter().rev() {
@@ -177,16 +181,13 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let w = self.params.get(&format!("{prefix}.weight"))?;
-                    let b = self.params.get(&format!("{prefix}.bias"))?;
-                    let dw = param_grad(format!("{prefix}.weight"), w)?;
-                    let db = param_grad(format!("{prefix}.bias"), b)?;
+                    let [w, b, dw, db] = weight_and_bias(prefix)?;
                     let dx = grad_of(&mut grads, *x)?;
                     d.extend(ops::linear_backward::linear_backward(
                         gpu,
                         &self.nodes[*x],
-                        w,
-                        b,
+                        &w,
+                        &b,
                         &dy,
                         *silu_in,
                         *silu_out,
@@ -209,11 +210,8 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let w = self.params.get(&format!("{prefix}.weight"))?;
-                    let b = self.params.get(&format!("{prefix}.bias"))?;
-                    let dw = param_grad(format!("{prefix}.weight"), w)?;
-                    let db = param_grad(format!("{prefix}.bias"), b)?;
-                    let w4 = conv_view(w);
+                    let [w, _, dw, db] = weight_and_bias(prefix)?;
+                    let w4 = conv_view(&w);
                     let dw4 = conv_view(&dw);
                     d.extend(ops::conv2d_backward::conv2d_backward_weight(
                         gpu,
@@ -252,18 +250,15 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let gamma = self.params.get(&format!("{prefix}.weight"))?;
-                    let beta = self.params.get(&format!("{prefix}.bias"))?;
-                    let dgamma = param_grad(format!("{prefix}.weight"), gamma)?;
-                    let dbeta = param_grad(format!("{prefix}.bias"), beta)?;
+                    let [gamma, beta, dgamma, dbeta] = weight_and_bias(prefix)?;
                     let Some((dx, acc)) = grad_of(&mut grads, *x)? else {
                         return Err(Error::Invalid("group norm of a constant".into()));
                     };
                     d.extend(ops::group_norm_backward::group_norm_backward(
                         gpu,
                         &self.nodes[*x],
-                        gamma,
-                        beta,
+                        &gamma,
+                        &beta,
                         &dy,
                         *groups,
                         *eps,
@@ -284,17 +279,13 @@ impl<'a> Tape<'a> {
                     };
                     let (n, c) = (dy.shape[0], dy.shape[1]);
                     let l: usize = dy.shape[2..].iter().product();
-                    let view = |t: &Tensor, ch: usize| Tensor {
-                        buffer: t.buffer.clone(),
-                        shape: vec![n, ch, l],
-                    };
                     d.extend(ops::attention_backward::attention_backward(
                         gpu,
-                        &view(&self.nodes[*qkv], 3 * c),
-                        &view(&dy, c),
+                        &view(&self.nodes[*qkv], &[n, 3 * c, l]),
+                        &view(&dy, &[n, c, l]),
                         *heads,
                         acc,
-                        &view(&dqkv, 3 * c),
+                        &view(&dqkv, &[n, 3 * c, l]),
                     )?);
                 }
                 Op::Concat { a, b, out } => {
@@ -315,168 +306,101 @@ impl<'a> Tape<'a> {
 
 /// A Linear weight `[out, in]` seen as a 1×1 conv weight.
 fn conv_view(w: &Tensor) -> Tensor {
-    Tensor {
-        buffer: w.buffer.clone(),
-        shape: crate::model::cpu_unet::conv_weight_shape(&w.shape).to_vec(),
-    }
+    view(w, &crate::model::cpu_unet::conv_weight_shape(&w.shape))
 }
 
-impl Backend for Tape<'_> {
+impl Recorder for Tape<'_> {
     type T = Rc<Node>;
 
-    fn shape(&self, x: &Rc<Node>) -> Vec<usize> {
-        x.tensor.shape.clone()
+    fn gpu(&self) -> &Gpu {
+        self.gpu
     }
 
-    fn timestep_embedding(
-        &mut self,
-        t: &Rc<Node>,
-        dim: usize,
-        flip: bool,
-        shift: f32,
-    ) -> Result<Rc<Node>> {
-        let out = self.alloc(&[t.tensor.shape[0], dim])?;
-        self.no_grad[out.id].set(true);
-        let d =
-            ops::timestep::timestep_embedding(self.gpu, &t.tensor, dim, flip, shift, &out.tensor)?;
-        self.forward.push(d);
-        Ok(out)
+    fn tensor(x: &Rc<Node>) -> &Tensor {
+        &x.tensor
     }
 
-    fn linear(
-        &mut self,
-        x: &Rc<Node>,
-        prefix: &str,
-        silu_in: bool,
-        silu_out: bool,
-    ) -> Result<Rc<Node>> {
-        let w = self.params.get(&format!("{prefix}.weight"))?;
-        let b = self.params.get(&format!("{prefix}.bias"))?;
-        let out = self.alloc(&[x.tensor.shape[0], w.shape[0]])?;
-        let d = ops::linear::linear(self.gpu, &x.tensor, w, b, silu_in, silu_out, &out.tensor)?;
-        self.forward.push(d);
-        self.ops.push(Op::Linear {
-            x: x.id,
-            prefix: prefix.to_string(),
-            silu_in,
-            silu_out,
-            out: out.id,
-        });
-        Ok(out)
+    fn alloc(&mut self, shape: &[usize]) -> Result<Rc<Node>> {
+        let t = Tensor::zeros(self.gpu, shape, "activation")?;
+        Ok(self.push_node(t))
     }
 
-    fn conv(
-        &mut self,
-        x: &Rc<Node>,
-        prefix: &str,
-        geom: Conv2dGeom,
-        temb: Option<&Rc<Node>>,
-        residual: Option<&Rc<Node>>,
-        out_scale: f32,
-    ) -> Result<Rc<Node>> {
-        let w = self.params.get_packed(&format!("{prefix}.weight"))?;
-        let b = self.params.get(&format!("{prefix}.bias"))?;
-        let k = w.shape[2];
-        let (ho, wo) = geom.out_hw(x.tensor.shape[2], x.tensor.shape[3], k);
-        let out = self.alloc(&[x.tensor.shape[0], b.shape[0], ho, wo])?;
-        let epi = ops::conv2d::Epilogue {
-            temb: temb.map(|t| &t.tensor),
-            residual: residual.map(|r| &r.tensor),
-            out_scale,
-        };
-        let d = ops::conv2d::conv2d(self.gpu, &x.tensor, w, b, geom, &epi, &out.tensor)?;
-        self.forward.push(d);
-        self.ops.push(Op::Conv {
-            x: x.id,
-            prefix: prefix.to_string(),
-            geom,
-            temb: temb.map(|t| t.id),
-            residual: residual.map(|r| r.id),
-            scale: out_scale,
-            out: out.id,
-        });
-        Ok(out)
+    fn param(&self, name: &str) -> Result<Tensor> {
+        self.params.get(name).cloned()
     }
 
-    fn group_norm(
-        &mut self,
-        x: &Rc<Node>,
-        prefix: &str,
-        groups: usize,
-        eps: f32,
-        silu: bool,
-    ) -> Result<Rc<Node>> {
-        let gamma = self.params.get(&format!("{prefix}.weight"))?;
-        let beta = self.params.get(&format!("{prefix}.bias"))?;
-        let out = self.alloc(&x.tensor.shape)?;
-        let d = ops::group_norm::group_norm(
-            self.gpu,
-            &x.tensor,
-            gamma,
-            beta,
-            groups,
-            eps,
-            silu,
-            &out.tensor,
-        )?;
-        self.forward.push(d);
-        self.ops.push(Op::GroupNorm {
-            x: x.id,
-            prefix: prefix.to_string(),
-            groups,
-            eps,
-            silu,
-            out: out.id,
-        });
-        Ok(out)
-    }
-
-    fn attention(&mut self, x: &Rc<Node>, prefix: &str, heads: usize) -> Result<Rc<Node>> {
-        let qkv = self.conv(
-            x,
-            &format!("{prefix}.to_qkv"),
-            Conv2dGeom::same(1),
-            None,
-            None,
-            1.0,
-        )?;
-        let out = self.alloc(&x.tensor.shape)?;
-        let s = &x.tensor.shape;
-        let (n, c, l) = (s[0], s[1], s[2] * s[3]);
-        let view = |t: &Tensor, ch: usize| Tensor {
-            buffer: t.buffer.clone(),
-            shape: vec![n, ch, l],
-        };
-        let d = ops::attention::attention(
-            self.gpu,
-            &view(&qkv.tensor, 3 * c),
-            heads,
-            &view(&out.tensor, c),
-        )?;
-        self.forward.push(d);
-        self.ops.push(Op::Attention {
-            qkv: qkv.id,
-            heads,
-            out: out.id,
-        });
-        Ok(out)
-    }
-
-    fn concat(&mut self, a: &Rc<Node>, b: &Rc<Node>) -> Result<Rc<Node>> {
-        let mut shape = a.tensor.shape.clone();
-        shape[1] += b.tensor.shape[1];
-        let out = self.alloc(&shape)?;
-        let d = ops::concat::concat_channels(self.gpu, &a.tensor, &b.tensor, &out.tensor)?;
-        self.forward.push(d);
-        self.ops.push(Op::Concat {
-            a: a.id,
-            b: b.id,
-            out: out.id,
-        });
-        Ok(out)
+    fn conv_weight(&self, name: &str) -> Result<Tensor> {
+        self.params.get_packed(name).cloned()
     }
 
     fn has_param(&self, name: &str) -> bool {
         self.params.master.contains_key(name)
+    }
+
+    fn record(&mut self, dispatch: Dispatch, _flops: u64, op: Recorded<'_, Rc<Node>>) {
+        self.forward.push(dispatch);
+        let op = match op {
+            // The timestep embedding has no parameters and needs no gradient.
+            Recorded::TimestepEmbedding { out } => {
+                self.no_grad[out.id].set(true);
+                return;
+            }
+            Recorded::Linear {
+                x,
+                prefix,
+                silu_in,
+                silu_out,
+                out,
+            } => Op::Linear {
+                x: x.id,
+                prefix: prefix.to_string(),
+                silu_in,
+                silu_out,
+                out: out.id,
+            },
+            Recorded::Conv {
+                x,
+                prefix,
+                geom,
+                temb,
+                residual,
+                out_scale,
+                out,
+            } => Op::Conv {
+                x: x.id,
+                prefix: prefix.to_string(),
+                geom,
+                temb: temb.map(|t| t.id),
+                residual: residual.map(|r| r.id),
+                scale: out_scale,
+                out: out.id,
+            },
+            Recorded::GroupNorm {
+                x,
+                prefix,
+                groups,
+                eps,
+                silu,
+                out,
+            } => Op::GroupNorm {
+                x: x.id,
+                prefix: prefix.to_string(),
+                groups,
+                eps,
+                silu,
+                out: out.id,
+            },
+            Recorded::Attention { qkv, heads, out } => Op::Attention {
+                qkv: qkv.id,
+                heads,
+                out: out.id,
+            },
+            Recorded::Concat { a, b, out } => Op::Concat {
+                a: a.id,
+                b: b.id,
+                out: out.id,
+            },
+        };
+        self.ops.push(op);
     }
 }
