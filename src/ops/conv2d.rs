@@ -85,7 +85,18 @@ impl Default for Epilogue<'_> {
 }
 
 fn to_u32(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Invalid(format!("conv2d: {what} = {v} exceeds u32")))
+    crate::ops::to_u32("conv2d", what, v)
+}
+
+/// Errors unless the GPU kernels cover kernel size `k` and `stride` (k ∈ {1, 3}, stride ∈ {1, 2}).
+pub(crate) fn check_supported(op: &str, k: usize, stride: usize) -> Result<()> {
+    if matches!(k, 1 | 3) && matches!(stride, 1 | 2) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{op}: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {stride}"
+        )))
+    }
 }
 
 /// Packs PyTorch weights `[Cout, Cin, k, k]` with [`pack_weight`] and uploads them: the weight
@@ -136,18 +147,13 @@ pub fn conv2d(
     let n = out_shape[0];
     let [_, _, ho, wo] = out_shape;
     let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
+    check_supported("conv2d", k, geom.stride)?;
     let spec = match (k, geom.stride) {
         // diffusers Upsample2D: nearest ×2 then 3×3 padding 1, as 2×2 convs per output parity.
         (3, 1) if geom.upsample && geom.pad == [1; 4] => &UP3,
         (3, 1) => &K3S1,
-        (3, 2) => &K3S2,
-        (1, 1 | 2) => &K1,
-        _ => {
-            return Err(Error::Invalid(format!(
-                "conv2d: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {}",
-                geom.stride
-            )))
-        }
+        (3, _) => &K3S2,
+        _ => &K1,
     };
     crate::ops::same_shape("conv2d output", &out_shape, &out.shape)?;
     if let Some(t) = epi.temb {
@@ -156,12 +162,11 @@ pub fn conv2d(
     if let Some(r) = epi.residual {
         crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
     }
-    let inputs = [Some(x), Some(w), Some(bias), epi.temb, epi.residual];
-    if inputs.iter().flatten().any(|t| t.buffer == out.buffer) {
-        return Err(Error::Invalid(
-            "conv2d: the output tensor must not also be an input (no in-place conv)".into(),
-        ));
-    }
+    let inputs: Vec<&Tensor> = [Some(x), Some(w), Some(bias), epi.temb, epi.residual]
+        .into_iter()
+        .flatten()
+        .collect();
+    crate::ops::check_no_alias("conv2d", &[out], &inputs)?;
     let tiles_x = wo.div_ceil(TILE_C);
     let tiles_img = ho.div_ceil(TILE_R) * tiles_x;
     let co_blocks = cout.div_ceil(4 * TQ);

@@ -123,8 +123,7 @@ struct WParams {
 }
 
 fn to_u32(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| Error::Invalid(format!("conv2d backward: {what} = {v} exceeds u32")))
+    crate::ops::to_u32("conv2d backward", what, v)
 }
 
 fn check_dims(what: &str, dims: &[(&str, usize)]) -> Result<()> {
@@ -141,28 +140,8 @@ fn check_dims(what: &str, dims: &[(&str, usize)]) -> Result<()> {
 /// Checks kernel size and stride for the GPU kernels; returns k.
 fn check_geom(what: &str, w_shape: &[usize], geom: Conv2dGeom) -> Result<usize> {
     let k = w_shape[2];
-    if !matches!(k, 1 | 3) || !matches!(geom.stride, 1 | 2) {
-        return Err(Error::Invalid(format!(
-            "{what}: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {}",
-            geom.stride
-        )));
-    }
+    crate::ops::conv2d::check_supported(what, k, geom.stride)?;
     Ok(k)
-}
-
-fn check_no_alias(what: &str, outs: &[&Tensor], ins: &[&Tensor]) -> Result<()> {
-    for (i, o) in outs.iter().enumerate() {
-        let clash = ins
-            .iter()
-            .chain(&outs[i + 1..])
-            .any(|t| t.buffer == o.buffer);
-        if clash {
-            return Err(Error::Invalid(format!(
-                "{what}: each gradient output must be its own tensor, distinct from the inputs"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// `dx [N, Cin, H, W] (+)= out_scale · ∂(conv(x, w))/∂x ᵀ dy`: the gradient of
@@ -181,7 +160,7 @@ pub fn conv2d_backward_input(
     let dy_shape = output_shape(&dx.shape, &w.shape, geom)?;
     crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
     let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
-    check_no_alias("conv2d_backward_input", &[dx], &[dy, w])?;
+    crate::ops::check_no_alias("conv2d_backward_input", &[dx], &[dy, w])?;
     let [n, cout, ho, wo] = dy_shape;
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
     let up = geom.upsample;
@@ -281,7 +260,7 @@ pub fn conv2d_backward_weight(
     let k = check_geom("conv2d_backward_weight", &dw.shape, geom)?;
     let [n, cout, ho, wo] = dy_shape;
     crate::ops::same_shape("conv2d backward db", &[cout], &db.shape)?;
-    check_no_alias("conv2d_backward_weight", &[dw, db], &[dy, x])?;
+    crate::ops::check_no_alias("conv2d_backward_weight", &[dw, db], &[dy, x])?;
     let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3]);
     let nw = cout * cin * k * k;
     let total = nw + cout;

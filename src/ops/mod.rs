@@ -20,6 +20,29 @@ pub mod timestep;
 pub mod upsample;
 
 use crate::error::{Error, Result};
+use crate::gpu::Tensor;
+
+/// `v` as the u32 a kernel's params take, or an error naming `op` and `what`.
+pub(crate) fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Invalid(format!("{op}: {what} = {v} exceeds u32")))
+}
+
+/// Errors unless every output is its own buffer, distinct from the inputs and from the other
+/// outputs (the kernels write outputs while reading inputs: no in-place ops).
+pub(crate) fn check_no_alias(op: &str, outs: &[&Tensor], ins: &[&Tensor]) -> Result<()> {
+    for (i, o) in outs.iter().enumerate() {
+        let clash = ins
+            .iter()
+            .chain(&outs[i + 1..])
+            .any(|t| t.buffer == o.buffer);
+        if clash {
+            return Err(Error::Invalid(format!(
+                "{op}: each output must be its own tensor, distinct from the inputs (no in-place op)"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Errors unless `got == expected`.
 pub(crate) fn same_shape(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {

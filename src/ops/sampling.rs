@@ -160,18 +160,12 @@ fn workgroups(n: u32) -> [u32; 3] {
 }
 
 fn numel_u32(what: &str, t: &Tensor) -> Result<u32> {
-    u32::try_from(t.numel())
-        .map_err(|_| Error::Invalid(format!("{what}: {} elements exceed u32", t.numel())))
+    crate::ops::to_u32(what, "elements", t.numel())
 }
 
+/// Errors if output `a` shares its buffer with `b`.
 fn distinct(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
-    if a.buffer == b.buffer {
-        Err(Error::Invalid(format!(
-            "{what}: an output buffer must not also be bound as another binding"
-        )))
-    } else {
-        Ok(())
-    }
+    crate::ops::check_no_alias(what, &[a], &[b])
 }
 
 /// out ← N(0, 1) drawn for (`seed`, `stream`, element index); x_T of the reverse process.
