@@ -161,11 +161,11 @@ pub fn attention_backward(
         &[n, 3 * c, l],
         &d_qkv.shape,
     )?;
-    if d_qkv.buffer == qkv.buffer || d_qkv.buffer == d_out.buffer {
-        return Err(Error::Invalid(
-            "attention_backward: d_qkv must be a different buffer from qkv and d_out".into(),
-        ));
-    }
+    crate::ops::check_no_alias(
+        "attention_backward",
+        &[("d_qkv", d_qkv)],
+        &[("qkv", qkv), ("d_out", d_out)],
+    )?;
     let d = c / heads;
     let lp = l.next_multiple_of(4);
     if n * 3 * c * lp > u32::MAX as usize {

@@ -162,11 +162,17 @@ pub fn conv2d(
     if let Some(r) = epi.residual {
         crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
     }
-    let inputs: Vec<&Tensor> = [Some(x), Some(w), Some(bias), epi.temb, epi.residual]
-        .into_iter()
-        .flatten()
-        .collect();
-    crate::ops::check_no_alias("conv2d", &[out], &inputs)?;
+    let inputs: Vec<(&str, &Tensor)> = [
+        ("x", Some(x)),
+        ("w", Some(w)),
+        ("bias", Some(bias)),
+        ("temb", epi.temb),
+        ("residual", epi.residual),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| Some((name, t?)))
+    .collect();
+    crate::ops::check_no_alias("conv2d", &[("out", out)], &inputs)?;
     let tiles_x = wo.div_ceil(TILE_C);
     let tiles_img = ho.div_ceil(TILE_R) * tiles_x;
     let co_blocks = cout.div_ceil(4 * TQ);

@@ -160,7 +160,11 @@ pub fn conv2d_backward_input(
     let dy_shape = output_shape(&dx.shape, &w.shape, geom)?;
     crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
     let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
-    crate::ops::check_no_alias("conv2d_backward_input", &[dx], &[dy, w])?;
+    crate::ops::check_no_alias(
+        "conv2d_backward_input",
+        &[("dx", dx)],
+        &[("dy", dy), ("w", w)],
+    )?;
     let [n, cout, ho, wo] = dy_shape;
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
     let up = geom.upsample;
@@ -260,7 +264,11 @@ pub fn conv2d_backward_weight(
     let k = check_geom("conv2d_backward_weight", &dw.shape, geom)?;
     let [n, cout, ho, wo] = dy_shape;
     crate::ops::same_shape("conv2d backward db", &[cout], &db.shape)?;
-    crate::ops::check_no_alias("conv2d_backward_weight", &[dw, db], &[dy, x])?;
+    crate::ops::check_no_alias(
+        "conv2d_backward_weight",
+        &[("dw", dw), ("db", db)],
+        &[("dy", dy), ("x", x)],
+    )?;
     let (cin, h, wd) = (x.shape[1], x.shape[2], x.shape[3]);
     let nw = cout * cin * k * k;
     let total = nw + cout;

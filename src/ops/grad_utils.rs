@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::same_shape;
+use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/grad_utils.wgsl");
 
@@ -45,24 +45,6 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Errors if `out` (written by `op`) and `other` share a buffer: a dispatch must not bind an
-/// output also as another binding.
-pub(crate) fn distinct(
-    op: &str,
-    out_name: &str,
-    out: &Tensor,
-    other_name: &str,
-    other: &Tensor,
-) -> Result<()> {
-    if out.buffer == other.buffer {
-        Err(Error::Invalid(format!(
-            "{op}: {out_name} and {other_name} are the same buffer (an output must not alias an input)"
-        )))
-    } else {
-        Ok(())
-    }
-}
-
 /// Gradient of `concat_channels(a, b)`: dy [N, Ca + Cb, ...] → da [N, Ca, ...] and
 /// db [N, Cb, ...] (overwritten, or added to when `accumulate_a` / `accumulate_b`).
 pub fn concat_backward(
@@ -91,9 +73,7 @@ pub fn concat_backward(
     same_shape("concat_backward da", &want, &da.shape)?;
     want[1] = c - ca;
     same_shape("concat_backward db", &want, &db.shape)?;
-    distinct("concat_backward", "da", da, "dy", dy)?;
-    distinct("concat_backward", "db", db, "dy", dy)?;
-    distinct("concat_backward", "da", da, "db", db)?;
+    check_no_alias("concat_backward", &[("da", da), ("db", db)], &[("dy", dy)])?;
     let spatial: usize = dy.shape[2..].iter().product();
     let numel = dy.numel() as u32;
     let params = Params {
@@ -121,7 +101,7 @@ pub fn scale_into(
     dst: &Tensor,
 ) -> Result<Dispatch> {
     same_shape("scale_into dst", &src.shape, &dst.shape)?;
-    distinct("scale_into", "dst", dst, "src", src)?;
+    check_no_alias("scale_into", &[("dst", dst)], &[("src", src)])?;
     let numel = src.numel() as u32;
     let params = Params {
         numel,
@@ -155,7 +135,7 @@ pub fn reduce_spatial(
         )));
     }
     same_shape("reduce_spatial out", &dy.shape[..2], &out.shape)?;
-    distinct("reduce_spatial", "out", out, "dy", dy)?;
+    check_no_alias("reduce_spatial", &[("out", out)], &[("dy", dy)])?;
     let nc = (dy.shape[0] * dy.shape[1]) as u32;
     let params = Params {
         numel: nc,

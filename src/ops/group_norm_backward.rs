@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::grad_utils::distinct;
+use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
 const SOURCE: &str = include_str!("../../shaders/group_norm_backward.wgsl");
@@ -145,14 +145,11 @@ fn build(
     same_shape("group_norm_backward dx", &x.shape, &dx.shape)?;
     same_shape("group_norm_backward dgamma", &[c], &dgamma.shape)?;
     same_shape("group_norm_backward dbeta", &[c], &dbeta.shape)?;
-    for (name, t) in [("x", x), ("gamma", gamma), ("beta", beta), ("dy", dy)] {
-        distinct("group_norm_backward", "dx", dx, name, t)?;
-        distinct("group_norm_backward", "dgamma", dgamma, name, t)?;
-        distinct("group_norm_backward", "dbeta", dbeta, name, t)?;
-    }
-    distinct("group_norm_backward", "dgamma", dgamma, "dbeta", dbeta)?;
-    distinct("group_norm_backward", "dgamma", dgamma, "dx", dx)?;
-    distinct("group_norm_backward", "dbeta", dbeta, "dx", dx)?;
+    check_no_alias(
+        "group_norm_backward",
+        &[("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
+        &[("x", x), ("gamma", gamma), ("beta", beta), ("dy", dy)],
+    )?;
 
     let partial = Tensor::zeros(gpu, &[n, c, 2], "group_norm_backward partial")?;
     let n_groups = (n * groups) as u32;

@@ -3,8 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::grad_utils::distinct;
-use crate::ops::same_shape;
+use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/linear_backward.wgsl");
 
@@ -96,14 +95,11 @@ pub fn linear_backward(
         same_shape("linear_backward dx", &x.shape, &dx.shape)?;
         outs.push(("dx", dx));
     }
-    for (i, &(name, t)) in outs.iter().enumerate() {
-        for (other, o) in [("x", x), ("w", w), ("b", b), ("dy", dy)] {
-            distinct("linear_backward", name, t, other, o)?;
-        }
-        for &(other, o) in &outs[i + 1..] {
-            distinct("linear_backward", name, t, other, o)?;
-        }
-    }
+    check_no_alias(
+        "linear_backward",
+        &outs,
+        &[("x", x), ("w", w), ("b", b), ("dy", dy)],
+    )?;
 
     let params = Params {
         n: n as u32,

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::grad_utils::distinct;
+use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
 const SOURCE: &str = include_str!("../../shaders/mse_loss.wgsl");
@@ -68,11 +68,11 @@ pub fn mse_loss(
             loss_out.shape
         )));
     }
-    for (name, t) in [("pred", pred), ("target", target)] {
-        distinct("mse_loss", "dpred", dpred, name, t)?;
-        distinct("mse_loss", "loss_out", loss_out, name, t)?;
-    }
-    distinct("mse_loss", "loss_out", loss_out, "dpred", dpred)?;
+    check_no_alias(
+        "mse_loss",
+        &[("dpred", dpred), ("loss_out", loss_out)],
+        &[("pred", pred), ("target", target)],
+    )?;
     let per = numel / n;
     let per_sample = loss_out.shape == [n];
     let params = Params {

@@ -27,18 +27,21 @@ pub(crate) fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Invalid(format!("{op}: {what} = {v} exceeds u32")))
 }
 
-/// Errors unless every output is its own buffer, distinct from the inputs and from the other
-/// outputs (the kernels write outputs while reading inputs: no in-place ops).
-pub(crate) fn check_no_alias(op: &str, outs: &[&Tensor], ins: &[&Tensor]) -> Result<()> {
-    for (i, o) in outs.iter().enumerate() {
-        let clash = ins
-            .iter()
-            .chain(&outs[i + 1..])
-            .any(|t| t.buffer == o.buffer);
-        if clash {
-            return Err(Error::Invalid(format!(
-                "{op}: each output must be its own tensor, distinct from the inputs (no in-place op)"
-            )));
+/// Errors, naming the pair, if an output (`outs`, written by `op`) shares its buffer with an
+/// input or with another output: a dispatch must not bind an output also as another binding.
+pub(crate) fn check_no_alias(
+    op: &str,
+    outs: &[(&str, &Tensor)],
+    ins: &[(&str, &Tensor)],
+) -> Result<()> {
+    for (i, (name, out)) in outs.iter().enumerate() {
+        for (other, t) in ins.iter().chain(&outs[i + 1..]) {
+            if out.buffer == t.buffer {
+                return Err(Error::Invalid(format!(
+                    "{op}: {name} and {other} are the same buffer (an output must not alias \
+                     another binding)"
+                )));
+            }
         }
     }
     Ok(())

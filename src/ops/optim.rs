@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::grad_utils::distinct;
+use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
@@ -165,13 +165,8 @@ pub fn grad_norm_sq(gpu: &Gpu, grads: &[&Tensor], partials: &Tensor) -> Result<V
     let mut dispatches = Vec::with_capacity(grads.len() + 1);
     let mut offset = 1;
     for (k, g) in grads.iter().enumerate() {
-        distinct(
-            "grad_norm_sq",
-            "partials",
-            partials,
-            &format!("grads[{k}]"),
-            g,
-        )?;
+        let name = format!("grads[{k}]");
+        check_no_alias("grad_norm_sq", &[("partials", partials)], &[(&name, g)])?;
         let lanes = norm_lanes(g.numel());
         if lanes == 0 {
             continue;
@@ -219,14 +214,11 @@ pub fn adamw_step(
     if norm_sq.numel() == 0 {
         return Err(Error::Invalid("adamw_step: norm_sq is empty".into()));
     }
-    let outs = [("param", param), ("m", m), ("v", v)];
-    for (i, &(name, t)) in outs.iter().enumerate() {
-        distinct("adamw_step", name, t, "grad", grad)?;
-        distinct("adamw_step", name, t, "norm_sq", norm_sq)?;
-        for &(other, o) in &outs[i + 1..] {
-            distinct("adamw_step", name, t, other, o)?;
-        }
-    }
+    check_no_alias(
+        "adamw_step",
+        &[("param", param), ("m", m), ("v", v)],
+        &[("grad", grad), ("norm_sq", norm_sq)],
+    )?;
     let k = hp.coefficients();
     let numel = param.numel() as u32;
     let params = Params {
@@ -264,7 +256,7 @@ pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f32) -> Result
         )));
     }
     same_shape("ema_update param", &ema.shape, &param.shape)?;
-    distinct("ema_update", "ema", ema, "param", param)?;
+    check_no_alias("ema_update", &[("ema", ema)], &[("param", param)])?;
     let numel = ema.numel() as u32;
     let params = Params {
         numel,
