@@ -671,8 +671,9 @@ async fn run_batches(
         if r > 0 {
             sampler.restart(gpu, seed).map_err(err)?; // the seed of the step noise
         }
-        // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index): exact,
-        // where some WebGPU implementations' `cos` is only good to ~1e-3.
+        // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
+        // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
+        // here saves a GPU read-back.
         let x_t = crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM);
         sampler.set_initial(gpu, &x_t).map_err(err)?;
         if let Some(f) = app.frames.borrow_mut().as_mut() {
