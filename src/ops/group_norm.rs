@@ -65,6 +65,37 @@ pub fn group_norm(
     build(gpu, x, gamma, beta, groups, eps, silu, out, serial)
 }
 
+/// Checks the operands [`group_norm`] and its backward share: x `[N, C, ...]`, `groups` dividing
+/// C, eps ≥ 0, gamma and beta `[C]`. Returns (N, C, spatial size).
+pub(crate) fn check_operands(
+    op: &str,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f32,
+) -> Result<(usize, usize, usize)> {
+    if x.shape.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "{op}: x must be [N, C, ...], got shape {:?}",
+            x.shape
+        )));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial: usize = x.shape[2..].iter().product();
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::Invalid(format!(
+            "{op}: {c} channels do not split into {groups} groups"
+        )));
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::Invalid(format!("{op}: eps must be ≥ 0, got {eps}")));
+    }
+    crate::ops::same_shape(&format!("{op} gamma"), &[c], &gamma.shape)?;
+    crate::ops::same_shape(&format!("{op} beta"), &[c], &beta.shape)?;
+    Ok((n, c, spatial))
+}
+
 /// [`group_norm`] with an explicit variant: `serial` selects `group_norm_serial`.
 #[allow(clippy::too_many_arguments)]
 fn build(
@@ -78,26 +109,7 @@ fn build(
     out: &Tensor,
     serial: bool,
 ) -> Result<Dispatch> {
-    if x.shape.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "group_norm: x must be [N, C, ...], got shape {:?}",
-            x.shape
-        )));
-    }
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let spatial: usize = x.shape[2..].iter().product();
-    if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(Error::Invalid(format!(
-            "group_norm: {c} channels do not split into {groups} groups"
-        )));
-    }
-    if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "group_norm: eps must be ≥ 0, got {eps}"
-        )));
-    }
-    crate::ops::same_shape("group_norm gamma", &[c], &gamma.shape)?;
-    crate::ops::same_shape("group_norm beta", &[c], &beta.shape)?;
+    let (n, c, spatial) = check_operands("group_norm", x, gamma, beta, groups, eps)?;
     crate::ops::same_shape("group_norm out", &x.shape, &out.shape)?;
     let n_groups = (n * groups) as u32;
     let params = Params {

@@ -1,7 +1,7 @@
 //! `shaders/group_norm_backward.wgsl`: gradient of [`crate::ops::group_norm::group_norm`]
 //! (affine, optional fused SiLU), reference [`crate::cpu::group_norm_backward`].
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
@@ -121,26 +121,8 @@ fn build(
     dbeta: &Tensor,
     serial: bool,
 ) -> Result<Vec<Dispatch>> {
-    if x.shape.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "group_norm_backward: x must be [N, C, ...], got shape {:?}",
-            x.shape
-        )));
-    }
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let spatial: usize = x.shape[2..].iter().product();
-    if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(Error::Invalid(format!(
-            "group_norm_backward: {c} channels do not split into {groups} groups"
-        )));
-    }
-    if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "group_norm_backward: eps must be ≥ 0, got {eps}"
-        )));
-    }
-    same_shape("group_norm_backward gamma", &[c], &gamma.shape)?;
-    same_shape("group_norm_backward beta", &[c], &beta.shape)?;
+    let (n, c, spatial) =
+        crate::ops::group_norm::check_operands("group_norm_backward", x, gamma, beta, groups, eps)?;
     same_shape("group_norm_backward dy", &x.shape, &dy.shape)?;
     same_shape("group_norm_backward dx", &x.shape, &dx.shape)?;
     same_shape("group_norm_backward dgamma", &[c], &dgamma.shape)?;

@@ -17,13 +17,42 @@ const LINEAR: KernelSpec = KernelSpec {
     ],
 };
 
+/// Uniform of `linear.wgsl` and `linear_backward.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    in_f: u32,
-    out_f: u32,
-    flags: u32,
+pub(crate) struct Params {
+    pub n: u32,
+    pub in_f: u32,
+    pub out_f: u32,
+    /// Bit 0: SiLU on the input; bit 1: SiLU on the output (backward: more bits, see there).
+    pub flags: u32,
+}
+
+/// Checks x `[N, In]`, w `[Out, In]` and b `[Out]` for `op`; returns (N, In, Out).
+pub(crate) fn check_operands(
+    op: &str,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<(usize, usize, usize)> {
+    let &[n, in_f] = &x.shape[..] else {
+        return Err(Error::Invalid(format!(
+            "{op}: x must be [N, In], got shape {:?}",
+            x.shape
+        )));
+    };
+    let out_f = match w.shape[..] {
+        [out_f, wi] if wi == in_f => out_f,
+        _ => {
+            return Err(Error::Shape {
+                what: format!("{op} weight (x has {in_f} features)"),
+                expected: vec![w.shape.first().copied().unwrap_or(0), in_f],
+                got: w.shape.clone(),
+            })
+        }
+    };
+    crate::ops::same_shape(&format!("{op} bias"), &[out_f], &b.shape)?;
+    Ok((n, in_f, out_f))
 }
 
 /// out [N, Out] = g(f(x [N, In]) · wᵀ + b), w [Out, In], b [Out]; f = SiLU when `silu_in`,
@@ -37,26 +66,7 @@ pub fn linear(
     silu_out: bool,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let (n, in_f) = match x.shape[..] {
-        [n, in_f] => (n, in_f),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "linear: x must be [N, In], got shape {:?}",
-                x.shape
-            )))
-        }
-    };
-    let out_f = match w.shape[..] {
-        [out_f, wi] if wi == in_f => out_f,
-        _ => {
-            return Err(Error::Shape {
-                what: format!("linear weight (x has {in_f} features)"),
-                expected: vec![w.shape.first().copied().unwrap_or(0), in_f],
-                got: w.shape.clone(),
-            })
-        }
-    };
-    crate::ops::same_shape("linear bias", &[out_f], &b.shape)?;
+    let (n, in_f, out_f) = check_operands("linear", x, w, b)?;
     crate::ops::same_shape("linear out", &[n, out_f], &out.shape)?;
     let total = (n * out_f) as u32;
     let params = Params {

@@ -1,8 +1,9 @@
 //! `shaders/linear_backward.wgsl`: gradient of [`crate::ops::linear::linear`]
 //! (y = g(f(x)·wᵀ + b), f, g = SiLU or identity), reference [`crate::cpu::linear_backward`].
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::linear::Params;
 use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/linear_backward.wgsl");
@@ -38,15 +39,6 @@ const LINEAR_BACKWARD: KernelSpec = KernelSpec {
     ],
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    in_f: u32,
-    out_f: u32,
-    flags: u32,
-}
-
 /// Gradient of `y [N, Out] = linear(x [N, In], w [Out, In], b [Out], silu_in, silu_out)` from
 /// dy [N, Out]: dx [N, In] (skipped when `None`, e.g. for a network input), dw [Out, In],
 /// db [Out]. Each output is overwritten, or added to when its `accumulate_*` flag is set.
@@ -67,26 +59,7 @@ pub fn linear_backward(
     dw: &Tensor,
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let (n, in_f) = match x.shape[..] {
-        [n, in_f] => (n, in_f),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "linear_backward: x must be [N, In], got shape {:?}",
-                x.shape
-            )))
-        }
-    };
-    let out_f = match w.shape[..] {
-        [out_f, wi] if wi == in_f => out_f,
-        _ => {
-            return Err(Error::Shape {
-                what: format!("linear_backward weight (x has {in_f} features)"),
-                expected: vec![w.shape.first().copied().unwrap_or(0), in_f],
-                got: w.shape.clone(),
-            })
-        }
-    };
-    same_shape("linear_backward bias", &[out_f], &b.shape)?;
+    let (n, in_f, out_f) = crate::ops::linear::check_operands("linear_backward", x, w, b)?;
     same_shape("linear_backward dy", &[n, out_f], &dy.shape)?;
     same_shape("linear_backward dw", &w.shape, &dw.shape)?;
     same_shape("linear_backward db", &[out_f], &db.shape)?;
