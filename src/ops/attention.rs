@@ -47,35 +47,41 @@ struct Params {
 ///
 /// `qkv: [N, 3C, L]` (q = channels `0..C`, k = `C..2C`, v = `2C..3C`; head `h` owns channels
 /// `h·d..(h+1)·d` of each, `d = C / heads`), `out: [N, C, L]`:
-/// `out[n, h·d+e, i] = Σ_j softmax_j(q_i·k_j / √d) · v[n, h·d+e, j]` with
-/// `q_i·k_j = Σ_{c<d} q[n, h·d+c, i]·k[n, h·d+c, j]`. `out` must be a different buffer from `qkv`
-/// (it doubles as the kernel's accumulator).
-pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<Dispatch> {
+/// Checks that `qkv` is `[N, 3C, L]` (N, C, L ≥ 1) with `heads` dividing C; returns (N, C, L).
+pub(crate) fn check_qkv(op: &str, qkv: &Tensor, heads: usize) -> Result<(usize, usize, usize)> {
     let [n, c3, l] = qkv.shape[..] else {
         return Err(Error::Invalid(format!(
-            "attention: qkv must be [N, 3C, L], got {:?}",
+            "{op}: qkv must be [N, 3C, L], got {:?}",
             qkv.shape
         )));
     };
     if c3 == 0 || !c3.is_multiple_of(3) {
         return Err(Error::Invalid(format!(
-            "attention: qkv {:?} has {c3} channels, not 3·C for some C ≥ 1",
+            "{op}: qkv {:?} has {c3} channels, not 3·C for some C ≥ 1",
             qkv.shape
         )));
     }
     let c = c3 / 3;
     if heads == 0 || !c.is_multiple_of(heads) {
         return Err(Error::Invalid(format!(
-            "attention: {heads} heads do not divide C = {c} channels (qkv {:?})",
+            "{op}: {heads} heads do not divide C = {c} channels (qkv {:?})",
             qkv.shape
         )));
     }
     if n == 0 || l == 0 {
         return Err(Error::Invalid(format!(
-            "attention: empty qkv {:?} (need N ≥ 1 and L ≥ 1)",
+            "{op}: empty qkv {:?} (need N ≥ 1 and L ≥ 1)",
             qkv.shape
         )));
     }
+    Ok((n, c, l))
+}
+
+/// `out[n, h·d+e, i] = Σ_j softmax_j(q_i·k_j / √d) · v[n, h·d+e, j]` with
+/// `q_i·k_j = Σ_{c<d} q[n, h·d+c, i]·k[n, h·d+c, j]`. `out` must be a different buffer from `qkv`
+/// (it doubles as the kernel's accumulator).
+pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<Dispatch> {
+    let (n, c, l) = check_qkv("attention", qkv, heads)?;
     crate::ops::same_shape("attention out [N, C, L]", &[n, c, l], &out.shape)?;
     let d = c / heads;
     let tiles = l.div_ceil(TILE);

@@ -126,31 +126,7 @@ pub fn attention_backward(
     accumulate: bool,
     d_qkv: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let [n, c3, l] = qkv.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "attention_backward: qkv must be [N, 3C, L], got {:?}",
-            qkv.shape
-        )));
-    };
-    if c3 == 0 || !c3.is_multiple_of(3) {
-        return Err(Error::Invalid(format!(
-            "attention_backward: qkv {:?} has {c3} channels, not 3·C for some C ≥ 1",
-            qkv.shape
-        )));
-    }
-    let c = c3 / 3;
-    if heads == 0 || !c.is_multiple_of(heads) {
-        return Err(Error::Invalid(format!(
-            "attention_backward: {heads} heads do not divide C = {c} channels (qkv {:?})",
-            qkv.shape
-        )));
-    }
-    if n == 0 || l == 0 {
-        return Err(Error::Invalid(format!(
-            "attention_backward: empty qkv {:?} (need N ≥ 1 and L ≥ 1)",
-            qkv.shape
-        )));
-    }
+    let (n, c, l) = crate::ops::attention::check_qkv("attention_backward", qkv, heads)?;
     crate::ops::same_shape(
         "attention_backward d_out [N, C, L]",
         &[n, c, l],
