@@ -44,12 +44,12 @@ pub enum Error {
     /// Any other invalid argument.
     #[error("{0}")]
     Invalid(String),
-    /// I/O with the path that failed.
-    #[error("{path}: {source}")]
+    /// I/O with the path that failed. The I/O error is part of the message, not a separate
+    /// `source()`, so error chains (`{:#}`) print it once.
+    #[error("{path}: {reason}")]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -61,7 +61,7 @@ impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            reason: source,
         }
     }
 }

@@ -203,3 +203,201 @@ fn no_gpu_adapter_is_a_clear_error() {
     assert!(text.contains("no GPU adapter available"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// A tiny 1×28×28 U-Net config for the training runs below (fast on a software GPU).
+const TINY_28: &str = r#"{
+    "sample_size": 28, "in_channels": 1, "out_channels": 1,
+    "block_out_channels": [8, 16],
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+    "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+    "layers_per_block": 1, "attention_head_dim": 8, "norm_num_groups": 4
+}"#;
+
+/// A data folder with an MNIST-format training set of 40 synthetic 28×28 images (a bright
+/// square at a varying place), no labels.
+fn synthetic_mnist(root: &Path) {
+    let n = 40u32;
+    let mut bytes = Vec::new();
+    for v in [0x0803u32, n, 28, 28] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    for i in 0..n as usize {
+        let (r0, c0) = (4 + i % 12, 4 + (i * 7) % 12);
+        for r in 0..28 {
+            for c in 0..28 {
+                let on = (r0..r0 + 10).contains(&r) && (c0..c0 + 10).contains(&c);
+                bytes.push(if on { 255 } else { 0 });
+            }
+        }
+    }
+    std::fs::create_dir_all(root.join("mnist")).unwrap();
+    std::fs::write(root.join("mnist/train-images-idx3-ubyte"), bytes).unwrap();
+}
+
+/// Rows of loss.csv after the header, as (step, loss).
+fn loss_rows(out: &Path) -> Vec<(u64, f32)> {
+    let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("step,loss,lr,seconds"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect()
+}
+
+/// `ddpm train` end to end: a cosine-schedule run writes a diffusers folder (loadable, with its
+/// schedule), loss log, curve, samples and a checkpoint; `--resume` continues it; misuse fails
+/// with a message and leaves the run intact.
+#[test]
+fn train_writes_a_model_and_resumes() {
+    let root = tmp("train");
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    synthetic_mnist(&data);
+    let config = root.join("tiny.json");
+    std::fs::write(&config, TINY_28).unwrap();
+    let out = root.join("run");
+    let (data_s, config_s, out_s) = (
+        data.to_str().unwrap(),
+        config.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let base = [
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        data_s,
+        "--out",
+        out_s,
+        "--batch",
+        "4",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--sample-every",
+        "0",
+    ];
+    let run = |extra: &[&str]| ddpm(&[&base[..], extra].concat());
+
+    let (ok, text) = run(&[
+        "--config",
+        config_s,
+        "--beta-schedule",
+        "cosine",
+        "--timesteps",
+        "500",
+        "--steps",
+        "4",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("squaredcos_cap_v2 β over T = 500"), "{text}");
+    let (cfg, weights) = ddpm::model::load_dir(&out).unwrap();
+    assert_eq!(cfg.block_out_channels, vec![8, 16]);
+    assert_eq!(weights.num_params(), cfg.num_params());
+    let sched =
+        ddpm::schedule::SchedulerConfig::from_file(out.join("scheduler_config.json")).unwrap();
+    assert_eq!(sched.beta_schedule.name(), "squaredcos_cap_v2");
+    assert_eq!(sched.num_train_timesteps, 500);
+    let rows = loss_rows(&out);
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(
+        rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0),
+        "{rows:?}"
+    );
+    for file in ["checkpoint.safetensors", "loss.png", "samples_000004.png"] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let checkpoint = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+
+    // Misuse: each fails with a message and changes nothing.
+    for (extra, msg) in [
+        (vec!["--steps", "6"], "already holds a checkpoint"),
+        (
+            vec!["--resume", "--beta-schedule", "linear", "--steps", "6"],
+            "cannot change on --resume",
+        ),
+        (
+            vec!["--beta-schedule", "quadratic", "--steps", "6"],
+            "--beta-schedule",
+        ),
+    ] {
+        let (ok, text) = run(&extra);
+        assert!(!ok, "{extra:?} should fail");
+        assert!(text.contains(msg), "{extra:?}: {text}");
+        assert!(!text.contains("panicked"), "{extra:?}: {text}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("checkpoint.safetensors")).unwrap(),
+        checkpoint
+    );
+
+    // Resume continues the same run (schedule and config from the checkpoint).
+    let (ok, text) = run(&["--resume", "--steps", "6"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("resumed at step 4"), "{text}");
+    let rows = loss_rows(&out);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_ne!(
+        std::fs::read(out.join("checkpoint.safetensors")).unwrap(),
+        checkpoint
+    );
+
+    // The exported folder samples with its own (cosine, T = 500) schedule.
+    let npy = root.join("s.npy");
+    let (ok, text) = ddpm(&[
+        "sample",
+        "--model",
+        out_s,
+        "--n",
+        "2",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--out",
+        root.join("s.png").to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(ddpm::npy::read(&npy).unwrap().0, vec![2, 1, 28, 28]);
+
+    // A fresh run whose model does not fit the data, and one without the dataset.
+    let other = root.join("other");
+    let (ok, text) = ddpm(&[
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        data_s,
+        "--config",
+        "emoji",
+        "--out",
+        other.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert!(!ok && text.contains("channel"), "{text}");
+    let (ok, text) = ddpm(&[
+        "train",
+        "--data",
+        "emoji",
+        "--data-dir",
+        data_s,
+        "--out",
+        other.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        !ok && text.contains("sheet-32.png") && text.contains("fetch_data.sh"),
+        "{text}"
+    );
+}

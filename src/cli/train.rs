@@ -12,7 +12,7 @@ use ddpm::image::{grid, grid_columns, to_byte};
 use ddpm::model::weights::StoreDtype;
 use ddpm::model::{presets, UNet, UNetConfig, Weights};
 use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions};
-use ddpm::schedule::SchedulerConfig;
+use ddpm::schedule::{BetaSchedule, SchedulerConfig};
 use ddpm::train::{checkpoint, TrainOptions, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -28,9 +28,18 @@ pub struct Args {
     /// Where scripts/fetch_data.sh put the datasets.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
-    /// Model: a preset name (mnist, cifar10) or a diffusers config.json.
-    #[arg(long, default_value = "mnist")]
+    /// Model: `small` (the preset for the dataset: mnist for mnist/fashion, emoji for emoji), a
+    /// preset name (mnist, emoji, cifar10) or a diffusers config.json.
+    #[arg(long, default_value = "small")]
     config: String,
+    /// β schedule: linear (1e-4 → 0.02, Ho et al.), cosine (Nichol & Dhariwal's
+    /// squaredcos_cap_v2) or scaled_linear [default: linear]; kept in the checkpoint and
+    /// scheduler_config.json.
+    #[arg(long)]
+    beta_schedule: Option<String>,
+    /// T, the number of diffusion timesteps [default: 1000].
+    #[arg(long)]
+    timesteps: Option<usize>,
     /// Total optimisation steps (a resumed run continues up to this).
     #[arg(long, default_value_t = 10_000)]
     steps: u64,
@@ -69,7 +78,39 @@ pub struct Args {
     f16: bool,
 }
 
-fn load_config(spec: &str) -> anyhow::Result<UNetConfig> {
+/// The noise schedule of a new run from `--beta-schedule` and `--timesteps` (diffusers'
+/// DDPMScheduler otherwise: β 1e-4 → 0.02, fixed_small variance, clipping).
+fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
+    let mut config = SchedulerConfig::default();
+    if let Some(name) = &args.beta_schedule {
+        let name = if name == "cosine" {
+            "squaredcos_cap_v2"
+        } else {
+            name
+        };
+        config.beta_schedule = BetaSchedule::parse(name)
+            .context("--beta-schedule: use linear, cosine or scaled_linear")?;
+    }
+    if let Some(t) = args.timesteps {
+        if t < 2 {
+            bail!("--timesteps must be at least 2, got {t}");
+        }
+        config.num_train_timesteps = t;
+    }
+    config.schedule()?;
+    Ok(config)
+}
+
+/// The model config `--config` names; `small` picks the small preset for `source`.
+fn load_config(spec: &str, source: Source) -> anyhow::Result<UNetConfig> {
+    if spec == "small" {
+        let name = if source.channels() == 1 {
+            "mnist"
+        } else {
+            "emoji"
+        };
+        return Ok(presets::preset(name)?);
+    }
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {spec}"))?;
@@ -86,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", display(&args.out)))?;
     let ckpt_path = args.out.join(CHECKPOINT);
     let source: Source = args.data.parse()?;
+    let new_schedule = scheduler_config(&args)?;
 
     let resumed = if args.resume {
         if !ckpt_path.exists() {
@@ -104,8 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (config, scheduler, options) = match &resumed {
         Some(c) => (c.config()?, c.scheduler()?, c.state.options),
         None => (
-            load_config(&args.config)?,
-            SchedulerConfig::default(),
+            load_config(&args.config, source)?,
+            new_schedule.clone(),
             TrainOptions {
                 batch: args.batch,
                 lr: args.lr,
@@ -117,6 +159,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         ),
     };
+
+    let changed = (args.beta_schedule.is_some()
+        && scheduler.beta_schedule != new_schedule.beta_schedule)
+        || (args.timesteps.is_some()
+            && scheduler.num_train_timesteps != new_schedule.num_train_timesteps);
+    if resumed.is_some() && changed {
+        bail!(
+            "the checkpoint was trained with a {} schedule over T = {}: --beta-schedule and \
+             --timesteps cannot change on --resume",
+            scheduler.beta_schedule.name(),
+            scheduler.num_train_timesteps
+        );
+    }
 
     // Data, shaped as the model wants it.
     let (h, w) = config
@@ -164,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("resumed at step {}", trainer.step);
     }
     eprintln!(
-        "training {} parameters on {} {} images ({}×{}), batch {}, lr {}, to step {}",
+        "training {} parameters on {} {} images ({}×{}), batch {}, lr {}, {} β over T = {}, to step {}",
         config.num_params(),
         data.len(),
         source.name(),
@@ -172,6 +227,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         w,
         options.batch,
         options.lr,
+        scheduler.beta_schedule.name(),
+        scheduler.num_train_timesteps,
         args.steps
     );
 
