@@ -18,9 +18,6 @@ const EXAMPLE_IMAGES: &[u8] =
     include_bytes!("../../assets/examples/mnist-t10k-0to7-images-idx3-ubyte.gz");
 const EXAMPLE_LABELS: &[u8] =
     include_bytes!("../../assets/examples/mnist-t10k-0to7-labels-idx1-ubyte");
-/// The bundled digits are shown padded to this size, as the trainer serves them.
-const EXAMPLE_SIZE: usize = 32;
-
 /// One image to noise.
 #[derive(Clone)]
 pub struct Image {
@@ -87,9 +84,9 @@ async fn xt_gpu(gpu: &Gpu, im: &Image, t: usize, abar: &[f32]) -> Result<Vec<f32
     out.read(gpu).await
 }
 
-/// The bundled MNIST digits, padded to [`EXAMPLE_SIZE`] with the background value −1.
+/// The bundled MNIST digits at their native 28×28 (the size the default model is trained on).
 fn examples() -> Result<Vec<Image>> {
-    let ds = mnist::from_idx_bytes(EXAMPLE_IMAGES, Some(EXAMPLE_LABELS))?.pad_to(EXAMPLE_SIZE)?;
+    let ds = mnist::from_idx_bytes(EXAMPLE_IMAGES, Some(EXAMPLE_LABELS))?;
     let labels = ds.labels().map(<[u8]>::to_vec).unwrap_or_default();
     (0..ds.len())
         .map(|i| {

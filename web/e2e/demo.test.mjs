@@ -143,10 +143,10 @@ test('generate with the placeholder model, scrub, export, forward view (WebGPU)'
     const png = readFileSync(await download.path());
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-    // Forward process on bundled MNIST digits (padded to 32×32): x_t follows t; stats follow.
+    // Forward process on bundled MNIST digits (28×28): x_t follows t; stats follow.
     const options = await page.locator('#fwd-image option').allTextContents();
     assert.ok(options.includes('MNIST digit 3'), options.join(', '));
-    assert.equal((await canvasStats(page, 'fwd-x0')).w, 34);
+    assert.equal((await canvasStats(page, 'fwd-x0')).w, 30);
     await setRange(page, 'fwd-t', 0);
     await page.waitForFunction(() => document.getElementById('fwd-t-label').textContent === 't = 0');
     const x0 = await canvasStats(page, 'fwd-x0');
