@@ -401,3 +401,80 @@ fn train_writes_a_model_and_resumes() {
         "{text}"
     );
 }
+
+/// Ctrl-C (SIGINT) during `ddpm train` finishes the step, saves a checkpoint at that very step and
+/// exits with a message; `--resume` continues from it.
+#[cfg(unix)]
+#[test]
+fn train_interrupted_saves_and_resumes() {
+    let root = tmp("interrupt");
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    synthetic_mnist(&data);
+    let config = root.join("tiny.json");
+    std::fs::write(&config, TINY_28).unwrap();
+    let out = root.join("run");
+    let args = |steps: &str| {
+        [
+            "train",
+            "--data",
+            "mnist",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "100000",
+            "--steps",
+            steps,
+        ]
+        .map(String::from)
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(args("100000"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a few logged steps, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !out.join("loss.csv").exists() || loss_rows(&out).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{text}");
+    let step: u64 = text
+        .split("interrupted at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no interruption message: {text}"));
+    assert!(step >= 3, "{text}");
+    assert!(out.join("checkpoint.safetensors").exists());
+    ddpm::model::load_dir(&out).unwrap();
+
+    let more = (step + 2).to_string();
+    let resume_args = args(&more);
+    let mut resume: Vec<&str> = resume_args.iter().map(String::as_str).collect();
+    resume.push("--resume");
+    let (ok, text) = ddpm(&resume);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("resumed at step {step}")), "{text}");
+    assert_eq!(loss_rows(&out).last().unwrap().0, step + 2);
+}

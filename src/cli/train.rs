@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -240,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if log.metadata()?.len() == 0 {
         writeln!(log, "step,loss,lr,seconds")?;
     }
+    let interrupted = interrupt_flag()?;
     let bar = ProgressBar::new(args.steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {per_sec} eta {eta} {msg}")
@@ -271,8 +274,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bar.set_message(format!("loss {s:.4}  {rate:.2} it/s"));
             bar.set_position(step);
         }
-        if step % args.checkpoint_every == 0 || step == args.steps {
+        let stop = interrupted.load(Ordering::Relaxed);
+        if step % args.checkpoint_every == 0 || step == args.steps || stop {
             save(&gpu, &trainer, &batcher, &args, &ckpt_path)?;
+        }
+        if stop {
+            bar.abandon();
+            super::plot::loss_curve(&args.out.join("loss.csv"), &args.out.join("loss.png"))?;
+            bail!(
+                "interrupted at step {step}: checkpoint and model saved in {}; continue with --resume",
+                display(&args.out)
+            );
         }
         if (args.sample_every > 0 && step % args.sample_every == 0) || step == args.steps {
             let png = args.out.join(format!("samples_{step:06}.png"));
@@ -290,6 +302,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     super::plot::loss_curve(&args.out.join("loss.csv"), &args.out.join("loss.png"))?;
     Ok(())
+}
+
+/// Set by the first Ctrl-C (SIGINT) or SIGTERM: the loop finishes its step, saves a checkpoint
+/// and stops. A second signal terminates at once (the last checkpoint stays intact).
+fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
 }
 
 /// Checkpoint, then the diffusers export (EMA weights), each written atomically.
