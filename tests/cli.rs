@@ -234,6 +234,30 @@ fn synthetic_mnist(root: &Path) {
     std::fs::write(root.join("mnist/train-images-idx3-ubyte"), bytes).unwrap();
 }
 
+/// A fresh scratch folder for a training run: synthetic data, the tiny config, the output.
+struct TrainDirs {
+    root: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
+    out: PathBuf,
+}
+
+fn train_dirs(name: &str) -> TrainDirs {
+    let root = tmp(name);
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    synthetic_mnist(&data);
+    let config = root.join("tiny.json");
+    std::fs::write(&config, TINY_28).unwrap();
+    let out = root.join("run");
+    TrainDirs {
+        root,
+        data,
+        config,
+        out,
+    }
+}
+
 /// Rows of loss.csv after the header, as (step, loss).
 fn loss_rows(out: &Path) -> Vec<(u64, f32)> {
     let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
@@ -252,13 +276,12 @@ fn loss_rows(out: &Path) -> Vec<(u64, f32)> {
 /// with a message and leaves the run intact.
 #[test]
 fn train_writes_a_model_and_resumes() {
-    let root = tmp("train");
-    let _ = std::fs::remove_dir_all(&root);
-    let data = root.join("data");
-    synthetic_mnist(&data);
-    let config = root.join("tiny.json");
-    std::fs::write(&config, TINY_28).unwrap();
-    let out = root.join("run");
+    let TrainDirs {
+        root,
+        data,
+        config,
+        out,
+    } = train_dirs("train");
     let (data_s, config_s, out_s) = (
         data.to_str().unwrap(),
         config.to_str().unwrap(),
@@ -407,13 +430,9 @@ fn train_writes_a_model_and_resumes() {
 #[cfg(unix)]
 #[test]
 fn train_interrupted_saves_and_resumes() {
-    let root = tmp("interrupt");
-    let _ = std::fs::remove_dir_all(&root);
-    let data = root.join("data");
-    synthetic_mnist(&data);
-    let config = root.join("tiny.json");
-    std::fs::write(&config, TINY_28).unwrap();
-    let out = root.join("run");
+    let TrainDirs {
+        data, config, out, ..
+    } = train_dirs("interrupt");
     let args = |steps: &str| {
         [
             "train",
