@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::{Dispatch, Gpu};
 use crate::model::{EpsModel, UNet, UNetConfig, Weights};
 
 /// Timing of one kernel family within a forward pass.
@@ -41,6 +41,43 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Median seconds of `iters` runs of dispatch `d` alone.
+fn time_dispatch(gpu: &Gpu, d: &Dispatch, iters: usize) -> Result<f64> {
+    let mut ts = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        pollster::block_on(gpu.run(std::slice::from_ref(d)))?;
+        ts.push(start.elapsed().as_secs_f64());
+    }
+    Ok(median(ts))
+}
+
+/// Times each dispatch alone (median of `iters`) and sums them by kernel family, slowest first;
+/// `flops[i]` belongs to `dispatches[i]` (missing: 0).
+fn kernel_timings(
+    gpu: &Gpu,
+    dispatches: &[Dispatch],
+    flops: &[u64],
+    iters: usize,
+) -> Result<Vec<KernelTiming>> {
+    let mut kernels: BTreeMap<&'static str, KernelTiming> = BTreeMap::new();
+    for (i, d) in dispatches.iter().enumerate() {
+        let seconds = time_dispatch(gpu, d, iters)?;
+        let k = kernels.entry(d.name).or_insert(KernelTiming {
+            name: d.name,
+            dispatches: 0,
+            seconds: 0.0,
+            flops: 0,
+        });
+        k.dispatches += 1;
+        k.seconds += seconds;
+        k.flops += flops.get(i).copied().unwrap_or(0);
+    }
+    let mut kernels: Vec<KernelTiming> = kernels.into_values().collect();
+    kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(kernels)
+}
+
 /// Times `iters` forward passes of a random-weight U-Net (`seed`) at `batch`, and, when
 /// `per_kernel`, each dispatch alone (`iters` times) grouped by kernel family.
 pub fn bench_forward(
@@ -64,28 +101,11 @@ pub fn bench_forward(
         pollster::block_on(gpu.run(plan.dispatches()))?;
         times.push(start.elapsed().as_secs_f64());
     }
-    let mut kernels: BTreeMap<&'static str, KernelTiming> = BTreeMap::new();
-    if per_kernel {
-        for (d, &flops) in plan.dispatches().iter().zip(&plan.flops) {
-            let mut ts = Vec::with_capacity(iters);
-            for _ in 0..iters {
-                let start = Instant::now();
-                pollster::block_on(gpu.run(std::slice::from_ref(d)))?;
-                ts.push(start.elapsed().as_secs_f64());
-            }
-            let k = kernels.entry(d.name).or_insert(KernelTiming {
-                name: d.name,
-                dispatches: 0,
-                seconds: 0.0,
-                flops: 0,
-            });
-            k.dispatches += 1;
-            k.seconds += median(ts);
-            k.flops += flops;
-        }
-    }
-    let mut kernels: Vec<KernelTiming> = kernels.into_values().collect();
-    kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let kernels = if per_kernel {
+        kernel_timings(gpu, plan.dispatches(), &plan.flops, iters)?
+    } else {
+        Vec::new()
+    };
     Ok(ForwardBench {
         batch,
         seconds: median(times),
@@ -158,23 +178,12 @@ pub fn bench_train(
         trainer.read_loss_blocking(gpu)?;
         times.push(start.elapsed().as_secs_f64());
     }
-    let mut kernels: BTreeMap<&'static str, KernelTiming> = BTreeMap::new();
-    if per_kernel {
-        for d in trainer.graph() {
-            let start = Instant::now();
-            pollster::block_on(gpu.run(std::slice::from_ref(d)))?;
-            let k = kernels.entry(d.name).or_insert(KernelTiming {
-                name: d.name,
-                dispatches: 0,
-                seconds: 0.0,
-                flops: 0,
-            });
-            k.dispatches += 1;
-            k.seconds += start.elapsed().as_secs_f64();
-        }
-    }
-    let mut kernels: Vec<KernelTiming> = kernels.into_values().collect();
-    kernels.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let kernels = if per_kernel {
+        // Each dispatch once: the training graph is long.
+        kernel_timings(gpu, trainer.graph(), &[], 1)?
+    } else {
+        Vec::new()
+    };
     Ok(TrainBench {
         batch,
         seconds: median(times),
