@@ -1,6 +1,7 @@
-//! `ddpm bench`: U-Net forward latency and per-kernel GFLOP/s on this machine's GPU.
+//! `ddpm bench`: U-Net forward latency and per-kernel GFLOP/s on this machine's GPU, or the time
+//! per training step (`--train`).
 
-use ddpm::bench::{bench_forward, print_forward};
+use ddpm::bench::{bench_forward, bench_train, print_forward, print_train};
 use ddpm::model::presets;
 
 #[derive(clap::Args)]
@@ -28,8 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cfg = presets::preset(name)?;
         for &batch in &args.batches {
             if args.train {
-                let b = ddpm::bench::bench_train(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
-                ddpm::bench::print_train(name, &b);
+                let b = bench_train(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
+                print_train(name, &b);
             } else {
                 let b = bench_forward(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
                 print_forward(name, &b);

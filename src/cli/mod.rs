@@ -66,7 +66,7 @@ pub struct ModelArgs {
     /// the bundled MNIST model (assets/mnist).
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
-    /// A named config with random weights instead of --model (cifar10, mnist).
+    /// A named config with random weights instead of --model (cifar10, mnist, emoji).
     #[arg(long)]
     preset: Option<String>,
 }
