@@ -2,12 +2,15 @@
 //!
 //! A kernel that uses helper files declares them in a header line `// requires: a.wgsl, b.wgsl`
 //! (the Rust side prepends them with `concat!(include_str!(..), ..)`); the test validates the
-//! kernel with those files prepended, in the listed order. Helpers are also validated alone.
+//! kernel with those files prepended, in the listed order. Helpers are also validated alone,
+//! except fragments (header `// fragment: …`), which only make sense completed by the files
+//! that require them. A header `// features: subgroup` validates with naga's subgroup
+//! capabilities (the device feature the kernel needs).
 
 use std::path::Path;
 
-/// The helper files a shader's `// requires:` header lines name.
-fn requires(source: &str) -> Vec<String> {
+/// The comma-separated values of a shader's `// key:` header lines.
+fn header(source: &str, key: &str) -> Vec<String> {
     source
         .lines()
         .take_while(|l| l.trim_start().starts_with("//"))
@@ -15,11 +18,21 @@ fn requires(source: &str) -> Vec<String> {
             l.trim_start()
                 .trim_start_matches('/')
                 .trim()
-                .strip_prefix("requires:")
+                .strip_prefix(key)
+                .map(str::to_string)
         })
-        .flat_map(|list| list.split(',').map(|s| s.trim().to_string()))
+        .flat_map(|list| {
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// The helper files a shader's `// requires:` header lines name.
+fn requires(source: &str) -> Vec<String> {
+    header(source, "requires:")
 }
 
 #[test]
@@ -34,6 +47,16 @@ fn all_shaders_validate() {
         }
         count += 1;
         let own = std::fs::read_to_string(&path).unwrap();
+        if !header(&own, "fragment:").is_empty() {
+            continue;
+        }
+        let mut caps = naga::valid::Capabilities::empty();
+        for feature in header(&own, "features:") {
+            match feature.as_str() {
+                "subgroup" => caps |= naga::valid::Capabilities::SUBGROUP,
+                other => failures.push(format!("{}: unknown feature {other}", path.display())),
+            }
+        }
         let mut source = String::new();
         for helper in requires(&own) {
             match std::fs::read_to_string(dir.join(&helper)) {
@@ -49,10 +72,11 @@ fn all_shaders_validate() {
                 continue;
             }
         };
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        if caps.contains(naga::valid::Capabilities::SUBGROUP) {
+            validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
+            validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        }
         if let Err(e) = validator.validate(&module) {
             failures.push(format!("{}: {}", path.display(), e.emit_to_string(&source)));
         }

@@ -1,6 +1,8 @@
-//! `ddpm bench`: U-Net forward latency and per-kernel GFLOP/s on this machine's GPU, or the time
-//! per training step (`--train`).
+//! `ddpm bench`: U-Net forward latency and per-kernel GFLOP/s on this machine's GPU, the time
+//! per training step (`--train`), or every conv kernel variant on every layer shape, checked
+//! against the CPU reference and timed against the adapter's FMA peak (`--variants`).
 
+use ddpm::bench::kernels::{bench_kernels, conv_layers, fma_peak, print_kernels};
 use ddpm::bench::{bench_forward, bench_train, print_forward, print_train};
 use ddpm::model::presets;
 
@@ -21,10 +23,26 @@ pub struct Args {
     /// Benchmark training steps (forward, backward, AdamW) instead of the forward pass.
     #[arg(long)]
     train: bool,
+    /// The kernel-development bench: conv2d forward, dx and dW of every variant at every
+    /// distinct layer shape of the presets (checked against the CPU reference, then timed).
+    #[arg(long, conflicts_with = "train")]
+    variants: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let gpu = super::gpu()?;
+    if args.variants {
+        let peak = fma_peak(&gpu, args.iters)?;
+        for name in &args.presets {
+            let cfg = presets::preset(name)?;
+            for &batch in &args.batches {
+                let layers = conv_layers(&gpu, &cfg, batch)?;
+                let rows = bench_kernels(&gpu, &layers, args.iters)?;
+                print_kernels(&format!("{name} batch {batch}"), peak, &rows);
+            }
+        }
+        return Ok(());
+    }
     for name in &args.presets {
         let cfg = presets::preset(name)?;
         for &batch in &args.batches {

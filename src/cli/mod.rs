@@ -21,6 +21,12 @@ use ddpm::model::{presets, UNetConfig, Weights};
     about = "DDPM U-Net in hand-written WGSL on WebGPU/Vulkan/Metal/DX12"
 )]
 struct Cli {
+    /// How to pick among kernel variants: `auto` (time each candidate once per layer shape and
+    /// keep the fastest), `heuristic` (by adapter class, no timing) or a variant name to force
+    /// where it applies (`reg`, `subgroup`, `tiled`). Default: the DDPM_KERNELS environment
+    /// variable, else auto.
+    #[arg(long, global = true, value_name = "POLICY")]
+    kernels: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +48,20 @@ enum Command {
 /// Runs the CLI; errors are printed with their causes and give exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(policy) = &cli.kernels {
+        let known = ddpm::ops::variant_names();
+        let ok =
+            matches!(policy.as_str(), "auto" | "heuristic") || known.contains(&policy.as_str());
+        if !ok {
+            eprintln!(
+                "error: --kernels {policy}: expected auto, heuristic or one of {}",
+                known.join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
+        // Read by `Gpu::new` (through KernelPolicy::from_env), like a user's own setting.
+        std::env::set_var(ddpm::gpu::KERNELS_ENV, policy);
+    }
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Forward(a) => forward::run(a),

@@ -211,6 +211,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let gpu = super::gpu()?;
+    if let Some(c) = &resumed {
+        // The kernels the run used, so that it continues bit for bit.
+        gpu.pin_kernel_choices(&c.state.kernels);
+    }
     let weights = match &resumed {
         Some(c) => c.weights()?,
         None => Weights::init(&config, options.seed)?,

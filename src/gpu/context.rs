@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::kernel::{Dispatch, Kernel, KernelSpec};
+use super::tuning::{KernelPolicy, Tuner};
 use crate::error::{Error, Result};
 
-/// A GPU device with its queue, limits and a cache of compiled kernels.
+/// A GPU device with its queue, limits, a cache of compiled kernels and the kernel variants
+/// chosen so far (see [`super::tuning`]).
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -16,6 +18,7 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     kernels: Mutex<HashMap<(&'static str, &'static str), Arc<Kernel>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    pub(crate) tuner: Tuner,
 }
 
 impl Gpu {
@@ -39,10 +42,18 @@ impl Gpu {
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Optional features some kernel variants use (see `gpu::tuning`). Not in the browser:
+        // WGSL there needs `enable subgroups;`, which naga does not parse yet.
+        let features = if cfg!(target_arch = "wasm32") {
+            wgpu::Features::empty()
+        } else {
+            adapter.features() & wgpu::Features::SUBGROUP
+        };
+        let policy = KernelPolicy::from_env()?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("ddpm"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -61,6 +72,7 @@ impl Gpu {
             limits,
             kernels: Mutex::default(),
             errors,
+            tuner: Tuner::new(policy),
         })
     }
 
@@ -68,6 +80,18 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self> {
         pollster::block_on(Self::new())
+    }
+
+    /// True if the device has subgroup operations with exactly `size` lanes per subgroup.
+    pub fn has_subgroups_of(&self, size: u32) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == size
+            && self.info.subgroup_max_size == size
+    }
+
+    /// True for adapters that run shaders on the CPU (lavapipe, SwiftShader, WARP).
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// One line describing the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)`.

@@ -6,7 +6,10 @@
 mod context;
 mod kernel;
 mod tensor;
+mod tuning;
 
 pub use context::Gpu;
 pub use kernel::{grid, Access, Dispatch, KernelSpec, MAX_WORKGROUPS_PER_DIM};
 pub use tensor::Tensor;
+pub(crate) use tuning::Candidate;
+pub use tuning::{KernelPolicy, KERNELS_ENV};

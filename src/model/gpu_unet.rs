@@ -10,6 +10,7 @@ use super::cpu_unet::conv_weight_shape;
 use super::record::{Recorded, Recorder};
 use super::unet;
 use super::{EpsModel, UNetConfig, Weights};
+use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops;
@@ -82,12 +83,13 @@ impl UNet {
             pool: pool.clone(),
             dispatches: Vec::new(),
             flops: Vec::new(),
+            convs: Vec::new(),
         };
         let xh = Pooled::fixed(x.clone());
         let th = Pooled::fixed(t.clone());
         let eps = unet::forward(&mut rec, &self.config, &xh, &th)?;
         let eps = eps.tensor.clone();
-        let (dispatches, flops) = (rec.dispatches, rec.flops);
+        let (dispatches, flops, convs) = (rec.dispatches, rec.flops, rec.convs);
         let (activation_bytes, activation_bytes_without_reuse) = {
             let pool = pool.borrow();
             (pool.total_bytes, pool.requested_bytes)
@@ -98,6 +100,7 @@ impl UNet {
             eps,
             dispatches,
             flops,
+            convs,
             activation_bytes,
             activation_bytes_without_reuse,
         })
@@ -112,6 +115,8 @@ pub struct UNetPlan {
     dispatches: Vec<Dispatch>,
     /// Floating-point operations of each dispatch (multiply-adds count 2).
     pub flops: Vec<u64>,
+    /// The shape of every conv in the pass, in order (for the kernel bench; `count` is 1).
+    pub convs: Vec<ConvLayer>,
     /// Bytes of GPU memory held by intermediate activations (after buffer reuse).
     pub activation_bytes: u64,
     /// What the activations would take without buffer reuse.
@@ -206,6 +211,7 @@ struct PlanRecorder<'a> {
     pool: Rc<RefCell<Pool>>,
     dispatches: Vec<Dispatch>,
     flops: Vec<u64>,
+    convs: Vec<ConvLayer>,
 }
 
 impl Recorder for PlanRecorder<'_> {
@@ -260,8 +266,60 @@ impl Recorder for PlanRecorder<'_> {
         self.params.contains_key(name)
     }
 
-    fn record(&mut self, dispatch: Dispatch, flops: u64, _op: Recorded<'_, Pooled>) {
+    fn record(&mut self, dispatch: Dispatch, flops: u64, op: Recorded<'_, Pooled>) {
+        if let Recorded::Conv {
+            x, k, geom, out, ..
+        } = op
+        {
+            let (xs, os) = (&x.tensor.shape, &out.tensor.shape);
+            self.convs.push(ConvLayer {
+                x: [xs[0], xs[1], xs[2], xs[3]],
+                cout: os[1],
+                k,
+                geom,
+                count: 1,
+            });
+        }
         self.dispatches.push(dispatch);
         self.flops.push(flops);
+    }
+}
+
+/// One distinct conv layer of a model: input shape, output channels, kernel size, geometry,
+/// and how many layers of the model have it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvLayer {
+    pub x: [usize; 4],
+    pub cout: usize,
+    pub k: usize,
+    pub geom: Conv2dGeom,
+    pub count: usize,
+}
+
+impl ConvLayer {
+    /// FLOPs of one forward (2 per multiply-add, counting every tap of the virtual input, also
+    /// for the Upsample2D path that does 4/9 of them); dx and dW do as many.
+    pub fn flops(&self) -> u64 {
+        let [n, cin, h, w] = self.x;
+        let (ho, wo) = self.geom.out_hw(h, w, self.k);
+        2 * (n * self.cout * ho * wo * cin * self.k * self.k) as u64
+    }
+
+    /// `N×Cin×H×W→Cout kK sS [up]`.
+    pub fn describe(&self) -> String {
+        let [n, cin, h, w] = self.x;
+        format!(
+            "{n}×{cin}×{h}×{w}→{} k{} s{}{}",
+            self.cout,
+            self.k,
+            self.geom.stride,
+            if self.geom.upsample { " up" } else { "" }
+        )
+    }
+
+    /// The same layer at batch `n`.
+    pub fn with_batch(mut self, n: usize) -> Self {
+        self.x[0] = n;
+        self
     }
 }

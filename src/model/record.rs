@@ -26,6 +26,8 @@ pub enum Recorded<'r, T> {
     Conv {
         x: &'r T,
         prefix: &'r str,
+        /// Kernel size.
+        k: usize,
         geom: Conv2dGeom,
         temb: Option<&'r T>,
         residual: Option<&'r T>,
@@ -144,6 +146,7 @@ impl<R: Recorder> Backend for R {
         let op = Recorded::Conv {
             x,
             prefix,
+            k,
             geom,
             temb,
             residual,

@@ -1,9 +1,14 @@
-//! `shaders/conv2d.wgsl`: 2-D convolution (NCHW f32, weights `[Cout, Cin, k, k]`, k = 1 or 3,
+//! `shaders/conv2d*.wgsl`: 2-D convolution (NCHW f32, weights `[Cout, Cin, k, k]`, k = 1 or 3,
 //! stride 1 or 2) with fused nearest ×2 upsampling of the input and a fused epilogue
 //! `out = (conv(x, w) + bias[co] + temb[n, co] + residual) * out_scale`.
+//!
+//! Several kernels compute it ([`ConvVariant`]); [`conv2d`] lets the device pick one per shape
+//! (see `gpu::tuning`), [`conv2d_variant`] runs a given one.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{
+    grid, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+};
 
 pub use crate::cpu::conv2d::{output_shape, pack_weight, unpack_weight, Conv2dGeom};
 
@@ -17,26 +22,107 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite, // out
 ];
 
-const fn spec(entry: &'static str) -> KernelSpec {
+const fn reg(entry: &'static str) -> KernelSpec {
     KernelSpec {
         name: "conv2d",
-        source: include_str!("../../shaders/conv2d.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/conv2d_common.wgsl"),
+            include_str!("../../shaders/conv2d.wgsl")
+        ),
         entry,
         bindings: BINDINGS,
     }
 }
 
-const K3S1: KernelSpec = spec("conv_k3s1");
-const K3S2: KernelSpec = spec("conv_k3s2");
-const K1: KernelSpec = spec("conv_k1");
-const UP3: KernelSpec = spec("conv_up3");
+const fn subgroup(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name: "conv2d_subgroup",
+        source: concat!(
+            include_str!("../../shaders/conv2d_common.wgsl"),
+            include_str!("../../shaders/conv2d_subgroup.wgsl")
+        ),
+        entry,
+        bindings: BINDINGS,
+    }
+}
 
-/// Invocations per workgroup and the output tile of one invocation: `TILE_R` rows × `TILE_C`
-/// columns × `4·TQ` channels. Must match `WG`, `TR`, `TC` and `TQ` in the shader.
-const WG: usize = 64;
+/// The entry points of one variant's shader, by geometry.
+struct Entries {
+    k3s1: KernelSpec,
+    k3s2: KernelSpec,
+    k1: KernelSpec,
+    up3: KernelSpec,
+}
+
+const REG: Entries = Entries {
+    k3s1: reg("conv_k3s1"),
+    k3s2: reg("conv_k3s2"),
+    k1: reg("conv_k1"),
+    up3: reg("conv_up3"),
+};
+
+const SUBGROUP: Entries = Entries {
+    k3s1: subgroup("conv_k3s1"),
+    k3s2: subgroup("conv_k3s2"),
+    k1: subgroup("conv_k1"),
+    up3: subgroup("conv_up3"),
+};
+
+/// The output tile of one invocation of the register-blocked kernels: `TILE_R` rows ×
+/// `TILE_C` columns × `4·TQ` channels. Must match `TR`, `TC` and `TQ` in conv2d_common.wgsl.
 const TILE_R: usize = 4;
 const TILE_C: usize = 8;
 const TQ: usize = 2;
+/// Invocations per workgroup of the `reg` and `subgroup` shaders (`WG` in each).
+const REG_WG: usize = 64;
+const SUBGROUP_WG: usize = 8;
+
+/// A conv2d forward kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// Register-blocked 4 × 8 pixel × 8 channel tiles, every invocation loading its own weights,
+    /// 64 invocations per workgroup over a flat job (`shaders/conv2d.wgsl`). Runs everywhere.
+    Reg,
+    /// The same tiles, with each subgroup of 8 sharing one channel block and loading its weights
+    /// once, handed out by `subgroupBroadcast` (`shaders/conv2d_subgroup.wgsl`). For CPU drivers
+    /// with 8-wide subgroups (lavapipe on AVX2); needs the `SUBGROUP` feature.
+    Subgroup,
+    /// Implicit GEMM in workgroup-shared 64 × 64 tiles with barriers and coalesced loads
+    /// (`shaders/conv2d_tiled.wgsl`, [`super::conv2d_tiled`]): the family for real GPUs.
+    Tiled,
+}
+
+impl ConvVariant {
+    /// Every variant, in the order they are tried.
+    pub const ALL: [ConvVariant; 3] = [ConvVariant::Reg, ConvVariant::Subgroup, ConvVariant::Tiled];
+
+    /// The name used by `DDPM_KERNELS`, `--kernels`, benchmarks and checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Reg => "reg",
+            ConvVariant::Subgroup => "subgroup",
+            ConvVariant::Tiled => "tiled",
+        }
+    }
+
+    /// Whether this variant can run on `gpu` (device features and limits).
+    pub fn available(self, gpu: &Gpu) -> bool {
+        match self {
+            ConvVariant::Reg => true,
+            ConvVariant::Subgroup => gpu.has_subgroups_of(SUBGROUP_WG as u32),
+            ConvVariant::Tiled => super::conv2d_tiled::tiled_fits(&gpu.limits),
+        }
+    }
+
+    /// The register-blocked shader's entry points (`None` for `Tiled`, which has its own op).
+    fn entries(self) -> Option<&'static Entries> {
+        match self {
+            ConvVariant::Reg => Some(&REG),
+            ConvVariant::Subgroup => Some(&SUBGROUP),
+            ConvVariant::Tiled => None,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -112,9 +198,10 @@ pub fn upload_weight(gpu: &Gpu, w: &[f32], w_shape: [usize; 4], label: &str) -> 
 /// `geom` gives stride, padding and upsampling (see [`Conv2dGeom::out_hw`]). k must be 1 or 3,
 /// stride 1 or 2. `out` must not be any of the inputs.
 ///
-/// Each invocation computes a 4 × 8 pixel × 8 channel output tile. The Upsample2D case
-/// (`Conv2dGeom::upsample()`: nearest ×2, 3×3, padding 1) runs a dedicated kernel doing 4/9 of
-/// the FLOPs; other upsampling/padding combinations go through the general kernels.
+/// The kernel variant is the device's choice for this shape (see [`ConvVariant`] and
+/// `gpu::tuning`). The Upsample2D case (`Conv2dGeom::upsample()`: nearest ×2, 3×3, padding 1)
+/// runs a dedicated entry point doing 4/9 of the FLOPs; other upsampling/padding combinations go
+/// through the general ones.
 pub fn conv2d(
     gpu: &Gpu,
     x: &Tensor,
@@ -124,94 +211,286 @@ pub fn conv2d(
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let &[cout] = &bias.shape[..] else {
+    let conv = Conv::new(x, w, bias, geom, epi, out)?;
+    let variant = choose(gpu, &conv)?;
+    conv.dispatch(gpu, variant, x, w, bias, epi, out)
+}
+
+/// [`conv2d`] with the given kernel variant (an error if it is not available on `gpu`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_variant(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: Conv2dGeom,
+    epi: &Epilogue,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    if !variant.available(gpu) {
         return Err(Error::Invalid(format!(
-            "conv2d bias must be 1-D [Cout], got {:?}",
-            bias.shape
+            "conv2d: variant {} is not available on {}",
+            variant.name(),
+            gpu.describe()
         )));
-    };
-    let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
-        return Err(Error::Invalid(format!(
+    }
+    Conv::new(x, w, bias, geom, epi, out)?.dispatch(gpu, variant, x, w, bias, epi, out)
+}
+
+/// A checked convolution: its shapes and kernel parameters, independent of the variant.
+struct Conv {
+    params: Params,
+    geom: Conv2dGeom,
+    k: usize,
+    x_shape: Vec<usize>,
+    out_shape: [usize; 4],
+}
+
+impl Conv {
+    fn new(
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        geom: Conv2dGeom,
+        epi: &Epilogue,
+        out: &Tensor,
+    ) -> Result<Self> {
+        let &[cout] = &bias.shape[..] else {
+            return Err(Error::Invalid(format!(
+                "conv2d bias must be 1-D [Cout], got {:?}",
+                bias.shape
+            )));
+        };
+        let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
+            return Err(Error::Invalid(format!(
             "conv2d weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {:?}",
             w.shape
         )));
-    };
-    if cq != cout.div_ceil(4) {
-        return Err(Error::Shape {
-            what: format!("packed conv2d weight for Cout = {cout} (bias)"),
-            expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
-            got: w.shape.clone(),
-        });
+        };
+        if cq != cout.div_ceil(4) {
+            return Err(Error::Shape {
+                what: format!("packed conv2d weight for Cout = {cout} (bias)"),
+                expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
+                got: w.shape.clone(),
+            });
+        }
+        let out_shape = output_shape(&x.shape, &[cout, wcin, kh, kw], geom)?;
+        let n = out_shape[0];
+        let [_, _, ho, wo] = out_shape;
+        let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
+        check_supported("conv2d", k, geom.stride)?;
+        crate::ops::same_shape("conv2d output", &out_shape, &out.shape)?;
+        if let Some(t) = epi.temb {
+            crate::ops::same_shape("conv2d temb", &[n, cout], &t.shape)?;
+        }
+        if let Some(r) = epi.residual {
+            crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
+        }
+        let inputs: Vec<(&str, &Tensor)> = [
+            ("x", Some(x)),
+            ("w", Some(w)),
+            ("bias", Some(bias)),
+            ("temb", epi.temb),
+            ("residual", epi.residual),
+        ]
+        .into_iter()
+        .filter_map(|(name, t)| Some((name, t?)))
+        .collect();
+        crate::ops::check_no_alias("conv2d", &[("out", out)], &inputs)?;
+        let tiles_x = wo.div_ceil(TILE_C);
+        let tiles_img = ho.div_ceil(TILE_R) * tiles_x;
+        let co_blocks = cout.div_ceil(4 * TQ);
+        let total = n * co_blocks * tiles_img;
+        let params = Params {
+            n: to_u32("N", n)?,
+            cin: to_u32("Cin", cin)?,
+            h: to_u32("H", h)?,
+            w: to_u32("W", wd)?,
+            cout: to_u32("Cout", cout)?,
+            ho: to_u32("Ho", ho)?,
+            wo: to_u32("Wo", wo)?,
+            upsample: geom.upsample as u32,
+            pad_top: to_u32("pad", geom.pad[0])?,
+            pad_left: to_u32("pad", geom.pad[1])?,
+            stride: to_u32("stride", geom.stride)?,
+            tiles_x: to_u32("tiles", tiles_x)?,
+            tiles_img: to_u32("tiles", tiles_img)?,
+            co_blocks: to_u32("channel blocks", co_blocks)?,
+            total: to_u32("tiles × channel blocks", total)?,
+            has_temb: epi.temb.is_some() as u32,
+            has_residual: epi.residual.is_some() as u32,
+            out_scale: epi.out_scale,
+            _pad: [0; 2],
+        };
+        Ok(Conv {
+            params,
+            geom,
+            k,
+            x_shape: x.shape.clone(),
+            out_shape,
+        })
     }
-    let out_shape = output_shape(&x.shape, &[cout, wcin, kh, kw], geom)?;
-    let n = out_shape[0];
-    let [_, _, ho, wo] = out_shape;
-    let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
-    check_supported("conv2d", k, geom.stride)?;
-    let spec = match (k, geom.stride) {
-        // diffusers Upsample2D: nearest ×2 then 3×3 padding 1, as 2×2 convs per output parity.
-        (3, 1) if geom.upsample && geom.pad == [1; 4] => &UP3,
-        (3, 1) => &K3S1,
-        (3, _) => &K3S2,
-        _ => &K1,
-    };
-    crate::ops::same_shape("conv2d output", &out_shape, &out.shape)?;
-    if let Some(t) = epi.temb {
-        crate::ops::same_shape("conv2d temb", &[n, cout], &t.shape)?;
+
+    /// The key of this shape for variant choices: every dimension the kernels depend on.
+    fn key(&self) -> String {
+        let g = self.geom;
+        format!(
+            "conv2d {:?} -> {:?} k{} s{} pad{:?}{}",
+            self.x_shape,
+            self.out_shape,
+            self.k,
+            g.stride,
+            g.pad,
+            if g.upsample { " up" } else { "" }
+        )
     }
-    if let Some(r) = epi.residual {
-        crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
+
+    /// The entry point of a register-blocked variant for this geometry.
+    fn spec(&self, e: &'static Entries) -> &'static KernelSpec {
+        match (self.k, self.geom.stride) {
+            // diffusers Upsample2D: nearest ×2 then 3×3 padding 1, as 2×2 convs per output parity.
+            (3, 1) if self.geom.upsample && self.geom.pad == [1; 4] => &e.up3,
+            (3, 1) => &e.k3s1,
+            (3, _) => &e.k3s2,
+            _ => &e.k1,
+        }
     }
-    let inputs: Vec<(&str, &Tensor)> = [
-        ("x", Some(x)),
-        ("w", Some(w)),
-        ("bias", Some(bias)),
-        ("temb", epi.temb),
-        ("residual", epi.residual),
-    ]
-    .into_iter()
-    .filter_map(|(name, t)| Some((name, t?)))
-    .collect();
-    crate::ops::check_no_alias("conv2d", &[("out", out)], &inputs)?;
-    let tiles_x = wo.div_ceil(TILE_C);
-    let tiles_img = ho.div_ceil(TILE_R) * tiles_x;
-    let co_blocks = cout.div_ceil(4 * TQ);
-    let total = n * co_blocks * tiles_img;
-    let params = Params {
-        n: to_u32("N", n)?,
-        cin: to_u32("Cin", cin)?,
-        h: to_u32("H", h)?,
-        w: to_u32("W", wd)?,
-        cout: to_u32("Cout", cout)?,
-        ho: to_u32("Ho", ho)?,
-        wo: to_u32("Wo", wo)?,
-        upsample: geom.upsample as u32,
-        pad_top: to_u32("pad", geom.pad[0])?,
-        pad_left: to_u32("pad", geom.pad[1])?,
-        stride: to_u32("stride", geom.stride)?,
-        tiles_x: to_u32("tiles", tiles_x)?,
-        tiles_img: to_u32("tiles", tiles_img)?,
-        co_blocks: to_u32("channel blocks", co_blocks)?,
-        total: to_u32("tiles × channel blocks", total)?,
-        has_temb: epi.temb.is_some() as u32,
-        has_residual: epi.residual.is_some() as u32,
-        out_scale: epi.out_scale,
-        _pad: [0; 2],
+
+    /// Workgroup counts of a register-blocked variant.
+    fn workgroups(&self, variant: ConvVariant) -> Result<[u32; 3]> {
+        let p = &self.params;
+        match variant {
+            ConvVariant::Reg | ConvVariant::Tiled => Ok(grid(to_u32(
+                "workgroups",
+                (p.total as usize).div_ceil(REG_WG),
+            )?)),
+            ConvVariant::Subgroup => {
+                // x (folded into z when large): groups of 8 (image, tile) pairs; y: channel block.
+                let groups = (p.n as usize * p.tiles_img as usize).div_ceil(SUBGROUP_WG);
+                let [x, z, _] = grid(to_u32("workgroups", groups)?);
+                if p.co_blocks > MAX_WORKGROUPS_PER_DIM {
+                    return Err(Error::Invalid(format!(
+                        "conv2d: {} channel blocks exceed {MAX_WORKGROUPS_PER_DIM}",
+                        p.co_blocks
+                    )));
+                }
+                Ok([x, p.co_blocks, z])
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        variant: ConvVariant,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        epi: &Epilogue,
+        out: &Tensor,
+    ) -> Result<Dispatch> {
+        let Some(entries) = variant.entries() else {
+            return super::conv2d_tiled::conv2d_tiled(gpu, x, w, bias, self.geom, epi, out);
+        };
+        let temb = epi.temb.unwrap_or(bias);
+        let residual = epi.residual.unwrap_or(bias);
+        Ok(gpu.dispatch(
+            self.spec(entries),
+            &self.params,
+            &[
+                &x.buffer,
+                &w.buffer,
+                &bias.buffer,
+                &temb.buffer,
+                &residual.buffer,
+                &out.buffer,
+            ],
+            self.workgroups(variant)?,
+        ))
+    }
+}
+
+/// The variants available on `gpu`; `Auto` times those of the adapter's class (`reg` and
+/// `subgroup` on CPU drivers, `reg` and `tiled` on GPUs).
+fn candidates(gpu: &Gpu) -> Vec<Candidate<ConvVariant>> {
+    ConvVariant::ALL
+        .into_iter()
+        .filter(|v| v.available(gpu))
+        .map(|v| Candidate {
+            variant: v,
+            name: v.name(),
+            timed: match v {
+                ConvVariant::Reg => true,
+                ConvVariant::Subgroup => gpu.is_cpu(),
+                ConvVariant::Tiled => !gpu.is_cpu(),
+            },
+        })
+        .collect()
+}
+
+/// The rule of thumb: on real GPUs the tiled variant; on CPU drivers the subgroup variant once
+/// there are enough tiles to fill its subgroups (fewer leave most of its lanes computing clamped
+/// copies), else `reg`.
+fn heuristic(gpu: &Gpu, conv: &Conv) -> ConvVariant {
+    let tiles = conv.params.n as usize * conv.params.tiles_img as usize;
+    if !gpu.is_cpu() && ConvVariant::Tiled.available(gpu) {
+        ConvVariant::Tiled
+    } else if gpu.is_cpu() && ConvVariant::Subgroup.available(gpu) && tiles >= 4 * SUBGROUP_WG {
+        ConvVariant::Subgroup
+    } else {
+        ConvVariant::Reg
+    }
+}
+
+fn choose(gpu: &Gpu, conv: &Conv) -> Result<ConvVariant> {
+    gpu.choose_variant(&conv.key(), &candidates(gpu), heuristic(gpu, conv), |v| {
+        time_variant(gpu, conv, v)
+    })
+}
+
+/// Seconds of one run of `variant` on scratch tensors of `conv`'s shapes (the best of three,
+/// after a run that compiles the pipeline).
+#[cfg(not(target_arch = "wasm32"))]
+fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
+    let p = &conv.params;
+    let wave = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+            .collect()
     };
-    let temb = epi.temb.unwrap_or(bias);
-    let residual = epi.residual.unwrap_or(bias);
-    Ok(gpu.dispatch(
-        spec,
-        &params,
-        &[
-            &x.buffer,
-            &w.buffer,
-            &bias.buffer,
-            &temb.buffer,
-            &residual.buffer,
-            &out.buffer,
-        ],
-        grid(to_u32("workgroups", total.div_ceil(WG))?),
+    let x = Tensor::from_slice(
+        gpu,
+        &conv.x_shape,
+        &wave(conv.x_shape.iter().product()),
+        "tune x",
+    )?;
+    let w_shape = [
+        p.cout.div_ceil(4) as usize,
+        p.cin as usize,
+        conv.k,
+        conv.k,
+        4,
+    ];
+    let w = Tensor::from_slice(gpu, &w_shape, &wave(w_shape.iter().product()), "tune w")?;
+    let b = Tensor::zeros(gpu, &[p.cout as usize], "tune b")?;
+    let out = Tensor::zeros(gpu, &conv.out_shape, "tune out")?;
+    let d = conv.dispatch(gpu, variant, &x, &w, &b, &Epilogue::default(), &out)?;
+    pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn time_variant(_: &Gpu, _: &Conv, _: ConvVariant) -> Result<f64> {
+    Err(Error::Invalid(
+        "conv2d: no kernel timing in the browser".into(),
     ))
 }
 
@@ -302,14 +581,33 @@ mod tests {
             residual: tr.as_ref(),
             out_scale: c.out_scale,
         };
-        let d = conv2d(gpu, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
-        pollster::block_on(gpu.run(&[d])).unwrap();
-        let got = out.read_blocking(gpu).unwrap();
-        let what = format!(
-            "conv2d N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
-            c.n, c.cin, c.cout, c.h, c.w, c.k, c.geom, c.temb, c.residual, c.out_scale
-        );
-        assert_close(&got, &want, 1e-4, 1e-4, &what);
+        let variants: Vec<ConvVariant> = ConvVariant::ALL
+            .into_iter()
+            .filter(|v| v.available(gpu))
+            .collect();
+        assert!(variants.contains(&ConvVariant::Reg));
+        for v in variants {
+            let d = conv2d_variant(gpu, v, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let got = out.read_blocking(gpu).unwrap();
+            let what = format!(
+                "conv2d[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
+                v.name(),
+                c.n,
+                c.cin,
+                c.cout,
+                c.h,
+                c.w,
+                c.k,
+                c.geom,
+                c.temb,
+                c.residual,
+                c.out_scale
+            );
+            assert_close(&got, &want, 1e-4, 1e-4, &what);
+            // The next variant must write every element itself.
+            out.write(gpu, &vec![f32::NAN; got.len()]).unwrap();
+        }
     }
 
     /// Geometry shorthand for the case tables.
@@ -340,6 +638,8 @@ mod tests {
                 case(1, 20, 17, 17, 19, 3, same),
                 case(1, 8, 16, 4, 4, 3, g(1, [0; 4], false)),
                 case(2, 3, 6, 6, 7, 3, g(1, [2, 0, 1, 2], false)),
+                // Many tiles (whole and partial subgroups), several channel blocks, Cout % 8 ≠ 0.
+                case(3, 7, 21, 29, 35, 3, same),
             ],
             10,
         );

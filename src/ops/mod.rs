@@ -6,6 +6,7 @@ pub mod attention_backward;
 pub mod concat;
 pub mod conv2d;
 pub mod conv2d_backward;
+pub mod conv2d_tiled;
 pub mod conv_pack;
 pub mod elementwise;
 pub mod grad_utils;
@@ -21,6 +22,14 @@ pub mod upsample;
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
+
+/// The names of every kernel variant of every op that has several (what `--kernels` and
+/// `DDPM_KERNELS` may force), without duplicates.
+pub fn variant_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = conv2d::ConvVariant::ALL.iter().map(|v| v.name()).collect();
+    names.dedup();
+    names
+}
 
 /// `v` as the u32 a kernel's params take, or an error naming `op` and `what`.
 pub(crate) fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {

@@ -3,7 +3,7 @@
 //! Written to a temporary file, synced, then renamed over the old one, so an interruption at
 //! any moment leaves either the previous or the new checkpoint, never a broken one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -30,6 +30,10 @@ pub struct State {
     pub scheduler: String,
     /// Caller state (e.g. the data batcher's position), restored verbatim.
     pub extra: serde_json::Value,
+    /// The kernel variants the run used (`Gpu::kernel_choices`); a resume pins them so that it
+    /// computes exactly what the uninterrupted run would have. Empty in older checkpoints.
+    #[serde(default)]
+    pub kernels: BTreeMap<String, String>,
 }
 
 /// A loaded checkpoint.
@@ -81,6 +85,7 @@ impl Trainer {
             config: self.config.to_json(),
             scheduler: self.scheduler.to_json(),
             extra,
+            kernels: gpu.kernel_choices(),
         };
         let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (set, tensors) in SETS.iter().zip(self.sets()) {

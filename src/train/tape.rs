@@ -366,6 +366,7 @@ impl Recorder for Tape<'_> {
                 residual,
                 out_scale,
                 out,
+                ..
             } => Op::Conv {
                 x: x.id,
                 prefix: prefix.to_string(),

@@ -1,5 +1,8 @@
-//! Benchmarks of the U-Net forward pass: whole-pass latency and time per kernel family, with
-//! achieved GFLOP/s. Used by `ddpm bench` and `cargo bench`.
+//! Benchmarks of the U-Net forward pass and training step: whole-pass latency and time per
+//! kernel family, with achieved GFLOP/s, and the per-variant kernel bench ([`kernels`]). Used
+//! by `ddpm bench` and `cargo bench`.
+
+pub mod kernels;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -1,0 +1,247 @@
+//! Choosing among kernel variants. Some ops have several WGSL kernels that compute the same result
+//! with different work layouts (one family for CPU drivers such as lavapipe and SwiftShader, one
+//! for real GPUs); which is fastest depends on the adapter and the shape. [`Gpu`] picks one per op
+//! and shape when a plan is built, by [`KernelPolicy`], and remembers the choice for the process
+//! (cuDNN's benchmark mode, burn's autotune).
+//!
+//! A training run records its choices in the checkpoint and pins them on resume
+//! ([`Gpu::pin_kernel_choices`]), so that a resumed run uses the same kernels — and so gives
+//! bit-identical results — whatever a new timing would say.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// The environment variable that sets the initial [`KernelPolicy`] (`auto`, `heuristic` or a
+/// variant name).
+pub const KERNELS_ENV: &str = "DDPM_KERNELS";
+
+/// How [`Gpu`] picks a variant when an op offers several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelPolicy {
+    /// Time every eligible variant once per op and shape on this device and keep the fastest.
+    /// Natively only; in the browser (no blocking wait) it acts as `Heuristic`.
+    Auto,
+    /// The op's rule of thumb for this adapter class, without timing.
+    Heuristic,
+    /// This variant wherever the op has it and it is eligible; elsewhere the heuristic.
+    Force(String),
+}
+
+impl KernelPolicy {
+    /// Parses `auto`, `heuristic` or a variant name.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "" => Err(Error::Invalid("empty kernel policy".into())),
+            "auto" => Ok(KernelPolicy::Auto),
+            "heuristic" => Ok(KernelPolicy::Heuristic),
+            name => Ok(KernelPolicy::Force(name.to_string())),
+        }
+    }
+
+    /// The policy named by [`KERNELS_ENV`], else `Auto` natively and `Heuristic` in the browser.
+    pub fn from_env() -> Result<Self> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(v) = std::env::var(KERNELS_ENV) {
+            return Self::parse(&v).map_err(|e| Error::Invalid(format!("{KERNELS_ENV}: {e}")));
+        }
+        Ok(if cfg!(target_arch = "wasm32") {
+            KernelPolicy::Heuristic
+        } else {
+            KernelPolicy::Auto
+        })
+    }
+}
+
+/// The policy and the choices made so far (key → variant name).
+pub(crate) struct Tuner {
+    policy: Mutex<KernelPolicy>,
+    choices: Mutex<BTreeMap<String, String>>,
+}
+
+impl Tuner {
+    pub(crate) fn new(policy: KernelPolicy) -> Self {
+        Tuner {
+            policy: Mutex::new(policy),
+            choices: Mutex::default(),
+        }
+    }
+}
+
+/// One candidate of [`Gpu::choose_variant`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Candidate<V> {
+    pub variant: V,
+    pub name: &'static str,
+    /// Whether `Auto` times it: variants of the other adapter class (GPU kernels on a CPU
+    /// driver) are only run when forced.
+    pub timed: bool,
+}
+
+impl Gpu {
+    /// The current policy.
+    pub fn kernel_policy(&self) -> KernelPolicy {
+        self.tuner.policy.lock().unwrap().clone()
+    }
+
+    /// Sets the policy for choices not yet made (earlier choices stay, so plans already built
+    /// and plans built later agree; see [`Gpu::clear_kernel_choices`]).
+    pub fn set_kernel_policy(&self, policy: KernelPolicy) {
+        *self.tuner.policy.lock().unwrap() = policy;
+    }
+
+    /// Every choice made (or pinned) so far: op-and-shape key → variant name.
+    pub fn kernel_choices(&self) -> BTreeMap<String, String> {
+        self.tuner.choices.lock().unwrap().clone()
+    }
+
+    /// Makes these choices as if they had been made already (a resumed training run passes the
+    /// ones its checkpoint recorded). A pinned name an op does not offer (any more) is ignored
+    /// for that op.
+    pub fn pin_kernel_choices(&self, choices: &BTreeMap<String, String>) {
+        let mut mine = self.tuner.choices.lock().unwrap();
+        for (k, v) in choices {
+            mine.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Forgets every choice, so the next plans choose again under the current policy.
+    pub fn clear_kernel_choices(&self) {
+        self.tuner.choices.lock().unwrap().clear();
+    }
+
+    /// The variant to run for `key` (an op name and its shape): an earlier or pinned choice if
+    /// it is among `candidates` (the eligible variants, never empty), else one chosen by the
+    /// policy — under `Auto` by `time`, which returns the seconds one run of a variant takes.
+    /// `heuristic` must be one of the candidates (else the first is the rule of thumb).
+    pub(crate) fn choose_variant<V: Copy + PartialEq>(
+        &self,
+        key: &str,
+        candidates: &[Candidate<V>],
+        heuristic: V,
+        time: impl FnMut(V) -> Result<f64>,
+    ) -> Result<V> {
+        assert!(!candidates.is_empty(), "{key}: no eligible kernel variant");
+        let find = |name: &str| candidates.iter().position(|c| c.name == name);
+        if let Some(i) = self
+            .tuner
+            .choices
+            .lock()
+            .unwrap()
+            .get(key)
+            .and_then(|n| find(n))
+        {
+            return Ok(candidates[i].variant);
+        }
+        let rule = candidates
+            .iter()
+            .position(|c| c.variant == heuristic)
+            .unwrap_or(0);
+        let timed = candidates.iter().filter(|c| c.timed).count();
+        let chosen = match self.kernel_policy() {
+            KernelPolicy::Force(name) => find(&name).unwrap_or(rule),
+            KernelPolicy::Heuristic => rule,
+            KernelPolicy::Auto if cfg!(target_arch = "wasm32") || timed < 2 => rule,
+            KernelPolicy::Auto => fastest(candidates, time)?.unwrap_or(rule),
+        };
+        self.tuner
+            .choices
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), candidates[chosen].name.to_string());
+        Ok(candidates[chosen].variant)
+    }
+}
+
+/// The index of the timed candidate with the smallest time (the first on ties).
+fn fastest<V: Copy>(
+    candidates: &[Candidate<V>],
+    mut time: impl FnMut(V) -> Result<f64>,
+) -> Result<Option<usize>> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, c) in candidates.iter().enumerate().filter(|(_, c)| c.timed) {
+        let t = time(c.variant)?;
+        if best.is_none_or(|(_, bt)| t < bt) {
+            best = Some((i, t));
+        }
+    }
+    Ok(best.map(|b| b.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_parses() {
+        assert_eq!(KernelPolicy::parse("auto").unwrap(), KernelPolicy::Auto);
+        assert_eq!(
+            KernelPolicy::parse("heuristic").unwrap(),
+            KernelPolicy::Heuristic
+        );
+        assert_eq!(
+            KernelPolicy::parse(" reg ").unwrap(),
+            KernelPolicy::Force("reg".into())
+        );
+        assert!(KernelPolicy::parse("").is_err());
+    }
+
+    fn cand(variant: usize, name: &'static str, timed: bool) -> Candidate<usize> {
+        Candidate {
+            variant,
+            name,
+            timed,
+        }
+    }
+
+    #[test]
+    fn fastest_takes_the_smallest_timed() {
+        let times = [0.3, 0.1, 0.2, 0.01];
+        let c = [
+            cand(0, "a", true),
+            cand(1, "b", true),
+            cand(2, "c", true),
+            cand(3, "d", false),
+        ];
+        assert_eq!(fastest(&c, |v| Ok(times[v])).unwrap(), Some(1));
+        assert_eq!(fastest(&c[3..], |v| Ok(times[v])).unwrap(), None);
+        assert!(fastest(&c, |_| Err(Error::Invalid("x".into()))).is_err());
+    }
+
+    #[test]
+    fn choices_follow_policy_and_pins() {
+        let gpu = crate::testing::gpu();
+        if gpu.kernel_policy() != KernelPolicy::Auto {
+            return; // DDPM_KERNELS set for this test run: timing is not what is chosen by.
+        }
+        let c = [cand(0, "a", true), cand(1, "b", true), cand(2, "c", false)];
+        let slow_first = |v: usize| Ok([0.2, 0.1, 0.0][v]);
+        // Choices are per key and kept; keys here are unique to this test.
+        assert_eq!(
+            gpu.choose_variant("test:auto", &c, 0, slow_first).unwrap(),
+            1
+        );
+        assert_eq!(
+            gpu.choose_variant("test:auto", &c, 0, |_| -> Result<f64> { unreachable!() })
+                .unwrap(),
+            1
+        );
+        gpu.pin_kernel_choices(&BTreeMap::from([
+            ("test:pinned".to_string(), "c".to_string()),
+            ("test:stale".to_string(), "gone".to_string()),
+        ]));
+        assert_eq!(
+            gpu.choose_variant("test:pinned", &c, 0, slow_first)
+                .unwrap(),
+            2
+        );
+        // A pinned name the op does not offer is chosen again (here by timing).
+        assert_eq!(
+            gpu.choose_variant("test:stale", &c, 0, slow_first).unwrap(),
+            1
+        );
+        assert_eq!(gpu.kernel_choices()["test:stale"], "b");
+    }
+}

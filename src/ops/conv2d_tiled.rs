@@ -1,0 +1,507 @@
+//! `shaders/conv2d_tiled.wgsl`: the 2-D convolution of [`crate::ops::conv2d`] (same arguments,
+//! same result) as a tiled implicit GEMM, `C[co, pix] = Σ W[co, (ci, ky, kx)] · X[(ci, ky, kx),
+//! pix]` with pixels flattened over `N·Ho·Wo`.
+//!
+//! A workgroup of 16 × 16 invocations computes a 64 channel × 64 pixel output tile; per K-step of
+//! 16 it loads a weight tile and an im2col input tile (gathered on the fly: padding, stride and
+//! upsampling resolved, zeros outside) into workgroup memory with coalesced loads, synchronises,
+//! and every invocation accumulates a 4 × 4 register micro-tile. This is meant to win on real
+//! GPUs, where workgroup memory and barriers are cheap and global loads are what costs; on CPU
+//! drivers (lavapipe) barriers are expensive and the register-blocked [`crate::ops::conv2d`]
+//! kernels are faster. Check [`tiled_fits`] before using it on an unknown device.
+
+use crate::error::{Error, Result};
+use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM};
+use crate::ops::conv2d::{check_supported, output_shape, Conv2dGeom, Epilogue};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,      // x
+    Access::Read,      // w (packed)
+    Access::Read,      // bias
+    Access::Read,      // temb (or dummy)
+    Access::Read,      // residual (or dummy)
+    Access::ReadWrite, // out
+];
+
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name: "conv2d_tiled",
+        source: include_str!("../../shaders/conv2d_tiled.wgsl"),
+        entry,
+        bindings: BINDINGS,
+    }
+}
+
+const K1: KernelSpec = spec("conv_tiled_k1");
+const K3: KernelSpec = spec("conv_tiled_k3");
+
+/// Workgroup shape (`TX × TY` invocations), output tile (`BM` channels × `BN` pixels) and K-step
+/// `BK`. Must match the constants of the shader.
+const TX: u32 = 16;
+const TY: u32 = 16;
+const BM: usize = 64;
+const BN: usize = 64;
+const BK: usize = 16;
+/// Workgroup memory of the shader: the weight tile `BK × (BM/4 + 1)` vec4 (one quad of padding
+/// per row) and the input tile `BK × BN` f32.
+const WORKGROUP_BYTES: u32 = ((BK * (BM / 4 + 1) * 4 + BK * BN) * 4) as u32;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    upsample: u32,
+    pad_top: u32,
+    pad_left: u32,
+    stride: u32,
+    kdim: u32,
+    pixels: u32,
+    quads: u32,
+    co_tiles: u32,
+    tiles: u32,
+    has_temb: u32,
+    has_residual: u32,
+    out_scale: f32,
+    _pad: u32,
+}
+
+/// Whether a device with `limits` can run the tiled kernel (workgroup memory, invocations per
+/// workgroup, workgroup size and the workgroup count per dimension [`grid`] assumes). True for
+/// WebGPU's default limits.
+pub fn tiled_fits(limits: &wgpu::Limits) -> bool {
+    limits.max_compute_workgroup_storage_size >= WORKGROUP_BYTES
+        && limits.max_compute_invocations_per_workgroup >= TX * TY
+        && limits.max_compute_workgroup_size_x >= TX
+        && limits.max_compute_workgroup_size_y >= TY
+        && limits.max_compute_workgroups_per_dimension >= MAX_WORKGROUPS_PER_DIM
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("conv2d_tiled", what, v)
+}
+
+/// Exactly [`crate::ops::conv2d::conv2d`] (same arguments, checks and result:
+/// `out = (conv(x, w) + bias + temb + residual) * out_scale`, `w` packed by
+/// [`crate::ops::conv2d::pack_weight`], k ∈ {1, 3}, stride ∈ {1, 2}, any padding, optional
+/// upsampling), computed by the workgroup-tiled implicit-GEMM kernel. `out` must not be any of
+/// the inputs. The device must satisfy [`tiled_fits`].
+pub fn conv2d_tiled(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    geom: Conv2dGeom,
+    epi: &Epilogue,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let &[cout] = &bias.shape[..] else {
+        return Err(Error::Invalid(format!(
+            "conv2d_tiled bias must be 1-D [Cout], got {:?}",
+            bias.shape
+        )));
+    };
+    let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
+        return Err(Error::Invalid(format!(
+            "conv2d_tiled weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), \
+             got {:?}",
+            w.shape
+        )));
+    };
+    if cq != cout.div_ceil(4) {
+        return Err(Error::Shape {
+            what: format!("packed conv2d_tiled weight for Cout = {cout} (bias)"),
+            expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
+            got: w.shape.clone(),
+        });
+    }
+    let out_shape = output_shape(&x.shape, &[cout, wcin, kh, kw], geom)?;
+    let [n, _, ho, wo] = out_shape;
+    let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
+    check_supported("conv2d_tiled", k, geom.stride)?;
+    crate::ops::same_shape("conv2d_tiled output", &out_shape, &out.shape)?;
+    if let Some(t) = epi.temb {
+        crate::ops::same_shape("conv2d_tiled temb", &[n, cout], &t.shape)?;
+    }
+    if let Some(r) = epi.residual {
+        crate::ops::same_shape("conv2d_tiled residual", &out_shape, &r.shape)?;
+    }
+    let inputs: Vec<(&str, &Tensor)> = [
+        ("x", Some(x)),
+        ("w", Some(w)),
+        ("bias", Some(bias)),
+        ("temb", epi.temb),
+        ("residual", epi.residual),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| Some((name, t?)))
+    .collect();
+    crate::ops::check_no_alias("conv2d_tiled", &[("out", out)], &inputs)?;
+    // The shader indexes every tensor with u32.
+    to_u32("input elements", x.numel())?;
+    to_u32("packed weight elements", w.numel())?;
+    to_u32("output elements", out.numel())?;
+
+    let kdim = cin * k * k;
+    let pixels = n * ho * wo;
+    let co_tiles = cout.div_ceil(BM);
+    let tiles = co_tiles * pixels.div_ceil(BN);
+    let params = Params {
+        n: to_u32("N", n)?,
+        cin: to_u32("Cin", cin)?,
+        h: to_u32("H", h)?,
+        w: to_u32("W", wd)?,
+        cout: to_u32("Cout", cout)?,
+        ho: to_u32("Ho", ho)?,
+        wo: to_u32("Wo", wo)?,
+        upsample: geom.upsample as u32,
+        pad_top: to_u32("pad", geom.pad[0])?,
+        pad_left: to_u32("pad", geom.pad[1])?,
+        stride: to_u32("stride", geom.stride)?,
+        kdim: to_u32("Cin·k·k", kdim)?,
+        pixels: to_u32("N·Ho·Wo", pixels)?,
+        quads: to_u32("channel quads", cq)?,
+        co_tiles: to_u32("channel tiles", co_tiles)?,
+        tiles: to_u32("tiles", tiles)?,
+        has_temb: epi.temb.is_some() as u32,
+        has_residual: epi.residual.is_some() as u32,
+        out_scale: epi.out_scale,
+        _pad: 0,
+    };
+    let temb = epi.temb.unwrap_or(bias);
+    let residual = epi.residual.unwrap_or(bias);
+    let spec = if k == 1 { &K1 } else { &K3 };
+    Ok(gpu.dispatch(
+        spec,
+        &params,
+        &[
+            &x.buffer,
+            &w.buffer,
+            &bias.buffer,
+            &temb.buffer,
+            &residual.buffer,
+            &out.buffer,
+        ],
+        grid(params.tiles),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+    use crate::ops::conv2d::upload_weight;
+    use crate::testing::{assert_close, gpu, Rng};
+
+    struct Case {
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+        temb: bool,
+        residual: bool,
+        out_scale: f32,
+    }
+
+    fn case(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+    ) -> Case {
+        Case {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            geom,
+            temb: false,
+            residual: false,
+            out_scale: 1.0,
+        }
+    }
+
+    /// Geometry shorthand for the case tables.
+    fn g(stride: usize, pad: [usize; 4], upsample: bool) -> Conv2dGeom {
+        Conv2dGeom {
+            stride,
+            pad,
+            upsample,
+        }
+    }
+
+    /// Runs one case through the tiled kernel and the CPU reference and compares them.
+    fn check(c: &Case, seed: u64) {
+        let gpu = gpu();
+        let mut rng = Rng::new(seed);
+        let x_shape = [c.n, c.cin, c.h, c.w];
+        let w_shape = [c.cout, c.cin, c.k, c.k];
+        let x = rng.normals(x_shape.iter().product(), 1.0);
+        let w = rng.normals(
+            w_shape.iter().product(),
+            1.0 / ((c.cin * c.k * c.k) as f32).sqrt(),
+        );
+        let b = rng.normals(c.cout, 0.5);
+        let out_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let temb = c.temb.then(|| rng.normals(c.n * c.cout, 1.0));
+        let res = c
+            .residual
+            .then(|| rng.normals(out_shape.iter().product(), 1.0));
+        let (want, shape) = cpu::conv2d::conv2d(
+            &x,
+            x_shape,
+            &w,
+            w_shape,
+            &b,
+            c.geom,
+            temb.as_deref(),
+            res.as_deref(),
+            c.out_scale,
+        )
+        .unwrap();
+        assert_eq!(shape, out_shape);
+
+        let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
+        let tw = upload_weight(gpu, &w, w_shape, "w").unwrap();
+        let tb = Tensor::from_slice(gpu, &[c.cout], &b, "b").unwrap();
+        let tt = temb
+            .as_ref()
+            .map(|t| Tensor::from_slice(gpu, &[c.n, c.cout], t, "temb").unwrap());
+        let tr = res
+            .as_ref()
+            .map(|r| Tensor::from_slice(gpu, &out_shape, r, "res").unwrap());
+        // NaN-filled output, so that an element the kernel fails to write shows up.
+        let nan = vec![f32::NAN; out_shape.iter().product()];
+        let out = Tensor::from_slice(gpu, &out_shape, &nan, "out").unwrap();
+        let epi = Epilogue {
+            temb: tt.as_ref(),
+            residual: tr.as_ref(),
+            out_scale: c.out_scale,
+        };
+        let d = conv2d_tiled(gpu, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
+        pollster::block_on(gpu.run(&[d])).unwrap();
+        let got = out.read_blocking(gpu).unwrap();
+        let what = format!(
+            "conv2d_tiled N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
+            c.n, c.cin, c.cout, c.h, c.w, c.k, c.geom, c.temb, c.residual, c.out_scale
+        );
+        assert_close(&got, &want, 1e-4, 1e-4, &what);
+    }
+
+    fn check_all(cases: &[Case], seed: u64) {
+        for (i, c) in cases.iter().enumerate() {
+            check(c, seed + i as u64);
+        }
+    }
+
+    #[test]
+    fn tiled_3x3_matches_cpu() {
+        let same = Conv2dGeom::same(3);
+        check_all(
+            &[
+                case(1, 1, 1, 1, 1, 3, same),
+                case(1, 3, 5, 7, 9, 3, same),
+                case(3, 5, 13, 5, 11, 3, same),
+                case(1, 17, 9, 13, 6, 3, same),
+                case(2, 20, 17, 17, 19, 3, same),
+                case(1, 8, 16, 4, 4, 3, g(1, [0; 4], false)),
+                // Asymmetric padding.
+                case(2, 3, 6, 6, 7, 3, g(1, [2, 0, 1, 2], false)),
+                case(1, 13, 33, 5, 11, 3, g(1, [0, 2, 2, 1], false)),
+            ],
+            110,
+        );
+    }
+
+    #[test]
+    fn tiled_1x1_matches_cpu() {
+        let same = Conv2dGeom::same(1);
+        check_all(
+            &[
+                case(1, 1, 1, 1, 1, 1, same),
+                case(2, 5, 3, 5, 11, 1, same),
+                case(1, 33, 20, 13, 6, 1, same),
+                case(3, 17, 13, 17, 19, 1, same),
+                case(2, 5, 6, 7, 5, 1, g(2, [0; 4], false)),
+                case(1, 3, 4, 3, 5, 1, g(1, [1, 2, 0, 1], false)),
+            ],
+            120,
+        );
+    }
+
+    #[test]
+    fn tiled_stride2_matches_cpu() {
+        check_all(
+            &[
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1)),
+                case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1)),
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0)),
+                case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0)),
+                case(1, 13, 20, 17, 19, 3, Conv2dGeom::downsample(0)),
+                case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1)),
+                case(3, 1, 5, 5, 11, 3, Conv2dGeom::downsample(1)),
+            ],
+            130,
+        );
+    }
+
+    #[test]
+    fn tiled_upsample_matches_cpu() {
+        let up = Conv2dGeom::upsample();
+        check_all(
+            &[
+                case(1, 4, 4, 4, 4, 3, up),
+                case(2, 3, 5, 3, 5, 3, up),
+                case(1, 6, 9, 1, 1, 3, up),
+                case(1, 17, 13, 5, 11, 3, up),
+                // Not the Upsample2D shape: other padding, stride 2, 1×1.
+                case(1, 3, 4, 3, 4, 3, g(1, [0, 1, 2, 0], true)),
+                case(2, 3, 5, 3, 5, 3, g(2, [1; 4], true)),
+                case(1, 5, 6, 3, 2, 1, g(1, [0; 4], true)),
+            ],
+            140,
+        );
+    }
+
+    #[test]
+    fn tiled_epilogue_matches_cpu() {
+        let mut cases = [
+            case(2, 5, 7, 6, 9, 3, Conv2dGeom::same(3)),
+            case(3, 4, 9, 5, 5, 1, Conv2dGeom::same(1)),
+            case(2, 3, 6, 5, 7, 3, Conv2dGeom::upsample()),
+            case(2, 6, 5, 9, 8, 3, Conv2dGeom::downsample(0)),
+            case(2, 13, 70, 9, 10, 3, Conv2dGeom::same(3)),
+        ];
+        for (i, c) in cases.iter_mut().enumerate() {
+            c.temb = i != 1;
+            c.residual = i != 2;
+            c.out_scale = [0.5, std::f32::consts::FRAC_1_SQRT_2, 2.0, -1.5, 0.25][i];
+        }
+        check_all(&cases, 150);
+    }
+
+    /// Several tiles along every axis: channels (Cout > 64, not a multiple of 64 or 4), pixels
+    /// (N·Ho·Wo > 64, crossing image boundaries inside a tile) and K (Cin·9 > 16 and not a
+    /// multiple of 16: 33·9 = 297, 5·9 = 45, 20 for 1×1).
+    #[test]
+    fn tiled_multi_tile_matches_cpu() {
+        check_all(
+            &[
+                case(3, 33, 131, 13, 6, 3, Conv2dGeom::same(3)),
+                case(2, 5, 65, 17, 19, 3, Conv2dGeom::same(3)),
+                case(2, 20, 129, 11, 13, 1, Conv2dGeom::same(1)),
+                case(1, 17, 67, 19, 17, 3, Conv2dGeom::downsample(1)),
+                case(2, 13, 66, 7, 9, 3, Conv2dGeom::upsample()),
+            ],
+            160,
+        );
+    }
+
+    /// More than 65535 workgroups, so the grid folds into y (65536 + 64 pixel tiles).
+    #[test]
+    fn tiled_folded_grid_matches_cpu() {
+        check(&case(1, 1, 3, 2049, 2048, 1, Conv2dGeom::same(1)), 170);
+    }
+
+    #[test]
+    fn tiled_fits_webgpu_defaults() {
+        assert!(tiled_fits(&wgpu::Limits::default()));
+        assert!(tiled_fits(&gpu().limits));
+        let small = wgpu::Limits {
+            max_compute_workgroup_storage_size: WORKGROUP_BYTES - 4,
+            ..wgpu::Limits::default()
+        };
+        assert!(!tiled_fits(&small));
+    }
+
+    #[test]
+    fn tiled_rejects_bad_shapes() {
+        let gpu = gpu();
+        let z = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
+        let x = z(&[1, 4, 8, 8]);
+        let w = z(&[2, 4, 3, 3, 4]);
+        let b = z(&[6]);
+        let out = z(&[1, 6, 8, 8]);
+        let same = Conv2dGeom::same(3);
+        let none = Epilogue::default();
+        let run = |x: &Tensor, w: &Tensor, b: &Tensor, g: Conv2dGeom, e: &Epilogue, o: &Tensor| {
+            conv2d_tiled(gpu, x, w, b, g, e, o)
+        };
+        let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
+        let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
+        assert!(run(&x, &w, &b, same, &none, &out).is_ok());
+        let w_cin = z(&[2, 3, 3, 3, 4]);
+        assert!(shape_err(run(&x, &w_cin, &b, same, &none, &out)));
+        let w_quads = z(&[1, 4, 3, 3, 4]);
+        assert!(shape_err(run(&x, &w_quads, &b, same, &none, &out)));
+        assert!(invalid(run(&x, &z(&[6, 4, 3, 3]), &b, same, &none, &out)));
+        let w5 = z(&[2, 4, 5, 5, 4]);
+        assert!(invalid(run(&x, &w5, &b, Conv2dGeom::same(5), &none, &out)));
+        assert!(shape_err(run(&x, &w, &b, same, &none, &z(&[1, 6, 7, 8]))));
+        let t = z(&[2, 6]);
+        let e = Epilogue {
+            temb: Some(&t),
+            ..none
+        };
+        assert!(shape_err(run(&x, &w, &b, same, &e, &out)));
+        let s3 = Conv2dGeom { stride: 3, ..same };
+        assert!(invalid(run(&x, &w, &b, s3, &none, &z(&[1, 6, 3, 3]))));
+        let e = Epilogue {
+            residual: Some(&out),
+            ..none
+        };
+        assert!(invalid(run(&x, &w, &b, same, &e, &out)));
+    }
+
+    /// Wall-clock time of one forward (best of 5) next to `ops::conv2d`:
+    /// `cargo test --release --lib ops::conv2d_tiled -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn tiled_timing() {
+        let gpu = gpu();
+        println!("conv2d_tiled on {}", gpu.describe());
+        let mut rng = Rng::new(7);
+        let (n, cin, cout, hw, k) = (16, 32, 32, 28, 3);
+        let geom = Conv2dGeom::same(k);
+        let x_shape = [n, cin, hw, hw];
+        let w_shape = [cout, cin, k, k];
+        let out_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+        let tx =
+            Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x").unwrap();
+        let tw = upload_weight(gpu, &rng.normals(cout * cin * k * k, 0.1), w_shape, "w").unwrap();
+        let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
+        let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
+        let epi = Epilogue::default();
+        let tiled = conv2d_tiled(gpu, &tx, &tw, &tb, geom, &epi, &out).unwrap();
+        let plain = crate::ops::conv2d::conv2d(gpu, &tx, &tw, &tb, geom, &epi, &out).unwrap();
+        let gflop = 2.0 * (out_shape.iter().product::<usize>() * cin * k * k) as f64 / 1e9;
+        for (name, d) in [("conv2d_tiled", &tiled), ("conv2d", &plain)] {
+            pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            println!(
+                "{name:12} N={n} {cin}→{cout} {hw}×{hw} k={k}: best {:8.2} ms {:6.2} GFLOP/s",
+                best * 1e3,
+                gflop / best
+            );
+        }
+    }
+}
