@@ -4,7 +4,8 @@
 //
 // 2-D convolution, NCHW f32, k = 1 or 3, stride 1 or 2, zero padding, optional fused nearest ×2
 // upsampling of the input, fused epilogue
-//   out[n, co, oy, ox] = (conv + bias[co] + temb[n, co] + residual[n, co, oy, ox]) * out_scale.
+//   out[n, co, oy, ox] (+)= (conv + bias[co] + temb[n, co] + residual[n, co, oy, ox]) * out_scale
+// (added to the old value when `accumulate` is set).
 // Weights are packed [ceil(Cout / 4), Cin, k, k] × vec4 (4 output channels, zero padded; see
 // `cpu::conv2d::pack_weight`).
 //
@@ -49,7 +50,8 @@ struct Params {
     has_temb: u32,
     has_residual: u32,
     out_scale: f32,
-    _pad0: u32,
+    // 1: add the result to `out` instead of overwriting it.
+    accumulate: u32,
     _pad1: u32,
 }
 
@@ -180,7 +182,7 @@ fn store_row(t: ptr<function, Tile>, a: ptr<function, Row>, r: u32) {
                     if p.has_residual != 0u {
                         val += residual[ob + ox];
                     }
-                    out[ob + ox] = val * p.out_scale;
+                    out[ob + ox] = select(0.0, out[ob + ox], p.accumulate != 0u) + val * p.out_scale;
                 }
             }
         }

@@ -37,7 +37,8 @@ struct Params {
     has_temb: u32,
     has_residual: u32,
     out_scale: f32,
-    _pad0: u32,
+    // 1: add the result to `out` instead of overwriting it.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -124,7 +125,7 @@ fn store_pixel(pix: u32, co0: u32, acc: vec4<f32>) {
         if p.has_residual != 0u {
             val += residual[o];
         }
-        out[o] = val * p.out_scale;
+        out[o] = select(0.0, out[o], p.accumulate != 0u) + val * p.out_scale;
     }
 }
 

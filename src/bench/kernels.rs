@@ -12,7 +12,7 @@ use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
 pub use crate::model::gpu_unet::ConvLayer;
 use crate::model::{UNet, UNetConfig, Weights};
 use crate::ops::conv2d::{self, ConvVariant, Epilogue};
-use crate::ops::conv2d_backward;
+use crate::ops::conv2d_backward::{self, DxVariant};
 use crate::testing::Rng;
 
 /// The distinct conv layers of the U-Net `cfg` at `batch`, in the order they first run.
@@ -152,11 +152,18 @@ fn forward_dispatch(
     Ok((d, out))
 }
 
-fn dx_dispatch(gpu: &Gpu, layer: &ConvLayer, ops: &Operands) -> Result<(Dispatch, Tensor)> {
+fn dx_dispatch(
+    gpu: &Gpu,
+    layer: &ConvLayer,
+    ops: &Operands,
+    variant: DxVariant,
+) -> Result<(Vec<Dispatch>, Tensor)> {
     let dy = Tensor::from_slice(gpu, &ops.out_shape, &ops.dy, "bench dy")?;
     let w = Tensor::from_slice(gpu, &ops.w_shape, &ops.w, "bench w")?;
     let dx = Tensor::zeros(gpu, &layer.x, "bench dx")?;
-    let d = conv2d_backward::conv2d_backward_input(gpu, &dy, &w, layer.geom, 1.0, false, &dx)?;
+    let d = conv2d_backward::conv2d_backward_input_variant(
+        gpu, variant, &dy, &w, layer.geom, 1.0, false, &dx,
+    )?;
     Ok((d, dx))
 }
 
@@ -207,17 +214,23 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
             &mut want,
             small.x,
         )?;
-        let (d, dx) = dx_dispatch(gpu, &small, &so)?;
-        pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
-        let rel = rel_err(&dx.read_blocking(gpu)?, &want);
-        let (d, _) = dx_dispatch(gpu, layer, &fo)?;
-        rows.push(KernelRow {
-            op: "conv2d dx",
-            layer: *layer,
-            variant: "reg",
-            seconds: best_time(gpu, std::slice::from_ref(&d), iters)?,
-            rel_err: rel,
-        });
+        let k = layer.k;
+        for v in DxVariant::ALL
+            .into_iter()
+            .filter(|v| v.applies(k, layer.geom))
+        {
+            let (d, dx) = dx_dispatch(gpu, &small, &so, v)?;
+            pollster::block_on(gpu.run(&d))?;
+            let rel = rel_err(&dx.read_blocking(gpu)?, &want);
+            let (d, _) = dx_dispatch(gpu, layer, &fo, v)?;
+            rows.push(KernelRow {
+                op: "conv2d dx",
+                layer: *layer,
+                variant: v.name(),
+                seconds: best_time(gpu, &d, iters)?,
+                rel_err: rel,
+            });
+        }
         // dW
         let mut want = vec![0f32; so.w.len()];
         let mut want_b = vec![0f32; layer.cout];
@@ -240,7 +253,7 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
         rows.push(KernelRow {
             op: "conv2d dW",
             layer: *layer,
-            variant: "reg",
+            variant: "direct",
             seconds: best_time(gpu, &d, iters)?,
             rel_err: rel,
         });

@@ -212,6 +212,29 @@ pub fn pack_weight(w: &[f32], w_shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 
     Ok((packed, shape))
 }
 
+/// The weight of the convolution that computes a stride-1 conv's input gradient:
+/// `[Cout, Cin, k, k]` → `[Cin, Cout, k, k]` with both taps flipped,
+/// `out[ci, co, ky, kx] = w[co, ci, k-1-ky, k-1-kx]`.
+pub fn flip_transpose(w: &[f32], w_shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 4])> {
+    let [cout, cin, kh, kw] = w_shape;
+    if w.len() != w_shape.iter().product::<usize>() || kh != kw {
+        return Err(shape_err("conv2d weight data", &w_shape, &[w.len()]));
+    }
+    let k = kh;
+    let mut out = vec![0f32; w.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out[((ci * cout + co) * k + ky) * k + kx] =
+                        w[((co * cin + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)];
+                }
+            }
+        }
+    }
+    Ok((out, [cin, cout, k, k]))
+}
+
 /// Inverse of [`pack_weight`]: `[ceil(Cout/4), Cin, k, k, 4]` back to `[Cout, Cin, k, k]`.
 pub fn unpack_weight(
     packed: &[f32],

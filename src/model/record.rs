@@ -140,6 +140,7 @@ impl<R: Recorder> Backend for R {
             temb: temb.map(R::tensor),
             residual: residual.map(R::tensor),
             out_scale,
+            accumulate: false,
         };
         let d = ops::conv2d::conv2d(self.gpu(), xt, &w, &b, geom, &epi, o)?;
         let flops = 2 * (o.numel() * xt.shape[1] * k * k) as u64;

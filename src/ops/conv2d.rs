@@ -145,7 +145,8 @@ struct Params {
     has_temb: u32,
     has_residual: u32,
     out_scale: f32,
-    _pad: [u32; 2],
+    accumulate: u32,
+    _pad: u32,
 }
 
 /// Optional fused additions and the final scale of a convolution's output.
@@ -157,6 +158,8 @@ pub struct Epilogue<'a> {
     pub residual: Option<&'a Tensor>,
     /// Multiplies the result last.
     pub out_scale: f32,
+    /// Add the result to `out` instead of overwriting it (a gradient's later contributions).
+    pub accumulate: bool,
 }
 
 impl Default for Epilogue<'_> {
@@ -166,6 +169,7 @@ impl Default for Epilogue<'_> {
             temb: None,
             residual: None,
             out_scale: 1.0,
+            accumulate: false,
         }
     }
 }
@@ -321,7 +325,8 @@ impl Conv {
             has_temb: epi.temb.is_some() as u32,
             has_residual: epi.residual.is_some() as u32,
             out_scale: epi.out_scale,
-            _pad: [0; 2],
+            accumulate: epi.accumulate as u32,
+            _pad: 0,
         };
         Ok(Conv {
             params,
@@ -511,6 +516,8 @@ mod tests {
         temb: bool,
         residual: bool,
         out_scale: f32,
+        /// Start from random `out` values and add to them.
+        accumulate: bool,
     }
 
     fn case(
@@ -533,6 +540,7 @@ mod tests {
             temb: false,
             residual: false,
             out_scale: 1.0,
+            accumulate: false,
         }
     }
 
@@ -552,7 +560,8 @@ mod tests {
         let res = c
             .residual
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
-        let (want, shape) = cpu::conv2d::conv2d(
+        let init = rng.normals(out_shape.iter().product(), 1.0);
+        let (mut want, shape) = cpu::conv2d::conv2d(
             &x,
             x_shape,
             &w,
@@ -565,6 +574,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(shape, out_shape);
+        if c.accumulate {
+            for (w, i) in want.iter_mut().zip(&init) {
+                *w += i;
+            }
+        }
 
         let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
         let tw = upload_weight(gpu, &w, w_shape, "w").unwrap();
@@ -575,11 +589,12 @@ mod tests {
         let tr = res
             .as_ref()
             .map(|r| Tensor::from_slice(gpu, &out_shape, r, "res").unwrap());
-        let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
+        let out = Tensor::from_slice(gpu, &out_shape, &init, "out").unwrap();
         let epi = Epilogue {
             temb: tt.as_ref(),
             residual: tr.as_ref(),
             out_scale: c.out_scale,
+            accumulate: c.accumulate,
         };
         let variants: Vec<ConvVariant> = ConvVariant::ALL
             .into_iter()
@@ -591,7 +606,7 @@ mod tests {
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
             let what = format!(
-                "conv2d[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
+                "conv2d[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
                 v.name(),
                 c.n,
                 c.cin,
@@ -602,11 +617,17 @@ mod tests {
                 c.geom,
                 c.temb,
                 c.residual,
-                c.out_scale
+                c.out_scale,
+                c.accumulate
             );
             assert_close(&got, &want, 1e-4, 1e-4, &what);
-            // The next variant must write every element itself.
-            out.write(gpu, &vec![f32::NAN; got.len()]).unwrap();
+            // The next variant must write every element itself (or add to `init`).
+            let next = if c.accumulate {
+                init.clone()
+            } else {
+                vec![f32::NAN; got.len()]
+            };
+            out.write(gpu, &next).unwrap();
         }
     }
 
@@ -708,6 +729,10 @@ mod tests {
             c.out_scale = [0.5, std::f32::consts::FRAC_1_SQRT_2, 2.0, -1.5][i];
         }
         check_all(&cases, 50);
+        for c in cases.iter_mut() {
+            c.accumulate = true;
+        }
+        check_all(&cases, 60);
     }
 
     #[test]

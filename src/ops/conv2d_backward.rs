@@ -6,7 +6,10 @@
 //! Gradient convention: `accumulate = false` overwrites the gradient tensors, `true` adds to them.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM};
+use crate::gpu::{
+    grid, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+};
+use crate::ops::conv2d::{self, Epilogue};
 
 pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
 
@@ -144,6 +147,42 @@ fn check_geom(what: &str, w_shape: &[usize], geom: Conv2dGeom) -> Result<usize> 
     Ok(k)
 }
 
+/// A kernel for conv2d's input gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DxVariant {
+    /// The transposed-conv kernels of `shaders/conv2d_backward_input.wgsl` (every geometry).
+    Direct,
+    /// For stride 1 without upsampling: dx is the forward convolution of dy with the
+    /// flipped, transposed weight (padding k-1-p), so it runs on the forward kernels
+    /// (whichever variant the device picks for that shape), after a pack of that weight
+    /// (`ops::conv_pack::pack_flipped_transposed`).
+    Forward,
+}
+
+impl DxVariant {
+    /// Every variant, in the order they are tried.
+    pub const ALL: [DxVariant; 2] = [DxVariant::Direct, DxVariant::Forward];
+
+    /// The name used by `DDPM_KERNELS`, `--kernels`, benchmarks and checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            DxVariant::Direct => "direct",
+            DxVariant::Forward => "forward",
+        }
+    }
+
+    /// Whether this variant computes the input gradient of a conv with kernel size `k` and
+    /// geometry `geom`.
+    pub fn applies(self, k: usize, geom: Conv2dGeom) -> bool {
+        match self {
+            DxVariant::Direct => true,
+            DxVariant::Forward => {
+                geom.stride == 1 && !geom.upsample && geom.pad.iter().all(|&p| p < k)
+            }
+        }
+    }
+}
+
 /// `dx [N, Cin, H, W] (+)= out_scale · ∂(conv(x, w))/∂x ᵀ dy`: the gradient of
 /// [`crate::ops::conv2d::conv2d`]'s output `dy [N, Cout, Ho, Wo]` propagated to its input, for
 /// weight `w [Cout, Cin, k, k]` and geometry `geom` (with upsampling, each input pixel sums the
@@ -156,7 +195,93 @@ pub fn conv2d_backward_input(
     out_scale: f32,
     accumulate: bool,
     dx: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
+    let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
+    let key = format!(
+        "conv2d dx {:?} -> {:?} k{k} s{} pad{:?}{}",
+        dy.shape,
+        dx.shape,
+        geom.stride,
+        geom.pad,
+        if geom.upsample { " up" } else { "" }
+    );
+    let candidates: Vec<Candidate<DxVariant>> = DxVariant::ALL
+        .into_iter()
+        .filter(|v| v.applies(k, geom))
+        .map(|v| Candidate {
+            variant: v,
+            name: v.name(),
+            timed: true,
+        })
+        .collect();
+    // The forward kernels are faster than the direct ones wherever they apply (lavapipe).
+    let rule = if DxVariant::Forward.applies(k, geom) {
+        DxVariant::Forward
+    } else {
+        DxVariant::Direct
+    };
+    let variant = gpu.choose_variant(&key, &candidates, rule, |v| {
+        time_dx(gpu, v, dy, w, geom, &dx.shape)
+    })?;
+    conv2d_backward_input_variant(gpu, variant, dy, w, geom, out_scale, accumulate, dx)
+}
+
+/// Seconds of one run of the dx `variant` on scratch tensors of these shapes (the best of three,
+/// after one that compiles the pipelines).
+#[cfg(not(target_arch = "wasm32"))]
+fn time_dx(
+    gpu: &Gpu,
+    variant: DxVariant,
+    dy: &Tensor,
+    w: &Tensor,
+    geom: Conv2dGeom,
+    dx_shape: &[usize],
+) -> Result<f64> {
+    let wave = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+            .collect()
+    };
+    let dy = Tensor::from_slice(gpu, &dy.shape, &wave(dy.numel()), "tune dy")?;
+    let w = Tensor::from_slice(gpu, &w.shape, &wave(w.numel()), "tune w")?;
+    let dx = Tensor::zeros(gpu, dx_shape, "tune dx")?;
+    let d = conv2d_backward_input_variant(gpu, variant, &dy, &w, geom, 1.0, false, &dx)?;
+    pollster::block_on(gpu.run(&d))?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        pollster::block_on(gpu.run(&d))?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn time_dx(
+    _: &Gpu,
+    _: DxVariant,
+    _: &Tensor,
+    _: &Tensor,
+    _: Conv2dGeom,
+    _: &[usize],
+) -> Result<f64> {
+    Err(Error::Invalid(
+        "conv2d dx: no kernel timing in the browser".into(),
+    ))
+}
+
+/// [`conv2d_backward_input`] with the given variant (an error where it does not apply).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input_variant(
+    gpu: &Gpu,
+    variant: DxVariant,
+    dy: &Tensor,
+    w: &Tensor,
+    geom: Conv2dGeom,
+    out_scale: f32,
+    accumulate: bool,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
     let dy_shape = output_shape(&dx.shape, &w.shape, geom)?;
     crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
     let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
@@ -165,6 +290,9 @@ pub fn conv2d_backward_input(
         &[("dx", dx)],
         &[("dy", dy), ("w", w)],
     )?;
+    if variant == DxVariant::Forward {
+        return dx_by_forward(gpu, dy, w, k, geom, out_scale, accumulate, dx);
+    }
     let [n, cout, ho, wo] = dy_shape;
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
     let up = geom.upsample;
@@ -207,12 +335,50 @@ pub fn conv2d_backward_input(
     let [gx, gz, _] = grid(to_u32("workgroups", blocks.div_ceil(DX_WG))?);
     let gy = cin.div_ceil(DX_CI) * phases;
     check_dims("input", &[("channel blocks", gy)])?;
-    Ok(gpu.dispatch(
+    Ok(vec![gpu.dispatch(
         spec,
         &params,
         &[&dy.buffer, &w.buffer, &dx.buffer],
         [gx, gy as u32, gz],
-    ))
+    )])
+}
+
+/// [`DxVariant::Forward`]: packs the flipped, transposed weight into a buffer owned by the
+/// returned dispatches, then convolves dy with it.
+#[allow(clippy::too_many_arguments)]
+fn dx_by_forward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    k: usize,
+    geom: Conv2dGeom,
+    out_scale: f32,
+    accumulate: bool,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    if !DxVariant::Forward.applies(k, geom) {
+        return Err(Error::Invalid(format!(
+            "conv2d_backward_input: the forward variant needs stride 1, no upsampling and padding < k, got {geom:?}"
+        )));
+    }
+    let (cout, cin) = (w.shape[0], w.shape[1]);
+    let packed = Tensor::zeros(gpu, &[cin.div_ceil(4), cout, k, k, 4], "dx weight")?;
+    let zero_bias = Tensor::zeros(gpu, &[cin], "dx bias")?;
+    let pack = crate::ops::conv_pack::pack_flipped_transposed(gpu, w, &packed)?;
+    let [t, l, b, r] = geom.pad;
+    let g = Conv2dGeom {
+        stride: 1,
+        pad: [k - 1 - t, k - 1 - l, k - 1 - b, k - 1 - r],
+        upsample: false,
+    };
+    let epi = Epilogue {
+        temb: None,
+        residual: None,
+        out_scale,
+        accumulate,
+    };
+    let conv = conv2d::conv2d(gpu, dy, &packed, &zero_bias, g, &epi, dx)?;
+    Ok(vec![pack, conv])
 }
 
 /// Number of reduction chunks for the weight gradient: enough invocations to fill the device
@@ -422,27 +588,39 @@ mod tests {
             t(&w_shape, &dw0, "dw"),
             t(&[c.cout], &db0, "db"),
         );
-        let mut ds =
-            vec![
-                conv2d_backward_input(gpu, &tg, &tw, c.geom, c.out_scale, c.accumulate, &tdx)
-                    .unwrap(),
-            ];
-        ds.extend(
+        let ds =
             conv2d_backward_weight(gpu, &tg, &tx, c.geom, c.out_scale, c.accumulate, &tdw, &tdb)
-                .unwrap(),
-        );
+                .unwrap();
         pollster::block_on(gpu.run(&ds)).unwrap();
         let what = format!("{c:?}");
         // Sums of up to N·Ho·Wo unit-variance products: allow for f32 rounding of their size.
         let terms = (c.n * dy_shape[2] * dy_shape[3]) as f32;
         let tol = 1e-5 * terms.sqrt() * c.out_scale.abs().max(1.0);
-        assert_close(
-            &tdx.read_blocking(gpu).unwrap(),
-            &dx,
-            1e-4,
-            1e-4,
-            &format!("dx {what}"),
-        );
+        for v in DxVariant::ALL
+            .into_iter()
+            .filter(|v| v.applies(c.k, c.geom))
+        {
+            tdx.write(gpu, &dx0).unwrap();
+            let d = conv2d_backward_input_variant(
+                gpu,
+                v,
+                &tg,
+                &tw,
+                c.geom,
+                c.out_scale,
+                c.accumulate,
+                &tdx,
+            )
+            .unwrap();
+            pollster::block_on(gpu.run(&d)).unwrap();
+            assert_close(
+                &tdx.read_blocking(gpu).unwrap(),
+                &dx,
+                1e-4,
+                1e-4,
+                &format!("dx[{}] {what}", v.name()),
+            );
+        }
         assert_close(
             &tdw.read_blocking(gpu).unwrap(),
             &dw,
@@ -863,10 +1041,7 @@ mod tests {
                 &out,
             )
             .unwrap()]);
-            let bin = time(vec![conv2d_backward_input(
-                gpu, &dy, &w, geom, 1.0, true, &dx,
-            )
-            .unwrap()]);
+            let bin = time(conv2d_backward_input(gpu, &dy, &w, geom, 1.0, true, &dx).unwrap());
             let bw = time(conv2d_backward_weight(gpu, &dy, &x, geom, 1.0, true, &dw, &db).unwrap());
             let rate = |dt: f64| flops / dt / 1e9;
             println!(

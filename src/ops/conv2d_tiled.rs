@@ -69,7 +69,7 @@ struct Params {
     has_temb: u32,
     has_residual: u32,
     out_scale: f32,
-    _pad: u32,
+    accumulate: u32,
 }
 
 /// Whether a device with `limits` can run the tiled kernel (workgroup memory, invocations per
@@ -172,7 +172,7 @@ pub fn conv2d_tiled(
         has_temb: epi.temb.is_some() as u32,
         has_residual: epi.residual.is_some() as u32,
         out_scale: epi.out_scale,
-        _pad: 0,
+        accumulate: epi.accumulate as u32,
     };
     let temb = epi.temb.unwrap_or(bias);
     let residual = epi.residual.unwrap_or(bias);
@@ -291,6 +291,7 @@ mod tests {
             temb: tt.as_ref(),
             residual: tr.as_ref(),
             out_scale: c.out_scale,
+            accumulate: false,
         };
         let d = conv2d_tiled(gpu, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();

@@ -27,7 +27,11 @@ use crate::gpu::Tensor;
 /// `DDPM_KERNELS` may force), without duplicates.
 pub fn variant_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = conv2d::ConvVariant::ALL.iter().map(|v| v.name()).collect();
-    names.dedup();
+    for v in conv2d_backward::DxVariant::ALL {
+        if !names.contains(&v.name()) {
+            names.push(v.name());
+        }
+    }
     names
 }
 

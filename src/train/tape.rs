@@ -224,7 +224,7 @@ impl<'a> Tape<'a> {
                         &db,
                     )?);
                     if let Some((dx, acc)) = grad_of(&mut grads, *x)? {
-                        d.push(ops::conv2d_backward::conv2d_backward_input(
+                        d.extend(ops::conv2d_backward::conv2d_backward_input(
                             gpu, &dy, &w4, *geom, *scale, acc, &dx,
                         )?);
                     }
