@@ -218,6 +218,59 @@ fn resume_reproduces_the_uninterrupted_run() {
     let _ = std::fs::remove_file(path);
 }
 
+/// A checkpoint records the kernel variants its run used; a new device (here one told to force
+/// other variants) that pins them continues the run bit for bit.
+#[test]
+fn resume_on_a_new_device_reuses_the_recorded_kernels() {
+    let gpu = gpu();
+    let cfg = tiny_config();
+    let weights = Weights::init(&cfg, 3).unwrap();
+    let data = tiny_data();
+    let sched = SchedulerConfig::default();
+    let run = |gpu: &ddpm::gpu::Gpu, trainer: &mut Trainer, steps: std::ops::Range<u64>| {
+        for s in steps {
+            trainer.step(gpu, &batch(&data, s, 4)).unwrap();
+        }
+        trainer.read_loss_blocking(gpu).unwrap()
+    };
+    let mut straight = Trainer::new(gpu, cfg.clone(), sched.clone(), &weights, options(4)).unwrap();
+    let loss_straight = run(gpu, &mut straight, 0..6);
+    let mut first = Trainer::new(gpu, cfg.clone(), sched.clone(), &weights, options(4)).unwrap();
+    run(gpu, &mut first, 0..3);
+    let path = std::env::temp_dir().join(format!("ddpm-kernels-{}.safetensors", std::process::id()));
+    pollster::block_on(first.save_checkpoint(gpu, &path, serde_json::json!({}))).unwrap();
+    let ckpt = checkpoint::load(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let recorded = &ckpt.state.kernels;
+    assert!(
+        recorded.keys().any(|k| k.starts_with("conv2d dx")),
+        "no dx choice recorded: {recorded:?}"
+    );
+
+    let other = ddpm::gpu::Gpu::new_blocking().unwrap();
+    other.set_kernel_policy(ddpm::gpu::KernelPolicy::Force("direct".into()));
+    other.pin_kernel_choices(recorded);
+    let mut resumed = Trainer::new(
+        &other,
+        ckpt.config().unwrap(),
+        ckpt.scheduler().unwrap(),
+        &ckpt.weights().unwrap(),
+        ckpt.state.options,
+    )
+    .unwrap();
+    resumed.restore(&other, &ckpt).unwrap();
+    let chosen = other.kernel_choices();
+    for (key, variant) in recorded {
+        assert_eq!(chosen.get(key), Some(variant), "{key}");
+    }
+    let loss_resumed = run(&other, &mut resumed, 3..6);
+    assert_eq!(
+        loss_straight.to_bits(),
+        loss_resumed.to_bits(),
+        "{loss_straight} vs {loss_resumed}"
+    );
+}
+
 #[test]
 fn corrupt_checkpoint_is_a_clear_error() {
     let path =
