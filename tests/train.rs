@@ -237,7 +237,8 @@ fn resume_on_a_new_device_reuses_the_recorded_kernels() {
     let loss_straight = run(gpu, &mut straight, 0..6);
     let mut first = Trainer::new(gpu, cfg.clone(), sched.clone(), &weights, options(4)).unwrap();
     run(gpu, &mut first, 0..3);
-    let path = std::env::temp_dir().join(format!("ddpm-kernels-{}.safetensors", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("ddpm-kernels-{}.safetensors", std::process::id()));
     pollster::block_on(first.save_checkpoint(gpu, &path, serde_json::json!({}))).unwrap();
     let ckpt = checkpoint::load(&path).unwrap();
     let _ = std::fs::remove_file(&path);

@@ -235,7 +235,6 @@ mod tests {
         }
     }
 
-
     /// Runs one case through the tiled kernel and the CPU reference and compares them.
     fn check(c: &Case, seed: u64) {
         let gpu = gpu();
