@@ -89,9 +89,14 @@ impl Gpu {
             && self.info.subgroup_max_size == size
     }
 
-    /// True for adapters that run shaders on the CPU (lavapipe, SwiftShader, WARP).
+    /// True for adapters that run shaders on the CPU (lavapipe, SwiftShader, WARP). In the
+    /// browser the device type is only known for a fallback adapter, so the name decides too.
     pub fn is_cpu(&self) -> bool {
+        let name = self.info.name.to_lowercase();
         self.info.device_type == wgpu::DeviceType::Cpu
+            || ["swiftshader", "llvmpipe", "lavapipe", "softpipe", "warp"]
+                .iter()
+                .any(|n| name.contains(n))
     }
 
     /// One line describing the adapter, e.g. `llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)`.

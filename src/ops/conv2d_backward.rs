@@ -385,7 +385,7 @@ fn dx_by_forward(
 /// (few on a CPU adapter, many on a GPU), at most one chunk per reduction unit and a bounded
 /// scratch buffer.
 fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> usize {
-    let target: usize = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+    let target: usize = if gpu.is_cpu() {
         // About 8 workgroups of 8 invocations per CPU thread.
         #[cfg(not(target_arch = "wasm32"))]
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());

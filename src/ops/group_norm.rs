@@ -61,7 +61,7 @@ pub fn group_norm(
     silu: bool,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let serial = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let serial = gpu.is_cpu();
     build(gpu, x, gamma, beta, groups, eps, silu, out, serial)
 }
 

@@ -84,7 +84,7 @@ pub fn group_norm_backward(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let serial = gpu.info.device_type == wgpu::DeviceType::Cpu;
+    let serial = gpu.is_cpu();
     build(
         gpu,
         x,
