@@ -5,6 +5,9 @@
 @group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
 
 const WG: u32 = 64u;
+// Tile: 4 rows × 8 columns × 2 channel quads.
+const TC: u32 = 8u;
+const TQ: u32 = 2u;
 
 // The 3×3 weights of input channel ci for the tile's channel quads.
 fn load_weights3(t: ptr<function, Tile>, ci: u32, lane: u32) -> Weights3 {

@@ -1,6 +1,7 @@
-// fragment: the shared part of the conv2d forward kernels; conv2d.wgsl and conv2d_subgroup.wgsl
-// each prepend it and complete it with their own weight loaders (binding 2, `load_weights3`,
-// `load_weights1`) and entry points (how invocations map to tiles).
+// fragment: the shared part of the conv2d forward kernels; conv2d.wgsl, conv2d_subgroup.wgsl and
+// conv2d_subgroup16.wgsl each prepend it and complete it with their tile size (`TC`, `TQ`),
+// weight loaders (binding 2, `load_weights3`, `load_weights1`) and entry points (how
+// invocations map to tiles).
 //
 // 2-D convolution, NCHW f32, k = 1 or 3, stride 1 or 2, zero padding, optional fused nearest ×2
 // upsampling of the input, fused epilogue
@@ -64,10 +65,10 @@ struct Params {
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-// Output tile: 4 rows × TC columns × TQ channel quads (conv_up3: 4 × 8 outputs from 2 × 4 inputs).
+// Output tile: TR = 4 rows × TC columns × TQ channel quads (conv_up3: 4 × TC outputs from
+// 2 × TC / 2 inputs). TC (even) and TQ are set by each variant (TC · TQ ≤ 16: more than 256
+// accumulators per invocation is far slower on lavapipe).
 const TR: u32 = 4u;
-const TC: u32 = 8u;
-const TQ: u32 = 2u;
 // Input rows / columns of a tile's window: at most (TR - 1)·2 + 3 and (TC - 1)·2 + 3.
 const MAX_ROWS: u32 = (TR - 1u) * 2u + 3u;
 const MAX_COLS: u32 = (TC - 1u) * 2u + 3u;

@@ -1,6 +1,7 @@
-// requires: conv2d_common.wgsl
+// fragment: the subgroup conv2d variants; conv2d_subgroup_c8.wgsl and conv2d_subgroup_c16.wgsl
+// complete it with their tile size (TC columns × TQ channel quads).
 // features: subgroup
-// conv2d forward, `subgroup` variant, for CPU drivers with 8-wide subgroups (lavapipe on AVX2):
+// conv2d forward, `subgroup` variants, for CPU drivers with 8-wide subgroups (lavapipe on AVX2):
 // the 8 invocations of a workgroup (= one subgroup) share one channel block (workgroup id y) and
 // hold 8 different (image, tile) pairs. Per input channel each lane loads 1/8 of the block's
 // weights as scalars and `subgroupBroadcast` hands every value to all lanes: 8× fewer weight
@@ -51,16 +52,23 @@ fn quad_weights3(base: u32, lane: u32, w: ptr<function, Weights3>, q: u32) {
 
 fn load_weights3(t: ptr<function, Tile>, ci: u32, lane: u32) -> Weights3 {
     var w: Weights3;
-    quad_weights3((*t).wbase[0] + ci * 9u, lane, &w, 0u);
-    quad_weights3((*t).wbase[1] + ci * 9u, lane, &w, 1u);
+    for (var q = 0u; q < TQ; q++) {
+        quad_weights3((*t).wbase[q] + ci * 9u, lane, &w, q);
+    }
     return w;
 }
 
-// 1×1: the 8 floats of quads q0, q0 + 1 at ci, one per lane.
+// 1×1: the 4 · TQ floats of the tile's quads at ci, 8 at a time: lane l of round j loads
+// channel 4 · ((8j + l) / 4) + l % 4.
 fn load_weights1(t: ptr<function, Tile>, ci: u32, lane: u32) -> array<vec4<f32>, TQ> {
-    let q = lane / 4u;
-    let l = lanes8(wt[((*t).wbase[0] + select(0u, (*t).wbase[1] - (*t).wbase[0], q == 1u) + ci) * 4u + lane % 4u]);
-    return array<vec4<f32>, TQ>(quad(l, 0u), quad(l, 1u));
+    var w: array<vec4<f32>, TQ>;
+    for (var j = 0u; j < TQ / 2u; j++) {
+        let wb = (*t).wbase;
+        let l = lanes8(wt[(wb[2u * j + lane / 4u] + ci) * 4u + lane % 4u]);
+        w[2u * j] = quad(l, 0u);
+        w[2u * j + 1u] = quad(l, 1u);
+    }
+    return w;
 }
 
 // Workgroup (x + z · nwg.x, y) → channel block y, (image, tile) = 8 · (x + z · nwg.x) + lid,
