@@ -72,7 +72,7 @@ pub fn fma_peak(gpu: &Gpu, iters: usize) -> Result<f64> {
         grid((INVOCATIONS / 64) as u32),
     );
     let t = best_time(gpu, std::slice::from_ref(&d), iters)?;
-    Ok(INVOCATIONS as f64 * ROUNDS as f64 * 96.0 / t / 1e9)
+    Ok(INVOCATIONS as f64 * ROUNDS as f64 * 48.0 / t / 1e9)
 }
 
 /// Best wall-clock seconds of `iters` submissions of `dispatches` (after one warm-up run).
