@@ -115,6 +115,9 @@ impl ModelArgs {
 /// Creates the GPU device, with the adapter named on stderr.
 fn gpu() -> anyhow::Result<ddpm::gpu::Gpu> {
     let gpu = ddpm::gpu::Gpu::new_blocking()?;
+    if let Some(dir) = ddpm::gpu::default_kernel_cache_dir() {
+        gpu.use_kernel_cache(&dir);
+    }
     eprintln!("GPU: {}", gpu.describe());
     Ok(gpu)
 }

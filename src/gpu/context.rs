@@ -50,6 +50,7 @@ impl Gpu {
             adapter.features() & wgpu::Features::SUBGROUP
         };
         let policy = KernelPolicy::from_env()?;
+        let tuner = Tuner::new(policy);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("ddpm"),
@@ -72,7 +73,7 @@ impl Gpu {
             limits,
             kernels: Mutex::default(),
             errors,
-            tuner: Tuner::new(policy),
+            tuner,
         })
     }
 

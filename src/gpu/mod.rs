@@ -11,5 +11,5 @@ mod tuning;
 pub use context::Gpu;
 pub use kernel::{grid, Access, Dispatch, KernelSpec, MAX_WORKGROUPS_PER_DIM};
 pub use tensor::Tensor;
-pub(crate) use tuning::Candidate;
-pub use tuning::{KernelPolicy, KERNELS_ENV};
+pub use tuning::{default_kernel_cache_dir, KernelPolicy, KERNELS_ENV, KERNEL_CACHE_ENV};
+pub(crate) use tuning::{fnv1a, Candidate};

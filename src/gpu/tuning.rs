@@ -7,8 +7,14 @@
 //! A training run records its choices in the checkpoint and pins them on resume
 //! ([`Gpu::pin_kernel_choices`]), so that a resumed run uses the same kernels — and so gives
 //! bit-identical results — whatever a new timing would say.
+//!
+//! A program may also keep the choices timed under `Auto` on disk, per adapter and build
+//! ([`Gpu::use_kernel_cache`]; the `ddpm` CLI does, in `$XDG_CACHE_HOME/ddpm/kernels/` else
+//! `~/.cache/ddpm/kernels/`, unless [`KERNEL_CACHE_ENV`]`=off`), so that later processes skip
+//! the timing.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::Gpu;
@@ -17,6 +23,10 @@ use crate::error::{Error, Result};
 /// The environment variable that sets the initial [`KernelPolicy`] (`auto`, `heuristic` or a
 /// variant name).
 pub const KERNELS_ENV: &str = "DDPM_KERNELS";
+
+/// The environment variable with which the `ddpm` CLI turns its on-disk cache of timed choices
+/// off (`off`, `0`) or points it at another folder.
+pub const KERNEL_CACHE_ENV: &str = "DDPM_KERNEL_CACHE";
 
 /// How [`Gpu`] picks a variant when an op offers several.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,10 +65,13 @@ impl KernelPolicy {
     }
 }
 
-/// The policy and the choices made so far (key → variant name).
+/// The policy, the choices made so far (key → variant name) and, when a disk cache is in use,
+/// the choices timed by earlier processes on this adapter and build, and its file.
 pub(crate) struct Tuner {
     policy: Mutex<KernelPolicy>,
     choices: Mutex<BTreeMap<String, String>>,
+    timed: Mutex<BTreeMap<String, String>>,
+    cache_file: Mutex<Option<PathBuf>>,
 }
 
 impl Tuner {
@@ -66,8 +79,52 @@ impl Tuner {
         Tuner {
             policy: Mutex::new(policy),
             choices: Mutex::default(),
+            timed: Mutex::default(),
+            cache_file: Mutex::default(),
         }
     }
+
+    /// Records a timed choice and rewrites the cache file, if any (atomically; failures are
+    /// ignored: the cache only saves time).
+    fn remember_timed(&self, key: &str, name: &str) {
+        let Some(file) = self.cache_file.lock().unwrap().clone() else {
+            return;
+        };
+        let mut timed = self.timed.lock().unwrap();
+        timed.insert(key.to_string(), name.to_string());
+        let Ok(text) = serde_json::to_string_pretty(&*timed) else {
+            return;
+        };
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, &file).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The default folder of the on-disk choice cache: [`KERNEL_CACHE_ENV`] if set (`None` when it
+/// is `off`, `0` or empty), else `$XDG_CACHE_HOME/ddpm/kernels`, else `~/.cache/ddpm/kernels`.
+pub fn default_kernel_cache_dir() -> Option<PathBuf> {
+    match std::env::var(KERNEL_CACHE_ENV).ok().as_deref() {
+        Some("off" | "0" | "") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+            Some(base.join("ddpm").join("kernels"))
+        }
+    }
+}
+
+/// 64-bit FNV-1a of `s`.
+pub(crate) fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// One candidate of [`Gpu::choose_variant`].
@@ -107,6 +164,26 @@ impl Gpu {
         }
     }
 
+    /// Keeps the choices timed under `Auto` in a file in `dir`, named by this adapter and build
+    /// of the kernels, and reuses the ones an earlier process made there (a missing or
+    /// unreadable file is an empty cache).
+    pub fn use_kernel_cache(&self, dir: &Path) {
+        let key = fnv1a(&format!(
+            "{} {}\n{}\n{}",
+            self.info.name,
+            self.info.driver_info,
+            env!("CARGO_PKG_VERSION"),
+            crate::ops::kernel_sources_digest()
+        ));
+        let file = dir.join(format!("{key:016x}.json"));
+        let timed: BTreeMap<String, String> = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        *self.tuner.timed.lock().unwrap() = timed;
+        *self.tuner.cache_file.lock().unwrap() = Some(file);
+    }
+
     /// Forgets every choice, so the next plans choose again under the current policy.
     pub fn clear_kernel_choices(&self) {
         self.tuner.choices.lock().unwrap().clear();
@@ -144,7 +221,23 @@ impl Gpu {
             KernelPolicy::Force(name) => find(&name).unwrap_or(rule),
             KernelPolicy::Heuristic => rule,
             KernelPolicy::Auto if cfg!(target_arch = "wasm32") || timed < 2 => rule,
-            KernelPolicy::Auto => fastest(candidates, time)?.unwrap_or(rule),
+            KernelPolicy::Auto => {
+                let earlier = self
+                    .tuner
+                    .timed
+                    .lock()
+                    .unwrap()
+                    .get(key)
+                    .and_then(|n| find(n));
+                match earlier {
+                    Some(i) => i,
+                    None => {
+                        let i = fastest(candidates, time)?.unwrap_or(rule);
+                        self.tuner.remember_timed(key, candidates[i].name);
+                        i
+                    }
+                }
+            }
         };
         self.tuner
             .choices
@@ -243,5 +336,31 @@ mod tests {
             1
         );
         assert_eq!(gpu.kernel_choices()["test:stale"], "b");
+    }
+
+    #[test]
+    fn disk_cache_carries_timed_choices_to_a_new_device() {
+        if KernelPolicy::from_env().unwrap() != KernelPolicy::Auto {
+            return; // DDPM_KERNELS set for this test run.
+        }
+        let dir = std::env::temp_dir().join(format!("ddpm-kernel-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = [cand(0, "a", true), cand(1, "b", true)];
+        let first = Gpu::new_blocking().unwrap();
+        first.use_kernel_cache(&dir);
+        let t = |v: usize| Ok([0.2, 0.1][v]);
+        assert_eq!(first.choose_variant("cache:k", &c, 0, t).unwrap(), 1);
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        drop(first);
+
+        let second = Gpu::new_blocking().unwrap();
+        second.use_kernel_cache(&dir);
+        let untimed = |_: usize| -> Result<f64> { panic!("timed again despite the cache") };
+        assert_eq!(second.choose_variant("cache:k", &c, 0, untimed).unwrap(), 1);
+        // Without the cache the same key is timed.
+        let third = Gpu::new_blocking().unwrap();
+        assert_eq!(third.choose_variant("cache:k", &c, 0, |v| Ok([0.1, 0.2][v])).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,6 +22,16 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite, // out
 ];
 
+/// Every source of the conv2d forward variants (their digest keys the on-disk choice cache).
+pub(crate) const SOURCES: &str = concat!(
+    include_str!("../../shaders/conv2d_common.wgsl"),
+    include_str!("../../shaders/conv2d.wgsl"),
+    include_str!("../../shaders/conv2d_subgroup.wgsl"),
+    include_str!("../../shaders/conv2d_subgroup_c8.wgsl"),
+    include_str!("../../shaders/conv2d_subgroup_c16.wgsl"),
+    include_str!("../../shaders/conv2d_tiled.wgsl"),
+);
+
 const fn reg(entry: &'static str) -> KernelSpec {
     KernelSpec {
         name: "conv2d",

@@ -13,6 +13,13 @@ use crate::ops::conv2d::{self, Epilogue};
 
 pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
 
+/// The sources of the dx kernels and of the packing the forward dx variant uses (their digest
+/// keys the on-disk choice cache).
+pub(crate) const SOURCES: &str = concat!(
+    include_str!("../../shaders/conv2d_backward_input.wgsl"),
+    include_str!("../../shaders/conv_pack.wgsl"),
+);
+
 const IN_BINDINGS: &[Access] = &[
     Access::Uniform,
     Access::Read,      // dy

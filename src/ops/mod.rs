@@ -23,6 +23,12 @@ pub mod upsample;
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
 
+/// A digest of the sources of every kernel that has variants (part of the key of the on-disk
+/// cache of timed choices, so that a changed kernel is timed again).
+pub fn kernel_sources_digest() -> u64 {
+    crate::gpu::fnv1a(&format!("{}{}", conv2d::SOURCES, conv2d_backward::SOURCES))
+}
+
 /// The names of every kernel variant of every op that has several (what `--kernels` and
 /// `DDPM_KERNELS` may force), without duplicates.
 pub fn variant_names() -> Vec<&'static str> {
