@@ -360,7 +360,12 @@ mod tests {
         assert_eq!(second.choose_variant("cache:k", &c, 0, untimed).unwrap(), 1);
         // Without the cache the same key is timed.
         let third = Gpu::new_blocking().unwrap();
-        assert_eq!(third.choose_variant("cache:k", &c, 0, |v| Ok([0.1, 0.2][v])).unwrap(), 0);
+        assert_eq!(
+            third
+                .choose_variant("cache:k", &c, 0, |v| Ok([0.1, 0.2][v]))
+                .unwrap(),
+            0
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
