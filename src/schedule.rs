@@ -7,6 +7,9 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 
+/// Most training timesteps T accepted (diffusers' models use 1000; the tables are O(T)).
+pub const MAX_TIMESTEPS: usize = 1_000_000;
+
 /// How β_t is laid out over the training timesteps (diffusers' `beta_schedule`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BetaSchedule {
@@ -189,6 +192,11 @@ impl SchedulerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_json(&text).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            Error::Config { key, value, reason } => Error::Config {
+                key,
+                value,
+                reason: format!("{reason} (in {})", path.display()),
+            },
             e => e,
         })
     }
@@ -201,8 +209,12 @@ impl SchedulerConfig {
                 k if k.starts_with('_') => {}
                 "num_train_timesteps" => {
                     let n = get_uint(key, v)?;
-                    if n == 0 {
-                        return Err(config_err(key, v, "must be at least 1"));
+                    if !(1..=MAX_TIMESTEPS).contains(&n) {
+                        return Err(config_err(
+                            key,
+                            v,
+                            &format!("must be between 1 and {MAX_TIMESTEPS}"),
+                        ));
                     }
                     c.num_train_timesteps = n;
                 }
@@ -217,14 +229,25 @@ impl SchedulerConfig {
                 "clip_sample" => c.clip_sample = get_bool(key, v)?,
                 "clip_sample_range" => {
                     c.clip_sample_range = get_f64(key, v)?;
-                    if c.clip_sample_range.is_nan() || c.clip_sample_range <= 0.0 {
-                        return Err(config_err(key, v, "must be positive"));
+                    let r = c.clip_sample_range;
+                    // Used as f32: it must stay positive and finite there.
+                    if !(r > 0.0 && (r as f32).is_finite() && (r as f32) > 0.0) {
+                        return Err(config_err(key, v, "must be positive and fit an f32"));
                     }
                 }
                 "timestep_spacing" => {
                     c.timestep_spacing = TimestepSpacing::parse(get_str(key, v)?)?
                 }
-                "steps_offset" => c.steps_offset = get_uint(key, v)?,
+                "steps_offset" => {
+                    c.steps_offset = get_uint(key, v)?;
+                    if c.steps_offset > MAX_TIMESTEPS {
+                        return Err(config_err(
+                            key,
+                            v,
+                            &format!("must be at most {MAX_TIMESTEPS}"),
+                        ));
+                    }
+                }
                 "set_alpha_to_one" => c.set_alpha_to_one = get_bool(key, v)?,
                 "prediction_type" => {
                     let s = get_str(key, v)?;
@@ -309,6 +332,13 @@ impl SchedulerConfig {
     /// diffusers' `DDIMScheduler.set_timesteps(steps)`: decreasing timesteps.
     pub fn ddim_timesteps(&self, steps: usize) -> Result<Vec<usize>> {
         let t = self.num_train_timesteps;
+        if t == 0 || t > MAX_TIMESTEPS {
+            return Err(config_err(
+                "num_train_timesteps",
+                t,
+                &format!("must be between 1 and {MAX_TIMESTEPS}"),
+            ));
+        }
         if steps == 0 {
             return Err(Error::Invalid(
                 "DDIM needs at least 1 inference step (got 0)".into(),
@@ -322,9 +352,10 @@ impl SchedulerConfig {
         let ts: Vec<i64> = match self.timestep_spacing {
             TimestepSpacing::Leading => {
                 let ratio = (t / steps) as i64;
+                let offset = i64::try_from(self.steps_offset).unwrap_or(i64::MAX);
                 (0..steps as i64)
                     .rev()
-                    .map(|i| i * ratio + self.steps_offset as i64)
+                    .map(|i| (i * ratio).saturating_add(offset))
                     .collect()
             }
             TimestepSpacing::Linspace => {
@@ -387,14 +418,18 @@ fn get_f64(key: &str, v: &Value) -> Result<f64> {
         .ok_or_else(|| config_err(key, v, "expected a number"))
 }
 
+/// A non-negative integer (an integral float such as `1000.0` too); callers bound it.
 fn get_uint(key: &str, v: &Value) -> Result<usize> {
-    match v.as_u64() {
-        Some(n) => Ok(n as usize),
-        None => match v.as_f64() {
-            Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 1e12 => Ok(f as usize),
-            _ => Err(config_err(key, v, "expected a non-negative integer")),
-        },
-    }
+    let n = match v.as_u64() {
+        Some(n) => Some(n),
+        // 2^53: beyond it floats skip integers, and every bound we check is far below.
+        None => v
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= 9_007_199_254_740_992.0)
+            .map(|f| f as u64),
+    };
+    n.and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| config_err(key, v, "expected a non-negative integer"))
 }
 
 fn get_bool(key: &str, v: &Value) -> Result<bool> {
@@ -423,8 +458,12 @@ impl Schedule {
         beta_end: f64,
     ) -> Result<Self> {
         let t = num_train_timesteps;
-        if t == 0 {
-            return Err(config_err("num_train_timesteps", 0, "must be at least 1"));
+        if t == 0 || t > MAX_TIMESTEPS {
+            return Err(config_err(
+                "num_train_timesteps",
+                t,
+                &format!("must be between 1 and {MAX_TIMESTEPS}"),
+            ));
         }
         if kind != BetaSchedule::SquaredcosCapV2 {
             for (key, b) in [("beta_start", beta_start), ("beta_end", beta_end)] {
@@ -675,5 +714,45 @@ mod tests {
         ] {
             assert_eq!(round_half_even(v), want, "{v}");
         }
+    }
+
+    #[test]
+    fn sizes_are_bounded_before_anything_is_allocated() {
+        for t in [
+            "10000000000",
+            "4294967296",
+            "1e11",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1000001",
+            "0",
+            "-1",
+            "2.5",
+        ] {
+            let json = format!("{{\"num_train_timesteps\": {t}}}");
+            let e = SchedulerConfig::from_json(&json).unwrap_err().to_string();
+            assert!(e.contains("num_train_timesteps"), "{t}: {e}");
+        }
+        let c = SchedulerConfig::from_json(r#"{"num_train_timesteps": 1000000}"#).unwrap();
+        assert_eq!(c.schedule().unwrap().len(), MAX_TIMESTEPS);
+        let e = SchedulerConfig::from_json(r#"{"steps_offset": 18446744073709551615}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("steps_offset"), "{e}");
+        let e = SchedulerConfig::from_json(r#"{"clip_sample_range": 1e300}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clip_sample_range"), "{e}");
+        // Hand-built configs cannot overflow either.
+        let c = SchedulerConfig {
+            steps_offset: usize::MAX,
+            ..SchedulerConfig::default()
+        };
+        assert!(c.ddim_timesteps(10).is_err());
+        let c = SchedulerConfig {
+            num_train_timesteps: usize::MAX,
+            ..SchedulerConfig::default()
+        };
+        assert!(c.ddim_timesteps(10).is_err() && c.schedule().is_err());
     }
 }

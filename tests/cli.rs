@@ -358,6 +358,24 @@ fn train_writes_a_model_and_resumes() {
         checkpoint
     );
 
+    // As a kill after step 7 would leave it: loss rows past the checkpoint (the last one torn)
+    // and temporaries of interrupted saves, current and older names, beside a user's file.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join("loss.csv"))
+        .unwrap();
+    std::io::Write::write_all(&mut log, b"5,12345,0.001,9.9\n6,12345,0.001,9.9\n7,12").unwrap();
+    drop(log);
+    let stale = [
+        "checkpoint.safetensors.tmp",
+        "diffusion_pytorch_model.safetensors.tmp",
+        "diffusion_pytorch_model.tmp",
+        "config.tmp",
+    ];
+    for f in stale.iter().chain(&["notes.tmp"]) {
+        std::fs::write(out.join(f), b"partial").unwrap();
+    }
+
     // Resume continues the same run (schedule and config from the checkpoint).
     let (ok, text) = run(&["--resume", "--steps", "6"]);
     assert!(ok, "{text}");
@@ -366,6 +384,15 @@ fn train_writes_a_model_and_resumes() {
     assert_eq!(
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5, 6]
+    );
+    assert!(rows.iter().all(|r| r.1 != 12345.0), "{rows:?}");
+    for f in stale {
+        assert!(!out.join(f).exists(), "{f} left behind");
+        assert!(text.contains(f), "{text}");
+    }
+    assert!(
+        out.join("notes.tmp").exists(),
+        "a file that is not ours was removed"
     );
     assert_ne!(
         std::fs::read(out.join("checkpoint.safetensors")).unwrap(),
@@ -496,4 +523,82 @@ fn train_interrupted_saves_and_resumes() {
     assert!(ok, "{text}");
     assert!(text.contains(&format!("resumed at step {step}")), "{text}");
     assert_eq!(loss_rows(&out).last().unwrap().0, step + 2);
+}
+
+/// A run killed outright (SIGKILL) between checkpoints: `--resume` redoes the steps after the
+/// last checkpoint, and loss.csv lists every step once.
+#[cfg(unix)]
+#[test]
+fn train_killed_resumes_without_repeating_loss_rows() {
+    let TrainDirs {
+        data, config, out, ..
+    } = train_dirs("killed");
+    let args = |steps: &str| {
+        [
+            "train",
+            "--data",
+            "mnist",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "3",
+            "--sample-every",
+            "0",
+            "--steps",
+            steps,
+        ]
+        .map(String::from)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(args("100000"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Steps of the complete rows (the process may be writing one right now).
+    let complete = || -> Vec<u64> {
+        let text = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
+        text.split_inclusive('\n')
+            .skip(1)
+            .filter(|l| l.ends_with('\n'))
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect()
+    };
+    while complete().len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = *complete().last().unwrap();
+    let until = (logged + 2).to_string();
+    let resume_args = args(&until);
+    let mut resume: Vec<&str> = resume_args.iter().map(String::as_str).collect();
+    resume.push("--resume");
+    let (ok, text) = ddpm(&resume);
+    assert!(ok, "{text}");
+    let resumed: u64 = text
+        .split("resumed at step ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume message: {text}"));
+    assert!(
+        resumed >= 3 && resumed.is_multiple_of(3) && resumed <= logged,
+        "{text}"
+    );
+    let steps: Vec<u64> = loss_rows(&out).iter().map(|r| r.0).collect();
+    assert_eq!(steps, (1..=logged + 2).collect::<Vec<_>>(), "{text}");
 }

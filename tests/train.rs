@@ -284,3 +284,196 @@ fn corrupt_checkpoint_is_a_clear_error() {
     assert!(err.contains("not a usable checkpoint"), "{err}");
     let _ = std::fs::remove_file(path);
 }
+
+/// The EMA decay warms up as diffusers' `EMAModel` does, min(d, (1 + step)/(10 + step)), and
+/// the EMA weights after the first steps follow it exactly.
+#[test]
+fn ema_warms_up_like_diffusers() {
+    let gpu = gpu();
+    let cfg = tiny_config();
+    let weights = Weights::init(&cfg, 4).unwrap();
+    let data = tiny_data();
+    let mut trainer =
+        Trainer::new(gpu, cfg, SchedulerConfig::default(), &weights, options(2)).unwrap();
+    assert_eq!(trainer.ema_decay(0), 0.1);
+    assert_eq!(trainer.ema_decay(1), 2.0 / 11.0);
+    assert_eq!(trainer.ema_decay(100_000), 0.999);
+    // EMA_0 = the initial parameters; EMA_{s+1} = EMA_s − (1 − d_s)(EMA_s − θ_{s+1}).
+    let mut want = weights.clone();
+    for step in 0..3u64 {
+        trainer.step(gpu, &batch(&data, step, 2)).unwrap();
+        let params = pollster::block_on(trainer.weights(gpu, false)).unwrap();
+        let ema = pollster::block_on(trainer.weights(gpu, true)).unwrap();
+        let d = 0.999f32.min((1 + step) as f32 / (10 + step) as f32);
+        let mut moved = 0f32;
+        for (name, p) in params.iter() {
+            let w = want.get_mut(name).unwrap();
+            for (e, &p) in w.data.iter_mut().zip(&p.data) {
+                let before = *e;
+                *e -= (1.0 - d) * (*e - p);
+                moved = moved.max((*e - before).abs());
+            }
+            ddpm::testing::assert_close(
+                &ema.tensor(name).unwrap().data,
+                &w.data,
+                1e-7,
+                1e-5,
+                &format!("EMA of {name} after step {step}"),
+            );
+        }
+        // A fixed 0.999 would have moved the EMA 1000× less than the warm-up does.
+        assert!(moved > 1e-5, "step {step}: EMA moved at most {moved}");
+    }
+}
+
+/// A checkpoint file as (state JSON, tensors as (name, dtype, shape, bytes)).
+type Parts = (
+    serde_json::Value,
+    Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+);
+
+fn split_checkpoint(bytes: &[u8]) -> Parts {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let state = meta.metadata().as_ref().unwrap()["ddpm_trainer_state"].clone();
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    (serde_json::from_str(&state).unwrap(), tensors)
+}
+
+fn join_checkpoint((state, tensors): &Parts) -> Vec<u8> {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let meta =
+        std::collections::HashMap::from([("ddpm_trainer_state".to_string(), state.to_string())]);
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+/// Checkpoint contents are checked by name, shape, dtype and range against the model before
+/// anything is built from them (these used to panic or abort).
+#[test]
+fn checkpoint_contents_are_validated() {
+    let gpu = gpu();
+    let cfg = tiny_config();
+    let weights = Weights::init(&cfg, 6).unwrap();
+    let trainer = Trainer::new(gpu, cfg, SchedulerConfig::default(), &weights, options(2)).unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "ddpm-ckpt-check-{}.safetensors",
+        std::process::id()
+    ));
+    pollster::block_on(trainer.save_checkpoint(gpu, &path, serde_json::json!({}))).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let ckpt = checkpoint::from_bytes(&bytes, "ck").unwrap();
+    assert_eq!(
+        ckpt.weights().unwrap(),
+        weights_named(&weights, "checkpoint")
+    );
+
+    let qkv = "param/down_blocks.1.attentions.0.to_qkv.weight";
+    type Edit = Box<dyn Fn(&mut Parts)>;
+    let set_tensor = |name: &'static str, shape: Vec<usize>| -> Edit {
+        Box::new(move |p: &mut Parts| {
+            let t = p.1.iter_mut().find(|t| t.0 == name).unwrap();
+            t.3 = vec![0; 4 * shape.iter().product::<usize>()];
+            t.2 = shape.clone();
+        })
+    };
+    let cases: Vec<(Edit, &str)> = vec![
+        (set_tensor(qkv, vec![]), "has shape [], expected [48, 16]"),
+        (set_tensor(qkv, vec![47, 16]), "has shape [47, 16]"),
+        (
+            set_tensor("ema/conv_in.bias", vec![3]),
+            "`ema/conv_in.bias` has shape [3]",
+        ),
+        (
+            Box::new(|p: &mut Parts| {
+                let t =
+                    p.1.iter_mut()
+                        .find(|t| t.0 == "adam_m/conv_in.bias")
+                        .unwrap();
+                t.1 = safetensors::Dtype::F16;
+                t.3.truncate(t.3.len() / 2);
+            }),
+            "is F16, expected F32",
+        ),
+        (
+            Box::new(|p: &mut Parts| p.1.retain(|t| t.0 != "adam_v/conv_out.weight")),
+            "missing, e.g. `adam_v/conv_out.weight`",
+        ),
+        (
+            Box::new(|p: &mut Parts| {
+                p.1.push((
+                    "param/extra".into(),
+                    safetensors::Dtype::F32,
+                    vec![1],
+                    vec![0; 4],
+                ))
+            }),
+            "unexpected tensor `param/extra`",
+        ),
+        (
+            Box::new(|p: &mut Parts| {
+                let s = p.0["scheduler"]
+                    .as_str()
+                    .unwrap()
+                    .replace("1000,", "10000000000,");
+                p.0["scheduler"] = s.into();
+            }),
+            "num_train_timesteps",
+        ),
+        (
+            Box::new(|p: &mut Parts| {
+                let s = p.0["config"].as_str().unwrap().replace(
+                    "\"layers_per_block\": 1",
+                    "\"layers_per_block\": 4294967296",
+                );
+                p.0["config"] = s.into();
+            }),
+            "layers_per_block",
+        ),
+        (
+            Box::new(|p: &mut Parts| p.0["options"]["batch"] = 10_000_000_000u64.into()),
+            "`batch` = 10000000000",
+        ),
+        (
+            Box::new(|p: &mut Parts| p.0["options"]["ema_decay"] = 2.0.into()),
+            "ema_decay",
+        ),
+        (
+            Box::new(|p: &mut Parts| p.0["step"] = u64::MAX.into()),
+            "step 18446744073709551615",
+        ),
+    ];
+    for (edit, needle) in cases {
+        let mut parts = split_checkpoint(&bytes);
+        edit(&mut parts);
+        let err = checkpoint::from_bytes(&join_checkpoint(&parts), "ck")
+            .err()
+            .expect("must be refused")
+            .to_string();
+        assert!(
+            err.contains(needle) && err.contains("ck"),
+            "`{err}` should say {needle:?}"
+        );
+    }
+}
+
+/// `weights` relabelled (`Weights` equality includes the source label).
+fn weights_named(weights: &Weights, source: &str) -> Weights {
+    let mut w = Weights::new(source);
+    for (n, t) in weights.iter() {
+        w.insert(n, t.shape.clone(), t.data.clone()).unwrap();
+    }
+    w
+}

@@ -28,7 +28,13 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (cfg, weights) = args.model.load()?;
     let (shape, x) = ddpm::npy::read(&args.input)?;
-    let n = shape.first().copied().unwrap_or(0);
+    if shape.len() != 4 || shape.contains(&0) {
+        anyhow::bail!(
+            "{}: the input must be a non-empty NCHW array, got shape {shape:?}",
+            display(&args.input)
+        );
+    }
+    let n = shape[0];
     let t = match args.timesteps.len() {
         1 => vec![args.timesteps[0]; n],
         k if k == n => args.timesteps.clone(),

@@ -11,16 +11,27 @@ use anyhow::{bail, Context};
 use ddpm::data::{Batcher, BatcherState, Dataset, Source};
 use ddpm::gpu::Gpu;
 use ddpm::image::{grid, grid_columns, to_byte};
-use ddpm::model::weights::StoreDtype;
+use ddpm::model::weights::{StoreDtype, CONFIG_FILE, WEIGHTS_FILE};
 use ddpm::model::{presets, UNet, UNetConfig, Weights};
 use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions};
 use ddpm::schedule::{BetaSchedule, SchedulerConfig};
-use ddpm::train::{checkpoint, TrainOptions, Trainer};
+use ddpm::train::{checkpoint, TrainOptions, Trainer, MAX_STEPS};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::display;
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
+const SCHEDULER_FILE: &str = "scheduler_config.json";
+const LOSS_LOG: &str = "loss.csv";
+/// The files written atomically ([`save`], [`truncate_loss_log`]): a kill can leave their
+/// temporaries behind.
+const ATOMIC_OUTPUTS: [&str; 5] = [
+    CHECKPOINT,
+    WEIGHTS_FILE,
+    CONFIG_FILE,
+    SCHEDULER_FILE,
+    LOSS_LOG,
+];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -125,8 +136,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.steps == 0 || args.log_every == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --log-every and --checkpoint-every must be at least 1");
     }
+    if args.steps > MAX_STEPS {
+        bail!("--steps must be at most {MAX_STEPS}, got {}", args.steps);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", display(&args.out)))?;
+    // A run killed while saving leaves temporaries: none of them is needed.
+    let outputs: Vec<PathBuf> = ATOMIC_OUTPUTS.iter().map(|f| args.out.join(f)).collect();
+    for tmp in checkpoint::remove_stale_temps(&outputs)? {
+        eprintln!("removed {} (left by an interrupted save)", display(&tmp));
+    }
     let ckpt_path = args.out.join(CHECKPOINT);
     let source: Source = args.data.parse()?;
     let new_schedule = scheduler_config(&args)?;
@@ -161,6 +180,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         ),
     };
+
+    options.validate()?;
 
     let changed = (args.beta_schedule.is_some()
         && scheduler.beta_schedule != new_schedule.beta_schedule)
@@ -238,10 +259,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.steps
     );
 
+    // Rows after the checkpoint's step belong to steps that are about to be redone.
+    let log_path = args.out.join(LOSS_LOG);
+    truncate_loss_log(&log_path, trainer.step)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(args.out.join("loss.csv"))
+        .open(&log_path)
         .context("opening loss.csv")?;
     if log.metadata()?.len() == 0 {
         writeln!(log, "step,loss,lr,seconds")?;
@@ -284,7 +308,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if stop {
             bar.abandon();
-            super::plot::loss_curve(&args.out.join("loss.csv"), &args.out.join("loss.png"))?;
+            super::plot::loss_curve(&log_path, &args.out.join("loss.png"))?;
             bail!(
                 "interrupted at step {step}: checkpoint and model saved in {}; continue with --resume",
                 display(&args.out)
@@ -304,7 +328,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (trainer.step - first_step) as f64 / secs,
         display(&args.out)
     );
-    super::plot::loss_curve(&args.out.join("loss.csv"), &args.out.join("loss.png"))?;
+    super::plot::loss_curve(&log_path, &args.out.join("loss.png"))?;
+    Ok(())
+}
+
+/// Keeps only the header and the complete rows up to step `step` of the loss log at `path` (if
+/// it exists): a resumed run redoes the steps after its checkpoint, and a fresh run starts
+/// from 0, so their rows must not appear twice. A torn last line (a kill mid-write) is dropped.
+fn truncate_loss_log(path: &Path, step: u64) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", display(path))),
+    };
+    let mut kept = String::new();
+    let mut changed = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let complete = line.ends_with('\n');
+        let keep = complete
+            && (i == 0
+                || line
+                    .split(',')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|s| s <= step));
+        if keep {
+            kept.push_str(line);
+        } else {
+            changed = true;
+        }
+    }
+    if changed {
+        checkpoint::write_atomic(path, kept.as_bytes())
+            .with_context(|| format!("truncating {} to step {step}", display(path)))?;
+    }
     Ok(())
 }
 
@@ -338,16 +395,13 @@ fn save(
         StoreDtype::F32
     };
     let bytes = weights.to_safetensors_bytes(dtype)?;
+    checkpoint::write_atomic(&args.out.join(WEIGHTS_FILE), &bytes)?;
     checkpoint::write_atomic(
-        &args.out.join("diffusion_pytorch_model.safetensors"),
-        &bytes,
-    )?;
-    checkpoint::write_atomic(
-        &args.out.join("config.json"),
+        &args.out.join(CONFIG_FILE),
         trainer.config.to_json().as_bytes(),
     )?;
     checkpoint::write_atomic(
-        &args.out.join("scheduler_config.json"),
+        &args.out.join(SCHEDULER_FILE),
         trainer.scheduler.to_json().as_bytes(),
     )?;
     Ok(())

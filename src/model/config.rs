@@ -19,6 +19,21 @@ pub const DIFFUSERS_VERSION: &str = "0.42.1";
 /// `UNet2DConditionModel`).
 pub const HARMLESS_KEYS: &[&str] = &["num_train_timesteps"];
 
+/// Most resolution levels (`block_out_channels` entries) [`UNetConfig::validate`] accepts: the
+/// sample size must be a multiple of 2^(levels − 1).
+pub const MAX_LEVELS: usize = 16;
+/// Most `layers_per_block` accepted.
+pub const MAX_LAYERS_PER_BLOCK: usize = 64;
+/// Most channels accepted for `block_out_channels` entries, `in_channels`, `out_channels`,
+/// `time_embedding_dim`, `attention_head_dim` and the group counts.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Most pixels per side accepted for `sample_size`.
+pub const MAX_SAMPLE_SIZE: usize = 1 << 14;
+/// Most parameters accepted (4 GiB as f32; diffusers' largest `UNet2DModel`s have ~0.1 G).
+pub const MAX_PARAMS: usize = 1 << 30;
+/// `mid_block_scale_factor` must lie in [1/`MAX_SCALE_FACTOR`, `MAX_SCALE_FACTOR`].
+pub const MAX_SCALE_FACTOR: f64 = 1e3;
+
 /// Every key [`UNetConfig`] reads.
 const KNOWN_KEYS: &[&str] = &[
     "sample_size",
@@ -54,8 +69,8 @@ const KNOWN_KEYS: &[&str] = &[
 /// missing keys. Build with [`UNetConfig::from_json`] (which also validates) or by editing
 /// [`UNetConfig::default`]; call [`UNetConfig::validate`] after editing by hand.
 ///
-/// Fields the forward pass must honour beyond the obvious ones: `center_input_sample`
-/// (x ← 2x − 1 first), `mid_block_scale_factor` (the mid block's resnet `output_scale_factor` and
+/// Fields the forward pass must honour beyond the obvious ones (`center_input_sample`, x ← 2x − 1
+/// first, is rejected by [`UNetConfig::validate`]): `mid_block_scale_factor` (the mid block's resnet `output_scale_factor` and
 /// attention `rescale_output_factor`), `attn_norm_num_groups` (groups of the mid-block attention
 /// GroupNorm, see [`UNetConfig::mid_attn_groups`]), `add_attention` (mid block without
 /// attention when false), `time_embedding_dim` (see [`UNetConfig::time_embed_dim`]).
@@ -281,7 +296,9 @@ impl UNetConfig {
     }
 
     /// Checks that this engine can run the config: every rejection is an [`Error::Config`]
-    /// naming the key, its value and why.
+    /// naming the key, its value and why. Sizes and counts are bounded first ([`MAX_LEVELS`],
+    /// [`MAX_LAYERS_PER_BLOCK`], [`MAX_CHANNELS`], [`MAX_SAMPLE_SIZE`], then [`MAX_PARAMS`]), so
+    /// nothing that walks the architecture can overflow or allocate without bound.
     pub fn validate(&self) -> Result<()> {
         let levels = self.block_out_channels.len();
         let boc = &self.block_out_channels;
@@ -306,6 +323,7 @@ impl UNetConfig {
                 format!("must have one entry per block_out_channels entry ({levels})"),
             ));
         }
+        self.check_bounds()?;
         for t in &self.down_block_types {
             if !matches!(block_kind(t), "DownBlock2D" | "AttnDownBlock2D") {
                 return Err(cfg_err(
@@ -339,6 +357,13 @@ impl UNetConfig {
                 "act_fn",
                 &self.act_fn,
                 "only silu (alias swish) is supported",
+            ));
+        }
+        if self.center_input_sample {
+            return Err(cfg_err(
+                "center_input_sample",
+                true,
+                "input centring (x ← 2x − 1) is not supported; scale the data to [−1, 1] instead",
             ));
         }
         if self.time_embedding_type != "positional" {
@@ -413,21 +438,27 @@ impl UNetConfig {
                 "only 0 (pad right/bottom by 1) and 1 keep the resolution halving exact",
             ));
         }
-        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
-            return Err(cfg_err("norm_eps", self.norm_eps, "must be positive"));
+        // The kernels compute in f32: ε must stay positive there.
+        if !(self.norm_eps > 0.0 && self.norm_eps <= 1.0 && (self.norm_eps as f32) > 0.0) {
+            return Err(cfg_err("norm_eps", self.norm_eps, "must lie in (0, 1]"));
         }
-        if !self.freq_shift.is_finite() || self.freq_shift >= (boc[0] / 2) as f64 {
+        let half = (boc[0] / 2) as f64;
+        if self.freq_shift.is_nan() || self.freq_shift.abs() >= half {
             return Err(cfg_err(
                 "freq_shift",
                 self.freq_shift,
-                "must be finite and below half the embedding width",
+                format!("must lie strictly between ±half the embedding width ({half})"),
             ));
         }
-        if !(self.mid_block_scale_factor.is_finite() && self.mid_block_scale_factor > 0.0) {
+        let msf = self.mid_block_scale_factor;
+        if !(1.0 / MAX_SCALE_FACTOR..=MAX_SCALE_FACTOR).contains(&msf) {
             return Err(cfg_err(
                 "mid_block_scale_factor",
-                self.mid_block_scale_factor,
-                "must be positive",
+                msf,
+                format!(
+                    "must lie in [{}, {MAX_SCALE_FACTOR}]",
+                    1.0 / MAX_SCALE_FACTOR
+                ),
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -456,7 +487,7 @@ impl UNetConfig {
                 "the engine records the forward pass for a fixed image size; set sample_size",
             ));
         };
-        let f = 1usize << (levels - 1);
+        let f = 1usize << (levels - 1); // levels ≤ MAX_LEVELS
         if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(cfg_err(
                 "sample_size",
@@ -504,6 +535,67 @@ impl UNetConfig {
         Ok(())
     }
 
+    /// The size bounds of [`UNetConfig::validate`], checked before anything walks the layers.
+    fn check_bounds(&self) -> Result<()> {
+        let boc = &self.block_out_channels;
+        if boc.len() > MAX_LEVELS {
+            return Err(cfg_err(
+                "block_out_channels",
+                format!("({} entries)", boc.len()),
+                format!("at most {MAX_LEVELS} levels are supported"),
+            ));
+        }
+        let too_many =
+            |key: &str, v: usize, max: usize| cfg_err(key, v, format!("must be at most {max}"));
+        if let Some(&c) = boc.iter().find(|&&c| c > MAX_CHANNELS) {
+            return Err(cfg_err(
+                "block_out_channels",
+                format!("{boc:?}"),
+                format!("{c} channels: each entry must be at most {MAX_CHANNELS}"),
+            ));
+        }
+        let channels = [
+            ("in_channels", Some(self.in_channels)),
+            ("out_channels", Some(self.out_channels)),
+            ("time_embedding_dim", self.time_embedding_dim),
+            ("attention_head_dim", self.attention_head_dim),
+            ("norm_num_groups", self.norm_num_groups),
+            ("attn_norm_num_groups", self.attn_norm_num_groups),
+        ];
+        for (key, v) in channels {
+            if let Some(v) = v.filter(|&v| v > MAX_CHANNELS) {
+                return Err(too_many(key, v, MAX_CHANNELS));
+            }
+        }
+        if self.layers_per_block > MAX_LAYERS_PER_BLOCK {
+            return Err(too_many(
+                "layers_per_block",
+                self.layers_per_block,
+                MAX_LAYERS_PER_BLOCK,
+            ));
+        }
+        if let Some(hw) = self.sample_size {
+            if hw.iter().any(|&s| s > MAX_SAMPLE_SIZE) {
+                return Err(cfg_err(
+                    "sample_size",
+                    format!("{hw:?}"),
+                    format!("height and width must be at most {MAX_SAMPLE_SIZE}"),
+                ));
+            }
+        }
+        let params = self.num_params();
+        if params > MAX_PARAMS {
+            return Err(cfg_err(
+                "block_out_channels",
+                format!("{boc:?}"),
+                format!(
+                    "the model would have {params} parameters; at most {MAX_PARAMS} are supported"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Number of resolution levels (`block_out_channels.len()`).
     pub fn levels(&self) -> usize {
         self.block_out_channels.len()
@@ -517,7 +609,7 @@ impl UNetConfig {
     /// Width of the time embedding after `time_embedding.linear_1`/`linear_2`.
     pub fn time_embed_dim(&self) -> usize {
         self.time_embedding_dim
-            .unwrap_or(4 * self.block_out_channels[0])
+            .unwrap_or(self.block_out_channels[0].saturating_mul(4))
     }
 
     /// Width of the sinusoidal embedding fed to `time_embedding.linear_1` (`block_out_channels[0]`).
@@ -543,7 +635,10 @@ impl UNetConfig {
     /// Number of heads of an attention block with `channels` channels (diffusers:
     /// `channels // attention_head_dim`, or 1 when `attention_head_dim` is null).
     pub fn heads_for(&self, channels: usize) -> usize {
-        channels / self.head_dim_for(channels)
+        // 0 for a head dim of 0, which validation rejects.
+        channels
+            .checked_div(self.head_dim_for(channels))
+            .unwrap_or(0)
     }
 
     /// Whether down block `i` is an `AttnDownBlock2D`.
@@ -556,17 +651,17 @@ impl UNetConfig {
         block_kind(&self.up_block_types[i]) == "AttnUpBlock2D"
     }
 
-    /// Total number of parameters.
+    /// Total number of parameters (at most [`MAX_PARAMS`] for a validated config; saturates).
     pub fn num_params(&self) -> usize {
         crate::model::weights::expected_params(self)
             .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+            .map(|(_, s)| s.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+            .fold(0, usize::saturating_add)
     }
 
     /// FLOPs of one forward pass of `batch` samples at `sample_size` (0 without a sample size).
     /// See [`UNetConfig::forward_flops_at`].
-    pub fn forward_flops(&self, batch: usize) -> u64 {
+    pub fn forward_flops(&self, batch: usize) -> u128 {
         match self.sample_size {
             Some([h, w]) => self.forward_flops_at(batch, h, w),
             None => 0,
@@ -578,9 +673,14 @@ impl UNetConfig {
     /// `time_emb_proj`, attention q/k/v/out projections per position) and the attention core
     /// (2·L²·C for QKᵀ plus 2·L²·C for ·V, L = H·W positions). Not counted: GroupNorm, SiLU,
     /// softmax, residual adds, upsampling, concatenation and the sinusoidal embedding
-    /// (all O(activations), a few percent at most).
-    pub fn forward_flops_at(&self, batch: usize, h: usize, w: usize) -> u64 {
-        let per_sample: u64 = self
+    /// (all O(activations), a few percent at most). Counted in u128, saturating at
+    /// `u128::MAX` (far beyond any size [`UNetConfig::validate`] accepts).
+    pub fn forward_flops_at(&self, batch: usize, h: usize, w: usize) -> u128 {
+        let prod = |xs: &[usize]| {
+            xs.iter()
+                .fold(2u128, |acc, &x| acc.saturating_mul(x as u128))
+        };
+        let per_sample = self
             .layers(h, w)
             .iter()
             .map(|l| match *l {
@@ -591,15 +691,15 @@ impl UNetConfig {
                     hout,
                     wout,
                     ..
-                } => 2 * (cin * cout * k * k * hout * wout) as u64,
+                } => prod(&[cin, cout, k, k, hout, wout]),
                 Layer::Linear {
                     inf, outf, rows, ..
-                } => 2 * (inf * outf * rows) as u64,
+                } => prod(&[inf, outf, rows]),
                 Layer::GroupNorm { .. } => 0,
-                Layer::AttnCore { tokens, channels } => 4 * (tokens * tokens * channels) as u64,
+                Layer::AttnCore { tokens, channels } => prod(&[2, tokens, tokens, channels]),
             })
-            .sum();
-        per_sample * batch as u64
+            .fold(0u128, u128::saturating_add);
+        per_sample.saturating_mul(batch as u128)
     }
 
     /// Every attention block as (module path, channels).
@@ -625,6 +725,8 @@ impl UNetConfig {
         let temb = self.time_embed_dim();
         let g = self.groups();
         let mut out = Vec::new();
+        // Shifts and products saturate, so an unvalidated config cannot overflow here.
+        let shr = |x: usize, s: usize| x.checked_shr(s as u32).unwrap_or(0);
         let conv = |name: String, cin, cout, k, hout, wout| Layer::Conv {
             name,
             cin,
@@ -693,13 +795,19 @@ impl UNetConfig {
         // Down: level i runs at (h, w) / 2^i; a downsampler halves it for the next level.
         let mut cout = boc[0];
         for (i, &c) in boc.iter().enumerate() {
-            let (hi, wi) = (h >> i, w >> i);
+            let (hi, wi) = (shr(h, i), shr(w, i));
             let cin_block = cout;
             cout = c;
             let p = format!("down_blocks.{i}");
             if self.down_has_attention(i) {
                 for j in 0..self.layers_per_block {
-                    attention(&mut out, &format!("{p}.attentions.{j}"), cout, g, hi * wi);
+                    attention(
+                        &mut out,
+                        &format!("{p}.attentions.{j}"),
+                        cout,
+                        g,
+                        hi.saturating_mul(wi),
+                    );
                 }
             }
             for j in 0..self.layers_per_block {
@@ -717,7 +825,7 @@ impl UNetConfig {
         let mut cout = rev[0];
         for i in 0..levels {
             let s = levels - 1 - i;
-            let (hi, wi) = (h >> s, w >> s);
+            let (hi, wi) = (shr(h, s), shr(w, s));
             let prev = cout;
             cout = rev[i];
             let skip_in = rev[(i + 1).min(levels - 1)];
@@ -725,7 +833,13 @@ impl UNetConfig {
             let p = format!("up_blocks.{i}");
             if self.up_has_attention(i) {
                 for j in 0..n {
-                    attention(&mut out, &format!("{p}.attentions.{j}"), cout, g, hi * wi);
+                    attention(
+                        &mut out,
+                        &format!("{p}.attentions.{j}"),
+                        cout,
+                        g,
+                        hi.saturating_mul(wi),
+                    );
                 }
             }
             for j in 0..n {
@@ -742,17 +856,30 @@ impl UNetConfig {
             }
             if i + 1 < levels {
                 let name = format!("{p}.upsamplers.0.conv");
-                out.push(conv(name, cout, cout, 3, hi * 2, wi * 2));
+                out.push(conv(
+                    name,
+                    cout,
+                    cout,
+                    3,
+                    hi.saturating_mul(2),
+                    wi.saturating_mul(2),
+                ));
             }
         }
 
         // Mid: resnet, attention, resnet at the lowest resolution.
         let c = rev[0];
         let s = levels - 1;
-        let (hm, wm) = (h >> s, w >> s);
+        let (hm, wm) = (shr(h, s), shr(w, s));
         if self.add_attention {
             let groups = self.mid_attn_groups();
-            attention(&mut out, "mid_block.attentions.0", c, groups, hm * wm);
+            attention(
+                &mut out,
+                "mid_block.attentions.0",
+                c,
+                groups,
+                hm.saturating_mul(wm),
+            );
         }
         resnet(&mut out, "mid_block.resnets.0", c, c, hm, wm);
         resnet(&mut out, "mid_block.resnets.1", c, c, hm, wm);
@@ -818,6 +945,48 @@ mod tests {
     }
 
     #[test]
+    fn level_count_is_bounded() {
+        // 65 levels made `1 << (levels − 1)` wrap; 16 is the documented maximum.
+        for (n, ok) in [(16, true), (17, false), (65, false)] {
+            let json = serde_json::json!({
+                "sample_size": 1 << (n - 1).min(14),
+                "block_out_channels": vec![8; n],
+                "down_block_types": vec!["DownBlock2D"; n],
+                "up_block_types": vec!["UpBlock2D"; n],
+                "norm_num_groups": 4, "layers_per_block": 1,
+            });
+            let r = UNetConfig::from_json(&json.to_string());
+            if ok {
+                // 2^15 does not fit the sample size bound: the multiple-of check names it.
+                let msg = r.unwrap_err().to_string();
+                assert!(msg.contains("2^(levels-1) = 32768"), "{msg}");
+            } else {
+                let msg = r.unwrap_err().to_string();
+                assert!(msg.contains("at most 16 levels"), "{n}: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn flops_do_not_wrap() {
+        // The shipped MNIST model at 2^20 × 2^20 (what `ddpm info` printed wrapped).
+        let c = UNetConfig::from_json(include_str!("../../assets/mnist/config.json")).unwrap();
+        let big = c.forward_flops_at(1, 1 << 20, 1 << 20);
+        assert!(big > u64::MAX as u128, "{big}");
+        let gflop = big as f64 / 1e9;
+        assert!((4.8e15..4.9e15).contains(&gflop), "{gflop:e} GFLOP");
+        // Doubling the side multiplies the (dominant) attention term by 16.
+        let ratio = c.forward_flops_at(1, 1 << 21, 1 << 21) as f64 / big as f64;
+        assert!((15.9..16.0).contains(&ratio), "{ratio}");
+        // Absurd sizes saturate instead of wrapping to small numbers.
+        assert_eq!(c.forward_flops_at(2, 1 << 40, 1 << 40), u128::MAX);
+        assert_eq!(
+            c.forward_flops_at(3, 64, 64),
+            3 * c.forward_flops_at(1, 64, 64)
+        );
+    }
+
+    #[test]
     fn json_roundtrip() {
         let mut c = UNetConfig::from_json(ddpm_cifar10()).unwrap();
         c.sample_size = Some([32, 64]);
@@ -832,6 +1001,7 @@ mod tests {
         let base: Value = serde_json::from_str(ddpm_cifar10()).unwrap();
         let cases: &[(&str, Value, &str)] = &[
             ("act_fn", "gelu".into(), "act_fn"),
+            ("center_input_sample", true.into(), "center_input_sample"),
             (
                 "time_embedding_type",
                 "fourier".into(),
@@ -868,6 +1038,39 @@ mod tests {
                 "up_block_types",
             ),
             ("downsample_type", "resnet".into(), "downsample_type"),
+            // Sizes beyond the documented bounds, before anything is built from them.
+            ("layers_per_block", 4294967296u64.into(), "at most 64"),
+            ("sample_size", 1048576.into(), "at most 16384"),
+            ("in_channels", (1u64 << 32).into(), "in_channels"),
+            (
+                "block_out_channels",
+                serde_json::json!([128, 256, 256, 70000]),
+                "at most 65536",
+            ),
+            (
+                "block_out_channels",
+                serde_json::json!([65536, 65536, 65536, 65536]),
+                "parameters",
+            ),
+            (
+                "mid_block_scale_factor",
+                18446744073709551616f64.into(),
+                "[0.001, 1000]",
+            ),
+            ("mid_block_scale_factor", 0.into(), "mid_block_scale_factor"),
+            ("norm_eps", 1e300.into(), "norm_eps"),
+            ("norm_eps", 1e-300.into(), "norm_eps"),
+            ("freq_shift", (-1e300).into(), "freq_shift"),
+            (
+                "layers_per_block",
+                18446744073709551615u64.into(),
+                "layers_per_block",
+            ),
+            (
+                "layers_per_block",
+                18446744073709551616f64.into(),
+                "wrong type",
+            ),
         ];
         for (key, value, needle) in cases {
             let mut v = base.clone();

@@ -165,14 +165,25 @@ impl Backend for Cpu<'_> {
     }
 }
 
-/// ε̂ for `x` `[N, C, H, W]` at timesteps `t` (one per sample), on the CPU.
+/// ε̂ for `x` `[N, C, H, W]` at timesteps `t` (one per sample), on the CPU. Validates the
+/// config, the weights and the input first.
 pub fn forward(
     cfg: &UNetConfig,
     weights: &Weights,
     x: &HostTensor,
     t: &[f32],
 ) -> Result<HostTensor> {
+    cfg.validate()?;
+    weights.validate(cfg)?;
     super::check_input(cfg, &x.shape, t.len())?;
+    let n: Option<usize> = x.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(x.data.len()) {
+        return Err(Error::Invalid(format!(
+            "U-Net input of shape {:?} needs that many values, got {}",
+            x.shape,
+            x.data.len()
+        )));
+    }
     let t = HostTensor {
         shape: vec![t.len()],
         data: t.to_vec(),

@@ -32,7 +32,12 @@ pub trait EpsModel {
 /// Checks that `x_shape` is `[N, in_channels, H, W]` with H, W divisible by the total
 /// downsampling factor, and that there is one timestep per sample.
 pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize) -> Result<()> {
-    let factor = 1usize << (cfg.block_out_channels.len().saturating_sub(1));
+    let shift = cfg.block_out_channels.len().saturating_sub(1);
+    let factor = u32::try_from(shift)
+        .ok()
+        .and_then(|s| 1usize.checked_shl(s))
+        .filter(|&f| f != 0)
+        .ok_or_else(|| Error::Invalid(format!("the model has too many levels ({shift})")))?;
     let ok = x_shape.len() == 4
         && x_shape[0] > 0
         && x_shape[1] == cfg.in_channels

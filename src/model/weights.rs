@@ -27,10 +27,11 @@ pub struct HostTensor {
 impl HostTensor {
     /// A tensor, checking that `data` has `shape.product()` elements.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(data.len()) {
             return Err(Error::Invalid(format!(
-                "tensor of shape {shape:?} needs {n} values, got {}",
+                "tensor of shape {shape:?} needs {} values, got {}",
+                n.map_or("too many".into(), |n| n.to_string()),
                 data.len()
             )));
         }
@@ -201,7 +202,9 @@ impl Weights {
     }
 
     /// Parses safetensors bytes: F32/F16/BF16/F64 tensors become f32, legacy attention names
-    /// are mapped (see [`map_legacy_name`]). `source` names the file in errors.
+    /// are mapped (see [`map_legacy_name`]). A file holding a tensor under both its legacy and
+    /// its current name is accepted when the two agree (shape and values) and otherwise
+    /// refused, naming both. `source` names the file in errors.
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Weights> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
             werr(format!(
@@ -210,6 +213,8 @@ impl Weights {
             ))
         })?;
         let mut w = Weights::new(source);
+        // Mapped name → the name it had in the file.
+        let mut original: HashMap<String, String> = HashMap::new();
         for (name, view) in st.iter() {
             let data = to_f32(view.dtype(), view.data()).ok_or_else(|| {
                 werr(format!(
@@ -218,15 +223,39 @@ impl Weights {
                 ))
             })?;
             let mapped = map_legacy_name(name);
-            if w.tensors.contains_key(&mapped) {
-                return Err(werr(format!(
-                    "{source}: tensor `{name}` maps to `{mapped}`, which is also present"
-                )));
-            }
             let t = HostTensor {
                 shape: view.shape().to_vec(),
                 data,
             };
+            if let Some(prev) = w.tensors.get(&mapped) {
+                let first = &original[&mapped];
+                let clash = if *first == mapped {
+                    format!("`{name}` is the legacy name of `{mapped}`, and the file holds both")
+                } else if name == mapped {
+                    format!("`{first}` is the legacy name of `{mapped}`, and the file holds both")
+                } else {
+                    format!("`{first}` and `{name}` both map to `{mapped}`")
+                };
+                if prev.shape != t.shape {
+                    return Err(werr(format!(
+                        "{source}: {clash} with different shapes (`{first}` {:?}, `{name}` {:?}); \
+                         keep one",
+                        prev.shape, t.shape
+                    )));
+                }
+                let same = prev
+                    .data
+                    .iter()
+                    .zip(&t.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                if !same {
+                    return Err(werr(format!(
+                        "{source}: {clash} with different values; keep one"
+                    )));
+                }
+                continue; // the same tensor twice: keep one
+            }
+            original.insert(mapped.clone(), name.to_string());
             w.tensors.insert(mapped, t);
         }
         Ok(w)
@@ -526,5 +555,48 @@ mod tests {
                 assert!((x - y).abs() <= 1e-3 * y.abs() + 1e-7, "{name}: {x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn legacy_and_current_duplicates_agree_or_are_named() {
+        let c = tiny();
+        let w = Weights::init(&c, 5).unwrap();
+        let current = "down_blocks.1.attentions.0.to_q.weight";
+        let legacy = "down_blocks.1.attentions.0.query.weight";
+        let q = w.tensor(current).unwrap().clone();
+        let with_legacy = |t: HostTensor| {
+            let mut both = w.clone();
+            both.tensors.insert(legacy.into(), t);
+            both.to_safetensors_bytes(StoreDtype::F32).unwrap()
+        };
+        // The same tensor under both names: accepted, one copy kept.
+        let back = Weights::from_bytes(&with_legacy(q.clone()), "both.safetensors").unwrap();
+        back.validate(&c).unwrap();
+        assert_eq!(back.tensor(current).unwrap(), &q);
+        assert_eq!(back.len(), w.len());
+        // Different values or shapes: refused, naming both names.
+        let mut other = q.clone();
+        other.data[0] += 1.0;
+        let e = Weights::from_bytes(&with_legacy(other), "both.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("`{legacy}` is the legacy name of `{current}`"))
+                && e.contains("different values")
+                && e.contains("both.safetensors"),
+            "{e}"
+        );
+        let short = HostTensor::new(
+            vec![q.shape[0] - 1, q.shape[1]],
+            vec![0.0; (q.shape[0] - 1) * q.shape[1]],
+        )
+        .unwrap();
+        let e = Weights::from_bytes(&with_legacy(short), "both.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(legacy) && e.contains(current) && e.contains("different shapes"),
+            "{e}"
+        );
     }
 }

@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use super::{TrainOptions, Trainer};
+use super::{master_params, TrainOptions, Trainer, MAX_STEPS};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::model::UNetConfig;
@@ -36,20 +36,25 @@ pub struct State {
     pub kernels: BTreeMap<String, String>,
 }
 
-/// A loaded checkpoint.
+/// A loaded checkpoint, validated: its configs parse, its options and step are in range, and
+/// it holds exactly the tensors of a trainer of its config (every set, name and shape, F32).
 pub struct Checkpoint {
     pub state: State,
+    config: UNetConfig,
+    scheduler: SchedulerConfig,
     /// `set/name` → (shape, data), sets: param, adam_m, adam_v, ema.
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 impl Checkpoint {
+    /// The model's config (validated when the checkpoint was read).
     pub fn config(&self) -> Result<UNetConfig> {
-        UNetConfig::from_json(&self.state.config)
+        Ok(self.config.clone())
     }
 
+    /// The noise schedule (validated when the checkpoint was read).
     pub fn scheduler(&self) -> Result<SchedulerConfig> {
-        SchedulerConfig::from_json(&self.state.scheduler)
+        Ok(self.scheduler.clone())
     }
 
     /// The trained parameters in diffusers' naming (to build a [`Trainer`] from).
@@ -136,27 +141,68 @@ impl Trainer {
 /// Reads a checkpoint written by [`Trainer::save_checkpoint`].
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |what: String| {
-        Error::Weights(format!(
-            "{}: not a usable checkpoint: {what}",
-            path.display()
-        ))
-    };
+    from_bytes(&bytes, &path.display().to_string())
+}
+
+/// Parses and validates checkpoint bytes (see [`Checkpoint`]); `source` names them in errors.
+pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Checkpoint> {
+    let bad = |what: String| Error::Weights(format!("{source}: not a usable checkpoint: {what}"));
     let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let state_json = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get(STATE_KEY))
         .ok_or_else(|| bad(format!("no {STATE_KEY} metadata")))?;
     let state: State = serde_json::from_str(state_json).map_err(|e| bad(e.to_string()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    if state.step > MAX_STEPS {
+        return Err(bad(format!(
+            "step {} is beyond the {MAX_STEPS} steps a run may take",
+            state.step
+        )));
+    }
+    let in_ckpt = |e: Error, what: &str| match e {
+        Error::Config { key, value, reason } => Error::Config {
+            key,
+            value,
+            reason: format!("{reason} (in the {what} of checkpoint {source})"),
+        },
+        e => bad(format!("{what}: {e}")),
+    };
+    state
+        .options
+        .validate()
+        .map_err(|e| in_ckpt(e, "training options"))?;
+    let config = UNetConfig::from_json(&state.config).map_err(|e| in_ckpt(e, "model config"))?;
+    let scheduler =
+        SchedulerConfig::from_json(&state.scheduler).map_err(|e| in_ckpt(e, "scheduler config"))?;
+
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let expected: HashMap<String, Vec<usize>> = SETS
+        .iter()
+        .flat_map(|set| {
+            master_params(&config)
+                .into_iter()
+                .map(move |(n, shape)| (format!("{set}/{n}"), shape))
+        })
+        .collect();
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
+        let Some(shape) = expected.get(&name) else {
+            return Err(bad(format!(
+                "unexpected tensor `{name}` (not a training tensor of its model config)"
+            )));
+        };
         if view.dtype() != Dtype::F32 {
             return Err(bad(format!(
-                "tensor {name} is {:?}, expected F32",
+                "tensor `{name}` is {:?}, expected F32",
                 view.dtype()
+            )));
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                view.shape()
             )));
         }
         let data: Vec<f32> = view
@@ -164,15 +210,38 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        tensors.insert(name.to_string(), (view.shape().to_vec(), data));
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(bad(format!(
+                "tensor `{name}` has the wrong number of bytes"
+            )));
+        }
+        tensors.insert(name, (shape.clone(), data));
     }
-    Ok(Checkpoint { state, tensors })
+    let mut missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !tensors.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(bad(format!(
+            "{} tensor(s) missing, e.g. `{}`",
+            missing.len(),
+            missing[0]
+        )));
+    }
+    Ok(Checkpoint {
+        state,
+        config,
+        scheduler,
+        tensors,
+    })
 }
 
-/// Writes `bytes` to `path` via a synced temporary file and a rename: the old file survives
-/// any failure (full disk included), and the error names the path.
+/// Writes `bytes` to `path` via a synced temporary file ([`temp_path`]) and a rename: the old
+/// file survives any failure (full disk included), and the error names the path. A process
+/// killed mid-write leaves the temporary behind; [`remove_stale_temps`] cleans it up.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -184,4 +253,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// The temporary file [`write_atomic`] fills before renaming it to `path`: `path` + `.tmp`
+/// (`checkpoint.safetensors.tmp`).
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Removes the temporaries that killed [`write_atomic`]s of `paths` left behind (the
+/// [`temp_path`] and the `name.tmp` of earlier versions, e.g. `checkpoint.tmp`); other files
+/// are never touched. Returns the removed files.
+pub fn remove_stale_temps(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for path in paths {
+        for tmp in [temp_path(path), path.with_extension("tmp")] {
+            if tmp.is_file() {
+                std::fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                removed.push(tmp);
+            }
+        }
+    }
+    Ok(removed)
 }

@@ -36,6 +36,81 @@ pub struct TrainOptions {
     pub seed: u64,
 }
 
+/// Largest training batch accepted ([`TrainOptions::validate`]).
+pub const MAX_BATCH: usize = 4096;
+/// Most optimisation steps a run (or a checkpoint) may count: AdamW's step counter is a u32.
+pub const MAX_STEPS: u64 = 1 << 31;
+
+impl TrainOptions {
+    /// Checks every option against its documented range (batch 1..=[`MAX_BATCH`], warm-up at
+    /// most [`MAX_STEPS`], rates and factors finite and in range); errors name the option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, value: String, reason: &str| {
+            Err(Error::Config {
+                key: key.into(),
+                value,
+                reason: format!("training option {reason}"),
+            })
+        };
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return bad(
+                "batch",
+                self.batch.to_string(),
+                &format!("must be between 1 and {MAX_BATCH}"),
+            );
+        }
+        if self.warmup as u64 > MAX_STEPS {
+            return bad(
+                "warmup",
+                self.warmup.to_string(),
+                &format!("must be at most {MAX_STEPS} steps"),
+            );
+        }
+        let unit = |x: f32| (0.0..1.0).contains(&x);
+        let non_negative = |x: f32| x.is_finite() && x >= 0.0;
+        let checks: [(&str, f32, bool, &str); 7] = [
+            (
+                "lr",
+                self.lr,
+                non_negative(self.lr),
+                "must be finite and ≥ 0",
+            ),
+            ("beta1", self.beta1, unit(self.beta1), "must lie in [0, 1)"),
+            ("beta2", self.beta2, unit(self.beta2), "must lie in [0, 1)"),
+            (
+                "adam_eps",
+                self.adam_eps,
+                self.adam_eps.is_finite() && self.adam_eps > 0.0,
+                "must be finite and > 0",
+            ),
+            (
+                "weight_decay",
+                self.weight_decay,
+                non_negative(self.weight_decay),
+                "must be finite and ≥ 0",
+            ),
+            (
+                "max_grad_norm",
+                self.max_grad_norm,
+                non_negative(self.max_grad_norm),
+                "must be finite and ≥ 0 (0: no clipping)",
+            ),
+            (
+                "ema_decay",
+                self.ema_decay,
+                (0.0..=1.0).contains(&self.ema_decay),
+                "must lie in [0, 1]",
+            ),
+        ];
+        for (key, value, ok, reason) in checks {
+            if !ok {
+                return bad(key, value.to_string(), reason);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
@@ -108,7 +183,15 @@ fn to_master(weights: &Weights) -> Result<Vec<Named>> {
                     );
                 }
                 let mut shape = t.shape.clone();
-                shape[0] *= 3;
+                match shape.first_mut() {
+                    Some(rows) => *rows *= 3,
+                    None => {
+                        return Err(Error::Weights(format!(
+                            "{}: `{name}` is a scalar, expected a projection",
+                            weights.source()
+                        )))
+                    }
+                }
                 out.push((format!("{prefix}.to_qkv.{suffix}"), shape, data));
             }
             Some(_) => {}
@@ -131,8 +214,15 @@ fn from_master(source: &str, master: Vec<Named>) -> Result<Weights> {
             } else {
                 "bias"
             };
+            let rows = shape.first().copied().unwrap_or(0);
+            if rows == 0 || !rows.is_multiple_of(3) || !data.len().is_multiple_of(3) {
+                return Err(Error::Weights(format!(
+                    "{source}: `{name}` has shape {shape:?}; a stacked q/k/v tensor needs a \
+                     first dimension that is a positive multiple of 3"
+                )));
+            }
             let mut part_shape = shape.clone();
-            part_shape[0] /= 3;
+            part_shape[0] = rows / 3;
             let len = data.len() / 3;
             for (i, p) in ["to_q", "to_k", "to_v"].iter().enumerate() {
                 w.insert(
@@ -146,6 +236,24 @@ fn from_master(source: &str, master: Vec<Named>) -> Result<Weights> {
         }
     }
     Ok(w)
+}
+
+/// The master tensors (name, shape) a trainer of `config` holds, in name order: diffusers'
+/// parameters with each attention block's q/k/v stacked into `to_qkv` (`[3C, C]`, `[3C]`).
+pub fn master_params(config: &UNetConfig) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = crate::model::weights::expected_params(config)
+        .into_iter()
+        .filter_map(|(name, mut shape)| match qkv_parts(&name) {
+            Some((prefix, suffix)) if name.contains(".to_q.") => {
+                shape[0] *= 3;
+                Some((format!("{prefix}.to_qkv.{suffix}"), shape))
+            }
+            Some(_) => None,
+            None => Some((name, shape)),
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Whether the forward pass applies this master tensor as a convolution (and so needs a
@@ -166,9 +274,7 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         weights.validate(&config)?;
-        if options.batch == 0 {
-            return Err(Error::Invalid("training batch must be at least 1".into()));
-        }
+        options.validate()?;
         let (h, w) = config.sample_hw().ok_or_else(|| Error::Config {
             key: "sample_size".into(),
             value: "null".into(),
@@ -306,10 +412,11 @@ impl Trainer {
             .collect()
     }
 
-    /// The EMA decay after step `step` (0-based), warmed up as diffusers' `EMAModel` does:
-    /// min(decay, (1 + step) / (10 + step)), so the average soon forgets the random start.
+    /// The EMA decay of step `step` (0-based; what [`Trainer::step`] applies), warmed up as
+    /// diffusers' `EMAModel` does: min(decay, (1 + step) / (10 + step)), so the average soon
+    /// forgets the random start. It depends on the step alone, so a resumed run matches.
     pub fn ema_decay(&self, step: u64) -> f32 {
-        let warm = (1 + step) as f32 / (10 + step) as f32;
+        let warm = step.saturating_add(1) as f32 / step.saturating_add(10) as f32;
         self.options.ema_decay.min(warm)
     }
 
@@ -326,6 +433,11 @@ impl Trainer {
     /// Records and submits one training step on `x0` (`[N, C, H, W]` flattened, in [−1, 1]).
     /// Does not wait; read the loss with [`Trainer::read_loss`].
     pub fn step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
+        if self.step >= MAX_STEPS {
+            return Err(Error::Invalid(format!(
+                "training stops at {MAX_STEPS} steps (AdamW counts steps in 32 bits)"
+            )));
+        }
         self.x0.write(gpu, x0)?;
         self.t.write(gpu, &self.timesteps(self.step))?;
         let mut d = vec![self.q_sample(gpu, self.step)?];
@@ -355,7 +467,7 @@ impl Trainer {
                 gpu,
                 &self.ema[n],
                 &self.params.master[n],
-                self.options.ema_decay,
+                self.ema_decay(self.step),
             )?);
         }
         d.extend(self.repack.iter().cloned());
