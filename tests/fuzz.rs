@@ -975,7 +975,6 @@ fn fuzz(default_cases: u64) {
         tally.failures.len()
     );
     eprintln!("{summary}");
-    println!("{summary}");
     let shown: Vec<&String> = tally.failures.iter().filter(|f| !f.is_empty()).collect();
     assert!(
         tally.failures.is_empty(),
