@@ -13,3 +13,5 @@ pub use kernel::{grid, Access, Dispatch, KernelSpec, MAX_WORKGROUPS_PER_DIM};
 pub use tensor::Tensor;
 pub use tuning::{default_kernel_cache_dir, KernelPolicy, KERNELS_ENV, KERNEL_CACHE_ENV};
 pub(crate) use tuning::{fnv1a, Candidate};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use tuning::{time_dispatches, tuning_data};

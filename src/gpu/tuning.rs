@@ -120,6 +120,28 @@ pub fn default_kernel_cache_dir() -> Option<PathBuf> {
     }
 }
 
+/// Deterministic scratch values in [-0.5, 0.5) for timing candidates (no denormals, no NaNs).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn tuning_data(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+        .collect()
+}
+
+/// Seconds of one run of `dispatches`: the best of three, after a run that compiles the
+/// pipelines (native only: it blocks).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn time_dispatches(gpu: &Gpu, dispatches: &[crate::gpu::Dispatch]) -> Result<f64> {
+    pollster::block_on(gpu.run(dispatches))?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        pollster::block_on(gpu.run(dispatches))?;
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 /// 64-bit FNV-1a of `s`.
 pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {

@@ -526,11 +526,7 @@ fn choose(gpu: &Gpu, conv: &Conv) -> Result<ConvVariant> {
 #[cfg(not(target_arch = "wasm32"))]
 fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
     let p = &conv.params;
-    let wave = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
-            .collect()
-    };
+    let wave = crate::gpu::tuning_data;
     let x = Tensor::from_slice(
         gpu,
         &conv.x_shape,
@@ -548,14 +544,7 @@ fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
     let b = Tensor::zeros(gpu, &[p.cout as usize], "tune b")?;
     let out = Tensor::zeros(gpu, &conv.out_shape, "tune out")?;
     let d = conv.dispatch(gpu, variant, &x, &w, &b, &Epilogue::default(), &out)?;
-    pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t0 = std::time::Instant::now();
-        pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    Ok(best)
+    crate::gpu::time_dispatches(gpu, std::slice::from_ref(&d))
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -244,23 +244,12 @@ fn time_dx(
     geom: Conv2dGeom,
     dx_shape: &[usize],
 ) -> Result<f64> {
-    let wave = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
-            .collect()
-    };
+    let wave = crate::gpu::tuning_data;
     let dy = Tensor::from_slice(gpu, &dy.shape, &wave(dy.numel()), "tune dy")?;
     let w = Tensor::from_slice(gpu, &w.shape, &wave(w.numel()), "tune w")?;
     let dx = Tensor::zeros(gpu, dx_shape, "tune dx")?;
     let d = conv2d_backward_input_variant(gpu, variant, &dy, &w, geom, 1.0, false, &dx)?;
-    pollster::block_on(gpu.run(&d))?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t0 = std::time::Instant::now();
-        pollster::block_on(gpu.run(&d))?;
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    Ok(best)
+    crate::gpu::time_dispatches(gpu, &d)
 }
 
 #[cfg(target_arch = "wasm32")]
