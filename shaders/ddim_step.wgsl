@@ -3,7 +3,8 @@
 // (coefficients from `Schedule::ddim_coefs`):
 //   x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab, -clip_range, clip_range)   (clamp if clip)
 //   x  = sqrt_ab_prev * x0 + c_dir * eps + sigma * z
-// z: none (noise_mode 0, eta = 0), RNG (seed, stream = t, i) (1), or the `z` buffer (2).
+// z: none (noise_mode 0, eta = 0), RNG (seed, stream = t, element index first + i) (1), or the
+// `z` buffer (2).
 
 struct Params {
     n: u32,
@@ -18,6 +19,10 @@ struct Params {
     c_dir: f32,
     sigma: f32,
     noise_mode: u32,
+    first_lo: u32,
+    first_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,7 +45,7 @@ fn ddim_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     var xp = p.sqrt_ab_prev * x0 + p.c_dir * e;
     if p.noise_mode == 1u {
-        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, rng_index(vec2<u32>(p.first_lo, p.first_hi), i));
     } else if p.noise_mode == 2u {
         xp += p.sigma * z[i];
     }

@@ -2,7 +2,8 @@
 // One fused DDPM reverse step, in place on x (coefficients from `Schedule::ddpm_coefs`):
 //   x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab, -clip_range, clip_range)   (clamp if clip)
 //   x  = c_x0 * x0 + c_xt * x + c_eps * eps + sigma * z
-// z: none (noise_mode 0), RNG (seed, stream = t, i) (1), or the `z` buffer (2). x0 is written out.
+// z: none (noise_mode 0), RNG (seed, stream = t, element index first + i) (1), or the `z` buffer
+// (2). x0 is written out.
 
 struct Params {
     n: u32,
@@ -18,9 +19,9 @@ struct Params {
     c_eps: f32,
     sigma: f32,
     noise_mode: u32,
+    first_lo: u32,
+    first_hi: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,7 +44,7 @@ fn ddpm_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     var xp = p.c_x0 * x0 + p.c_xt * xt + p.c_eps * e;
     if p.noise_mode == 1u {
-        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+        xp += p.sigma * rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, rng_index(vec2<u32>(p.first_lo, p.first_hi), i));
     } else if p.noise_mode == 2u {
         xp += p.sigma * z[i];
     }

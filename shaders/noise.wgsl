@@ -1,11 +1,15 @@
 // requires: rng.wgsl
-// out[i] = N(0, 1) drawn for (seed, stream, i): the starting noise x_T.
+// out[i] = N(0, 1) drawn for (seed, stream, element index first + i): the starting noise x_T.
 
 struct Params {
     n: u32,
     seed_lo: u32,
     seed_hi: u32,
     stream: u32,
+    first_lo: u32,
+    first_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -17,5 +21,5 @@ fn noise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if i >= p.n {
         return;
     }
-    out[i] = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+    out[i] = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, rng_index(vec2<u32>(p.first_lo, p.first_hi), i));
 }

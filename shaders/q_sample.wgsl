@@ -31,7 +31,7 @@ fn q_sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let a = ab[ti];
     var e: f32;
     if p.draw != 0u {
-        e = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, i);
+        e = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, vec2<u32>(i, 0u));
         eps[i] = e;
     } else {
         e = eps[i];

@@ -1,6 +1,7 @@
 // Counter-based RNG, prepended to kernels that draw noise (`// requires: rng.wgsl`).
 // Philox4x32-10 (Salmon et al. 2011; Random123's philox4x32), key = 64-bit seed as (lo, hi),
-// counter = (index, stream, 0, 0). Mirrored bit-exactly by `cpu::sampling::philox4x32_10`.
+// counter = (index lo, stream, index hi, 0) for a 64-bit element index (the element's position in
+// the whole run, so batching never changes a draw). Mirrored bit-exactly by `cpu::sampling`.
 // WGSL has no mulhi: the 32x32 -> 64-bit products are assembled from 16-bit halves.
 
 // (hi, lo) words of the 64-bit product a * b.
@@ -72,9 +73,16 @@ fn rng_cos_turns(r: f32) -> f32 {
     }
 }
 
-// Standard normal for (seed, stream, index): Box-Muller r * cos(theta), theta in [-pi, pi].
-fn rng_normal(seed: vec2<u32>, stream: u32, index: u32) -> f32 {
-    let r = rng_philox(vec4<u32>(index, stream, 0u, 0u), seed);
+// The 64-bit element index (lo, hi) = first + i.
+fn rng_index(first: vec2<u32>, i: u32) -> vec2<u32> {
+    let lo = first.x + i;
+    return vec2<u32>(lo, first.y + select(0u, 1u, lo < i));
+}
+
+// Standard normal for (seed, stream, 64-bit index (lo, hi)): Box-Muller r * cos(theta),
+// theta in [-pi, pi].
+fn rng_normal(seed: vec2<u32>, stream: u32, index: vec2<u32>) -> f32 {
+    let r = rng_philox(vec4<u32>(index.x, stream, index.y, 0u), seed);
     let u1 = rng_uniform(r.x);
     let u2 = rng_uniform(r.y);
     let radius = sqrt(-2.0 * rng_ln(u1));

@@ -45,6 +45,9 @@ pub struct SamplerOptions {
     pub kind: SamplerKind,
     /// Seed of x_T and of every step's noise z.
     pub seed: u64,
+    /// Index in the whole run of this batch's first image: noise is keyed by (seed, stream,
+    /// element index in the run), so a seed draws the same images whatever the batching.
+    pub first_image: u64,
     /// DDPM σ_t² (DDIM ignores it).
     pub variance: VarianceType,
     /// Clamp x̂0 to ±this (diffusers' `clip_sample` / `clip_sample_range`).
@@ -57,6 +60,7 @@ impl SamplerOptions {
         SamplerOptions {
             kind,
             seed,
+            first_image: 0,
             variance: config.variance_type,
             clip: config.clip(),
         }
@@ -131,12 +135,13 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
 }
 
 /// CPU reference of the whole reverse process: runs `plan` from `x_t` (e.g.
-/// `cpu::sampling::noise(n, seed, INIT_STREAM)`) with ε̂ = `eps(x, t)`, noise from `seed`.
-/// Returns (x_0, last x̂0).
+/// `cpu::sampling::noise(n, seed, INIT_STREAM, first)`) with ε̂ = `eps(x, t)`, noise from `seed`
+/// at element indices `first..`. Returns (x_0, last x̂0).
 pub fn sample_cpu(
     plan: &[PlannedStep],
     x_t: Vec<f32>,
     seed: u64,
+    first: u64,
     eps: &mut dyn FnMut(&[f32], usize) -> Vec<f32>,
 ) -> (Vec<f32>, Vec<f32>) {
     let mut x = x_t;
@@ -148,7 +153,7 @@ pub fn sample_cpu(
             StepCoefs::Ddim(c) => (c.sigma, c.t),
         };
         let z = if sigma != 0.0 {
-            cpu::noise(x.len(), seed, stream)
+            cpu::noise(x.len(), seed, stream, first)
         } else {
             Vec::new()
         };
@@ -347,6 +352,17 @@ impl Trajectory {
     }
 }
 
+/// The run-wide element index of the first element of `x` (`[N, …]`) under `opts`.
+fn first_element(x: &Tensor, opts: &SamplerOptions) -> Result<u64> {
+    let per_image = x.shape.get(1..).unwrap_or(&[]).iter().product::<usize>() as u64;
+    opts.first_image.checked_mul(per_image).ok_or_else(|| {
+        Error::Invalid(format!(
+            "first image {} × {per_image} elements overflows the RNG's 64-bit index",
+            opts.first_image
+        ))
+    })
+}
+
 /// The most bytes of snapshots one chunk stages for readback.
 const MAX_STAGING: u64 = 256 << 20;
 
@@ -385,7 +401,7 @@ impl Sampler {
         let plan = plan(config, opts)?;
         let x0 = Tensor::zeros(gpu, &x.shape, "x0 prediction")?;
         let mut s = Sampler {
-            init: ops::noise(gpu, x, opts.seed, INIT_STREAM)?,
+            init: ops::noise(gpu, x, opts.seed, INIT_STREAM, first_element(x, opts)?)?,
             steps: Vec::new(),
             plan,
             opts: *opts,
@@ -402,10 +418,11 @@ impl Sampler {
         Ok(s)
     }
 
-    /// Records every step's [fill t, step kernel] for the current seed.
+    /// Records every step's [fill t, step kernel] for the current seed and first image.
     fn record(&mut self, gpu: &Gpu) -> Result<()> {
         let noise = StepNoise::Rng {
             seed: self.opts.seed,
+            first: first_element(&self.x, &self.opts)?,
         };
         self.steps = self
             .plan
@@ -426,12 +443,15 @@ impl Sampler {
         Ok(())
     }
 
-    /// Starts over with a new seed (re-records the steps when it changed); x_T is redrawn on the
-    /// next chunk and the trajectory is cleared.
-    pub fn restart(&mut self, gpu: &Gpu, seed: u64) -> Result<()> {
-        if seed != self.opts.seed {
+    /// Starts over with a new seed and/or first image (see [`SamplerOptions::first_image`];
+    /// re-records the steps when either changed); x_T is redrawn on the next chunk and the
+    /// trajectory is cleared.
+    pub fn restart(&mut self, gpu: &Gpu, seed: u64, first_image: u64) -> Result<()> {
+        if (seed, first_image) != (self.opts.seed, self.opts.first_image) {
             self.opts.seed = seed;
-            self.init = ops::noise(gpu, &self.x, seed, INIT_STREAM)?;
+            self.opts.first_image = first_image;
+            let first = first_element(&self.x, &self.opts)?;
+            self.init = ops::noise(gpu, &self.x, seed, INIT_STREAM, first)?;
             self.record(gpu)?;
         }
         self.next = 0;

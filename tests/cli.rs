@@ -81,6 +81,13 @@ fn sample_writes_png_and_npy() {
     let (ok, text) = ddpm(&args);
     assert!(ok, "{text}");
     assert_eq!(ddpm::npy::read(&npy).unwrap().1, x);
+    // …whatever the batching: 2 batches of 2, the last one padded (kernel choices may differ
+    // with the batch shape, so equal up to summation order).
+    let (ok, text) = ddpm(&[&args[..], &["--batch", "2"]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("in 2 batch(es) of 2"), "{text}");
+    let batched = ddpm::npy::read(&npy).unwrap().1;
+    ddpm::testing::assert_close(&batched, &x, 1e-4, 1e-4, "--batch 2 vs one batch");
 }
 
 /// Without `--model`, `ddpm sample` uses the trained MNIST model bundled from assets/mnist: the

@@ -454,7 +454,7 @@ fn corr(a: &[f32], b: &[f32]) -> f64 {
 
 fn gpu_noise(gpu: &Gpu, n: usize, seed: u64, stream: u32) -> Vec<f32> {
     let out = Tensor::zeros(gpu, &[n], "noise").unwrap();
-    pollster::block_on(gpu.run(&[ops::noise(gpu, &out, seed, stream).unwrap()])).unwrap();
+    pollster::block_on(gpu.run(&[ops::noise(gpu, &out, seed, stream, 0).unwrap()])).unwrap();
     out.read_blocking(gpu).unwrap()
 }
 
@@ -486,7 +486,7 @@ fn rng_normals_have_the_right_statistics() {
     let high_seed = gpu_noise(gpu, n, 2024 | (1 << 40), 7);
     assert_ne!(z, high_seed, "the seed's high word matters");
     // The CPU mirror agrees.
-    let want = cpu::noise(n, 2024, 7);
+    let want = cpu::noise(n, 2024, 7, 0);
     let diff = max_abs_diff(&z, &want);
     eprintln!("GPU vs CPU normals: max |Δ| = {diff:.2e} over {n}");
     assert!(diff < 1e-6, "GPU vs CPU normals differ by {diff}");
@@ -554,8 +554,19 @@ struct MockModel {
 impl MockModel {
     fn new(gpu: &Gpu, shape: &[usize], train_steps: usize) -> Self {
         let n: usize = shape.iter().product();
-        let mut rng = Rng::new(99);
-        let c = rng.normals(n, 0.5);
+        Self::with_offsets(gpu, shape, train_steps, Rng::new(99).normals(n, 0.5))
+    }
+
+    /// A model whose offsets c repeat per image, so each image's ε̂ depends on that image alone
+    /// (as a real U-Net's does) whatever the batch size.
+    fn per_image(gpu: &Gpu, shape: &[usize], train_steps: usize) -> Self {
+        let per: usize = shape[1..].iter().product();
+        let image = Rng::new(98).normals(per, 0.5);
+        let c = image.repeat(shape[0]);
+        Self::with_offsets(gpu, shape, train_steps, c)
+    }
+
+    fn with_offsets(gpu: &Gpu, shape: &[usize], train_steps: usize, c: Vec<f32>) -> Self {
         let table: Vec<f32> = (0..train_steps)
             .map(|t| 0.2 + 0.6 * t as f32 / train_steps as f32)
             .collect();
@@ -660,8 +671,8 @@ fn gpu_sampler_matches_cpu_sampler() {
         assert_eq!(sampler.plan().len(), 20);
         let got = sampler.run_to_end_blocking(gpu, 7).unwrap();
         let got_x0 = pollster::block_on(sampler.read_x0(gpu)).unwrap();
-        let x_t = cpu::noise(n, opts.seed, INIT_STREAM);
-        let (want, want_x0) = sample_cpu(sampler.plan(), x_t, opts.seed, &mut |x, t| {
+        let x_t = cpu::noise(n, opts.seed, INIT_STREAM, 0);
+        let (want, want_x0) = sample_cpu(sampler.plan(), x_t, opts.seed, 0, &mut |x, t| {
             model.cpu_eps(x, t)
         });
         let what = format!("case {k}: {kind:?} clip={}", cfg.clip_sample);
@@ -683,18 +694,58 @@ fn same_seed_is_bit_identical_and_seeds_differ() {
     let opts = SamplerOptions::new(&cfg, SamplerKind::Ddpm, 42);
     let mut sampler = Sampler::new(gpu, &model, &cfg, &opts).unwrap();
     let a = sampler.run_to_end_blocking(gpu, 20).unwrap();
-    sampler.restart(gpu, 42).unwrap();
+    sampler.restart(gpu, 42, 0).unwrap();
     let b = sampler.run_to_end_blocking(gpu, 3).unwrap();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&a), bits(&b), "same seed, different chunking");
     let mut fresh = Sampler::new(gpu, &model, &cfg, &opts).unwrap();
     assert_eq!(bits(&a), bits(&fresh.run_to_end_blocking(gpu, 5).unwrap()));
-    sampler.restart(gpu, 43).unwrap();
+    sampler.restart(gpu, 43, 0).unwrap();
     let c = sampler.run_to_end_blocking(gpu, 20).unwrap();
     assert!(
         max_abs_diff(&a, &c) > 1e-2,
         "a different seed gives a different sample"
     );
+}
+
+#[test]
+fn a_seed_draws_the_same_images_whatever_the_batching() {
+    let gpu = gpu();
+    let cfg = short_config(false, VarianceType::FixedLarge);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for kind in [
+        SamplerKind::Ddpm,
+        SamplerKind::Ddim {
+            steps: 10,
+            eta: 1.0,
+        },
+    ] {
+        let opts = SamplerOptions::new(&cfg, kind, 7);
+        // 5 images at once…
+        let whole = MockModel::per_image(gpu, &[5, 3, 5, 7], 20);
+        let mut s = Sampler::new(gpu, &whole, &cfg, &opts).unwrap();
+        let all = s.run_to_end_blocking(gpu, 20).unwrap();
+        // …equal 5 images in batches of 2 (the last one padded to 2 and cut).
+        let pairs = MockModel::per_image(gpu, &[2, 3, 5, 7], 20);
+        let per = 3 * 5 * 7;
+        let mut s = Sampler::new(gpu, &pairs, &cfg, &opts).unwrap();
+        let mut batched = Vec::new();
+        for first in [0u64, 2, 4] {
+            s.restart(gpu, 7, first).unwrap();
+            batched.extend(s.run_to_end_blocking(gpu, 20).unwrap());
+        }
+        assert_eq!(bits(&all), bits(&batched[..5 * per]), "{kind:?}");
+        // A fresh sampler told its first image agrees with the restarted one.
+        let mut o = opts;
+        o.first_image = 2;
+        let mut fresh = Sampler::new(gpu, &pairs, &cfg, &o).unwrap();
+        let second = fresh.run_to_end_blocking(gpu, 7).unwrap();
+        assert_eq!(bits(&second), bits(&all[2 * per..4 * per]), "{kind:?}");
+        assert!(
+            max_abs_diff(&second, &all[..2 * per]) > 1e-2,
+            "images differ"
+        );
+    }
 }
 
 #[test]
@@ -765,8 +816,9 @@ fn chunks_report_progress_and_capture_the_trajectory() {
     let snap = &tr.snapshots()[2];
     let (want, want_x0) = sample_cpu(
         &sampler.plan()[..snap.step],
-        cpu::noise(n, 7, INIT_STREAM),
+        cpu::noise(n, 7, INIT_STREAM, 0),
         7,
+        0,
         &mut |x, t| model.cpu_eps(x, t),
     );
     assert_eq!(snap.timestep, sampler.plan()[snap.step - 1].t);

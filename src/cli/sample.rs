@@ -114,8 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut samples = Vec::with_capacity(args.n * per_image);
     let mut frames: Vec<Snapshot> = Vec::new();
     for run in 0..runs {
-        // Each batch gets its own seed so batches differ; batch 0 uses --seed itself.
-        opts.seed = args.seed.wrapping_add(run as u64);
+        // Noise is keyed by each image's index in the whole run: same images whatever --batch.
+        opts.first_image = (run * batch) as u64;
         let mut sampler = Sampler::new(&gpu, &plan, &sched, &opts)?;
         if run == 0 && args.gif.is_some() {
             let every = total_steps.div_ceil(GIF_FRAMES).max(1);

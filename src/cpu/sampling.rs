@@ -2,7 +2,9 @@
 //! `ddpm_step.wgsl` and `ddim_step.wgsl`.
 //!
 //! The RNG is Philox4x32-10 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3";
-//! Random123's `philox4x32`), keyed by the 64-bit seed, with counter (index, stream, 0, 0). The
+//! Random123's `philox4x32`), keyed by the 64-bit seed, with counter (index lo, stream, index hi, 0)
+//! for a 64-bit element index (the element's position in the whole run, so batching never changes
+//! a draw). The
 //! u32 outputs match the shader bit for bit; normals (Box–Muller on f32) to a few ulp.
 
 use crate::schedule::{DdimCoefs, DdpmCoefs};
@@ -47,8 +49,11 @@ pub fn seed_key(seed: u64) -> [u32; 2] {
 }
 
 /// The 4 raw u32 drawn for (`seed`, `stream`, `index`).
-pub fn rng_u32x4(seed: u64, stream: u32, index: u32) -> [u32; 4] {
-    philox4x32_10([index, stream, 0, 0], seed_key(seed))
+pub fn rng_u32x4(seed: u64, stream: u32, index: u64) -> [u32; 4] {
+    philox4x32_10(
+        [index as u32, stream, (index >> 32) as u32, 0],
+        seed_key(seed),
+    )
 }
 
 /// A u32 mapped to a uniform in (0, 1]: (⌊x / 2⁸⌋ + 1) / 2²⁴, exact in f32.
@@ -79,7 +84,7 @@ pub fn rng_ln(u: f32) -> f32 {
 /// The standard normal drawn for (`seed`, `stream`, `index`): Box–Muller on the block's first
 /// two words, r·cos θ with r = √(−2 ln u₁), θ = 2π·u₂ − π (kept in [−π, π] where WGSL's `cos`
 /// is accurate).
-pub fn rng_normal(seed: u64, stream: u32, index: u32) -> f32 {
+pub fn rng_normal(seed: u64, stream: u32, index: u64) -> f32 {
     let r = rng_u32x4(seed, stream, index);
     let u1 = rng_uniform(r[0]);
     let u2 = rng_uniform(r[1]);
@@ -121,9 +126,11 @@ mod cos_tests {
     }
 }
 
-/// `noise.wgsl`: `n` normals for indices 0..n of (`seed`, `stream`).
-pub fn noise(n: usize, seed: u64, stream: u32) -> Vec<f32> {
-    (0..n).map(|i| rng_normal(seed, stream, i as u32)).collect()
+/// `noise.wgsl`: `n` normals of (`seed`, `stream`) for element indices `first..first + n`.
+pub fn noise(n: usize, seed: u64, stream: u32, first: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| rng_normal(seed, stream, first + i))
+        .collect()
 }
 
 /// `fill.wgsl`: `n` copies of `value`.
@@ -148,7 +155,7 @@ pub fn q_sample(
     for (i, &x) in x0.iter().enumerate() {
         let ab = alphas_cumprod[timestep_index(t[i / per_sample], alphas_cumprod.len())];
         let e = match draw {
-            Some((seed, stream)) => rng_normal(seed, stream, i as u32),
+            Some((seed, stream)) => rng_normal(seed, stream, i as u64),
             None => eps.expect("q_sample: eps or draw")[i],
         };
         out.push(ab.sqrt() * x + (1.0 - ab).sqrt() * e);

@@ -83,8 +83,9 @@ const DDIM_STEP: KernelSpec = KernelSpec {
 /// Where the σ·z term of a reverse step takes z from.
 #[derive(Clone, Copy, Debug)]
 pub enum StepNoise<'a> {
-    /// The counter-based RNG keyed by (seed, stream = the step's timestep t, element index).
-    Rng { seed: u64 },
+    /// The counter-based RNG keyed by (seed, stream = the step's timestep t, element index
+    /// `first` + i: the element's position in the whole run, so batching never changes a draw).
+    Rng { seed: u64, first: u64 },
     /// A given tensor of the sample's shape (e.g. diffusers' noise, for parity tests).
     Given(&'a Tensor),
 }
@@ -96,6 +97,9 @@ struct RngParams {
     seed_lo: u32,
     seed_hi: u32,
     stream: u32,
+    first_lo: u32,
+    first_hi: u32,
+    _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -135,7 +139,9 @@ struct DdpmParams {
     c_eps: f32,
     sigma: f32,
     noise_mode: u32,
-    _pad: [u32; 3],
+    first_lo: u32,
+    first_hi: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -153,6 +159,23 @@ struct DdimParams {
     c_dir: f32,
     sigma: f32,
     noise_mode: u32,
+    first_lo: u32,
+    first_hi: u32,
+    _pad: [u32; 2],
+}
+
+impl RngParams {
+    fn new(n: u32, seed: u64, stream: u32, first: u64) -> Self {
+        RngParams {
+            n,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            stream,
+            first_lo: first as u32,
+            first_hi: (first >> 32) as u32,
+            _pad: [0; 2],
+        }
+    }
 }
 
 fn workgroups(n: u32) -> [u32; 3] {
@@ -163,20 +186,17 @@ fn numel_u32(what: &str, t: &Tensor) -> Result<u32> {
     crate::ops::to_u32(what, "elements", t.numel())
 }
 
-/// out ← N(0, 1) drawn for (`seed`, `stream`, element index); x_T of the reverse process.
-pub fn noise(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32) -> Result<Dispatch> {
+/// out ← N(0, 1) drawn for (`seed`, `stream`, element index `first` + i); x_T of the reverse
+/// process.
+pub fn noise(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32, first: u64) -> Result<Dispatch> {
     let n = numel_u32("noise out", out)?;
-    let params = RngParams {
-        n,
-        seed_lo: seed as u32,
-        seed_hi: (seed >> 32) as u32,
-        stream,
-    };
+    let params = RngParams::new(n, seed, stream, first);
     Ok(gpu.dispatch(&NOISE, &params, &[&out.buffer], workgroups(n)))
 }
 
-/// out (`[n, 4]`, read back as u32 bits) ← the raw Philox block for (`seed`, `stream`, i).
-pub fn rng_bits(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32) -> Result<Dispatch> {
+/// out (`[n, 4]`, read back as u32 bits) ← the raw Philox block for (`seed`, `stream`,
+/// `first` + i).
+pub fn rng_bits(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32, first: u64) -> Result<Dispatch> {
     if out.shape.len() != 2 || out.shape[1] != 4 {
         return Err(Error::Shape {
             what: "rng_bits out".into(),
@@ -185,12 +205,7 @@ pub fn rng_bits(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32) -> Result<Dispa
         });
     }
     let n = numel_u32("rng_bits out", out)? / 4;
-    let params = RngParams {
-        n,
-        seed_lo: seed as u32,
-        seed_hi: (seed >> 32) as u32,
-        stream,
-    };
+    let params = RngParams::new(n, seed, stream, first);
     Ok(gpu.dispatch(&RNG_BITS, &params, &[&out.buffer], workgroups(n)))
 }
 
@@ -263,7 +278,7 @@ pub fn q_sample(
     ))
 }
 
-/// Checks the step operands; returns (n, z buffer, noise mode, seed).
+/// Checks the step operands; returns (n, z buffer, noise mode, seed, first element index).
 fn step_operands<'a>(
     what: &str,
     x: &'a Tensor,
@@ -271,18 +286,18 @@ fn step_operands<'a>(
     x0_out: &'a Tensor,
     sigma: f32,
     noise: StepNoise<'a>,
-) -> Result<(u32, &'a wgpu::Buffer, u32, u64)> {
+) -> Result<(u32, &'a wgpu::Buffer, u32, u64, u64)> {
     same_shape(&format!("{what} eps"), &x.shape, &eps.shape)?;
     same_shape(&format!("{what} x0_out"), &x.shape, &x0_out.shape)?;
     check_no_alias(what, &[("x", x), ("x0_out", x0_out)], &[("eps", eps)])?;
     let n = numel_u32(what, x)?;
     Ok(match noise {
-        _ if sigma == 0.0 => (n, &eps.buffer, 0, 0),
-        StepNoise::Rng { seed } => (n, &eps.buffer, 1, seed),
+        _ if sigma == 0.0 => (n, &eps.buffer, 0, 0, 0),
+        StepNoise::Rng { seed, first } => (n, &eps.buffer, 1, seed, first),
         StepNoise::Given(z) => {
             same_shape(&format!("{what} z"), &x.shape, &z.shape)?;
             check_no_alias(what, &[("x", x), ("x0_out", x0_out)], &[("z", z)])?;
-            (n, &z.buffer, 2, 0)
+            (n, &z.buffer, 2, 0, 0)
         }
     })
 }
@@ -297,7 +312,7 @@ pub fn ddpm_step(
     c: &DdpmCoefs,
     noise: StepNoise,
 ) -> Result<Dispatch> {
-    let (n, z, mode, seed) = step_operands("ddpm_step", x, eps, x0_out, c.sigma, noise)?;
+    let (n, z, mode, seed, first) = step_operands("ddpm_step", x, eps, x0_out, c.sigma, noise)?;
     let params = DdpmParams {
         n,
         seed_lo: seed as u32,
@@ -312,7 +327,9 @@ pub fn ddpm_step(
         c_eps: c.c_eps,
         sigma: c.sigma,
         noise_mode: mode,
-        _pad: [0; 3],
+        first_lo: first as u32,
+        first_hi: (first >> 32) as u32,
+        _pad: 0,
     };
     Ok(gpu.dispatch(
         &DDPM_STEP,
@@ -331,7 +348,7 @@ pub fn ddim_step(
     c: &DdimCoefs,
     noise: StepNoise,
 ) -> Result<Dispatch> {
-    let (n, z, mode, seed) = step_operands("ddim_step", x, eps, x0_out, c.sigma, noise)?;
+    let (n, z, mode, seed, first) = step_operands("ddim_step", x, eps, x0_out, c.sigma, noise)?;
     let params = DdimParams {
         n,
         seed_lo: seed as u32,
@@ -345,6 +362,9 @@ pub fn ddim_step(
         c_dir: c.c_dir,
         sigma: c.sigma,
         noise_mode: mode,
+        first_lo: first as u32,
+        first_hi: (first >> 32) as u32,
+        _pad: [0; 2],
     };
     Ok(gpu.dispatch(
         &DDIM_STEP,
@@ -370,19 +390,26 @@ mod tests {
     #[test]
     fn rng_bits_match_cpu_exactly() {
         let gpu = gpu();
-        for (n, seed, stream) in [(1, 0, 0), (257, 42, 7), (1000, u64::MAX, u32::MAX)] {
+        // The last case's element indices cross 2^32: the high word carries into the counter.
+        let cases = [
+            (1, 0, 0, 0),
+            (257, 42, 7, 0),
+            (1000, u64::MAX, u32::MAX, 3),
+            (600, 5, 2, (1 << 32) - 300),
+        ];
+        for (n, seed, stream, first) in cases {
             let out = Tensor::zeros(gpu, &[n, 4], "bits").unwrap();
-            run(rng_bits(gpu, &out, seed, stream).unwrap());
+            run(rng_bits(gpu, &out, seed, stream, first).unwrap());
             let got: Vec<u32> = out
                 .read_blocking(gpu)
                 .unwrap()
                 .iter()
                 .map(|v| v.to_bits())
                 .collect();
-            let want: Vec<u32> = (0..n as u32)
-                .flat_map(|i| cpu::rng_u32x4(seed, stream, i))
+            let want: Vec<u32> = (0..n as u64)
+                .flat_map(|i| cpu::rng_u32x4(seed, stream, first + i))
                 .collect();
-            assert_eq!(got, want, "seed {seed} stream {stream}");
+            assert_eq!(got, want, "seed {seed} stream {stream} first {first}");
         }
     }
 
@@ -391,10 +418,12 @@ mod tests {
         let gpu = gpu();
         for (k, n) in SIZES.into_iter().enumerate() {
             let seed = 0x1234_5678_9abc_def0 ^ k as u64;
+            let first = [0, 7 * 784, (1 << 32) - 100][k % 3];
             let out = Tensor::zeros(gpu, &[n], "noise").unwrap();
-            run(noise(gpu, &out, seed, 11).unwrap());
+            run(noise(gpu, &out, seed, 11, first).unwrap());
             let got = out.read_blocking(gpu).unwrap();
-            assert_close(&got, &cpu::noise(n, seed, 11), 2e-6, 2e-6, "noise");
+            let want = cpu::noise(n, seed, 11, first);
+            assert_close(&got, &want, 2e-6, 2e-6, "noise");
         }
     }
 
@@ -467,18 +496,18 @@ mod tests {
         let te = Tensor::from_slice(gpu, shape, &e, "eps").unwrap();
         let tz = Tensor::from_slice(gpu, shape, &z, "z").unwrap();
         let tx0 = Tensor::zeros(gpu, shape, "x0").unwrap();
-        let seed = 77;
+        let (seed, first) = (77, 3 * n as u64);
         for given in [false, true] {
             tx.write(gpu, &x).unwrap();
             let noise = if given {
                 StepNoise::Given(&tz)
             } else {
-                StepNoise::Rng { seed }
+                StepNoise::Rng { seed, first }
             };
             let zz = if given {
                 z.clone()
             } else {
-                cpu::noise(n, seed, t as u32)
+                cpu::noise(n, seed, t as u32, first)
             };
             let (d, (want, want_x0)) = if ddim {
                 let c = sched.ddim_coefs(t, prev, 1.0, 0.7, clip).unwrap();
@@ -547,7 +576,7 @@ mod tests {
         let a = Tensor::zeros(gpu, &[2, 3], "a").unwrap();
         let b = Tensor::zeros(gpu, &[2, 3], "b").unwrap();
         let odd = Tensor::zeros(gpu, &[3, 2], "odd").unwrap();
-        let noise = StepNoise::Rng { seed: 1 };
+        let noise = StepNoise::Rng { seed: 1, first: 0 };
         assert!(matches!(
             ddpm_step(gpu, &a, &odd, &b, &c, noise),
             Err(Error::Shape { .. })
@@ -568,6 +597,6 @@ mod tests {
         );
         let empty = Tensor::zeros(gpu, &[0], "empty").unwrap();
         assert!(q_sample(gpu, &a, &t2, &empty, &b, None, &odd).is_err());
-        assert!(rng_bits(gpu, &a, 0, 0).is_err());
+        assert!(rng_bits(gpu, &a, 0, 0, 0).is_err());
     }
 }

@@ -405,7 +405,7 @@ impl Trainer {
                 let r = crate::cpu::sampling::rng_u32x4(
                     self.options.seed ^ TIMESTEP_SEED,
                     step as u32,
-                    i,
+                    i as u64,
                 );
                 (((r[0] as u64) << 32 | r[1] as u64) % t_max as u64) as f32
             })

@@ -191,7 +191,7 @@ impl Engine {
         });
         if reuse {
             let s = self.sampler.as_mut().expect("checked above");
-            s.restart(gpu, opts.seed)?;
+            s.restart(gpu, opts.seed, opts.first_image)?;
         } else {
             self.sampler = None;
             let plan = self.plan.as_ref().expect("planned above");

@@ -666,20 +666,21 @@ async fn run_batches(
     let t0 = dom::now_ms();
     let mut chunk = 1usize;
     for r in 0..runs {
-        let seed = cfg.options(&model.scheduler, r).seed;
+        let first = r * batch;
+        let seed = cfg.seed;
         let sampler = engine.sampler().ok_or("no sampler was prepared")?;
         if r > 0 {
-            sampler.restart(gpu, seed).map_err(err)?; // the seed of the step noise
+            // The step noise of images first.. (keyed by their index in the whole run).
+            sampler.restart(gpu, seed, first as u64).map_err(err)?;
         }
         // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
         // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
         // here saves a GPU read-back.
-        let x_t = crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM);
+        let x_t = crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64);
         sampler.set_initial(gpu, &x_t).map_err(err)?;
         if let Some(f) = app.frames.borrow_mut().as_mut() {
             f.begin_run(r, &x_t);
         }
-        let first = r * batch;
         let count = batch.min(n - first);
         loop {
             if app.stop.get() {

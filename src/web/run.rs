@@ -15,11 +15,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The sampler options for batch `run` of this Generate under `scheduler` (clipping from the
-    /// config). Batch `r` uses seed `seed + r`, as `ddpm sample` does, so batch 0 of the page
-    /// and of the CLI draw the same images for the same seed.
-    pub fn options(&self, scheduler: &SchedulerConfig, run: usize) -> SamplerOptions {
-        let mut o = SamplerOptions::new(scheduler, self.kind, self.seed.wrapping_add(run as u64));
+    /// The sampler options for the batch starting at image `first_image` of this Generate under
+    /// `scheduler` (clipping from the config). Noise is keyed by the image's index in the whole
+    /// run, so the page and `ddpm sample` draw the same images for a seed, whatever the batching.
+    pub fn options(&self, scheduler: &SchedulerConfig, first_image: usize) -> SamplerOptions {
+        let mut o = SamplerOptions::new(scheduler, self.kind, self.seed);
+        o.first_image = first_image as u64;
         o.variance = self.variance;
         o
     }
