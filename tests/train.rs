@@ -477,3 +477,32 @@ fn weights_named(weights: &Weights, source: &str) -> Weights {
     }
     w
 }
+
+/// A batch over the device's limits is a clear error, and `largest_fitting_batch` finds the
+/// exact boundary: that batch builds, one more does not.
+#[test]
+fn largest_fitting_batch_is_the_exact_boundary() {
+    let cfg = tiny_config();
+    let weights = perturbed_weights(&cfg);
+    let sched = SchedulerConfig::default();
+    let mut small = ddpm::gpu::Gpu::new_blocking().unwrap();
+    small.limits.max_storage_buffer_binding_size = 64 << 10;
+    let build =
+        |batch: usize| Trainer::new(&small, cfg.clone(), sched.clone(), &weights, options(batch));
+    let err = build(64).err().expect("batch 64 exceeds 64 KiB bindings");
+    assert!(matches!(err, ddpm::Error::Limit { .. }), "{err}");
+    let fit = Trainer::largest_fitting_batch(&small, &cfg, &sched, &weights, options(64))
+        .unwrap()
+        .expect("some batch fits");
+    assert!((2..64).contains(&fit), "{fit}");
+    assert!(build(fit).is_ok());
+    assert!(matches!(build(fit + 1), Err(ddpm::Error::Limit { .. })));
+    assert_eq!(
+        small.kernel_policy(),
+        ddpm::gpu::KernelPolicy::from_env().unwrap()
+    );
+    // Nothing fits when even the weights exceed the limit.
+    small.limits.max_storage_buffer_binding_size = 1 << 10;
+    let none = Trainer::largest_fitting_batch(&small, &cfg, &sched, &weights, options(64));
+    assert_eq!(none.unwrap(), None);
+}

@@ -195,3 +195,48 @@ fn plan_reuses_activation_buffers() {
         "activations take {used} bytes, {naive} without reuse"
     );
 }
+
+/// An input over the device's binding limit runs in smaller batches (the last one padded) and
+/// gives the same ε̂ as one batch; a limit no batch fits is still a clear error.
+#[test]
+fn forward_splits_batches_that_exceed_the_device_limits() {
+    // Few channels at 32×32: activations (~100 KB per image) outweigh every weight (≤ 10 KB).
+    let cfg = UNetConfig::from_json(
+        r#"{"sample_size": 32, "in_channels": 1, "out_channels": 1,
+            "block_out_channels": [8, 16], "down_block_types": ["DownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "UpBlock2D"], "layers_per_block": 1,
+            "norm_num_groups": 4}"#,
+    )
+    .unwrap();
+    let weights = perturbed_init(&cfg, 3);
+    let n = 5;
+    let shape = [n, 1, 32, 32];
+    let x = Rng::new(5).normals(n * 32 * 32, 1.0);
+    let t: Vec<f32> = (0..n).map(|i| (i * 199) as f32).collect();
+    let gpu = gpu();
+    let unet = UNet::new(gpu, cfg.clone(), &weights).unwrap();
+    let (whole, batch) = pollster::block_on(unet.forward(gpu, &shape, &x, &t)).unwrap();
+    assert_eq!(batch, n);
+
+    let mut small = ddpm::gpu::Gpu::new_blocking().unwrap();
+    let mut batches = Vec::new();
+    for cap_kib in [512, 256, 128, 64, 32, 16, 8] {
+        small.limits.max_storage_buffer_binding_size = cap_kib << 10;
+        let run = UNet::new(&small, cfg.clone(), &weights)
+            .and_then(|unet| pollster::block_on(unet.forward(&small, &shape, &x, &t)));
+        match run {
+            Ok((eps, batch)) => {
+                assert_close(&eps, &whole, 1e-5, 1e-5, &format!("batch {batch}"));
+                batches.push(batch);
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("maxStorageBufferBindingSize"), "{e}");
+                break;
+            }
+        }
+    }
+    assert!(
+        batches.contains(&2) && batches.contains(&1),
+        "batches used as the limit fell: {batches:?}"
+    );
+}

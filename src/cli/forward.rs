@@ -50,8 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         let gpu = super::gpu()?;
         let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-        let plan = unet.plan_for(&gpu, &shape)?;
-        let eps = pollster::block_on(plan.run(&gpu, &x, &t))?;
+        let (eps, batch) = pollster::block_on(unet.forward(&gpu, &shape, &x, &t))?;
+        if batch < n {
+            eprintln!(
+                "ran {n} samples in {} batches of {batch} (device limits)",
+                n.div_ceil(batch)
+            );
+        }
         let mut out_shape = shape.clone();
         out_shape[1] = cfg.out_channels;
         (eps, out_shape)

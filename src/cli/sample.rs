@@ -83,16 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let gpu = super::gpu()?;
     let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-    let (mut batch, mut plan) = (args.batch.min(args.n), None);
-    while plan.is_none() {
-        match unet.plan(&gpu, batch) {
-            Ok(p) => plan = Some(p),
-            Err(ddpm::Error::Limit { .. }) if batch > 1 => batch /= 2,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let plan = plan.expect("planned");
+    let plan = unet.plan_fitting(&gpu, &unet.sample_shape(args.batch.min(args.n))?)?;
     let shape = plan.x().shape.clone();
+    let batch = shape[0];
     let per_image: usize = shape[1..].iter().product();
     let runs = args.n.div_ceil(batch);
     eprintln!(

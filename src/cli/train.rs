@@ -240,7 +240,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => c.weights()?,
         None => Weights::init(&config, options.seed)?,
     };
-    let mut trainer = Trainer::new(&gpu, config.clone(), scheduler.clone(), &weights, options)?;
+    let mut trainer = match Trainer::new(&gpu, config.clone(), scheduler.clone(), &weights, options)
+    {
+        Err(e @ ddpm::Error::Limit { .. }) => {
+            eprintln!("{e}; looking for the largest batch that fits…");
+            match Trainer::largest_fitting_batch(&gpu, &config, &scheduler, &weights, options)? {
+                Some(fit) => bail!(
+                    "--batch {} does not fit this device ({e}); the largest batch that fits is \
+                     {fit}: run with --batch {fit} or smaller",
+                    options.batch
+                ),
+                None => bail!("this model cannot train on this device even at batch 1: {e}"),
+            }
+        }
+        r => r?,
+    };
     if let Some(c) = &resumed {
         trainer.restore(&gpu, c)?;
         eprintln!("resumed at step {}", trainer.step);

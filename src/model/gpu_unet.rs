@@ -63,12 +63,66 @@ impl UNet {
 
     /// Records the forward pass for a batch of `batch` images of the config's sample size.
     pub fn plan(&self, gpu: &Gpu, batch: usize) -> Result<UNetPlan> {
+        self.plan_for(gpu, &self.sample_shape(batch)?)
+    }
+
+    /// `[batch, in_channels, H, W]` at the config's sample size.
+    pub fn sample_shape(&self, batch: usize) -> Result<[usize; 4]> {
         let (h, w) = self.config.sample_hw().ok_or_else(|| Error::Config {
             key: "sample_size".into(),
             value: "null".into(),
             reason: "the sample size is needed to plan the forward pass".into(),
         })?;
-        self.plan_for(gpu, &[batch, self.config.in_channels, h, w])
+        Ok([batch, self.config.in_channels, h, w])
+    }
+
+    /// [`UNet::plan_for`] the largest batch ≤ `x_shape[0]` that fits the device's limits,
+    /// halving the batch while a buffer would exceed one.
+    pub fn plan_fitting(&self, gpu: &Gpu, x_shape: &[usize]) -> Result<UNetPlan> {
+        let mut shape = x_shape.to_vec();
+        loop {
+            match self.plan_for(gpu, &shape) {
+                Err(Error::Limit { .. }) if shape.first().is_some_and(|&n| n > 1) => {
+                    shape[0] /= 2;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// ε̂ = UNet(x, t) for a whole `[N, C, H, W]` input (`t`: N timesteps), in batches as large
+    /// as the device allows (the last one zero-padded). Returns ε̂ and the batch size used.
+    pub async fn forward(
+        &self,
+        gpu: &Gpu,
+        x_shape: &[usize],
+        x: &[f32],
+        t: &[f32],
+    ) -> Result<(Vec<f32>, usize)> {
+        super::check_input(&self.config, x_shape, t.len())?;
+        let n = x_shape[0];
+        if x.len() != x_shape.iter().product::<usize>() {
+            return Err(Error::Shape {
+                what: "forward input".into(),
+                expected: x_shape.to_vec(),
+                got: vec![x.len()],
+            });
+        }
+        let plan = self.plan_fitting(gpu, x_shape)?;
+        let batch = plan.x.shape[0];
+        let (per_in, per_out) = (x.len() / n, plan.eps.numel() / batch);
+        let mut eps = Vec::with_capacity(n * per_out);
+        let (mut xb, mut tb) = (vec![0.0; batch * per_in], vec![0.0; batch]);
+        for first in (0..n).step_by(batch) {
+            let k = batch.min(n - first);
+            xb[..k * per_in].copy_from_slice(&x[first * per_in..(first + k) * per_in]);
+            xb[k * per_in..].fill(0.0);
+            tb[..k].copy_from_slice(&t[first..first + k]);
+            tb[k..].fill(0.0);
+            let out = plan.run(gpu, &xb, &tb).await?;
+            eps.extend_from_slice(&out[..k * per_out]);
+        }
+        Ok((eps, batch))
     }
 
     /// Records the forward pass for inputs of shape `x_shape` (`[N, C, H, W]`).

@@ -378,6 +378,42 @@ impl Trainer {
         Ok(trainer)
     }
 
+    /// The largest batch ≤ `options.batch` whose training step fits the device's limits
+    /// (`None`: not even batch 1), found by bisection over trial trainers built with
+    /// heuristic kernel choices (no timing).
+    pub fn largest_fitting_batch(
+        gpu: &Gpu,
+        config: &UNetConfig,
+        scheduler: &SchedulerConfig,
+        weights: &Weights,
+        options: TrainOptions,
+    ) -> Result<Option<usize>> {
+        let policy = gpu.kernel_policy();
+        gpu.set_kernel_policy(crate::gpu::KernelPolicy::Heuristic);
+        let fits = |batch: usize| -> Result<bool> {
+            let o = TrainOptions { batch, ..options };
+            match Trainer::new(gpu, config.clone(), scheduler.clone(), weights, o) {
+                Ok(_) => Ok(true),
+                Err(Error::Limit { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let found = (|| {
+            let (mut lo, mut hi) = (0, options.batch + 1); // fits(lo) (0 trivially), !fits(hi)
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if fits(mid)? {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            Ok((lo > 0).then_some(lo))
+        })();
+        gpu.set_kernel_policy(policy);
+        found
+    }
+
     fn copy_params_to_ema(&self, gpu: &Gpu) {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         for n in &self.names {
