@@ -240,3 +240,25 @@ fn forward_splits_batches_that_exceed_the_device_limits() {
         "batches used as the limit fell: {batches:?}"
     );
 }
+
+/// diffusers strips a `UNetRes` prefix from block type names (`UNetResAttnDownBlock2D` is
+/// `AttnDownBlock2D`): such a config computes the same ε̂ as diffusers' on both backends.
+#[test]
+fn unet_res_prefixed_block_names_match_diffusers() {
+    let f = fixture("unet_ddpm_style");
+    let mut cfg = f.cfg.clone();
+    for name in cfg
+        .down_block_types
+        .iter_mut()
+        .chain(cfg.up_block_types.iter_mut())
+    {
+        *name = format!("UNetRes{name}");
+    }
+    assert!(cfg
+        .down_block_types
+        .contains(&"UNetResAttnDownBlock2D".to_string()));
+    let cpu = cpu_unet::forward(&cfg, &f.weights, &f.x, &f.t).unwrap();
+    assert_close(&cpu.data, &f.eps, 2e-5, 0.0, "CPU, UNetRes names");
+    let gpu = gpu_forward(&cfg, &f.weights, &f.x, &f.t);
+    assert_close(&gpu, &f.eps, 2e-5, 0.0, "GPU, UNetRes names");
+}

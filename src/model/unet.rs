@@ -91,7 +91,7 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
     //    resnet (+attention) output and every downsampler output. The newest entry is always
     //    the current hidden state.
     let mut skips = vec![b.conv(x, "conv_in", Conv2dGeom::same(3), None, None, 1.0)?];
-    for (i, kind) in cfg.down_block_types.iter().enumerate() {
+    for i in 0..cfg.down_block_types.len() {
         let channels = cfg.block_out_channels[i];
         for j in 0..cfg.layers_per_block {
             let h = skips.last().expect("conv_in output");
@@ -103,7 +103,7 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
                 &format!("down_blocks.{i}.resnets.{j}"),
                 1.0,
             )?;
-            if kind == "AttnDownBlock2D" {
+            if cfg.down_has_attention(i) {
                 let prefix = format!("down_blocks.{i}.attentions.{j}");
                 h = attention(b, &norm, &h, &prefix, cfg.heads_for(channels), 1.0)?;
             }
@@ -152,8 +152,7 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
 
     // 5. up blocks: each resnet takes concat(h, newest skip); layers_per_block + 1 resnets.
     let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
-    for (i, kind) in cfg.up_block_types.iter().enumerate() {
-        let channels = reversed[i];
+    for (i, &channels) in reversed.iter().enumerate() {
         for j in 0..=cfg.layers_per_block {
             let skip = skips.pop().expect("one skip per up-block resnet");
             let cat = b.concat(&h, &skip)?;
@@ -167,7 +166,7 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
                 1.0,
             )?;
             drop(cat);
-            if kind == "AttnUpBlock2D" {
+            if cfg.up_has_attention(i) {
                 let prefix = format!("up_blocks.{i}.attentions.{j}");
                 h = attention(b, &norm, &h, &prefix, cfg.heads_for(channels), 1.0)?;
             }
