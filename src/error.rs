@@ -41,6 +41,9 @@ pub enum Error {
     /// A weights file problem (corrupt file, missing tensor, wrong dtype).
     #[error("weights: {0}")]
     Weights(String),
+    /// A model on the Hugging Face Hub could not be fetched (URL, status, what was found).
+    #[error("Hub: {0}")]
+    Hub(String),
     /// Any other invalid argument.
     #[error("{0}")]
     Invalid(String),

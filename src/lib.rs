@@ -10,6 +10,8 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hub;
 pub mod image;
 pub mod model;
 pub mod npy;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ddpm::hub::{Hub, HubId};
 use ddpm::model::{presets, UNetConfig, Weights};
 
 #[derive(Parser)]
@@ -78,17 +79,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Where a model comes from: a diffusers model directory, a named preset with random weights, or
-/// (neither given) the trained MNIST model bundled from `assets/mnist/`.
+/// Where a model comes from: a diffusers model directory or Hub id, a named preset with random
+/// weights, or (neither given) the trained MNIST model bundled from `assets/mnist/`.
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
-    /// diffusers model directory (config.json + diffusion_pytorch_model.safetensors); default:
-    /// the bundled MNIST model (assets/mnist).
+    /// diffusers model directory (config.json + diffusion_pytorch_model.safetensors or .bin, or
+    /// a pipeline folder with unet/), or a Hugging Face Hub id `hf:owner/name[@revision]`
+    /// (e.g. hf:google/ddpm-cifar10-32; endpoint from HF_ENDPOINT, cached in ~/.cache/ddpm/hub);
+    /// default: the bundled MNIST model (assets/mnist).
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
     /// A named config with random weights instead of --model (cifar10, mnist, emoji).
     #[arg(long)]
     preset: Option<String>,
+    /// `--model` as a local folder (a Hub id resolved to its cache folder once).
+    #[arg(skip)]
+    resolved: std::cell::OnceCell<PathBuf>,
 }
 
 impl ModelArgs {
@@ -100,7 +106,7 @@ impl ModelArgs {
     /// Loads the config and weights (random weights with seed 0 for a preset; the bundled MNIST
     /// model when neither is given).
     fn load(&self) -> anyhow::Result<(UNetConfig, Weights)> {
-        match (&self.model, &self.preset) {
+        match (self.dir()?, &self.preset) {
             (Some(dir), _) => Ok(ddpm::model::load_dir(dir)?),
             (None, Some(name)) => {
                 let cfg = presets::preset(name)?;
@@ -109,6 +115,45 @@ impl ModelArgs {
             }
             (None, None) => bundled::model(),
         }
+    }
+
+    /// The `--model` folder: the path itself, or for a Hub id its cache folder, downloading
+    /// (with a progress bar) what is not cached yet.
+    fn dir(&self) -> anyhow::Result<Option<&Path>> {
+        let Some(model) = &self.model else {
+            return Ok(None);
+        };
+        if let Some(dir) = self.resolved.get() {
+            return Ok(Some(dir));
+        }
+        let dir = match HubId::parse(&model.to_string_lossy()) {
+            None => model.clone(),
+            Some(id) => {
+                let id = id?;
+                let hub = Hub::from_env()?;
+                let bar = indicatif::ProgressBar::hidden();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:>40} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                let mut progress = |file: &str, done: u64, total: Option<u64>| {
+                    if done == 0 {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                        bar.reset();
+                        bar.set_length(total.unwrap_or(0));
+                        bar.set_message(file.to_string());
+                    }
+                    bar.set_position(done);
+                };
+                let dir = hub.fetch_model(&id, &mut progress)?;
+                bar.finish_and_clear();
+                eprintln!("{id}: {}", display(&dir));
+                dir
+            }
+        };
+        Ok(Some(self.resolved.get_or_init(|| dir)))
     }
 }
 

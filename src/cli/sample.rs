@@ -193,7 +193,7 @@ fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
     if args.model.is_bundled() {
         return super::bundled::scheduler();
     }
-    if let Some(dir) = &args.model.model {
+    if let Some(dir) = args.model.dir()? {
         for candidate in [
             dir.join("scheduler_config.json"),
             dir.join("../scheduler/scheduler_config.json"),
