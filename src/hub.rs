@@ -1,5 +1,7 @@
-//! Models by Hugging Face Hub id, natively: `hf:owner/name[@revision]` (e.g.
-//! `hf:google/ddpm-cifar10-32`, the DDPM paper's CIFAR-10 model).
+//! Models by Hugging Face Hub id: `hf:owner/name[@revision]` (e.g. `hf:google/ddpm-cifar10-32`,
+//! the DDPM paper's CIFAR-10 model). The ids, URLs and repo layouts here serve the page too
+//! (`web::files` downloads with `fetch` and caches in Cache Storage); [`Hub`] is the native
+//! client.
 //!
 //! Files come from `{endpoint}/{repo}/resolve/{revision}/{file}`; the endpoint is `HF_ENDPOINT`
 //! (huggingface_hub's convention, so mirrors and tests can point elsewhere), else the public Hub.
@@ -13,8 +15,11 @@
 //! is never cached). A repo revision marked complete is reused without touching the network, so
 //! cached models work offline. The returned folder loads like any local model folder.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::{Read, Write};
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -32,6 +37,7 @@ pub const WEIGHT_FILES: [&str; 3] = [
     "diffusion_pytorch_model.bin",
 ];
 /// Written into a cached revision once all its files are in place.
+#[cfg(not(target_arch = "wasm32"))]
 const COMPLETE_MARKER: &str = ".ddpm-complete";
 
 /// A repository at a revision.
@@ -78,6 +84,18 @@ impl HubId {
     }
 }
 
+impl HubId {
+    /// `{endpoint}/{repo}/resolve/{revision}/{file}`.
+    pub fn url(&self, endpoint: &str, file: &str) -> String {
+        format!(
+            "{}/{}/resolve/{}/{file}",
+            endpoint.trim_end_matches('/'),
+            self.repo,
+            self.revision
+        )
+    }
+}
+
 impl std::fmt::Display for HubId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{PREFIX}{}@{}", self.repo, self.revision)
@@ -85,15 +103,18 @@ impl std::fmt::Display for HubId {
 }
 
 /// Download progress of one file: (file, bytes so far, total if the server said).
+#[cfg(not(target_arch = "wasm32"))]
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, Option<u64>);
 
 /// A Hub endpoint and the local cache of its files.
+#[cfg(not(target_arch = "wasm32"))]
 pub struct Hub {
     endpoint: String,
     cache: PathBuf,
     agent: ureq::Agent,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Hub {
     /// The endpoint from `HF_ENDPOINT` (else the public Hub) and the default cache folder.
     pub fn from_env() -> Result<Hub> {
@@ -219,12 +240,9 @@ impl Hub {
         Ok(sub.to_string())
     }
 
-    /// `{endpoint}/{repo}/resolve/{revision}/{file}`.
+    /// The URL of `file` in `id` on this endpoint.
     pub fn url(&self, id: &HubId, file: &str) -> String {
-        format!(
-            "{}/{}/resolve/{}/{file}",
-            self.endpoint, id.repo, id.revision
-        )
+        id.url(&self.endpoint, file)
     }
 
     /// Downloads `file` into `dir/file` (atomically) and returns its bytes for small files
@@ -311,6 +329,7 @@ impl Hub {
 }
 
 /// `$XDG_CACHE_HOME/ddpm/hub`, else `~/.cache/ddpm/hub`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
@@ -321,7 +340,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// Whether config.json bytes describe a UNet2DModel (diffusers' `_class_name`, or the keys of
 /// one when the name is absent).
-fn is_unet_config(bytes: &[u8]) -> bool {
+pub fn is_unet_config(bytes: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
@@ -333,7 +352,7 @@ fn is_unet_config(bytes: &[u8]) -> bool {
 
 /// The folder of the UNet2DModel a pipeline's model_index.json names (entries are
 /// `"folder": ["library", "Class"]`); on failure, what it names instead.
-fn unet_folder(index: &[u8]) -> std::result::Result<&'static str, String> {
+pub fn unet_folder(index: &[u8]) -> std::result::Result<&'static str, String> {
     let v: serde_json::Value =
         serde_json::from_slice(index).map_err(|e| format!("model_index.json is not JSON: {e}"))?;
     let entries = v
@@ -363,6 +382,7 @@ fn unet_folder(index: &[u8]) -> std::result::Result<&'static str, String> {
 }
 
 /// `a/../b` → `b` for the repo-relative paths used here.
+#[cfg(not(target_arch = "wasm32"))]
 fn normalise(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for p in path.split('/') {
@@ -378,6 +398,7 @@ fn normalise(path: &str) -> String {
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename.
+#[cfg(not(target_arch = "wasm32"))]
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -388,7 +409,7 @@ fn hub_err(msg: String) -> Error {
     Error::Hub(msg)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

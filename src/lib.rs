@@ -10,7 +10,6 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod hub;
 pub mod image;
 pub mod model;

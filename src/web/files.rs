@@ -5,6 +5,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::dom::{self, js_err};
+use crate::hub::{self, HubId};
 
 /// Weights file name inside a diffusers model folder.
 pub const WEIGHTS: &str = "diffusion_pytorch_model.safetensors";
@@ -33,7 +34,7 @@ pub async fn fetch_bytes(
 /// [`fetch_bytes`], but `None` when the server answers 404.
 pub async fn fetch_maybe(
     url: &str,
-    mut progress: impl FnMut(u64, Option<u64>),
+    progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Option<Vec<u8>>, String> {
     let resp = JsFuture::from(dom::window().fetch_with_str(url))
         .await
@@ -50,6 +51,16 @@ pub async fn fetch_maybe(
             resp.status_text()
         ));
     }
+    read_body(&resp, url, progress).await.map(Some)
+}
+
+/// Reads a response body, reporting progress; a body shorter than its `content-length` is an
+/// error (a truncated download).
+async fn read_body(
+    resp: &web_sys::Response,
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, String> {
     let total = resp
         .headers()
         .get("content-length")
@@ -57,7 +68,7 @@ pub async fn fetch_maybe(
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
     let Some(body) = resp.body() else {
-        return Ok(Some(Vec::new()));
+        return Ok(Vec::new());
     };
     let reader = body
         .get_reader()
@@ -79,7 +90,141 @@ pub async fn fetch_maybe(
         bytes.copy_to(&mut out[at..]);
         progress(out.len() as u64, total);
     }
-    Ok(Some(out))
+    if let Some(t) = total.filter(|&t| t != out.len() as u64) {
+        return Err(format!(
+            "{url}: truncated download ({} of {t} bytes); reload to retry",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// The Cache Storage bucket of Hub downloads (`None` where the page has no Cache Storage, e.g.
+/// outside a secure context: then every load downloads).
+async fn hub_cache() -> Option<web_sys::Cache> {
+    let caches = dom::window().caches().ok()?;
+    let cache = JsFuture::from(caches.open(HUB_CACHE)).await.ok()?;
+    cache.dyn_into::<web_sys::Cache>().ok()
+}
+
+/// Cache Storage bucket name of Hub files.
+const HUB_CACHE: &str = "ddpm-hub-v1";
+
+/// `url` from the Hub cache, else downloaded (and cached once complete); `None` on 404 (also
+/// cached, so that a reload probes nothing). The flag says whether it came from the cache.
+async fn cached_fetch(
+    cache: Option<&web_sys::Cache>,
+    url: &str,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<Option<(Vec<u8>, bool)>, String> {
+    if let Some(cache) = cache {
+        if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
+            if let Ok(resp) = hit.dyn_into::<web_sys::Response>() {
+                if resp.status() == 404 {
+                    return Ok(None);
+                }
+                return read_body(&resp, url, progress)
+                    .await
+                    .map(|b| Some((b, true)));
+            }
+        }
+    }
+    let got = fetch_maybe(url, progress).await?;
+    if let Some(cache) = cache {
+        // Best effort: a full disk only costs the next load a download.
+        let resp = match got.clone() {
+            Some(mut bytes) => web_sys::Response::new_with_opt_u8_array(Some(&mut bytes)),
+            None => {
+                let init = web_sys::ResponseInit::new();
+                init.set_status(404);
+                web_sys::Response::new_with_opt_str_and_init(None, &init)
+            }
+        };
+        if let Ok(resp) = resp {
+            let _ = JsFuture::from(cache.put_with_str(url, &resp)).await;
+        }
+    }
+    Ok(got.map(|bytes| (bytes, false)))
+}
+
+/// Downloads the UNet2DModel of Hub repo `id` from `endpoint` (a model repo: config.json and
+/// weights at the root; or a pipeline: model_index.json → unet/, scheduler/), through the
+/// browser's Cache Storage so that a reload needs no download.
+pub async fn fetch_hub_model(
+    endpoint: &str,
+    id: &HubId,
+    mut progress: impl FnMut(&str, u64, Option<u64>),
+) -> Result<ModelFiles, String> {
+    let cache = hub_cache().await;
+    let mut from_cache = true;
+    let mut get = async |file: &str| -> Result<Option<Vec<u8>>, String> {
+        let url = id.url(endpoint, file);
+        let got = cached_fetch(cache.as_ref(), &url, |d, t| progress(file, d, t)).await?;
+        Ok(got.map(|(bytes, hit)| {
+            from_cache &= hit;
+            bytes
+        }))
+    };
+    let root = get("config.json").await?;
+    let (prefix, config, scheduler) = match root {
+        Some(cfg) if hub::is_unet_config(&cfg) => ("", cfg, "scheduler_config.json"),
+        root => {
+            let Some(index) = get("model_index.json").await? else {
+                return Err(match root {
+                    Some(_) => format!(
+                        "{id}: config.json is not a UNet2DModel config and there is no \
+                         model_index.json ({})",
+                        id.url(endpoint, "config.json")
+                    ),
+                    None => format!(
+                        "{id}: neither {} nor {} exists (unknown repo or revision?)",
+                        id.url(endpoint, "config.json"),
+                        id.url(endpoint, "model_index.json")
+                    ),
+                });
+            };
+            let folder = hub::unet_folder(&index).map_err(|found| {
+                format!("{id}: model_index.json names no UNet2DModel (found: {found})")
+            })?;
+            let cfg = get(&format!("{folder}/config.json"))
+                .await?
+                .ok_or_else(|| {
+                    format!(
+                        "{id}: {} is missing",
+                        id.url(endpoint, &format!("{folder}/config.json"))
+                    )
+                })?;
+            ("unet/", cfg, "scheduler/scheduler_config.json")
+        }
+    };
+    let mut weights = None;
+    for name in hub::WEIGHT_FILES {
+        if let Some(w) = get(&format!("{prefix}{name}")).await? {
+            weights = Some(w);
+            break;
+        }
+    }
+    let weights = weights.ok_or_else(|| {
+        let tried: Vec<String> = hub::WEIGHT_FILES
+            .iter()
+            .map(|n| id.url(endpoint, &format!("{prefix}{n}")))
+            .collect();
+        format!("{id}: no UNet weights; tried {}", tried.join(", "))
+    })?;
+    let scheduler = get(scheduler).await?;
+    Ok(ModelFiles {
+        source: format!(
+            "{id} ({})",
+            if from_cache {
+                "from the browser cache".to_string()
+            } else {
+                endpoint.to_string()
+            }
+        ),
+        config,
+        weights,
+        scheduler,
+    })
 }
 
 /// Downloads `config.json`, the weights and (if present) `scheduler_config.json` from the folder

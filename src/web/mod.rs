@@ -12,7 +12,9 @@
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
 //!   `fwd-plot`, `fwd-stats`, `schedule-info`;
 //! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
-//!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder");
+//!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
+//!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
+//!   `hub-load`;
 //! - GPU: `gpu-status`, `gpu-error`, `gpu-info`.
 //!
 //! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
@@ -438,6 +440,34 @@ fn wire_controls() {
     dom::on::<web_sys::Event>("fwd-image", "change", |_| update_forward());
     dom::listen::<KeyboardEvent>(dom::document().as_ref(), "keydown", on_key);
     dom::listen::<web_sys::Event>(dom::window().as_ref(), "resize", |_| update_forward());
+
+    // Models from the Hub: the paper's models in a menu, or any id.
+    dom::on::<web_sys::Event>("hub-menu", "change", |_| {
+        let id = dom::el::<HtmlSelectElement>("hub-menu").value();
+        if !id.is_empty() {
+            dom::el::<HtmlInputElement>("hub-id").set_value(&id);
+        }
+    });
+    dom::on::<web_sys::Event>("hub-load", "click", |_| {
+        let text = dom::el::<HtmlInputElement>("hub-id").value();
+        let text = text.trim();
+        let name = if text.starts_with(crate::hub::PREFIX) {
+            text.to_string()
+        } else {
+            format!("{}{text}", crate::hub::PREFIX)
+        };
+        let endpoint = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
+            .ok()
+            .and_then(|u| u.search_params().get("hub"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
+        spawn_local(async move {
+            match crate::hub::HubId::parse(&name).expect("prefixed above") {
+                Ok(id) => load_from_hub(&endpoint, &id).await,
+                Err(e) => apply_model_files(Err(e.to_string()), None).await,
+            }
+        });
+    });
 
     // Model files: picker and drag & drop.
     dom::on::<web_sys::Event>("model-files", "change", |_| {
@@ -925,13 +955,28 @@ async fn forward_once(app: &Rc<App>) {
 // ---------------------------------------------------------------------------------------------
 // Model loading
 
-/// Loads the default model named by `?model=URL/` or `<meta name="ddpm-default-model">` (whose
+/// Loads the default model named by `?model=URL/` (or `?model=hf:owner/name[@revision]`, from
+/// the Hub at `?hub=`, else the public Hub) or `<meta name="ddpm-default-model">` (whose
 /// `data-note` is shown in a banner), if any.
 async fn load_default_model() {
-    let from_query = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
+    let params = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
         .ok()
-        .and_then(|u| u.search_params().get("model"))
-        .filter(|s| !s.is_empty());
+        .map(|u| u.search_params());
+    let param = |key: &str| {
+        params
+            .as_ref()
+            .and_then(|p| p.get(key))
+            .filter(|s| !s.is_empty())
+    };
+    let from_query = param("model");
+    if let Some(id) = from_query.as_deref().and_then(crate::hub::HubId::parse) {
+        let endpoint = param("hub").unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
+        match id {
+            Ok(id) => load_from_hub(&endpoint, &id).await,
+            Err(e) => apply_model_files(Err(e.to_string()), None).await,
+        }
+        return;
+    }
     let meta = dom::document()
         .query_selector("meta[name=ddpm-default-model]")
         .ok()
@@ -953,13 +998,33 @@ async fn load_default_model() {
     if !base.ends_with('/') {
         base.push('/');
     }
+    start_download();
+    let result = files::fetch_model(&base, show_download).await;
+    dom::set_hidden("model-progress", true);
+    apply_model_files(result, note).await;
+}
+
+/// Downloads Hub model `id` from `endpoint` (through the browser's cache) and loads it.
+async fn load_from_hub(endpoint: &str, id: &crate::hub::HubId) {
+    start_download();
+    let result = files::fetch_hub_model(endpoint, id, show_download).await;
+    dom::set_hidden("model-progress", true);
+    apply_model_files(result, None).await;
+}
+
+/// The model section's state while files download.
+fn start_download() {
     let app = app();
     app.model_loading.set(true);
     refresh_generate();
     dom::set_body_state("model", "loading");
     dom::set_hidden("model-progress", false);
+}
+
+/// Download progress of file `name` in the model section.
+fn show_download(name: &str, done: u64, total: Option<u64>) {
     let progress = dom::el::<web_sys::HtmlProgressElement>("model-progress");
-    let result = files::fetch_model(&base, |name, done, total| match total {
+    match total {
         Some(t) if t > 0 => {
             progress.set_max(t as f64);
             progress.set_value(done as f64);
@@ -975,10 +1040,7 @@ async fn load_default_model() {
                 &format!("Downloading {name}: {}", files::mb(done)),
             );
         }
-    })
-    .await;
-    dom::set_hidden("model-progress", true);
-    apply_model_files(result, note).await;
+    }
 }
 
 /// Puts the current model (if any) on a newly created device.

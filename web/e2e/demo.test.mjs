@@ -405,3 +405,87 @@ test('benchmark: DDPM, N = 16', { skip: !process.env.E2E_BENCH }, async () => {
     await close();
   }
 });
+
+/**
+ * A Hub served from 127.0.0.1 (`/{owner}/{name}/resolve/{revision}/{file}`, CORS open):
+ * `files` maps `owner/name/file` to bytes; `count()` is the number of requests served.
+ */
+async function startHub(files) {
+  const { createServer } = await import('node:http');
+  let count = 0;
+  const server = createServer((req, res) => {
+    count++;
+    const m = req.url.match(/^\/([^/]+)\/([^/]+)\/resolve\/[^/]+\/(.+)$/);
+    const body = m ? files[`${m[1]}/${m[2]}/${m[3]}`] : undefined;
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Length': body.length }).end(body);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    count: () => count,
+    close: () => new Promise((ok) => server.close(ok)),
+  };
+}
+
+test('models by Hub id: both layouts from a test Hub, cached for the next load, errors name the URL', async () => {
+  const tiny = fixtureModel();
+  const hub = await startHub({
+    'test/tiny/config.json': tiny.config,
+    'test/tiny/diffusion_pytorch_model.safetensors': tiny.weights,
+    'test/pipe/model_index.json': Buffer.from(JSON.stringify({
+      _class_name: 'DDPMPipeline', scheduler: ['diffusers', 'DDPMScheduler'], unet: ['diffusers', 'UNet2DModel'],
+    })),
+    'test/pipe/unet/config.json': tiny.config,
+    'test/pipe/unet/diffusion_pytorch_model.safetensors': tiny.weights,
+    'test/pipe/scheduler/scheduler_config.json': Buffer.from(JSON.stringify({
+      _class_name: 'DDPMScheduler', num_train_timesteps: 500, beta_schedule: 'squaredcos_cap_v2',
+    })),
+  });
+  const { page, close } = await openWithGpu(`${BASE}?model=hf:test/tiny&hub=${hub.url}`);
+  const status = () => page.textContent('#model-status');
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    assert.match(await status(), /1×16×16/);
+    assert.match(await page.textContent('#model-info'), new RegExp(`hf:test/tiny@main \\(${hub.url}\\)`));
+    // The Hub's copy of the placeholder draws what the CLI draws from assets/placeholder.
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    assert.ok(maxAbsDiff(mine, readNpy(NATIVE_NPY).data) < NATIVE_TOL, 'Hub model samples differ from the CLI');
+
+    // A reload loads it from Cache Storage: no request reaches the Hub.
+    const served = hub.count();
+    await page.reload();
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    assert.match(await page.textContent('#model-info'), /hf:test\/tiny@main \(from the browser cache\)/);
+    assert.equal(hub.count(), served, 'the reload downloaded again');
+
+    // A pipeline repo through the "Load from the Hub" field: its unet/ and scheduler/.
+    await page.fill('#hub-id', 'test/pipe');
+    await page.click('#hub-load');
+    await page.waitForFunction(() => /hf:test\/pipe@main/.test(document.querySelector('#model-info').textContent));
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready');
+    assert.match(await page.textContent('#schedule-info'), /T = 500/);
+
+    // An unknown repo: the error names the URLs tried; the previous model stays.
+    await page.fill('#hub-id', 'nobody/none');
+    await page.click('#hub-load');
+    assert.equal(await waitBody(page, 'model', ['error']), 'error');
+    const err = await page.textContent('#model-error');
+    assert.ok(err.includes(`${hub.url}/nobody/none/resolve/main/config.json`), err);
+    assert.match(await status(), /Keeping the previous model/);
+    // The paper's models are on the menu.
+    const menu = await page.$$eval('#hub-menu option', (o) => o.map((x) => x.value));
+    assert.ok(menu.includes('google/ddpm-cifar10-32') && menu.includes('google/ddpm-celebahq-256'));
+    // The browser logs each 404 probe (files a layout may lack); nothing else may fail.
+    assert.deepEqual(page.errors.filter((e) => !/Failed to load resource.*404/.test(e)), []);
+  } finally {
+    await close();
+    await hub.close();
+  }
+});
