@@ -113,7 +113,8 @@ static ALLOC: Guard = Guard;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
-    /// `Weights::load_bytes(config.json, safetensors)`, what `load_dir` and the page call.
+    /// `Weights::load_bytes(config.json, weights)` (safetensors or a torch .bin archive), what
+    /// `load_dir` and the page call.
     Weights,
     /// `UNetConfig::from_json`.
     Config,
@@ -246,6 +247,11 @@ fn seeds() -> Seeds {
         s.config = Some(std::fs::read_to_string(dir.join("config.json")).unwrap());
         weights.push(s);
     }
+    // PyTorch .bin archives take the same path (load_bytes tells them apart).
+    let bin = fixtures.join("torch_bin/f16");
+    let mut s = read_seed(&bin.join("diffusion_pytorch_model.bin"));
+    s.config = Some(std::fs::read_to_string(bin.join("config.json")).unwrap());
+    weights.push(s);
     let mut configs: Vec<Seed> = files(&fixtures, "config.json")
         .iter()
         .filter(|p| !p.to_string_lossy().contains("scheduler"))

@@ -294,3 +294,27 @@ fn failures_say_what_was_tried_and_cache_nothing() {
         "{e}"
     );
 }
+
+/// A repo with only PyTorch `.bin` weights (as the DDPM paper's repos first shipped) loads the
+/// same tensors as the safetensors copy.
+#[test]
+fn bin_only_repos_load() {
+    let hub = TestHub::start();
+    hub.put("o/bin", "config.json", fixture("torch_bin/f32", "config.json"));
+    hub.put(
+        "o/bin",
+        "diffusion_pytorch_model.bin",
+        fixture("torch_bin/f32", "diffusion_pytorch_model.bin"),
+    );
+    let h = Hub::new(&hub.endpoint, fresh_dir("bin"));
+    let id = HubId::parse("hf:o/bin").unwrap().unwrap();
+    let dir = h.fetch_model(&id, &mut |_, _, _| {}).unwrap();
+    let (_, got) = ddpm::model::load_dir(&dir).unwrap();
+    let (_, want) = ddpm::model::load_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny"),
+    )
+    .unwrap();
+    for (name, t) in want.iter() {
+        assert_eq!(got.tensor(name).unwrap().data, t.data, "{name}");
+    }
+}

@@ -6,6 +6,7 @@ pub mod cpu_unet;
 pub mod gpu_unet;
 pub mod presets;
 pub mod record;
+pub mod torch_bin;
 pub mod unet;
 pub mod weights;
 
@@ -62,7 +63,8 @@ pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize)
     Ok(())
 }
 
-/// Loads a diffusers model directory (`config.json` + `diffusion_pytorch_model.safetensors`).
+/// Loads a diffusers model directory (`config.json` + safetensors or PyTorch `.bin` weights; see
+/// [`Weights::load_dir`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: impl AsRef<std::path::Path>) -> Result<(UNetConfig, Weights)> {
     Weights::load_dir(dir)

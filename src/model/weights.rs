@@ -1,7 +1,8 @@
-//! The parameters of a diffusers `UNet2DModel` as host tensors: loading
-//! `diffusion_pytorch_model.safetensors` (f32/f16/bf16/f64 → f32, old attention names mapped),
-//! checking them against a [`UNetConfig`], saving diffusers-loadable files, and PyTorch-like
-//! random initialisation.
+//! The parameters of a diffusers `UNet2DModel` as host tensors: loading them from
+//! `diffusion_pytorch_model.safetensors`, its `.fp16.safetensors` variant, or PyTorch's
+//! `diffusion_pytorch_model.bin` (read without running its pickle, see [`super::torch_bin`])
+//! with f32/f16/bf16/f64 → f32 and old attention names mapped; checking them against a
+//! [`UNetConfig`]; saving diffusers-loadable files; and PyTorch-like random initialisation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -10,10 +11,15 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::config::{Layer, UNetConfig};
+use super::torch_bin::{self, NamedTensor};
 use crate::{Error, Result};
 
 /// File name of the weights in a diffusers model directory.
 pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+/// diffusers' float16 variant of [`WEIGHTS_FILE`].
+pub const FP16_WEIGHTS_FILE: &str = "diffusion_pytorch_model.fp16.safetensors";
+/// File name of PyTorch (`torch.save`) weights in a diffusers model directory.
+pub const TORCH_WEIGHTS_FILE: &str = "diffusion_pytorch_model.bin";
 /// File name of the config in a diffusers model directory.
 pub const CONFIG_FILE: &str = "config.json";
 
@@ -154,8 +160,10 @@ impl Weights {
         }
     }
 
-    /// Loads a diffusers model directory (`config.json` + `diffusion_pytorch_model.safetensors`,
-    /// or the same under `unet/` of a pipeline directory); validates both.
+    /// Loads a diffusers model directory (`config.json` + weights, or the same under `unet/` of a
+    /// pipeline directory); validates both. The weights are the first present of
+    /// [`WEIGHTS_FILE`], [`FP16_WEIGHTS_FILE`] and [`TORCH_WEIGHTS_FILE`]; with none, the error
+    /// names the first.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<(UNetConfig, Weights)> {
         let dir = model_dir(dir.as_ref());
         let cfg_path = dir.join(CONFIG_FILE);
@@ -168,28 +176,35 @@ impl Weights {
             },
             e => e,
         })?;
-        let w_path = dir.join(WEIGHTS_FILE);
-        if !w_path.exists() && dir.join("diffusion_pytorch_model.bin").exists() {
-            return Err(werr(format!(
-                "{}: only safetensors weights are supported; found diffusion_pytorch_model.bin \
-                 (convert it with diffusers: UNet2DModel.from_pretrained(dir).save_pretrained(dir))",
-                dir.display()
-            )));
-        }
-        let weights = Weights::load(&w_path)?;
+        let w_path = [WEIGHTS_FILE, FP16_WEIGHTS_FILE, TORCH_WEIGHTS_FILE]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| dir.join(WEIGHTS_FILE));
+        let weights = if w_path.ends_with(TORCH_WEIGHTS_FILE) {
+            let bytes = std::fs::read(&w_path).map_err(|e| Error::io(&w_path, e))?;
+            Weights::from_torch_bin(&bytes, &w_path.display().to_string())?
+        } else {
+            Weights::load(&w_path)?
+        };
         weights.validate(&config)?;
         Ok((config, weights))
     }
 
-    /// Parses `config.json` text and safetensors bytes (as the browser receives them) and
-    /// validates both; `source` names the weights in errors.
+    /// Parses `config.json` text and weights bytes (as the browser receives them: safetensors,
+    /// or a PyTorch `.bin` zip archive, told apart by its `PK` signature) and validates both;
+    /// `source` names the weights in errors.
     pub fn load_bytes(
         config_json: &str,
-        safetensors: &[u8],
+        weights: &[u8],
         source: &str,
     ) -> Result<(UNetConfig, Weights)> {
         let config = UNetConfig::from_json(config_json)?;
-        let weights = Weights::from_bytes(safetensors, source)?;
+        let weights = if weights.starts_with(b"PK\x03\x04") {
+            Weights::from_torch_bin(weights, source)?
+        } else {
+            Weights::from_bytes(weights, source)?
+        };
         weights.validate(&config)?;
         Ok((config, weights))
     }
@@ -212,21 +227,40 @@ impl Weights {
                 bytes.len()
             ))
         })?;
-        let mut w = Weights::new(source);
-        // Mapped name → the name it had in the file.
-        let mut original: HashMap<String, String> = HashMap::new();
-        for (name, view) in st.iter() {
+        let tensors = st.iter().map(|(name, view)| {
             let data = to_f32(view.dtype(), view.data()).ok_or_else(|| {
                 werr(format!(
                     "{source}: tensor `{name}` has dtype {:?}; only F32, F16, BF16 and F64 are supported",
                     view.dtype()
                 ))
             })?;
-            let mapped = map_legacy_name(name);
-            let t = HostTensor {
-                shape: view.shape().to_vec(),
-                data,
-            };
+            Ok((name.to_string(), view.shape().to_vec(), data))
+        });
+        Weights::from_named_tensors(tensors, source)
+    }
+
+    /// Parses PyTorch `torch.save` bytes (a `.bin` state dict; see [`torch_bin`] for what
+    /// is accepted — no pickle code is ever run) like [`Weights::from_bytes`]: f32/f16/bf16/f64
+    /// tensors become f32 and legacy names are mapped, with the same duplicate-name checks.
+    pub fn from_torch_bin(bytes: &[u8], source: &str) -> Result<Weights> {
+        let tensors = torch_bin::read_state_dict(bytes, source)?;
+        Weights::from_named_tensors(tensors.into_iter().map(Ok), source)
+    }
+
+    /// Collects `(name, shape, data)` tensors in file order, mapping legacy names. A tensor under
+    /// both its legacy and its current name is kept once when the two agree (shape and values)
+    /// and otherwise refused, naming both.
+    fn from_named_tensors(
+        tensors: impl IntoIterator<Item = Result<NamedTensor>>,
+        source: &str,
+    ) -> Result<Weights> {
+        let mut w = Weights::new(source);
+        // Mapped name → the name it had in the file.
+        let mut original: HashMap<String, String> = HashMap::new();
+        for tensor in tensors {
+            let (name, shape, data) = tensor?;
+            let mapped = map_legacy_name(&name);
+            let t = HostTensor { shape, data };
             if let Some(prev) = w.tensors.get(&mapped) {
                 let first = &original[&mapped];
                 let clash = if *first == mapped {
@@ -255,7 +289,7 @@ impl Weights {
                 }
                 continue; // the same tensor twice: keep one
             }
-            original.insert(mapped.clone(), name.to_string());
+            original.insert(mapped.clone(), name);
             w.tensors.insert(mapped, t);
         }
         Ok(w)

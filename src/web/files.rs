@@ -250,15 +250,18 @@ pub async fn fetch_model(
     })
 }
 
-/// Reads the files the user picked or dropped: one `*.safetensors`, one `config.json` (any other
-/// `*.json` name works if it is the only one) and optionally `scheduler_config.json`.
+/// Reads the files the user picked or dropped: one `*.safetensors` (or PyTorch `*.bin`), one
+/// `config.json` (any other `*.json` name works if it is the only one) and optionally
+/// `scheduler_config.json`.
 pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, String> {
     let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
     let names: Vec<String> = files.iter().map(|f| f.name()).collect();
     let find = |pred: &dyn Fn(&str) -> bool| files.iter().find(|f| pred(&f.name()));
-    let weights = find(&|n| n.ends_with(".safetensors")).ok_or_else(|| {
-        format!("no .safetensors weights file among {names:?} (expected {WEIGHTS})")
-    })?;
+    let weights = find(&|n| n.ends_with(".safetensors"))
+        .or_else(|| find(&|n| n.ends_with(".bin")))
+        .ok_or_else(|| {
+            format!("no .safetensors or .bin weights file among {names:?} (expected {WEIGHTS})")
+        })?;
     let scheduler = find(&|n| n == SCHEDULER);
     let config = find(&|n| n == "config.json")
         .or_else(|| {

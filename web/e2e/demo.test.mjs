@@ -442,6 +442,10 @@ test('models by Hub id: both layouts from a test Hub, cached for the next load, 
     })),
     'test/pipe/unet/config.json': tiny.config,
     'test/pipe/unet/diffusion_pytorch_model.safetensors': tiny.weights,
+    'test/bin/config.json': tiny.config,
+    'test/bin/diffusion_pytorch_model.bin': readFileSync(
+      new URL('../../tests/fixtures/torch_bin/f16/diffusion_pytorch_model.bin', import.meta.url),
+    ),
     'test/pipe/scheduler/scheduler_config.json': Buffer.from(JSON.stringify({
       _class_name: 'DDPMScheduler', num_train_timesteps: 500, beta_schedule: 'squaredcos_cap_v2',
     })),
@@ -471,6 +475,12 @@ test('models by Hub id: both layouts from a test Hub, cached for the next load, 
     await page.waitForFunction(() => /hf:test\/pipe@main/.test(document.querySelector('#model-info').textContent));
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready');
     assert.match(await page.textContent('#schedule-info'), /T = 500/);
+
+    // PyTorch .bin weights (read without running their pickle).
+    await page.fill('#hub-id', 'test/bin@main');
+    await page.click('#hub-load');
+    await page.waitForFunction(() => /hf:test\/bin@main/.test(document.querySelector('#model-info').textContent));
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
 
     // An unknown repo: the error names the URLs tried; the previous model stays.
     await page.fill('#hub-id', 'nobody/none');
