@@ -300,7 +300,11 @@ fn failures_say_what_was_tried_and_cache_nothing() {
 #[test]
 fn bin_only_repos_load() {
     let hub = TestHub::start();
-    hub.put("o/bin", "config.json", fixture("torch_bin/f32", "config.json"));
+    hub.put(
+        "o/bin",
+        "config.json",
+        fixture("torch_bin/f32", "config.json"),
+    );
     hub.put(
         "o/bin",
         "diffusion_pytorch_model.bin",
