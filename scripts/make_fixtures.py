@@ -3,7 +3,8 @@
 
 Run:  /opt/dvenv/bin/python scripts/make_fixtures.py --out tests/fixtures
 
-Writes, per model fixture (`unet_tiny`, `unet_ddpm_style`):
+Writes, per model fixture (`unet_tiny`, `unet_ddpm_style`, `unet_celebahq_style`; `--only NAME`
+regenerates one):
   config.json, diffusion_pytorch_model.safetensors   (diffusers' save_pretrained)
   x.npy        [N, C, H, W] float32 input
   t.npy        [N] float32 timesteps (integers)
@@ -231,6 +232,45 @@ PARAM_CONFIGS = {
 }
 
 
+def make_celebahq_style(out):
+    """google/ddpm-celebahq-256 (and the LSUN models) in miniature: six levels, attention only
+    at the fifth (16×16 at 256 px, 4×4 here), two resnets per level, positional embedding without
+    flip, downsample padding 0; float16 weights in current names."""
+    d = os.path.join(out, "unet_celebahq_style")
+    shutil.rmtree(d, ignore_errors=True)
+    torch.manual_seed(20)
+    model = UNet2DModel(
+        sample_size=64,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 8, 16, 16, 32, 32),
+        down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
+        layers_per_block=2,
+        norm_num_groups=4,
+        attention_head_dim=None,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+        downsample_padding=0,
+        norm_eps=1e-6,
+    )
+    perturb(model, 21)
+    model.eval()
+    os.makedirs(d)
+    write_json(os.path.join(d, "params.json"), params_list(model))
+    model.half().save_pretrained(d, safe_serialization=True)
+    model.float()
+    # The reference runs the float16-rounded weights, as loaded back.
+    model = UNet2DModel.from_pretrained(d, torch_dtype=torch.float32)
+    model.eval()
+    g = torch.Generator().manual_seed(22)
+    x = torch.randn(2, 3, 64, 64, generator=g)
+    t = torch.tensor([3, 871], dtype=torch.long)
+    eps, eps64 = reference(model, x, t)
+    save_io(d, x, t, eps, eps64)
+    return d, eps, eps64
+
+
 def make_param_configs(out):
     root = os.path.join(out, "params")
     shutil.rmtree(root, ignore_errors=True)
@@ -248,17 +288,26 @@ def make_param_configs(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="tests/fixtures")
+    ap.add_argument("--only", help="regenerate one fixture (e.g. unet_celebahq_style)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(2)
-    for make in (make_tiny, make_ddpm_style):
+    makers = {
+        "unet_tiny": make_tiny,
+        "unet_ddpm_style": make_ddpm_style,
+        "unet_celebahq_style": make_celebahq_style,
+    }
+    for name, make in makers.items():
+        if args.only and name != args.only:
+            continue
         d, eps, eps64 = make(args.out)
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
         diff = np.abs(eps.astype(np.float64) - eps64).max()
         print(
             f"{d}: {size} bytes, eps std {eps.std():.4f}, max |eps - eps_f64| {diff:.2e}"
         )
-    make_param_configs(args.out)
+    if not args.only:
+        make_param_configs(args.out)
 
 
 if __name__ == "__main__":

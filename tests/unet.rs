@@ -47,7 +47,7 @@ fn gpu_forward(cfg: &UNetConfig, weights: &Weights, x: &HostTensor, t: &[f32]) -
 
 #[test]
 fn gpu_and_cpu_match_diffusers() {
-    for name in ["unet_tiny", "unet_ddpm_style"] {
+    for name in ["unet_tiny", "unet_ddpm_style", "unet_celebahq_style"] {
         let f = fixture(name);
         let cpu = cpu_unet::forward(&f.cfg, &f.weights, &f.x, &f.t).unwrap();
         assert_close(
