@@ -55,14 +55,17 @@ impl Model {
             }
         }
         let blocks: Vec<String> = config
-            .down_block_types
+            .block_out_channels
             .iter()
-            .zip(&config.block_out_channels)
-            .map(|(b, c)| {
-                let attn = if b.starts_with("Attn") { "+attn" } else { "" };
+            .enumerate()
+            .map(|(i, c)| {
+                let attn = if config.down_has_attention(i) { "+attn" } else { "" };
                 format!("{c}{attn}")
             })
             .collect();
+        if dtypes.is_empty() && files.weights.starts_with(b"PK") {
+            dtypes.push("PyTorch .bin".into());
+        }
         let facts = vec![
             ("source".into(), files.source.clone()),
             ("sample".into(), format!("{}×{h}×{w}", config.in_channels)),
@@ -74,6 +77,14 @@ impl Model {
             (
                 "weights".into(),
                 format!("{} ({})", mb(files.weights.len() as u64), dtypes.join(", ")),
+            ),
+            (
+                "on the GPU".into(),
+                format!(
+                    "{} of f32 weights; {:.2} GFLOP per image and step",
+                    mb(weights.num_params() as u64 * 4),
+                    config.forward_flops(1) as f64 / 1e9
+                ),
             ),
             (
                 "scheduler".into(),

@@ -427,9 +427,7 @@ fn wire_controls() {
         let seed = (js_sys::Math::random() * 1e9).floor();
         dom::el::<HtmlInputElement>("seed").set_value_as_number(seed);
     });
-    dom::on::<web_sys::Event>("sampler", "change", |_| {
-        dom::set_hidden("ddim-options", dom::select_value("sampler") != "ddim");
-    });
+    dom::on::<web_sys::Event>("sampler", "change", |_| show_sampler_options());
     dom::on::<web_sys::Event>("n-samples", "change", |_| {
         let n = read_n();
         dom::el::<HtmlInputElement>("n-samples").set_value_as_number(n as f64);
@@ -772,7 +770,26 @@ fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
             "–".into()
         },
     );
-    dom::set_text("stat-elapsed", &format!("{:.1} s", elapsed_ms / 1e3));
+    // After the first steps: the time the rest of the run should take at this rate.
+    let left = if done > 0 && done < total && rate > 0.0 {
+        format!(" · ~{} left", duration((total - done) as f64 / rate))
+    } else {
+        String::new()
+    };
+    dom::set_text(
+        "stat-elapsed",
+        &format!("{:.1} s{left}", elapsed_ms / 1e3),
+    );
+}
+
+/// `42 s`, `3 min 5 s` or `2 h 7 min`.
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Draws the latest live frame on the next animation frame (at most one pending).
@@ -1119,6 +1136,14 @@ async fn apply_model_files(files: Result<ModelFiles, String>, note: Option<Strin
     update_forward();
 }
 
+/// Shows the DDIM options when DDIM is selected.
+fn show_sampler_options() {
+    dom::set_hidden("ddim-options", dom::select_value("sampler") != "ddim");
+}
+
+/// FLOPs per image and step above which a loaded model starts on DDIM 50.
+const BIG_MODEL_FLOPS: u128 = 1_000_000_000;
+
 /// Parses `files` and, if a device exists and no Generate runs, puts the model on it (so
 /// problems show now); then makes it the current model.
 fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
@@ -1135,7 +1160,13 @@ fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
         }
         _ => None,
     };
-    // The controls follow the model's scheduler.
+    // The controls follow the model's scheduler; costly models (the paper's CIFAR-10 net, 12
+    // GFLOP per image and step, and its 256×256 ones) start on DDIM 50, DDPM one click away.
+    if model.config.forward_flops(1) > BIG_MODEL_FLOPS {
+        dom::el::<HtmlSelectElement>("sampler").set_value("ddim");
+        dom::el::<HtmlInputElement>("ddim-steps").set_value("50");
+        show_sampler_options();
+    }
     dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
     dom::el::<HtmlInputElement>("ddim-steps")
         .set_max(&model.scheduler.num_train_timesteps.to_string());
