@@ -1,10 +1,11 @@
-// Elementwise linear combination: out[i] = alpha * a[i] + beta * b[i].
+// Elementwise affine combination: out[i] = alpha * a[i] + beta * b[i] + gamma (residual adds,
+// scaling, the U-Net's input centring x -> 2x - 1).
 
 struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    gamma: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -18,5 +19,5 @@ fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if i >= p.n {
         return;
     }
-    out[i] = p.alpha * a[i] + p.beta * b[i];
+    out[i] = p.alpha * a[i] + p.beta * b[i] + p.gamma;
 }

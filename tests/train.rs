@@ -83,8 +83,19 @@ fn cpu_loss(cfg: &UNetConfig, w: &Weights, xt: &HostTensor, t: &[f32], noise: &[
 
 #[test]
 fn tape_gradients_match_finite_differences() {
+    tape_gradients_case(tiny_config());
+}
+
+/// With diffusers' input centring (x ← 2x − 1 before conv_in) the tape is still exact.
+#[test]
+fn tape_gradients_with_centred_input() {
+    let mut cfg = tiny_config();
+    cfg.center_input_sample = true;
+    tape_gradients_case(cfg);
+}
+
+fn tape_gradients_case(cfg: UNetConfig) {
     let gpu = gpu();
-    let cfg = tiny_config();
     let weights = perturbed_weights(&cfg);
     let trainer = Trainer::new(
         gpu,

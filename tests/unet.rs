@@ -262,3 +262,29 @@ fn unet_res_prefixed_block_names_match_diffusers() {
     let gpu = gpu_forward(&cfg, &f.weights, &f.x, &f.t);
     assert_close(&gpu, &f.eps, 2e-5, 0.0, "GPU, UNetRes names");
 }
+
+/// `center_input_sample: true` feeds 2x − 1 to the net, as diffusers does: the fixture's
+/// diffusers outputs for x are reproduced from (x + 1) / 2 on both backends.
+#[test]
+fn center_input_sample_is_honoured() {
+    let f = fixture("unet_tiny");
+    let mut cfg = f.cfg.clone();
+    cfg.center_input_sample = true;
+    let half = HostTensor {
+        shape: f.x.shape.clone(),
+        data: f.x.data.iter().map(|v| (v + 1.0) / 2.0).collect(),
+    };
+    let cpu = cpu_unet::forward(&cfg, &f.weights, &half, &f.t).unwrap();
+    assert_close(&cpu.data, &f.eps, 2e-5, 0.0, "CPU, centred input");
+    let gpu = gpu_forward(&cfg, &f.weights, &half, &f.t);
+    assert_close(&gpu, &f.eps, 2e-5, 0.0, "GPU, centred input");
+    // Without centring the same input gives something else.
+    let plain = cpu_unet::forward(&f.cfg, &f.weights, &half, &f.t).unwrap();
+    let diff = plain
+        .data
+        .iter()
+        .zip(&f.eps)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff > 1e-2, "centring changed nothing ({diff})");
+}

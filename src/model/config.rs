@@ -359,13 +359,6 @@ impl UNetConfig {
                 "only silu (alias swish) is supported",
             ));
         }
-        if self.center_input_sample {
-            return Err(cfg_err(
-                "center_input_sample",
-                true,
-                "input centring (x ← 2x − 1) is not supported; scale the data to [−1, 1] instead",
-            ));
-        }
         if self.time_embedding_type != "positional" {
             return Err(cfg_err(
                 "time_embedding_type",
@@ -1001,7 +994,6 @@ mod tests {
         let base: Value = serde_json::from_str(ddpm_cifar10()).unwrap();
         let cases: &[(&str, Value, &str)] = &[
             ("act_fn", "gelu".into(), "act_fn"),
-            ("center_input_sample", true.into(), "center_input_sample"),
             (
                 "time_embedding_type",
                 "fourier".into(),

@@ -42,6 +42,13 @@ pub(crate) fn conv_weight_shape(shape: &[usize]) -> [usize; 4] {
 impl Backend for Cpu<'_> {
     type T = HostTensor;
 
+    fn center_input(&mut self, x: &HostTensor) -> Result<HostTensor> {
+        Ok(HostTensor {
+            shape: x.shape.clone(),
+            data: cpu::axpby(2.0, &x.data, 0.0, &x.data, -1.0),
+        })
+    }
+
     fn shape(&self, x: &HostTensor) -> Vec<usize> {
         x.shape.clone()
     }

@@ -53,6 +53,10 @@ pub enum Recorded<'r, T> {
         b: &'r T,
         out: &'r T,
     },
+    /// 2x − 1 of the network input (no parameters; no gradient flows into the input).
+    CenterInput {
+        out: &'r T,
+    },
 }
 
 /// Where a recorded graph keeps its tensors and parameters, and what it keeps of each op.
@@ -211,6 +215,18 @@ impl<R: Recorder> Backend for R {
         let out = self.alloc(&shape)?;
         let d = ops::concat::concat_channels(self.gpu(), at, bt, R::tensor(&out))?;
         self.record(d, 0, Recorded::Concat { a, b, out: &out });
+        Ok(out)
+    }
+
+    fn center_input(&mut self, x: &R::T) -> Result<R::T> {
+        let xt = R::tensor(x);
+        let out = self.alloc(&xt.shape)?;
+        let d = ops::elementwise::axpby(self.gpu(), 2.0, xt, 0.0, xt, -1.0, R::tensor(&out))?;
+        self.record(
+            d,
+            2 * xt.numel() as u64,
+            Recorded::CenterInput { out: &out },
+        );
         Ok(out)
     }
 

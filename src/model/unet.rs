@@ -5,7 +5,7 @@
 //! connections) → mid block → up blocks (consuming them) → `conv_norm_out`/SiLU/`conv_out`.
 
 use crate::cpu::conv2d::Conv2dGeom;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::UNetConfig;
 
 /// The tensor operations the U-Net is made of. Parameters are named as diffusers names them
@@ -55,6 +55,8 @@ pub trait Backend {
     fn attention(&mut self, x: &Self::T, prefix: &str, heads: usize) -> Result<Self::T>;
     /// Channel concatenation `[a, b]`.
     fn concat(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// The input centred from [0, 1] to [−1, 1]: 2x − 1 (`center_input_sample`).
+    fn center_input(&mut self, x: &Self::T) -> Result<Self::T>;
     /// Whether the parameter `name` exists (e.g. a resnet's optional `conv_shortcut`).
     fn has_param(&self, name: &str) -> bool;
 }
@@ -67,13 +69,12 @@ struct Norm {
 
 /// ε̂ = UNet(x, t): `x` `[N, C, H, W]`, `t` `[N]` → `[N, out_channels, H, W]`.
 pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> Result<B::T> {
-    if cfg.center_input_sample {
-        return Err(Error::Config {
-            key: "center_input_sample".into(),
-            value: "true".into(),
-            reason: "not supported by this engine".into(),
-        });
-    }
+    // 0. diffusers' `center_input_sample`: x ← 2x − 1.
+    let centred = match cfg.center_input_sample {
+        true => Some(b.center_input(x)?),
+        false => None,
+    };
+    let x = centred.as_ref().unwrap_or(x);
     let norm = Norm {
         groups: cfg.groups(),
         eps: cfg.norm_eps as f32,

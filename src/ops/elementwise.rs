@@ -1,4 +1,4 @@
-//! `shaders/elementwise.wgsl`: out = α·a + β·b (residual adds, scaling).
+//! `shaders/elementwise.wgsl`: out = α·a + β·b + γ (residual adds, scaling, input centring).
 
 use crate::error::Result;
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
@@ -21,16 +21,17 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    gamma: f32,
 }
 
-/// out = alpha·a + beta·b; all three tensors have the same shape.
+/// out = alpha·a + beta·b + gamma; all three tensors have the same shape.
 pub fn axpby(
     gpu: &Gpu,
     alpha: f32,
     a: &Tensor,
     beta: f32,
     b: &Tensor,
+    gamma: f32,
     out: &Tensor,
 ) -> Result<Dispatch> {
     crate::ops::same_shape("axpby b", &a.shape, &b.shape)?;
@@ -40,7 +41,7 @@ pub fn axpby(
         n,
         alpha,
         beta,
-        _pad: 0,
+        gamma,
     };
     Ok(gpu.dispatch(
         &AXPBY,
@@ -66,10 +67,11 @@ mod tests {
             let ta = Tensor::from_slice(gpu, &[n], &a, "a").unwrap();
             let tb = Tensor::from_slice(gpu, &[n], &b, "b").unwrap();
             let out = Tensor::zeros(gpu, &[n], "out").unwrap();
-            let d = axpby(gpu, 0.5, &ta, -2.0, &tb, &out).unwrap();
+            let d = axpby(gpu, 0.5, &ta, -2.0, &tb, 0.25, &out).unwrap();
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
-            assert_close(&got, &cpu::axpby(0.5, &a, -2.0, &b), 1e-6, 1e-6, "axpby");
+            let want = cpu::axpby(0.5, &a, -2.0, &b, 0.25);
+            assert_close(&got, &want, 1e-6, 1e-6, "axpby");
         }
     }
 
@@ -78,6 +80,6 @@ mod tests {
         let gpu = gpu();
         let a = Tensor::zeros(gpu, &[4], "a").unwrap();
         let b = Tensor::zeros(gpu, &[5], "b").unwrap();
-        assert!(axpby(gpu, 1.0, &a, 1.0, &b, &a).is_err());
+        assert!(axpby(gpu, 1.0, &a, 1.0, &b, 0.0, &a).is_err());
     }
 }

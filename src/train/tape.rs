@@ -340,8 +340,9 @@ impl Recorder for Tape<'_> {
     fn record(&mut self, dispatch: Dispatch, _flops: u64, op: Recorded<'_, Rc<Node>>) {
         self.forward.push(dispatch);
         let op = match op {
-            // The timestep embedding has no parameters and needs no gradient.
-            Recorded::TimestepEmbedding { out } => {
+            // The timestep embedding and the centred input have no parameters and need no
+            // gradient.
+            Recorded::TimestepEmbedding { out } | Recorded::CenterInput { out } => {
                 self.no_grad[out.id].set(true);
                 return;
             }

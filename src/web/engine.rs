@@ -59,7 +59,11 @@ impl Model {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let attn = if config.down_has_attention(i) { "+attn" } else { "" };
+                let attn = if config.down_has_attention(i) {
+                    "+attn"
+                } else {
+                    ""
+                };
                 format!("{c}{attn}")
             })
             .collect();

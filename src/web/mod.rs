@@ -776,10 +776,7 @@ fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
     } else {
         String::new()
     };
-    dom::set_text(
-        "stat-elapsed",
-        &format!("{:.1} s{left}", elapsed_ms / 1e3),
-    );
+    dom::set_text("stat-elapsed", &format!("{:.1} s{left}", elapsed_ms / 1e3));
 }
 
 /// `42 s`, `3 min 5 s` or `2 h 7 min`.
