@@ -8,7 +8,7 @@ use safetensors::SafeTensors;
 use super::files::{mb, ModelFiles};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{UNet, UNetConfig, UNetPlan, Weights};
+use crate::model::{EpsModel, UNet, UNetConfig, UNetPlan, Weights};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::schedule::SchedulerConfig;
 
@@ -184,21 +184,13 @@ impl Engine {
             // Free the old plan (and the sampler over it) before recording a new one.
             self.sampler = None;
             self.plan = None;
-            let mut batch = want;
-            loop {
-                match self.unet.plan(gpu, batch) {
-                    Ok(p) => {
-                        self.plan = Some(p);
-                        self.plans_recorded += 1;
-                        break;
-                    }
-                    Err(Error::Limit { .. }) if batch > 1 => {
-                        batch /= 2;
-                        self.max_batch = batch;
-                    }
-                    Err(e) => return Err(e),
-                }
+            let plan = self.unet.plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
+            let batch = plan.x().shape[0];
+            if batch < want {
+                self.max_batch = batch;
             }
+            self.plan = Some(plan);
+            self.plans_recorded += 1;
         }
         let reuse = self.sampler.as_ref().is_some_and(|s| {
             let o = s.options();
