@@ -3,8 +3,8 @@
 
 Run:  /opt/dvenv/bin/python scripts/make_fixtures.py --out tests/fixtures
 
-Writes, per model fixture (`unet_tiny`, `unet_ddpm_style`, `unet_celebahq_style`; `--only NAME`
-regenerates one):
+Writes, per model fixture (`unet_tiny`, `unet_ddpm_style`, `unet_celebahq_style`,
+`unet_class_cond` (+ labels.npy); `--only NAME` regenerates one):
   config.json, diffusion_pytorch_model.safetensors   (diffusers' save_pretrained)
   x.npy        [N, C, H, W] float32 input
   t.npy        [N] float32 timesteps (integers)
@@ -271,6 +271,41 @@ def make_celebahq_style(out):
     return d, eps, eps64
 
 
+def make_class_cond(out):
+    """unet_tiny with a class embedding (num_class_embeds 11: ten classes and the "no class" row
+    of classifier-free guidance), run with labels 3, 10 and 7; labels.npy holds them (f32)."""
+    d = os.path.join(out, "unet_class_cond")
+    shutil.rmtree(d, ignore_errors=True)
+    torch.manual_seed(30)
+    model = UNet2DModel(
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+        num_class_embeds=11,
+    )
+    perturb(model, 31)
+    model.eval()
+    model.save_pretrained(d, safe_serialization=True)
+    write_json(os.path.join(d, "params.json"), params_list(model))
+    g = torch.Generator().manual_seed(32)
+    x = torch.randn(3, 1, 16, 16, generator=g)
+    t = torch.tensor([10, 500, 999], dtype=torch.long)
+    labels = torch.tensor([3, 10, 7], dtype=torch.long)
+    with torch.no_grad():
+        eps = model(x, t, class_labels=labels).sample.numpy().astype(np.float32)
+        eps64 = model.double()(x.double(), t, class_labels=labels).sample.numpy()
+    model.float()
+    save_io(d, x, t, eps, eps64)
+    np.save(os.path.join(d, "labels.npy"), labels.numpy().astype(np.float32))
+    return d, eps, eps64
+
+
 def make_param_configs(out):
     root = os.path.join(out, "params")
     shutil.rmtree(root, ignore_errors=True)
@@ -296,6 +331,7 @@ def main():
         "unet_tiny": make_tiny,
         "unet_ddpm_style": make_ddpm_style,
         "unet_celebahq_style": make_celebahq_style,
+        "unet_class_cond": make_class_cond,
     }
     for name, make in makers.items():
         if args.only and name != args.only:

@@ -48,6 +48,52 @@ fn forward_writes_diffusers_eps() {
 }
 
 #[test]
+fn forward_takes_class_labels() {
+    let dir = fixture("unet_class_cond");
+    let out = tmp("eps_cond.npy");
+    let (ok, text) = ddpm(&[
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        dir.join("x.npy").to_str().unwrap(),
+        "--timesteps",
+        "10,500,999",
+        "--class-labels",
+        "3,10,7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let (_, eps) = ddpm::npy::read(&out).unwrap();
+    let (_, want) = ddpm::npy::read(dir.join("eps.npy")).unwrap();
+    ddpm::testing::assert_close(
+        &eps,
+        &want,
+        2e-5,
+        0.0,
+        "ddpm forward --class-labels vs diffusers",
+    );
+    // Without labels, or with one outside the model's classes: clear errors.
+    let x = dir.join("x.npy");
+    let base = [
+        "forward",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--timesteps",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (ok, text) = ddpm(&base);
+    assert!(!ok && text.contains("class-conditional"), "{text}");
+    let (ok, text) = ddpm(&[&base[..], &["--class-labels", "11"]].concat());
+    assert!(!ok && text.contains("class label 11"), "{text}");
+}
+
+#[test]
 fn sample_writes_png_and_npy() {
     let dir = fixture("unet_tiny");
     let (png, npy) = (tmp("grid.png"), tmp("samples.npy"));

@@ -98,6 +98,8 @@ fn expected_params_match_diffusers_state_dict() {
     let mut dirs = vec![
         fixtures().join("unet_tiny"),
         fixtures().join("unet_ddpm_style"),
+        fixtures().join("unet_celebahq_style"),
+        fixtures().join("unet_class_cond"),
     ];
     let mut extra: Vec<PathBuf> = std::fs::read_dir(fixtures().join("params"))
         .unwrap()

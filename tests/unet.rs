@@ -215,7 +215,7 @@ fn forward_splits_batches_that_exceed_the_device_limits() {
     let t: Vec<f32> = (0..n).map(|i| (i * 199) as f32).collect();
     let gpu = gpu();
     let unet = UNet::new(gpu, cfg.clone(), &weights).unwrap();
-    let (whole, batch) = pollster::block_on(unet.forward(gpu, &shape, &x, &t)).unwrap();
+    let (whole, batch) = pollster::block_on(unet.forward(gpu, &shape, &x, &t, None)).unwrap();
     assert_eq!(batch, n);
 
     let mut small = ddpm::gpu::Gpu::new_blocking().unwrap();
@@ -223,7 +223,7 @@ fn forward_splits_batches_that_exceed_the_device_limits() {
     for cap_kib in [512, 256, 128, 64, 32, 16, 8] {
         small.limits.max_storage_buffer_binding_size = cap_kib << 10;
         let run = UNet::new(&small, cfg.clone(), &weights)
-            .and_then(|unet| pollster::block_on(unet.forward(&small, &shape, &x, &t)));
+            .and_then(|unet| pollster::block_on(unet.forward(&small, &shape, &x, &t, None)));
         match run {
             Ok((eps, batch)) => {
                 assert_close(&eps, &whole, 1e-5, 1e-5, &format!("batch {batch}"));
@@ -287,4 +287,71 @@ fn center_input_sample_is_honoured() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(diff > 1e-2, "centring changed nothing ({diff})");
+}
+
+/// A class-conditional model (`num_class_embeds`, diffusers' `class_labels`) matches diffusers on
+/// both backends; labels are required, checked, and change the output.
+#[test]
+fn class_conditional_model_matches_diffusers() {
+    let f = fixture("unet_class_cond");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_class_cond");
+    let (_, labels) = ddpm::npy::read(dir.join("labels.npy")).unwrap();
+    assert_eq!(f.cfg.num_class_embeds, Some(11));
+    let cpu = cpu_unet::forward_with_labels(&f.cfg, &f.weights, &f.x, &f.t, Some(&labels)).unwrap();
+    assert_close(
+        &cpu.data,
+        &f.eps,
+        2e-5,
+        0.0,
+        "CPU vs diffusers, class labels",
+    );
+    let gpu = gpu();
+    let unet = UNet::new(gpu, f.cfg.clone(), &f.weights).unwrap();
+    let (eps, _) =
+        pollster::block_on(unet.forward(gpu, &f.x.shape, &f.x.data, &f.t, Some(&labels))).unwrap();
+    assert_close(&eps, &f.eps, 2e-5, 0.0, "GPU vs diffusers, class labels");
+
+    let other: Vec<f32> = labels.iter().map(|l| (l + 1.0) % 11.0).collect();
+    let moved =
+        cpu_unet::forward_with_labels(&f.cfg, &f.weights, &f.x, &f.t, Some(&other)).unwrap();
+    let diff = moved
+        .data
+        .iter()
+        .zip(&f.eps)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff > 1e-3, "the label changed nothing ({diff})");
+
+    let err = |r: ddpm::Result<ddpm::model::cpu_unet::HostTensor>| r.unwrap_err().to_string();
+    let missing = err(cpu_unet::forward(&f.cfg, &f.weights, &f.x, &f.t));
+    assert!(missing.contains("class-conditional"), "{missing}");
+    let bad = err(cpu_unet::forward_with_labels(
+        &f.cfg,
+        &f.weights,
+        &f.x,
+        &f.t,
+        Some(&[0.0, 11.0, 2.0]),
+    ));
+    assert!(
+        bad.contains("class label 11") && bad.contains("0..=10"),
+        "{bad}"
+    );
+    let frac = err(cpu_unet::forward_with_labels(
+        &f.cfg,
+        &f.weights,
+        &f.x,
+        &f.t,
+        Some(&[0.5, 1.0, 2.0]),
+    ));
+    assert!(frac.contains("0.5"), "{frac}");
+    let plain = fixture("unet_tiny");
+    let unwanted = err(cpu_unet::forward_with_labels(
+        &plain.cfg,
+        &plain.weights,
+        &plain.x,
+        &plain.t,
+        Some(&[1.0, 2.0]),
+    ));
+    assert!(unwanted.contains("no class embedding"), "{unwanted}");
 }

@@ -20,6 +20,10 @@ pub struct Args {
     /// Output ε̂ .npy (NCHW float32).
     #[arg(long)]
     out: PathBuf,
+    /// Class labels of a class-conditional model, one per sample or one for all
+    /// (comma-separated, e.g. 3 or 3,7).
+    #[arg(long, value_delimiter = ',')]
+    class_labels: Vec<f32>,
     /// Use the plain-Rust CPU reference instead of the GPU.
     #[arg(long)]
     cpu: bool,
@@ -43,14 +47,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(bad) = t.iter().find(|t| !t.is_finite() || **t < 0.0) {
         anyhow::bail!("timestep {bad} is not a non-negative number");
     }
+    let labels = match args.class_labels.len() {
+        0 => None,
+        1 => Some(vec![args.class_labels[0]; n]),
+        k if k == n => Some(args.class_labels.clone()),
+        k => anyhow::bail!("{k} class labels given for {n} samples: give 1 or {n}"),
+    };
     let (eps, out_shape) = if args.cpu {
         let x = cpu_unet::HostTensor { shape, data: x };
-        let eps = cpu_unet::forward(&cfg, &weights, &x, &t)?;
+        let eps = cpu_unet::forward_with_labels(&cfg, &weights, &x, &t, labels.as_deref())?;
         (eps.data, eps.shape)
     } else {
         let gpu = super::gpu()?;
         let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-        let (eps, batch) = pollster::block_on(unet.forward(&gpu, &shape, &x, &t))?;
+        let (eps, batch) =
+            pollster::block_on(unet.forward(&gpu, &shape, &x, &t, labels.as_deref()))?;
         if batch < n {
             eprintln!(
                 "ran {n} samples in {} batches of {batch} (device limits)",

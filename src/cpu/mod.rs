@@ -7,6 +7,7 @@ pub mod concat;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod elementwise;
+pub mod embedding;
 pub mod grad_utils;
 pub mod group_norm;
 pub mod group_norm_backward;

@@ -34,6 +34,9 @@ pub const MAX_PARAMS: usize = 1 << 30;
 /// `mid_block_scale_factor` must lie in [1/`MAX_SCALE_FACTOR`, `MAX_SCALE_FACTOR`].
 pub const MAX_SCALE_FACTOR: f64 = 1e3;
 
+/// Most classes accepted for `num_class_embeds`.
+pub const MAX_CLASSES: usize = 1 << 16;
+
 /// Every key [`UNetConfig`] reads.
 const KNOWN_KEYS: &[&str] = &[
     "sample_size",
@@ -232,6 +235,12 @@ pub(crate) enum Layer {
     /// The parameter-free core of self-attention: softmax(QKᵀ/√d)V over `tokens` positions with
     /// `channels` = heads × head_dim.
     AttnCore { tokens: usize, channels: usize },
+    /// A lookup table `{name}.weight [rows, dim]` (no bias): the class embedding.
+    Embedding {
+        name: String,
+        rows: usize,
+        dim: usize,
+    },
 }
 
 impl UNetConfig {
@@ -377,15 +386,18 @@ impl UNetConfig {
             return Err(cfg_err(
                 "class_embed_type",
                 t,
-                "class conditioning is not supported",
+                "only the default (null: a learned embedding table of num_class_embeds rows) is \
+                 supported, not the `timestep` or `identity` embeddings",
             ));
         }
         if let Some(n) = self.num_class_embeds {
-            return Err(cfg_err(
-                "num_class_embeds",
-                n,
-                "class conditioning is not supported",
-            ));
+            if n == 0 || n > MAX_CLASSES {
+                return Err(cfg_err(
+                    "num_class_embeds",
+                    n,
+                    format!("must be between 1 and {MAX_CLASSES}"),
+                ));
+            }
         }
         // downsample_type only matters for AttnDownBlock2D with a downsampler (DownBlock2D always
         // uses a conv), upsample_type likewise for AttnUpBlock2D.
@@ -688,7 +700,7 @@ impl UNetConfig {
                 Layer::Linear {
                     inf, outf, rows, ..
                 } => prod(&[inf, outf, rows]),
-                Layer::GroupNorm { .. } => 0,
+                Layer::GroupNorm { .. } | Layer::Embedding { .. } => 0,
                 Layer::AttnCore { tokens, channels } => prod(&[2, tokens, tokens, channels]),
             })
             .fold(0u128, u128::saturating_add);
@@ -784,6 +796,13 @@ impl UNetConfig {
             outf: temb,
             rows: 1,
         });
+        if let Some(rows) = self.num_class_embeds {
+            out.push(Layer::Embedding {
+                name: "class_embedding".into(),
+                rows,
+                dim: temb,
+            });
+        }
 
         // Down: level i runs at (h, w) / 2^i; a downsampler halves it for the next level.
         let mut cout = boc[0];
@@ -1005,7 +1024,7 @@ mod tests {
                 "resnet_time_scale_shift",
             ),
             ("class_embed_type", "timestep".into(), "class_embed_type"),
-            ("num_class_embeds", 10.into(), "num_class_embeds"),
+            ("num_class_embeds", 0.into(), "num_class_embeds"),
             ("mid_block_type", Value::Null, "mid_block_type"),
             ("norm_num_groups", 48.into(), "norm_num_groups"),
             ("attention_head_dim", 24.into(), "attention_head_dim"),

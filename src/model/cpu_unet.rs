@@ -42,6 +42,19 @@ pub(crate) fn conv_weight_shape(shape: &[usize]) -> [usize; 4] {
 impl Backend for Cpu<'_> {
     type T = HostTensor;
 
+    fn add_class_embedding(
+        &mut self,
+        emb: &HostTensor,
+        labels: &HostTensor,
+        prefix: &str,
+    ) -> Result<HostTensor> {
+        let (_, table) = self.param(&format!("{prefix}.weight"))?;
+        Ok(HostTensor {
+            shape: emb.shape.clone(),
+            data: cpu::embedding::add_class_embedding(&emb.data, table, &labels.data, emb.shape[1]),
+        })
+    }
+
     fn center_input(&mut self, x: &HostTensor) -> Result<HostTensor> {
         Ok(HostTensor {
             shape: x.shape.clone(),
@@ -180,6 +193,17 @@ pub fn forward(
     x: &HostTensor,
     t: &[f32],
 ) -> Result<HostTensor> {
+    forward_with_labels(cfg, weights, x, t, None)
+}
+
+/// [`forward`] with class `labels` (one per sample) for a class-conditional model.
+pub fn forward_with_labels(
+    cfg: &UNetConfig,
+    weights: &Weights,
+    x: &HostTensor,
+    t: &[f32],
+    labels: Option<&[f32]>,
+) -> Result<HostTensor> {
     cfg.validate()?;
     weights.validate(cfg)?;
     super::check_input(cfg, &x.shape, t.len())?;
@@ -195,5 +219,14 @@ pub fn forward(
         shape: vec![t.len()],
         data: t.to_vec(),
     };
-    unet::forward(&mut Cpu { weights }, cfg, x, &t)
+    let labels = labels
+        .map(|l| {
+            super::check_labels(cfg, l, x.shape[0])?;
+            Ok::<_, Error>(HostTensor {
+                shape: vec![l.len()],
+                data: l.to_vec(),
+            })
+        })
+        .transpose()?;
+    unet::forward(&mut Cpu { weights }, cfg, x, &t, labels.as_ref())
 }

@@ -90,16 +90,21 @@ impl UNet {
         }
     }
 
-    /// ε̂ = UNet(x, t) for a whole `[N, C, H, W]` input (`t`: N timesteps), in batches as large
-    /// as the device allows (the last one zero-padded). Returns ε̂ and the batch size used.
+    /// ε̂ = UNet(x, t[, labels]) for a whole `[N, C, H, W]` input (`t`: N timesteps; `labels`:
+    /// N classes for a class-conditional model), in batches as large as the device allows (the
+    /// last one zero-padded). Returns ε̂ and the batch size used.
     pub async fn forward(
         &self,
         gpu: &Gpu,
         x_shape: &[usize],
         x: &[f32],
         t: &[f32],
+        labels: Option<&[f32]>,
     ) -> Result<(Vec<f32>, usize)> {
         super::check_input(&self.config, x_shape, t.len())?;
+        if let Some(l) = labels {
+            super::check_labels(&self.config, l, x_shape[0])?;
+        }
         let n = x_shape[0];
         if x.len() != x_shape.iter().product::<usize>() {
             return Err(Error::Shape {
@@ -113,13 +118,19 @@ impl UNet {
         let (per_in, per_out) = (x.len() / n, plan.eps.numel() / batch);
         let mut eps = Vec::with_capacity(n * per_out);
         let (mut xb, mut tb) = (vec![0.0; batch * per_in], vec![0.0; batch]);
+        let mut lb = vec![0.0; batch];
         for first in (0..n).step_by(batch) {
             let k = batch.min(n - first);
             xb[..k * per_in].copy_from_slice(&x[first * per_in..(first + k) * per_in]);
             xb[k * per_in..].fill(0.0);
             tb[..k].copy_from_slice(&t[first..first + k]);
             tb[k..].fill(0.0);
-            let out = plan.run(gpu, &xb, &tb).await?;
+            let l = labels.map(|l| {
+                lb[..k].copy_from_slice(&l[first..first + k]);
+                lb[k..].fill(0.0);
+                lb.as_slice()
+            });
+            let out = plan.run_with_labels(gpu, &xb, &tb, l).await?;
             eps.extend_from_slice(&out[..k * per_out]);
         }
         Ok((eps, batch))
@@ -139,9 +150,14 @@ impl UNet {
             flops: Vec::new(),
             convs: Vec::new(),
         };
+        let labels = match self.config.num_class_embeds {
+            Some(_) => Some(Tensor::zeros(gpu, &x_shape[..1], "class labels")?),
+            None => None,
+        };
         let xh = Pooled::fixed(x.clone());
         let th = Pooled::fixed(t.clone());
-        let eps = unet::forward(&mut rec, &self.config, &xh, &th)?;
+        let lh = labels.clone().map(Pooled::fixed);
+        let eps = unet::forward(&mut rec, &self.config, &xh, &th, lh.as_ref())?;
         let eps = eps.tensor.clone();
         let (dispatches, flops, convs) = (rec.dispatches, rec.flops, rec.convs);
         let (activation_bytes, activation_bytes_without_reuse) = {
@@ -149,8 +165,10 @@ impl UNet {
             (pool.total_bytes, pool.requested_bytes)
         };
         Ok(UNetPlan {
+            config: self.config.clone(),
             x,
             t,
+            labels,
             eps,
             dispatches,
             flops,
@@ -163,8 +181,11 @@ impl UNet {
 
 /// A recorded forward pass for one input shape.
 pub struct UNetPlan {
+    config: UNetConfig,
     x: Tensor,
     t: Tensor,
+    /// Class labels `[N]` (as f32) of a class-conditional model.
+    labels: Option<Tensor>,
     eps: Tensor,
     dispatches: Vec<Dispatch>,
     /// Floating-point operations of each dispatch (multiply-adds count 2).
@@ -180,10 +201,46 @@ pub struct UNetPlan {
 impl UNetPlan {
     /// Runs the forward pass for `x` and timesteps `t` and reads ε̂ back.
     pub async fn run(&self, gpu: &Gpu, x: &[f32], t: &[f32]) -> Result<Vec<f32>> {
+        self.run_with_labels(gpu, x, t, None).await
+    }
+
+    /// [`UNetPlan::run`] with class `labels` (one per sample), which a class-conditional model
+    /// needs and any other refuses.
+    pub async fn run_with_labels(
+        &self,
+        gpu: &Gpu,
+        x: &[f32],
+        t: &[f32],
+        labels: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
+        self.set_labels(gpu, labels)?;
         self.x.write(gpu, x)?;
         self.t.write(gpu, t)?;
         gpu.run(&self.dispatches).await?;
         self.eps.read(gpu).await
+    }
+}
+
+impl UNetPlan {
+    /// Writes the class labels of the next runs (checked against the model's classes).
+    pub fn set_labels(&self, gpu: &Gpu, labels: Option<&[f32]>) -> Result<()> {
+        match (&self.labels, labels) {
+            (Some(t), Some(l)) => {
+                super::check_labels(&self.config, l, t.shape[0])?;
+                t.write(gpu, l)
+            }
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(Error::Invalid(format!(
+                "the model is class-conditional ({} class embeddings): give class labels",
+                self.config.num_class_embeds.unwrap_or(0)
+            ))),
+            (None, Some(_)) => super::check_labels(&self.config, &[], 0),
+        }
+    }
+
+    /// The class labels tensor `[N]` of a class-conditional model.
+    pub fn labels(&self) -> Option<&Tensor> {
+        self.labels.as_ref()
     }
 }
 

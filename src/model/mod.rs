@@ -32,6 +32,33 @@ pub trait EpsModel {
 
 /// Checks that `x_shape` is `[N, in_channels, H, W]` with H, W divisible by the total
 /// downsampling factor, and that there is one timestep per sample.
+/// Checks class `labels` for `n` samples: one per sample, each an integer class of the model
+/// (`0..num_class_embeds`), and only for a class-conditional model.
+pub fn check_labels(cfg: &UNetConfig, labels: &[f32], n: usize) -> Result<()> {
+    let Some(classes) = cfg.num_class_embeds else {
+        return Err(Error::Invalid(
+            "class labels given, but the model has no class embedding (num_class_embeds is null)"
+                .into(),
+        ));
+    };
+    if labels.len() != n {
+        return Err(Error::Invalid(format!(
+            "need one class label per sample: {n} samples, {} labels",
+            labels.len()
+        )));
+    }
+    if let Some(bad) = labels
+        .iter()
+        .find(|&&l| !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < classes))
+    {
+        return Err(Error::Invalid(format!(
+            "class label {bad} is not one of the model's classes 0..={}",
+            classes - 1
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize) -> Result<()> {
     let shift = cfg.block_out_channels.len().saturating_sub(1);
     let factor = u32::try_from(shift)

@@ -57,6 +57,13 @@ pub enum Recorded<'r, T> {
     CenterInput {
         out: &'r T,
     },
+    /// `emb` plus the `prefix` table's rows at `labels`.
+    ClassEmbedding {
+        emb: &'r T,
+        labels: &'r T,
+        prefix: &'r str,
+        out: &'r T,
+    },
 }
 
 /// Where a recorded graph keeps its tensors and parameters, and what it keeps of each op.
@@ -215,6 +222,27 @@ impl<R: Recorder> Backend for R {
         let out = self.alloc(&shape)?;
         let d = ops::concat::concat_channels(self.gpu(), at, bt, R::tensor(&out))?;
         self.record(d, 0, Recorded::Concat { a, b, out: &out });
+        Ok(out)
+    }
+
+    fn add_class_embedding(&mut self, emb: &R::T, labels: &R::T, prefix: &str) -> Result<R::T> {
+        let e = R::tensor(emb);
+        let out = self.alloc(&e.shape)?;
+        let table = self.param(&format!("{prefix}.weight"))?;
+        let d = ops::embedding::add_class_embedding(
+            self.gpu(),
+            e,
+            &table,
+            R::tensor(labels),
+            R::tensor(&out),
+        )?;
+        let op = Recorded::ClassEmbedding {
+            emb,
+            labels,
+            prefix,
+            out: &out,
+        };
+        self.record(d, e.numel() as u64, op);
         Ok(out)
     }
 

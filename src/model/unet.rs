@@ -5,7 +5,7 @@
 //! connections) → mid block → up blocks (consuming them) → `conv_norm_out`/SiLU/`conv_out`.
 
 use crate::cpu::conv2d::Conv2dGeom;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::UNetConfig;
 
 /// The tensor operations the U-Net is made of. Parameters are named as diffusers names them
@@ -57,6 +57,13 @@ pub trait Backend {
     fn concat(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
     /// The input centred from [0, 1] to [−1, 1]: 2x − 1 (`center_input_sample`).
     fn center_input(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// `emb` `[N, dim]` plus the rows of the `prefix` embedding table named by `labels` `[N]`.
+    fn add_class_embedding(
+        &mut self,
+        emb: &Self::T,
+        labels: &Self::T,
+        prefix: &str,
+    ) -> Result<Self::T>;
     /// Whether the parameter `name` exists (e.g. a resnet's optional `conv_shortcut`).
     fn has_param(&self, name: &str) -> bool;
 }
@@ -67,8 +74,15 @@ struct Norm {
     eps: f32,
 }
 
-/// ε̂ = UNet(x, t): `x` `[N, C, H, W]`, `t` `[N]` → `[N, out_channels, H, W]`.
-pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> Result<B::T> {
+/// ε̂ = UNet(x, t[, labels]): `x` `[N, C, H, W]`, `t` `[N]`, class `labels` `[N]` (exactly when
+/// the model has `num_class_embeds`) → `[N, out_channels, H, W]`.
+pub fn forward<B: Backend>(
+    b: &mut B,
+    cfg: &UNetConfig,
+    x: &B::T,
+    t: &B::T,
+    labels: Option<&B::T>,
+) -> Result<B::T> {
     // 0. diffusers' `center_input_sample`: x ← 2x − 1.
     let centred = match cfg.center_input_sample {
         true => Some(b.center_input(x)?),
@@ -86,6 +100,20 @@ pub fn forward<B: Backend>(b: &mut B, cfg: &UNetConfig, x: &B::T, t: &B::T) -> R
     let h = b.linear(&t_emb, "time_embedding.linear_1", false, true)?;
     let emb = b.linear(&h, "time_embedding.linear_2", false, false)?;
     drop((t_emb, h));
+    // 1b. class conditioning: emb + class_embedding(labels).
+    let emb = match (cfg.num_class_embeds, labels) {
+        (Some(_), Some(l)) => b.add_class_embedding(&emb, l, "class_embedding")?,
+        (None, None) => emb,
+        (Some(n), None) => {
+            return Err(Error::Invalid(format!(
+                "the model is class-conditional ({n} class embeddings): give class labels"
+            )))
+        }
+        (None, Some(_)) => return Err(Error::Invalid(
+            "class labels given, but the model has no class embedding (num_class_embeds is null)"
+                .into(),
+        )),
+    };
 
     // 2. conv_in: [N, C, H, W] → [N, ch0, H, W].
     // 3. down blocks. `skips` is diffusers' `down_block_res_samples`: conv_in's output, every

@@ -89,6 +89,9 @@ pub fn expected_params(config: &UNetConfig) -> Vec<(String, Vec<usize>)> {
                 out.push((format!("{name}.bias"), vec![channels]));
             }
             Layer::AttnCore { .. } => {}
+            Layer::Embedding { name, rows, dim } => {
+                out.push((format!("{name}.weight"), vec![rows, dim]));
+            }
         }
     }
     out
@@ -478,6 +481,11 @@ impl Weights {
             let data = if is_norm {
                 let v = if name.ends_with(".weight") { 1.0 } else { 0.0 };
                 vec![v; n]
+            } else if name == "class_embedding.weight" {
+                // nn.Embedding's unit variance (uniform on ±√3 rather than N(0, 1)).
+                (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * 3f64.sqrt()) as f32)
+                    .collect()
             } else {
                 // fan_in of the layer: the weight's dims after the first.
                 let wname = format!(

@@ -9,6 +9,7 @@ pub mod conv2d_backward;
 pub mod conv2d_tiled;
 pub mod conv_pack;
 pub mod elementwise;
+pub mod embedding;
 pub mod grad_utils;
 pub mod group_norm;
 pub mod group_norm_backward;

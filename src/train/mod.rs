@@ -273,6 +273,14 @@ impl Trainer {
         options: TrainOptions,
     ) -> Result<Self> {
         config.validate()?;
+        if let Some(n) = config.num_class_embeds {
+            return Err(Error::Config {
+                key: "num_class_embeds".into(),
+                value: n.to_string(),
+                reason: "training class-conditional models is not supported yet (sampling them is)"
+                    .into(),
+            });
+        }
         weights.validate(&config)?;
         options.validate()?;
         let (h, w) = config.sample_hw().ok_or_else(|| Error::Config {
@@ -312,7 +320,7 @@ impl Trainer {
         // Forward on the tape, L_simple, backward.
         let mut tape = Tape::new(gpu, &params);
         let (xn, tn) = (tape.input(&xt), tape.input(&t));
-        let eps = unet::forward(&mut tape, &config, &xn, &tn)?;
+        let eps = unet::forward(&mut tape, &config, &xn, &tn, None)?;
         let mut graph = std::mem::take(&mut tape.forward);
         graph.extend(ops::loss::mse_loss(
             gpu,

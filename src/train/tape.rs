@@ -342,7 +342,10 @@ impl Recorder for Tape<'_> {
         let op = match op {
             // The timestep embedding and the centred input have no parameters and need no
             // gradient.
-            Recorded::TimestepEmbedding { out } | Recorded::CenterInput { out } => {
+            // Class-conditional training is refused by `Trainer::new` before recording.
+            Recorded::TimestepEmbedding { out }
+            | Recorded::CenterInput { out }
+            | Recorded::ClassEmbedding { out, .. } => {
                 self.no_grad[out.id].set(true);
                 return;
             }

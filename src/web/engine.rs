@@ -184,7 +184,9 @@ impl Engine {
             // Free the old plan (and the sampler over it) before recording a new one.
             self.sampler = None;
             self.plan = None;
-            let plan = self.unet.plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
+            let plan = self
+                .unet
+                .plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
             let batch = plan.x().shape[0];
             if batch < want {
                 self.max_batch = batch;
