@@ -4,6 +4,9 @@
 //   x  = c_x0 * x0 + c_xt * x + c_eps * eps + sigma * z
 // z: none (noise_mode 0), RNG (seed, stream = t, element index first + i) (1), or the `z` buffer
 // (2). x0 is written out.
+// Classifier-free guidance (guided = 1): x, eps, x0_out hold 2n values, the conditional half
+// first and the unconditional one after it; e = eps_u + guidance * (eps_c - eps_u) and both
+// halves get the same update (so they stay equal), with the noise of the first half's indices.
 
 struct Params {
     n: u32,
@@ -21,7 +24,11 @@ struct Params {
     noise_mode: u32,
     first_lo: u32,
     first_hi: u32,
+    guided: u32,
+    guidance: f32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,7 +44,11 @@ fn ddpm_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let xt = x[i];
-    let e = eps[i];
+    var e = eps[i];
+    if p.guided != 0u {
+        let eu = eps[i + p.n];
+        e = eu + p.guidance * (e - eu);
+    }
     var x0 = (xt - p.sqrt_1m_ab * e) / p.sqrt_ab;
     if p.clip != 0u {
         x0 = clamp(x0, -p.clip_range, p.clip_range);
@@ -50,4 +61,8 @@ fn ddpm_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     x[i] = xp;
     x0_out[i] = x0;
+    if p.guided != 0u {
+        x[i + p.n] = xp;
+        x0_out[i + p.n] = x0;
+    }
 }

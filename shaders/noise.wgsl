@@ -1,5 +1,6 @@
 // requires: rng.wgsl
-// out[i] = N(0, 1) drawn for (seed, stream, element index first + i): the starting noise x_T.
+// out[i] = N(0, 1) drawn for (seed, stream, element index first + i % period): the starting
+// noise x_T (period < n repeats it: both halves of a classifier-free-guided batch start equal).
 
 struct Params {
     n: u32,
@@ -8,8 +9,8 @@ struct Params {
     stream: u32,
     first_lo: u32,
     first_hi: u32,
+    period: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,5 +22,5 @@ fn noise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     if i >= p.n {
         return;
     }
-    out[i] = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, rng_index(vec2<u32>(p.first_lo, p.first_hi), i));
+    out[i] = rng_normal(vec2<u32>(p.seed_lo, p.seed_hi), p.stream, rng_index(vec2<u32>(p.first_lo, p.first_hi), i % p.period));
 }

@@ -52,6 +52,10 @@ pub struct SamplerOptions {
     pub variance: VarianceType,
     /// Clamp x̂0 to ±this (diffusers' `clip_sample` / `clip_sample_range`).
     pub clip: Option<f32>,
+    /// Classifier-free guidance scale w: the model's batch holds the conditional images, then
+    /// the same images unconditioned, and every step uses ε̂_u + w·(ε̂_c − ε̂_u). `None`: one
+    /// plain forward per step.
+    pub guidance: Option<f32>,
 }
 
 impl SamplerOptions {
@@ -61,6 +65,7 @@ impl SamplerOptions {
             kind,
             seed,
             first_image: 0,
+            guidance: None,
             variance: config.variance_type,
             clip: config.clip(),
         }
@@ -399,9 +404,17 @@ impl Sampler {
         crate::ops::same_shape("model eps", &x.shape, &eps.shape)?;
         crate::ops::same_shape("model t", &[batch], &t.shape)?;
         let plan = plan(config, opts)?;
+        if let Some(w) = opts.guidance {
+            if !w.is_finite() || !batch.is_multiple_of(2) {
+                return Err(Error::Invalid(format!(
+                    "guidance {w} needs a finite scale and an even model batch (conditional and \
+                     unconditional halves), got batch {batch}"
+                )));
+            }
+        }
         let x0 = Tensor::zeros(gpu, &x.shape, "x0 prediction")?;
         let mut s = Sampler {
-            init: ops::noise(gpu, x, opts.seed, INIT_STREAM, first_element(x, opts)?)?,
+            init: init_noise(gpu, x, opts)?,
             steps: Vec::new(),
             plan,
             opts: *opts,
@@ -430,12 +443,24 @@ impl Sampler {
             .map(|p| {
                 let fill = ops::fill(gpu, &self.t, p.t as f32)?;
                 let step = match &p.coefs {
-                    StepCoefs::Ddpm(c) => {
-                        ops::ddpm_step(gpu, &self.x, &self.eps, &self.x0, c, noise)?
-                    }
-                    StepCoefs::Ddim(c) => {
-                        ops::ddim_step(gpu, &self.x, &self.eps, &self.x0, c, noise)?
-                    }
+                    StepCoefs::Ddpm(c) => ops::ddpm_step(
+                        gpu,
+                        &self.x,
+                        &self.eps,
+                        &self.x0,
+                        c,
+                        noise,
+                        self.opts.guidance,
+                    )?,
+                    StepCoefs::Ddim(c) => ops::ddim_step(
+                        gpu,
+                        &self.x,
+                        &self.eps,
+                        &self.x0,
+                        c,
+                        noise,
+                        self.opts.guidance,
+                    )?,
                 };
                 Ok([fill, step])
             })
@@ -450,8 +475,7 @@ impl Sampler {
         if (seed, first_image) != (self.opts.seed, self.opts.first_image) {
             self.opts.seed = seed;
             self.opts.first_image = first_image;
-            let first = first_element(&self.x, &self.opts)?;
-            self.init = ops::noise(gpu, &self.x, seed, INIT_STREAM, first)?;
+            self.init = init_noise(gpu, &self.x, &self.opts)?;
             self.record(gpu)?;
         }
         self.next = 0;
@@ -464,7 +488,12 @@ impl Sampler {
 
     /// Starts over from the given x_T (`[N, C, H, W]` flattened) instead of drawn noise.
     pub fn set_initial(&mut self, gpu: &Gpu, x_t: &[f32]) -> Result<()> {
-        self.x.write(gpu, x_t)?;
+        if self.opts.guidance.is_some() {
+            // Both halves of a guided batch start from the same x_T.
+            self.x.write(gpu, &[x_t, x_t].concat())?;
+        } else {
+            self.x.write(gpu, x_t)?;
+        }
         self.next = 0;
         self.pending_init = false;
         if let Some(tr) = &mut self.trajectory {
@@ -523,7 +552,7 @@ impl Sampler {
         if k == 0 || self.next == total {
             return Ok(self.progress());
         }
-        let snap_bytes = 2 * self.x.bytes();
+        let snap_bytes = 2 * self.out_bytes();
         let staging_limit = MAX_STAGING.min(gpu.limits.max_buffer_size).max(snap_bytes);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut pass_list: Vec<&Dispatch> = Vec::new();
@@ -574,7 +603,7 @@ impl Sampler {
                 }
             }
             if let (Some(off), Some(staging)) = (copy, &staging) {
-                let n = self.x.bytes();
+                let n = self.out_bytes();
                 encoder.copy_buffer_to_buffer(&self.x.buffer, 0, staging, *off, n);
                 encoder.copy_buffer_to_buffer(&self.x0.buffer, 0, staging, *off + n, n);
             }
@@ -587,7 +616,7 @@ impl Sampler {
             Some(staging) => {
                 let bytes = map_read(gpu, &staging).await?;
                 let floats: &[f32] = bytemuck::cast_slice(&bytes);
-                let n = self.x.numel();
+                let n = self.out_bytes() as usize / 4;
                 let tr = self
                     .trajectory
                     .as_mut()
@@ -631,13 +660,35 @@ impl Sampler {
 
     /// Reads the current sample (x_0 when done) as f32.
     pub async fn read_sample(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        self.x.read(gpu).await
+        let mut x = self.x.read(gpu).await?;
+        x.truncate(self.out_bytes() as usize / 4);
+        Ok(x)
     }
 
     /// Reads the latest x̂0 prediction as f32.
     pub async fn read_x0(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        self.x0.read(gpu).await
+        let mut x0 = self.x0.read(gpu).await?;
+        x0.truncate(self.out_bytes() as usize / 4);
+        Ok(x0)
     }
+
+    /// Bytes of the images the run draws: all of x, or its conditional half when guided.
+    fn out_bytes(&self) -> u64 {
+        match self.opts.guidance {
+            Some(_) => self.x.bytes() / 2,
+            None => self.x.bytes(),
+        }
+    }
+}
+
+/// The x_T draw of `opts` into `x` (for a guided batch both halves get the first half's draw).
+fn init_noise(gpu: &Gpu, x: &Tensor, opts: &SamplerOptions) -> Result<Dispatch> {
+    let first = first_element(x, opts)?;
+    let period = match opts.guidance {
+        Some(_) => x.numel() / 2,
+        None => x.numel(),
+    };
+    ops::noise_repeated(gpu, x, opts.seed, INIT_STREAM, first, period)
 }
 
 /// Maps a MAP_READ buffer after the submitted work and copies its bytes out.

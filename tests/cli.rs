@@ -655,3 +655,112 @@ fn train_killed_resumes_without_repeating_loss_rows() {
     let steps: Vec<u64> = loss_rows(&out).iter().map(|r| r.0).collect();
     assert_eq!(steps, (1..=logged + 2).collect::<Vec<_>>(), "{text}");
 }
+
+/// `ddpm sample --class 3 --guidance 2.5` on a class-conditional model draws what the CPU
+/// reference computes with ε̂ = ε̂_u + w·(ε̂_c − ε̂_u) (conditional on class 3, unconditional
+/// on the null class), whatever the batching; bad classes and guidance are clear errors.
+#[test]
+fn sample_with_class_and_guidance_matches_the_cpu_reference() {
+    use ddpm::cpu::sampling as cpu;
+    use ddpm::model::cpu_unet::{self, HostTensor};
+    use ddpm::sampler::{plan, sample_cpu, SamplerKind, SamplerOptions, INIT_STREAM};
+
+    let src = fixture("unet_class_cond");
+    let dir = tmp("class_cond_model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["ddpm_null_class"] = 10.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(
+        src.join("diffusion_pytorch_model.safetensors"),
+        dir.join("diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    let npy = tmp("guided.npy");
+    let png = tmp("guided.png");
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--model",
+            dir.to_str().unwrap(),
+            "--n",
+            "3",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "4",
+            "--seed",
+            "5",
+            "--out",
+            png.to_str().unwrap(),
+            "--npy",
+            npy.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ddpm(&args)
+    };
+    let (ok, text) = sample(&["--class", "3", "--guidance", "2.5", "--batch", "2"]);
+    assert!(ok, "{text}");
+    let (shape, got) = ddpm::npy::read(&npy).unwrap();
+    assert_eq!(shape, vec![3, 1, 16, 16]);
+
+    let (config, weights) = ddpm::model::load_dir(&dir).unwrap();
+    let sched = ddpm::schedule::SchedulerConfig::default();
+    let kind = SamplerKind::Ddim { steps: 4, eta: 0.0 };
+    let opts = SamplerOptions::new(&sched, kind, 5);
+    let steps = plan(&sched, &opts).unwrap();
+    let x_t = cpu::noise(3 * 256, 5, INIT_STREAM, 0);
+    let (want, _) = sample_cpu(&steps, x_t, 5, 0, &mut |x, t| {
+        let x = HostTensor {
+            shape: vec![3, 1, 16, 16],
+            data: x.to_vec(),
+        };
+        let ts = [t as f32; 3];
+        let run = |c: f32| {
+            cpu_unet::forward_with_labels(&config, &weights, &x, &ts, Some(&[c; 3]))
+                .unwrap()
+                .data
+        };
+        let (ec, eu) = (run(3.0), run(10.0));
+        eu.iter().zip(&ec).map(|(u, c)| u + 2.5 * (c - u)).collect()
+    });
+    ddpm::testing::assert_close(&got, &want, 1e-4, 1e-4, "guided sample vs CPU");
+
+    // Guidance 1 is the plain conditional model, and differs from w = 2.5.
+    let (ok, text) = sample(&["--class", "3"]);
+    assert!(ok, "{text}");
+    let plain = ddpm::npy::read(&npy).unwrap().1;
+    let diff = plain
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff > 1e-2, "guidance changed nothing ({diff})");
+
+    let (ok, text) = sample(&["--class", "10"]);
+    assert!(
+        !ok && text.contains("0..=9"),
+        "the null class is not drawable: {text}"
+    );
+    let (ok, text) = ddpm(&[
+        "sample",
+        "--model",
+        src.to_str().unwrap(),
+        "--guidance",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("ddpm_null_class"), "{text}");
+    let (ok, text) = ddpm(&[
+        "sample",
+        "--model",
+        fixture("unet_tiny").to_str().unwrap(),
+        "--class",
+        "1",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("not class-conditional"), "{text}");
+}

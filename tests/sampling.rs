@@ -338,7 +338,7 @@ fn steps_match_diffusers_cpu_and_gpu() {
                     .unwrap();
                 (
                     cpu::ddpm_step(&inp.sample, &inp.model_output, &c, &inp.noise),
-                    ops::ddpm_step(gpu, &tx, &te, &tx0, &c, StepNoise::Given(&tz)).unwrap(),
+                    ops::ddpm_step(gpu, &tx, &te, &tx0, &c, StepNoise::Given(&tz), None).unwrap(),
                 )
             } else {
                 let eta = case["eta"].as_f64().unwrap() as f32;
@@ -352,7 +352,7 @@ fn steps_match_diffusers_cpu_and_gpu() {
                     .unwrap();
                 (
                     cpu::ddim_step(&inp.sample, &inp.model_output, &c, &inp.noise),
-                    ops::ddim_step(gpu, &tx, &te, &tx0, &c, StepNoise::Given(&tz)).unwrap(),
+                    ops::ddim_step(gpu, &tx, &te, &tx0, &c, StepNoise::Given(&tz), None).unwrap(),
                 )
             };
             pollster::block_on(gpu.run(&[d])).unwrap();

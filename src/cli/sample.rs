@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use ddpm::gpu::Gpu;
 use ddpm::image::{grid, grid_columns, to_byte, Rgba};
-use ddpm::model::{EpsModel, UNet};
+use ddpm::model::{EpsModel, UNet, UNetConfig};
 use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions, Snapshot};
 use ddpm::schedule::{SchedulerConfig, VarianceType};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,6 +59,75 @@ pub struct Args {
     /// Also write the trajectory x_T → x_0 as an animated GIF (first batch).
     #[arg(long)]
     gif: Option<PathBuf>,
+    /// Class-conditional models: the class to draw, or `all` (a grid with one row per class).
+    /// Default: one of each class in turn.
+    #[arg(long)]
+    class: Option<String>,
+    /// Classifier-free guidance scale w (ε̂_u + w·(ε̂_c − ε̂_u); 1: plain conditional, 0:
+    /// unconditional); needs a model with a `ddpm_null_class`. Default: the model's
+    /// `ddpm_guidance_scale`, else 1.
+    #[arg(long)]
+    guidance: Option<f32>,
+}
+
+/// The class of each of `n` images and the grid's columns, from `--class` and the model.
+fn class_labels(
+    cfg: &UNetConfig,
+    class: Option<&str>,
+    n: usize,
+) -> anyhow::Result<(Option<Vec<f32>>, usize)> {
+    let classes = cfg.classes();
+    if classes.is_empty() {
+        if class.is_some() {
+            bail!("--class: the model is not class-conditional (it has no num_class_embeds)");
+        }
+        return Ok((None, grid_columns(n)));
+    }
+    Ok(match class {
+        Some("all") => {
+            // One row per class: image i is in row i / columns.
+            let cols = n.div_ceil(classes.len());
+            let labels = (0..n)
+                .map(|i| classes[(i / cols) % classes.len()] as f32)
+                .collect();
+            (Some(labels), cols)
+        }
+        Some(c) => {
+            let names = cfg.ddpm_class_names.as_deref().unwrap_or(&[]);
+            let k = match names.iter().position(|name| name == c) {
+                Some(i) => classes[i],
+                None => c
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|k| classes.contains(k))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--class {c}: the model's classes are {}{}",
+                            describe_classes(&classes),
+                            if names.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", names.join(", "))
+                            }
+                        )
+                    })?,
+            };
+            (Some(vec![k as f32; n]), grid_columns(n))
+        }
+        None => {
+            let labels = (0..n).map(|i| classes[i % classes.len()] as f32).collect();
+            (Some(labels), grid_columns(n))
+        }
+    })
+}
+
+/// `0..=9` for contiguous classes, else the list.
+fn describe_classes(classes: &[usize]) -> String {
+    let contiguous = classes.windows(2).all(|w| w[1] == w[0] + 1);
+    match (classes.first(), classes.last()) {
+        (Some(a), Some(b)) if contiguous => format!("{a}..={b}"),
+        _ => format!("{classes:?}"),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -78,14 +147,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(c) = args.clip {
         opts.clip = c.then_some(sched.clip_sample_range as f32);
     }
+    let (labels, columns) = class_labels(&cfg, args.class.as_deref(), args.n)?;
+    let guidance = args
+        .guidance
+        .or(cfg.ddpm_guidance_scale.map(|w| w as f32))
+        .unwrap_or(1.0);
+    let null_class = match (guidance == 1.0, labels.is_some(), cfg.ddpm_null_class) {
+        (true, _, _) => None,
+        (false, false, _) => bail!("--guidance: the model is not class-conditional"),
+        (false, true, None) => bail!(
+            "--guidance {guidance}: the model has no unconditional class (config.json key \
+             ddpm_null_class), so only guidance 1 (plain conditional) is possible"
+        ),
+        (false, true, Some(null)) => Some(null),
+    };
+    opts.guidance = null_class.map(|_| guidance);
     // Validate the whole plan (steps, η, schedule) before touching the GPU.
     let total_steps = ddpm::sampler::plan(&sched, &opts)?.len();
 
     let gpu = super::gpu()?;
     let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-    let plan = unet.plan_fitting(&gpu, &unet.sample_shape(args.batch.min(args.n))?)?;
-    let shape = plan.x().shape.clone();
-    let batch = shape[0];
+    // A guided batch holds each image twice (conditional, then unconditional).
+    let copies = if opts.guidance.is_some() { 2 } else { 1 };
+    let plan = unet.plan_fitting(&gpu, &unet.sample_shape(copies * args.batch.min(args.n))?)?;
+    let mut shape = plan.x().shape.clone();
+    let batch = shape[0] / copies;
+    if batch == 0 {
+        bail!("the device cannot hold the two halves of a guided batch of one image");
+    }
+    shape[0] = batch;
     let per_image: usize = shape[1..].iter().product();
     let runs = args.n.div_ceil(batch);
     eprintln!(
@@ -109,6 +199,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for run in 0..runs {
         // Noise is keyed by each image's index in the whole run: same images whatever --batch.
         opts.first_image = (run * batch) as u64;
+        if let Some(all) = &labels {
+            // This batch's classes (the padding of the last one repeats its last image's), then
+            // the null class for the unconditional half.
+            let mut l: Vec<f32> = (0..batch)
+                .map(|i| all[(run * batch + i).min(args.n - 1)])
+                .collect();
+            if let Some(null) = null_class {
+                l.extend(std::iter::repeat_n(null as f32, batch));
+            }
+            plan.set_labels(&gpu, Some(&l))?;
+        }
         let mut sampler = Sampler::new(&gpu, &plan, &sched, &opts)?;
         if run == 0 && args.gif.is_some() {
             let every = total_steps.div_ceil(GIF_FRAMES).max(1);
@@ -147,7 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let img = grid(
         &samples,
         [n, shape[1], shape[2], shape[3]],
-        grid_columns(n),
+        columns,
         2,
         to_byte,
     );

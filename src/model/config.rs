@@ -66,6 +66,9 @@ const KNOWN_KEYS: &[&str] = &[
     "add_attention",
     "class_embed_type",
     "num_class_embeds",
+    "ddpm_null_class",
+    "ddpm_guidance_scale",
+    "ddpm_class_names",
 ];
 
 /// The arguments of diffusers' `UNet2DModel.__init__` (diffusers 0.42), with its defaults for
@@ -116,6 +119,17 @@ pub struct UNetConfig {
     pub add_attention: bool,
     pub class_embed_type: Option<String>,
     pub num_class_embeds: Option<usize>,
+    /// ddpm's key (diffusers ignores it): the class-embedding row that means "no class", the
+    /// unconditional half of classifier-free guidance (by convention the last row, so a model
+    /// of C classes has `num_class_embeds` C + 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddpm_null_class: Option<usize>,
+    /// ddpm's key: the guidance scale w samplers default to (1: plain conditional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddpm_guidance_scale: Option<f64>,
+    /// ddpm's key: display names of the classes (e.g. Fashion-MNIST's), one per class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddpm_class_names: Option<Vec<String>>,
 }
 
 fn default_attention_head_dim() -> Option<usize> {
@@ -168,6 +182,9 @@ impl Default for UNetConfig {
             add_attention: true,
             class_embed_type: None,
             num_class_embeds: None,
+            ddpm_null_class: None,
+            ddpm_guidance_scale: None,
+            ddpm_class_names: None,
         }
     }
 }
@@ -396,6 +413,34 @@ impl UNetConfig {
                     "num_class_embeds",
                     n,
                     format!("must be between 1 and {MAX_CLASSES}"),
+                ));
+            }
+        }
+        let rows = self.num_class_embeds.unwrap_or(0);
+        if let Some(null) = self.ddpm_null_class {
+            if null >= rows {
+                return Err(cfg_err(
+                    "ddpm_null_class",
+                    null,
+                    format!("must be a row of the class embedding (num_class_embeds = {rows})"),
+                ));
+            }
+        }
+        if let Some(w) = self.ddpm_guidance_scale {
+            if !w.is_finite() || (w != 1.0 && self.ddpm_null_class.is_none()) {
+                return Err(cfg_err(
+                    "ddpm_guidance_scale",
+                    w,
+                    "must be finite, and other than 1 only with a ddpm_null_class",
+                ));
+            }
+        }
+        if let Some(names) = &self.ddpm_class_names {
+            if names.len() != self.classes().len() {
+                return Err(cfg_err(
+                    "ddpm_class_names",
+                    names.len(),
+                    format!("needs one name per class ({})", self.classes().len()),
                 ));
             }
         }
@@ -644,6 +689,14 @@ impl UNetConfig {
         channels
             .checked_div(self.head_dim_for(channels))
             .unwrap_or(0)
+    }
+
+    /// The classes a conditional model draws: the class-embedding rows except the null class
+    /// (empty for an unconditional model).
+    pub fn classes(&self) -> Vec<usize> {
+        (0..self.num_class_embeds.unwrap_or(0).min(MAX_CLASSES))
+            .filter(|&c| Some(c) != self.ddpm_null_class)
+            .collect()
     }
 
     /// Whether down block `i` is an `AttnDownBlock2D`.

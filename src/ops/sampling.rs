@@ -99,7 +99,9 @@ struct RngParams {
     stream: u32,
     first_lo: u32,
     first_hi: u32,
-    _pad: [u32; 2],
+    /// noise.wgsl: indices repeat every `period` elements.
+    period: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -141,7 +143,9 @@ struct DdpmParams {
     noise_mode: u32,
     first_lo: u32,
     first_hi: u32,
-    _pad: u32,
+    guided: u32,
+    guidance: f32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -161,7 +165,8 @@ struct DdimParams {
     noise_mode: u32,
     first_lo: u32,
     first_hi: u32,
-    _pad: [u32; 2],
+    guided: u32,
+    guidance: f32,
 }
 
 impl RngParams {
@@ -173,7 +178,8 @@ impl RngParams {
             stream,
             first_lo: first as u32,
             first_hi: (first >> 32) as u32,
-            _pad: [0; 2],
+            period: n.max(1),
+            _pad: 0,
         }
     }
 }
@@ -189,8 +195,28 @@ fn numel_u32(what: &str, t: &Tensor) -> Result<u32> {
 /// out ← N(0, 1) drawn for (`seed`, `stream`, element index `first` + i); x_T of the reverse
 /// process.
 pub fn noise(gpu: &Gpu, out: &Tensor, seed: u64, stream: u32, first: u64) -> Result<Dispatch> {
+    noise_repeated(gpu, out, seed, stream, first, out.numel())
+}
+
+/// [`noise`] with the indices repeating every `period` elements (`first + i % period`): the
+/// halves of a classifier-free-guided batch start from the same x_T.
+pub fn noise_repeated(
+    gpu: &Gpu,
+    out: &Tensor,
+    seed: u64,
+    stream: u32,
+    first: u64,
+    period: usize,
+) -> Result<Dispatch> {
     let n = numel_u32("noise out", out)?;
-    let params = RngParams::new(n, seed, stream, first);
+    if period == 0 || !out.numel().is_multiple_of(period) {
+        return Err(Error::Invalid(format!(
+            "noise: period {period} must divide the {} elements",
+            out.numel()
+        )));
+    }
+    let mut params = RngParams::new(n, seed, stream, first);
+    params.period = period as u32;
     Ok(gpu.dispatch(&NOISE, &params, &[&out.buffer], workgroups(n)))
 }
 
@@ -278,7 +304,8 @@ pub fn q_sample(
     ))
 }
 
-/// Checks the step operands; returns (n, z buffer, noise mode, seed, first element index).
+/// Checks the step operands; returns (n, z buffer, noise mode, seed, first element index). With
+/// `guided`, n is half the elements (the conditional half; see `shaders/ddpm_step.wgsl`).
 fn step_operands<'a>(
     what: &str,
     x: &'a Tensor,
@@ -286,11 +313,22 @@ fn step_operands<'a>(
     x0_out: &'a Tensor,
     sigma: f32,
     noise: StepNoise<'a>,
+    guided: bool,
 ) -> Result<(u32, &'a wgpu::Buffer, u32, u64, u64)> {
     same_shape(&format!("{what} eps"), &x.shape, &eps.shape)?;
     same_shape(&format!("{what} x0_out"), &x.shape, &x0_out.shape)?;
     check_no_alias(what, &[("x", x), ("x0_out", x0_out)], &[("eps", eps)])?;
-    let n = numel_u32(what, x)?;
+    let mut n = numel_u32(what, x)?;
+    if guided {
+        if x.shape.first().is_none_or(|b| !b.is_multiple_of(2)) {
+            return Err(Error::Invalid(format!(
+                "{what}: a guided step needs an even batch (conditional and unconditional halves), \
+                 got {:?}",
+                x.shape
+            )));
+        }
+        n /= 2;
+    }
     Ok(match noise {
         _ if sigma == 0.0 => (n, &eps.buffer, 0, 0, 0),
         StepNoise::Rng { seed, first } => (n, &eps.buffer, 1, seed, first),
@@ -311,8 +349,17 @@ pub fn ddpm_step(
     x0_out: &Tensor,
     c: &DdpmCoefs,
     noise: StepNoise,
+    guidance: Option<f32>,
 ) -> Result<Dispatch> {
-    let (n, z, mode, seed, first) = step_operands("ddpm_step", x, eps, x0_out, c.sigma, noise)?;
+    let (n, z, mode, seed, first) = step_operands(
+        "ddpm_step",
+        x,
+        eps,
+        x0_out,
+        c.sigma,
+        noise,
+        guidance.is_some(),
+    )?;
     let params = DdpmParams {
         n,
         seed_lo: seed as u32,
@@ -329,7 +376,9 @@ pub fn ddpm_step(
         noise_mode: mode,
         first_lo: first as u32,
         first_hi: (first >> 32) as u32,
-        _pad: 0,
+        guided: guidance.is_some() as u32,
+        guidance: guidance.unwrap_or(1.0),
+        _pad: [0; 3],
     };
     Ok(gpu.dispatch(
         &DDPM_STEP,
@@ -347,8 +396,17 @@ pub fn ddim_step(
     x0_out: &Tensor,
     c: &DdimCoefs,
     noise: StepNoise,
+    guidance: Option<f32>,
 ) -> Result<Dispatch> {
-    let (n, z, mode, seed, first) = step_operands("ddim_step", x, eps, x0_out, c.sigma, noise)?;
+    let (n, z, mode, seed, first) = step_operands(
+        "ddim_step",
+        x,
+        eps,
+        x0_out,
+        c.sigma,
+        noise,
+        guidance.is_some(),
+    )?;
     let params = DdimParams {
         n,
         seed_lo: seed as u32,
@@ -364,7 +422,8 @@ pub fn ddim_step(
         noise_mode: mode,
         first_lo: first as u32,
         first_hi: (first >> 32) as u32,
-        _pad: [0; 2],
+        guided: guidance.is_some() as u32,
+        guidance: guidance.unwrap_or(1.0),
     };
     Ok(gpu.dispatch(
         &DDIM_STEP,
@@ -485,6 +544,22 @@ mod tests {
     }
 
     fn step_case(shape: &[usize], t: usize, prev: Option<usize>, ddim: bool, clip: Option<f32>) {
+        step_case_guided(shape, t, prev, ddim, clip, None);
+        if shape[0].is_multiple_of(2) {
+            step_case_guided(shape, t, prev, ddim, clip, Some(2.5));
+        }
+    }
+
+    /// One step on the GPU vs the CPU; `guidance`: the batch is (conditional ‖ unconditional)
+    /// halves, combined as ε̂_u + w·(ε̂_c − ε̂_u) and written to both.
+    fn step_case_guided(
+        shape: &[usize],
+        t: usize,
+        prev: Option<usize>,
+        ddim: bool,
+        clip: Option<f32>,
+        guidance: Option<f32>,
+    ) {
         let gpu = gpu();
         let mut rng = Rng::new(t as u64 * 7 + ddim as u64);
         let sched = Schedule::new(BetaSchedule::SquaredcosCapV2, 1000, 1e-4, 0.02).unwrap();
@@ -497,7 +572,19 @@ mod tests {
         let tz = Tensor::from_slice(gpu, shape, &z, "z").unwrap();
         let tx0 = Tensor::zeros(gpu, shape, "x0").unwrap();
         let (seed, first) = (77, 3 * n as u64);
+        // What the CPU steps: the whole batch, or the first half with the combined ε̂.
+        let m = if guidance.is_some() { n / 2 } else { n };
+        let (xc, ec) = match guidance {
+            Some(w) => (
+                x[..m].to_vec(),
+                (0..m).map(|i| e[m + i] + w * (e[i] - e[m + i])).collect(),
+            ),
+            None => (x.clone(), e.clone()),
+        };
         for given in [false, true] {
+            if given && guidance.is_some() {
+                continue; // given z is for parity tests, never guided
+            }
             tx.write(gpu, &x).unwrap();
             let noise = if given {
                 StepNoise::Given(&tz)
@@ -507,25 +594,33 @@ mod tests {
             let zz = if given {
                 z.clone()
             } else {
-                cpu::noise(n, seed, t as u32, first)
+                cpu::noise(m, seed, t as u32, first)
             };
             let (d, (want, want_x0)) = if ddim {
                 let c = sched.ddim_coefs(t, prev, 1.0, 0.7, clip).unwrap();
                 (
-                    ddim_step(gpu, &tx, &te, &tx0, &c, noise).unwrap(),
-                    cpu::ddim_step(&x, &e, &c, &zz),
+                    ddim_step(gpu, &tx, &te, &tx0, &c, noise, guidance).unwrap(),
+                    cpu::ddim_step(&xc, &ec, &c, &zz),
                 )
             } else {
                 let c = sched
                     .ddpm_coefs(t, prev, VarianceType::FixedSmall, clip)
                     .unwrap();
                 (
-                    ddpm_step(gpu, &tx, &te, &tx0, &c, noise).unwrap(),
-                    cpu::ddpm_step(&x, &e, &c, &zz),
+                    ddpm_step(gpu, &tx, &te, &tx0, &c, noise, guidance).unwrap(),
+                    cpu::ddpm_step(&xc, &ec, &c, &zz),
                 )
             };
+            let (want, want_x0) = match guidance {
+                Some(_) => (
+                    [want.clone(), want].concat(),
+                    [want_x0.clone(), want_x0].concat(),
+                ),
+                None => (want, want_x0),
+            };
             run(d);
-            let what = format!("{shape:?} t={t} ddim={ddim} clip={clip:?} given={given}");
+            let what =
+                format!("{shape:?} t={t} ddim={ddim} clip={clip:?} given={given} w={guidance:?}");
             assert_close(&tx.read_blocking(gpu).unwrap(), &want, 1e-5, 1e-5, &what);
             assert_close(
                 &tx0.read_blocking(gpu).unwrap(),
@@ -577,16 +672,24 @@ mod tests {
         let b = Tensor::zeros(gpu, &[2, 3], "b").unwrap();
         let odd = Tensor::zeros(gpu, &[3, 2], "odd").unwrap();
         let noise = StepNoise::Rng { seed: 1, first: 0 };
+        // A guided step needs an even batch.
+        let odd_batch = Tensor::zeros(gpu, &[3, 2], "odd batch").unwrap();
+        let (ob_e, ob_x0) = (
+            Tensor::zeros(gpu, &[3, 2], "e").unwrap(),
+            Tensor::zeros(gpu, &[3, 2], "x0").unwrap(),
+        );
+        let err = ddpm_step(gpu, &odd_batch, &ob_e, &ob_x0, &c, noise, Some(2.0)).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("even batch")));
         assert!(matches!(
-            ddpm_step(gpu, &a, &odd, &b, &c, noise),
+            ddpm_step(gpu, &a, &odd, &b, &c, noise, None),
             Err(Error::Shape { .. })
         ));
         assert!(
-            ddpm_step(gpu, &a, &b, &a, &c, noise).is_err(),
+            ddpm_step(gpu, &a, &b, &a, &c, noise, None).is_err(),
             "aliased output"
         );
-        assert!(ddpm_step(gpu, &a, &b, &odd, &c, noise).is_err());
-        assert!(ddpm_step(gpu, &a, &b, &odd, &c, StepNoise::Given(&odd)).is_err());
+        assert!(ddpm_step(gpu, &a, &b, &odd, &c, noise, None).is_err());
+        assert!(ddpm_step(gpu, &a, &b, &odd, &c, StepNoise::Given(&odd), None).is_err());
         let t = Tensor::zeros(gpu, &[3], "t").unwrap();
         let tab = Tensor::zeros(gpu, &[10], "tab").unwrap();
         assert!(q_sample(gpu, &a, &t, &tab, &b, None, &odd).is_err());
