@@ -1,6 +1,9 @@
 // Class embedding added to the time embedding (diffusers' `emb = emb + class_embedding(labels)`):
-//   out[n, j] = emb[n, j] + table[c(n), j],  c(n) = clamp(round(labels[n]), 0, rows - 1)
-// emb, out: [N, dim]; table: [rows, dim]; labels: [N] class indices as f32 (checked on the host).
+//   add_class_embedding:  out[n, j] = emb[n, j] + table[c(n), j]   (emb, out: [N, dim])
+//   class_embedding_grad: out[r, j] = Σ_{n : c(n) = r} emb[n, j]   (emb = dL/d(out) of the
+//                         forward, out = dL/d(table) [rows, dim]; `table` unused)
+// c(n) = clamp(round(labels[n]), 0, rows - 1); labels: [N] class indices as f32 (checked on the
+// host). No atomics: the gradient walks the batch once per table element.
 
 struct Params {
     n: u32,
@@ -24,4 +27,21 @@ fn add_class_embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     let row = i / p.dim;
     let c = min(u32(max(round(labels[row]), 0.0)), p.rows - 1u);
     out[i] = emb[i] + table[c * p.dim + i % p.dim];
+}
+
+@compute @workgroup_size(256)
+fn class_embedding_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.rows * p.dim {
+        return;
+    }
+    let r = i / p.dim;
+    let j = i % p.dim;
+    var s = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        if min(u32(max(round(labels[n]), 0.0)), p.rows - 1u) == r {
+            s += emb[n * p.dim + j];
+        }
+    }
+    out[i] = s;
 }

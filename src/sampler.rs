@@ -357,6 +357,16 @@ impl Trajectory {
     }
 }
 
+/// The labels of a model batch for `classes` (one per image): as they are, or for
+/// classifier-free guidance (`null` given) followed by as many `null`s for the unconditional half.
+pub fn batch_labels(classes: &[f32], null: Option<usize>) -> Vec<f32> {
+    let mut l = classes.to_vec();
+    if let Some(null) = null {
+        l.extend(std::iter::repeat_n(null as f32, classes.len()));
+    }
+    l
+}
+
 /// The run-wide element index of the first element of `x` (`[N, …]`) under `opts`.
 fn first_element(x: &Tensor, opts: &SamplerOptions) -> Result<u64> {
     let per_image = x.shape.get(1..).unwrap_or(&[]).iter().product::<usize>() as u64;

@@ -287,6 +287,18 @@ fn synthetic_mnist(root: &Path) {
     std::fs::write(root.join("mnist/train-images-idx3-ubyte"), bytes).unwrap();
 }
 
+/// [`synthetic_mnist`] plus labels (image i is class i % 10).
+fn synthetic_mnist_with_labels(root: &Path) {
+    synthetic_mnist(root);
+    let n = 40u32;
+    let mut bytes = Vec::new();
+    for v in [0x0801u32, n] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.extend((0..n).map(|i| (i % 10) as u8));
+    std::fs::write(root.join("mnist/train-labels-idx1-ubyte"), bytes).unwrap();
+}
+
 /// A fresh scratch folder for a training run: synthetic data, the tiny config, the output.
 struct TrainDirs {
     root: PathBuf,
@@ -763,4 +775,99 @@ fn sample_with_class_and_guidance_matches_the_cpu_reference() {
         png.to_str().unwrap(),
     ]);
     assert!(!ok && text.contains("not class-conditional"), "{text}");
+}
+
+/// `ddpm train --conditional`: a class-conditional model (10 classes + the null class) whose
+/// folder samples by class, with a grid of one row per class; resume needs the flag again;
+/// data without labels is a clear error.
+#[test]
+fn train_conditional_writes_a_class_conditional_model() {
+    let d = train_dirs("train_cond");
+    let (ok, text) = ddpm(&[
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        d.data.to_str().unwrap(),
+        "--config",
+        d.config.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--out",
+        d.out.to_str().unwrap(),
+        "--conditional",
+    ]);
+    assert!(!ok && text.contains("has no labels"), "{text}");
+    synthetic_mnist_with_labels(&d.data);
+    let train = |steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "mnist",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            "--config",
+            d.config.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch",
+            "4",
+            "--out",
+            d.out.to_str().unwrap(),
+            "--sample-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        ddpm(&args)
+    };
+    let (ok, text) = train("2", &["--conditional", "--label-dropout", "0.5"]);
+    assert!(ok, "{text}");
+    let cfg = ddpm::model::UNetConfig::from_json(
+        &std::fs::read_to_string(d.out.join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            cfg.num_class_embeds,
+            cfg.ddpm_null_class,
+            cfg.classes().len()
+        ),
+        (Some(11), Some(10), 10)
+    );
+    let grid = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(d.out.join("samples_000002.png")).unwrap(),
+    ));
+    let info = grid.read_info().unwrap().info().clone();
+    assert_eq!(
+        (info.width, info.height),
+        (2 * 28 + 3 * 2, 10 * 28 + 11 * 2),
+        "2 per class, a row each"
+    );
+    let (ok, text) = train("4", &["--resume"]);
+    assert!(
+        !ok && text.contains("--conditional cannot change"),
+        "{text}"
+    );
+    let (ok, text) = train("4", &["--resume", "--conditional"]);
+    assert!(ok, "{text}");
+    let (ok, text) = ddpm(&[
+        "sample",
+        "--model",
+        d.out.to_str().unwrap(),
+        "--class",
+        "all",
+        "--n",
+        "10",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--out",
+        d.root.join("by_class.png").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
 }

@@ -70,9 +70,16 @@ fn perturbed_weights(cfg: &UNetConfig) -> Weights {
     w
 }
 
-/// L = mean((UNet(x_t, t) − ε)²) on the CPU, in f64 accumulation.
-fn cpu_loss(cfg: &UNetConfig, w: &Weights, xt: &HostTensor, t: &[f32], noise: &[f32]) -> f64 {
-    let eps = cpu_unet::forward(cfg, w, xt, t).unwrap();
+/// L = mean((UNet(x_t, t[, labels]) − ε)²) on the CPU, in f64 accumulation.
+fn cpu_loss_labelled(
+    cfg: &UNetConfig,
+    w: &Weights,
+    xt: &HostTensor,
+    t: &[f32],
+    labels: Option<&[f32]>,
+    noise: &[f32],
+) -> f64 {
+    let eps = cpu_unet::forward_with_labels(cfg, w, xt, t, labels).unwrap();
     eps.data
         .iter()
         .zip(noise)
@@ -94,6 +101,15 @@ fn tape_gradients_with_centred_input() {
     tape_gradients_case(cfg);
 }
 
+/// A class-conditional model (3 classes + the null row): the class embedding's gradient too.
+#[test]
+fn tape_gradients_with_class_labels() {
+    let mut cfg = tiny_config();
+    cfg.num_class_embeds = Some(4);
+    cfg.ddpm_null_class = Some(3);
+    tape_gradients_case(cfg);
+}
+
 fn tape_gradients_case(cfg: UNetConfig) {
     let gpu = gpu();
     let weights = perturbed_weights(&cfg);
@@ -106,12 +122,19 @@ fn tape_gradients_case(cfg: UNetConfig) {
     )
     .unwrap();
     let x0 = batch(&tiny_data(), 0, 2);
-    let (loss, grads, xt, noise) = pollster::block_on(trainer.gradients(gpu, &x0, 3)).unwrap();
+    let classes: Option<&[u8]> = cfg.num_class_embeds.map(|_| &[2u8, 0][..]);
+    let (loss, grads, xt, noise) =
+        pollster::block_on(trainer.gradients(gpu, &x0, 3, classes)).unwrap();
     let xt = HostTensor {
         shape: vec![2, 1, 8, 8],
         data: xt,
     };
     let t = trainer.timesteps(3);
+    let labels = classes.map(|c| trainer.step_labels(3, c).unwrap());
+    let labels = labels.as_deref();
+    let cpu_loss = |cfg: &UNetConfig, w: &Weights, xt: &HostTensor, t: &[f32], noise: &[f32]| {
+        cpu_loss_labelled(cfg, w, xt, t, labels, noise)
+    };
     let l0 = cpu_loss(&cfg, &weights, &xt, &t, &noise);
     assert!(
         (l0 - loss as f64).abs() < 1e-4 * l0.max(1.0),
@@ -131,7 +154,8 @@ fn tape_gradients_case(cfg: UNetConfig) {
             || name.contains("conv_shortcut")
             || name.contains("downsamplers")
             || name.contains("upsamplers")
-            || name.contains("conv_out"))
+            || name.contains("conv_out")
+            || name.contains("class_embedding"))
         {
             continue;
         }
@@ -516,4 +540,38 @@ fn largest_fitting_batch_is_the_exact_boundary() {
     small.limits.max_storage_buffer_binding_size = 1 << 10;
     let none = Trainer::largest_fitting_batch(&small, &cfg, &sched, &weights, options(64));
     assert_eq!(none.unwrap(), None);
+}
+
+/// Label dropout replaces labels by the null class at about the requested rate, the same way
+/// every time for a step (so resume is exact), differently from step to step.
+#[test]
+fn label_dropout_is_seeded_and_near_its_rate() {
+    let mut cfg = tiny_config();
+    cfg.num_class_embeds = Some(4);
+    cfg.ddpm_null_class = Some(3);
+    let weights = perturbed_weights(&cfg);
+    let mut o = options(64);
+    o.label_dropout = 0.25;
+    let trainer =
+        Trainer::new(gpu(), cfg.clone(), SchedulerConfig::default(), &weights, o).unwrap();
+    let classes: Vec<u8> = (0..64).map(|i| (i % 3) as u8).collect();
+    let a = trainer.step_labels(5, &classes).unwrap();
+    assert_eq!(a, trainer.step_labels(5, &classes).unwrap());
+    assert_ne!(a, trainer.step_labels(6, &classes).unwrap());
+    let dropped = a.iter().filter(|&&l| l == 3.0).count();
+    assert!(
+        (6..=26).contains(&dropped),
+        "{dropped} of 64 dropped at p = 0.25"
+    );
+    for (l, &c) in a.iter().zip(&classes) {
+        assert!(*l == 3.0 || *l == c as f32);
+    }
+    // The null class is not a data class; dropout needs a null class.
+    assert!(trainer.step_labels(5, &[3; 64]).is_err());
+    let mut plain = cfg;
+    plain.ddpm_null_class = None;
+    let err = Trainer::new(gpu(), plain, SchedulerConfig::default(), &weights, o)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("ddpm_null_class"), "{err}");
 }

@@ -202,13 +202,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(all) = &labels {
             // This batch's classes (the padding of the last one repeats its last image's), then
             // the null class for the unconditional half.
-            let mut l: Vec<f32> = (0..batch)
+            let classes: Vec<f32> = (0..batch)
                 .map(|i| all[(run * batch + i).min(args.n - 1)])
                 .collect();
-            if let Some(null) = null_class {
-                l.extend(std::iter::repeat_n(null as f32, batch));
-            }
-            plan.set_labels(&gpu, Some(&l))?;
+            plan.set_labels(
+                &gpu,
+                Some(&ddpm::sampler::batch_labels(&classes, null_class)),
+            )?;
         }
         let mut sampler = Sampler::new(&gpu, &plan, &sched, &opts)?;
         if run == 0 && args.gif.is_some() {

@@ -16,6 +16,11 @@ const ADD_CLASS_EMBEDDING: KernelSpec = KernelSpec {
     ],
 };
 
+const CLASS_EMBEDDING_GRAD: KernelSpec = KernelSpec {
+    entry: "class_embedding_grad",
+    ..ADD_CLASS_EMBEDDING
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -69,6 +74,48 @@ pub fn add_class_embedding(
     ))
 }
 
+/// dtable `[rows, dim]` = dL/d(table) of [`add_class_embedding`] from its output gradient `dy`
+/// `[N, dim]` and `labels` `[N]` (overwritten; the gradient of `emb` is `dy` itself).
+pub fn class_embedding_grad(
+    gpu: &Gpu,
+    dy: &Tensor,
+    labels: &Tensor,
+    dtable: &Tensor,
+) -> Result<Dispatch> {
+    let (n, dim) = match dy.shape.as_slice() {
+        &[n, dim] if n > 0 && dim > 0 => (n, dim),
+        s => {
+            return Err(Error::Invalid(format!(
+                "class_embedding_grad: dy must be [N, dim], got {s:?}"
+            )))
+        }
+    };
+    let rows = match dtable.shape.as_slice() {
+        &[rows, d] if d == dim && rows > 0 => rows,
+        s => {
+            return Err(Error::Shape {
+                what: "class_embedding_grad dtable".into(),
+                expected: vec![dtable.shape.first().copied().unwrap_or(1).max(1), dim],
+                got: s.to_vec(),
+            })
+        }
+    };
+    crate::ops::same_shape("class_embedding_grad labels", &[n], &labels.shape)?;
+    let total = crate::ops::to_u32("class_embedding_grad", "elements", rows * dim)?;
+    let params = Params {
+        n: crate::ops::to_u32("class_embedding_grad", "samples", n)?,
+        dim: dim as u32,
+        rows: rows as u32,
+        _pad: 0,
+    };
+    Ok(gpu.dispatch(
+        &CLASS_EMBEDDING_GRAD,
+        &params,
+        &[&dy.buffer, &dy.buffer, &labels.buffer, &dtable.buffer],
+        grid(total.div_ceil(256)),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +146,30 @@ mod tests {
         }
         let want = cpu::embedding::add_class_embedding(&[0.0; 2], &[1.0, 2.0], &[7.0, -3.0], 1);
         assert_eq!(want, vec![2.0, 1.0], "clamped to the last and first rows");
+    }
+
+    #[test]
+    fn gradient_matches_cpu() {
+        let gpu = gpu();
+        let mut rng = Rng::new(5);
+        for (n, dim, rows) in [(1, 1, 1), (4, 7, 3), (9, 128, 11), (3, 257, 5)] {
+            let dy = rng.normals(n * dim, 1.0);
+            // Repeated classes, and classes nobody uses (zero rows).
+            let labels: Vec<f32> = (0..n).map(|i| ((i * 2) % rows) as f32).collect();
+            let tdy = Tensor::from_slice(gpu, &[n, dim], &dy, "dy").unwrap();
+            let tl = Tensor::from_slice(gpu, &[n], &labels, "labels").unwrap();
+            let out = Tensor::from_slice(gpu, &[rows, dim], &vec![9.0; rows * dim], "dt").unwrap();
+            let d = class_embedding_grad(gpu, &tdy, &tl, &out).unwrap();
+            pollster::block_on(gpu.run(&[d])).unwrap();
+            let want = cpu::embedding::class_embedding_grad(&dy, &labels, rows, dim);
+            crate::testing::assert_close(
+                &out.read_blocking(gpu).unwrap(),
+                &want,
+                1e-6,
+                1e-6,
+                "grad",
+            );
+        }
     }
 
     #[test]

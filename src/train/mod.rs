@@ -34,6 +34,10 @@ pub struct TrainOptions {
     pub ema_decay: f32,
     /// Seed of the timesteps and noise of every step.
     pub seed: u64,
+    /// Class-conditional models: the probability that a sample's label is replaced by the
+    /// model's null class (classifier-free guidance training; 0 for none).
+    #[serde(default)]
+    pub label_dropout: f32,
 }
 
 /// Largest training batch accepted ([`TrainOptions::validate`]).
@@ -68,7 +72,7 @@ impl TrainOptions {
         }
         let unit = |x: f32| (0.0..1.0).contains(&x);
         let non_negative = |x: f32| x.is_finite() && x >= 0.0;
-        let checks: [(&str, f32, bool, &str); 7] = [
+        let checks: [(&str, f32, bool, &str); 8] = [
             (
                 "lr",
                 self.lr,
@@ -101,6 +105,12 @@ impl TrainOptions {
                 (0.0..=1.0).contains(&self.ema_decay),
                 "must lie in [0, 1]",
             ),
+            (
+                "label_dropout",
+                self.label_dropout,
+                (0.0..=1.0).contains(&self.label_dropout),
+                "must lie in [0, 1]",
+            ),
         ];
         for (key, value, ok, reason) in checks {
             if !ok {
@@ -124,6 +134,7 @@ impl Default for TrainOptions {
             max_grad_norm: 1.0,
             ema_decay: 0.999,
             seed: 0,
+            label_dropout: 0.0,
         }
     }
 }
@@ -144,6 +155,8 @@ pub struct Trainer {
     ema: HashMap<String, Tensor>,
     x0: Tensor,
     t: Tensor,
+    /// Class labels `[N]` of a class-conditional model.
+    labels: Option<Tensor>,
     noise: Tensor,
     xt: Tensor,
     alphas_cumprod: Tensor,
@@ -273,11 +286,11 @@ impl Trainer {
         options: TrainOptions,
     ) -> Result<Self> {
         config.validate()?;
-        if let Some(n) = config.num_class_embeds {
+        if options.label_dropout > 0.0 && config.ddpm_null_class.is_none() {
             return Err(Error::Config {
-                key: "num_class_embeds".into(),
-                value: n.to_string(),
-                reason: "training class-conditional models is not supported yet (sampling them is)"
+                key: "label_dropout".into(),
+                value: options.label_dropout.to_string(),
+                reason: "needs a class-conditional model with a ddpm_null_class to drop labels to"
                     .into(),
             });
         }
@@ -311,6 +324,10 @@ impl Trainer {
         let noise = Tensor::zeros(gpu, &shape, "noise")?;
         let xt = Tensor::zeros(gpu, &shape, "x_t")?;
         let t = Tensor::zeros(gpu, &[options.batch], "t")?;
+        let labels = match config.num_class_embeds {
+            Some(_) => Some(Tensor::zeros(gpu, &[options.batch], "class labels")?),
+            None => None,
+        };
         let schedule = scheduler.schedule()?;
         let ac = schedule.alphas_cumprod();
         let alphas_cumprod = Tensor::from_slice(gpu, &[ac.len()], &ac, "alphas_cumprod")?;
@@ -320,7 +337,8 @@ impl Trainer {
         // Forward on the tape, L_simple, backward.
         let mut tape = Tape::new(gpu, &params);
         let (xn, tn) = (tape.input(&xt), tape.input(&t));
-        let eps = unet::forward(&mut tape, &config, &xn, &tn, None)?;
+        let ln = labels.as_ref().map(|l| tape.input(l));
+        let eps = unet::forward(&mut tape, &config, &xn, &tn, ln.as_ref())?;
         let mut graph = std::mem::take(&mut tape.forward);
         graph.extend(ops::loss::mse_loss(
             gpu,
@@ -374,6 +392,7 @@ impl Trainer {
             ema,
             x0,
             t,
+            labels,
             noise,
             xt,
             alphas_cumprod,
@@ -474,9 +493,73 @@ impl Trainer {
         }
     }
 
+    /// The class labels step `step` trains on: the samples' `classes`, each replaced by the null
+    /// class with probability `label_dropout` (from the seed, so a resumed run drops the same).
+    pub fn step_labels(&self, step: u64, classes: &[u8]) -> Result<Vec<f32>> {
+        let model_classes = self.config.classes();
+        if classes.len() != self.options.batch {
+            return Err(Error::Invalid(format!(
+                "{} class labels for a batch of {}",
+                classes.len(),
+                self.options.batch
+            )));
+        }
+        if let Some(bad) = classes
+            .iter()
+            .find(|&&c| !model_classes.contains(&(c as usize)))
+        {
+            return Err(Error::Invalid(format!(
+                "data label {bad} is not one of the model's {} classes",
+                model_classes.len()
+            )));
+        }
+        let p = self.options.label_dropout as f64;
+        Ok(classes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let r = crate::cpu::sampling::rng_u32x4(
+                    self.options.seed ^ LABEL_DROPOUT_SEED,
+                    step as u32,
+                    i as u64,
+                );
+                let u = r[0] as f64 / 4_294_967_296.0;
+                match self.config.ddpm_null_class {
+                    Some(null) if u < p => null as f32,
+                    _ => c as f32,
+                }
+            })
+            .collect())
+    }
+
+    /// [`Trainer::step`] for a class-conditional model: `classes` are the samples' data labels
+    /// (see [`Trainer::step_labels`]).
+    pub fn step_with_labels(&mut self, gpu: &Gpu, x0: &[f32], classes: &[u8]) -> Result<()> {
+        let labels = self.step_labels(self.step, classes)?;
+        match &self.labels {
+            Some(t) => t.write(gpu, &labels)?,
+            None => {
+                return Err(Error::Invalid(
+                    "class labels given, but the model has no class embedding (num_class_embeds is null)"
+                        .into(),
+                ))
+            }
+        }
+        self.submit_step(gpu, x0)
+    }
+
     /// Records and submits one training step on `x0` (`[N, C, H, W]` flattened, in [−1, 1]).
     /// Does not wait; read the loss with [`Trainer::read_loss`].
     pub fn step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
+        if let Some(n) = self.config.num_class_embeds {
+            return Err(Error::Invalid(format!(
+                "the model is class-conditional ({n} class embeddings): train with step_with_labels"
+            )));
+        }
+        self.submit_step(gpu, x0)
+    }
+
+    fn submit_step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
         if self.step >= MAX_STEPS {
             return Err(Error::Invalid(format!(
                 "training stops at {MAX_STEPS} steps (AdamW counts steps in 32 bits)"
@@ -549,13 +632,18 @@ impl Trainer {
     }
 
     /// Runs only the forward pass, loss and backward of step `step` on `x0` (no update) and
-    /// returns (loss, gradients in diffusers' naming, x_t, ε): what a gradient check needs.
+    /// returns (loss, gradients in diffusers' naming, x_t, ε): what a gradient check needs
+    /// (`classes`: the data labels of a class-conditional model).
     pub async fn gradients(
         &self,
         gpu: &Gpu,
         x0: &[f32],
         step: u64,
+        classes: Option<&[u8]>,
     ) -> Result<(f32, Weights, Vec<f32>, Vec<f32>)> {
+        if let (Some(t), Some(c)) = (&self.labels, classes) {
+            t.write(gpu, &self.step_labels(step, c)?)?;
+        }
         self.x0.write(gpu, x0)?;
         self.t.write(gpu, &self.timesteps(step))?;
         let mut d = vec![self.q_sample(gpu, step)?];
@@ -596,5 +684,7 @@ impl Trainer {
 
 /// Mixed into the seed for the per-step timesteps (CPU side; stream = step, index = sample).
 const TIMESTEP_SEED: u64 = 0x7157_5EED_0000_0001;
+/// Seed offset of the label dropout draws.
+const LABEL_DROPOUT_SEED: u64 = 0x7157_5EED_0000_0002;
 /// RNG streams of the per-step training noise start here (one stream per step).
 const NOISE_STREAM_BASE: u32 = 0x4000_0000;

@@ -75,6 +75,12 @@ enum Op {
         heads: usize,
         out: usize,
     },
+    ClassEmbedding {
+        emb: usize,
+        labels: usize,
+        prefix: String,
+        out: usize,
+    },
     Concat {
         a: usize,
         b: usize,
@@ -149,21 +155,24 @@ impl<'a> Tape<'a> {
                     }
                 }))
             };
-        // The weight and bias of layer `prefix` and fresh gradient buffers for them (each
-        // parameter is used once per pass, so its gradient is written once).
+        // Parameter `name` and a fresh gradient buffer for it (each parameter is used once per
+        // pass, so its gradient is written once).
         let params = self.params;
-        let mut weight_and_bias = |prefix: &str| -> Result<[Tensor; 4]> {
-            let mut grad_for = |name: String| -> Result<(Tensor, Tensor)> {
-                let p = params.get(&name)?.clone();
-                if param_grads.contains_key(&name) {
-                    return Err(Error::Invalid(format!(
-                        "parameter {name} used twice in one pass"
-                    )));
-                }
-                let g = Tensor::zeros(gpu, &p.shape, &format!("grad {name}"))?;
-                param_grads.insert(name, g.clone());
-                Ok((p, g))
-            };
+        let mut grad_for = |name: String| -> Result<(Tensor, Tensor)> {
+            let p = params.get(&name)?.clone();
+            if param_grads.contains_key(&name) {
+                return Err(Error::Invalid(format!(
+                    "parameter {name} used twice in one pass"
+                )));
+            }
+            let g = Tensor::zeros(gpu, &p.shape, &format!("grad {name}"))?;
+            param_grads.insert(name, g.clone());
+            Ok((p, g))
+        };
+        // The weight and bias of layer `prefix` with their gradient buffers.
+        let weight_and_bias = |grad_for: &mut dyn FnMut(String) -> Result<(Tensor, Tensor)>,
+                               prefix: &str|
+         -> Result<[Tensor; 4]> {
             let (w, dw) = grad_for(format!("{prefix}.weight"))?;
             let (b, db) = grad_for(format!("{prefix}.bias"))?;
             Ok([w, b, dw, db])
@@ -181,7 +190,7 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let [w, b, dw, db] = weight_and_bias(prefix)?;
+                    let [w, b, dw, db] = weight_and_bias(&mut grad_for, prefix)?;
                     let dx = grad_of(&mut grads, *x)?;
                     d.extend(ops::linear_backward::linear_backward(
                         gpu,
@@ -210,7 +219,7 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let [w, _, dw, db] = weight_and_bias(prefix)?;
+                    let [w, _, dw, db] = weight_and_bias(&mut grad_for, prefix)?;
                     let w4 = conv_view(&w);
                     let dw4 = conv_view(&dw);
                     d.extend(ops::conv2d_backward::conv2d_backward_weight(
@@ -250,7 +259,7 @@ impl<'a> Tape<'a> {
                     let Some(dy) = grads[*out].clone() else {
                         continue;
                     };
-                    let [gamma, beta, dgamma, dbeta] = weight_and_bias(prefix)?;
+                    let [gamma, beta, dgamma, dbeta] = weight_and_bias(&mut grad_for, prefix)?;
                     let Some((dx, acc)) = grad_of(&mut grads, *x)? else {
                         return Err(Error::Invalid("group norm of a constant".into()));
                     };
@@ -287,6 +296,27 @@ impl<'a> Tape<'a> {
                         acc,
                         &view(&dqkv, &[n, 3 * c, l]),
                     )?);
+                }
+                Op::ClassEmbedding {
+                    emb,
+                    labels,
+                    prefix,
+                    out,
+                } => {
+                    let Some(dy) = grads[*out].clone() else {
+                        continue;
+                    };
+                    // A table without bias.
+                    let (_, g) = grad_for(format!("{prefix}.weight"))?;
+                    d.push(ops::embedding::class_embedding_grad(
+                        gpu,
+                        &dy,
+                        &self.nodes[*labels],
+                        &g,
+                    )?);
+                    if let Some((de, acc)) = grad_of(&mut grads, *emb)? {
+                        d.push(ops::grad_utils::scale_into(gpu, &dy, 1.0, acc, &de)?);
+                    }
                 }
                 Op::Concat { a, b, out } => {
                     let Some(dy) = grads[*out].clone() else {
@@ -342,10 +372,7 @@ impl Recorder for Tape<'_> {
         let op = match op {
             // The timestep embedding and the centred input have no parameters and need no
             // gradient.
-            // Class-conditional training is refused by `Trainer::new` before recording.
-            Recorded::TimestepEmbedding { out }
-            | Recorded::CenterInput { out }
-            | Recorded::ClassEmbedding { out, .. } => {
+            Recorded::TimestepEmbedding { out } | Recorded::CenterInput { out } => {
                 self.no_grad[out.id].set(true);
                 return;
             }
@@ -398,6 +425,17 @@ impl Recorder for Tape<'_> {
             Recorded::Attention { qkv, heads, out } => Op::Attention {
                 qkv: qkv.id,
                 heads,
+                out: out.id,
+            },
+            Recorded::ClassEmbedding {
+                emb,
+                labels,
+                prefix,
+                out,
+            } => Op::ClassEmbedding {
+                emb: emb.id,
+                labels: labels.id,
+                prefix: prefix.to_string(),
                 out: out.id,
             },
             Recorded::Concat { a, b, out } => Op::Concat {
