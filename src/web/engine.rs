@@ -179,8 +179,10 @@ impl Engine {
         cap: usize,
         opts: &SamplerOptions,
     ) -> Result<usize> {
-        let want = n.min(cap).clamp(1, self.max_batch);
-        if self.batch() != Some(want) {
+        // A guided batch holds each image twice (conditional, then unconditional).
+        let copies = if opts.guidance.is_some() { 2 } else { 1 };
+        let want = copies * n.min(cap).clamp(1, self.max_batch);
+        if self.plan_batch() != Some(want) {
             // Free the old plan (and the sampler over it) before recording a new one.
             self.sampler = None;
             self.plan = None;
@@ -188,15 +190,21 @@ impl Engine {
                 .unet
                 .plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
             let batch = plan.x().shape[0];
+            if batch < copies {
+                return Err(Error::Invalid(
+                    "the device cannot hold the two halves of a guided batch of one image".into(),
+                ));
+            }
             if batch < want {
-                self.max_batch = batch;
+                self.max_batch = batch / copies;
             }
             self.plan = Some(plan);
             self.plans_recorded += 1;
         }
         let reuse = self.sampler.as_ref().is_some_and(|s| {
             let o = s.options();
-            (o.kind, o.variance, o.clip) == (opts.kind, opts.variance, opts.clip)
+            (o.kind, o.variance, o.clip, o.guidance)
+                == (opts.kind, opts.variance, opts.clip, opts.guidance)
         });
         if reuse {
             let s = self.sampler.as_mut().expect("checked above");
@@ -207,13 +215,22 @@ impl Engine {
             self.sampler = Some(Sampler::new(gpu, plan, scheduler, opts)?);
             self.samplers_created += 1;
         }
-        Ok(self.batch().expect("planned above"))
+        Ok(self.plan_batch().expect("planned above") / copies)
     }
 
-    /// The batch size of the recorded forward pass.
-    pub fn batch(&self) -> Option<usize> {
-        use crate::model::EpsModel;
+    /// The batch size of the recorded forward pass (twice the images when guided).
+    fn plan_batch(&self) -> Option<usize> {
         self.plan.as_ref().map(|p| p.x().shape[0])
+    }
+
+    /// Writes the class labels of the recorded forward pass (see
+    /// [`crate::sampler::batch_labels`]).
+    pub fn set_labels(&self, gpu: &Gpu, labels: &[f32]) -> Result<()> {
+        let plan = self
+            .plan
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("no forward pass is recorded".into()))?;
+        plan.set_labels(gpu, Some(labels))
     }
 
     /// The sampler readied by [`Engine::prepare`].

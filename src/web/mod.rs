@@ -5,6 +5,7 @@
 //! Stable element ids (used by `web/e2e/`):
 //! - sampling controls: `n-samples`, `seed`, `seed-random`, `sampler` (`ddpm`|`ddim`),
 //!   `ddim-options`, `ddim-steps`, `ddim-eta`, `variance` (`fixed_small`|`fixed_large`),
+//!   `class-options`, `class` (`each` or a class index), `guidance` (0–8), `guidance-value`,
 //!   `generate`, `stop`, `export-png`;
 //! - progress: `run-progress`, `stat-steps`, `stat-rate`, `stat-elapsed`, `run-status`, `run-error`;
 //! - reverse-process viewer: `canvas-xt`, `canvas-x0`, `view-t` (frame index: 0 = x_T … last =
@@ -428,6 +429,7 @@ fn wire_controls() {
         dom::el::<HtmlInputElement>("seed").set_value_as_number(seed);
     });
     dom::on::<web_sys::Event>("sampler", "change", |_| show_sampler_options());
+    dom::on::<web_sys::Event>("guidance", "input", |_| show_guidance());
     dom::on::<web_sys::Event>("n-samples", "change", |_| {
         let n = read_n();
         dom::el::<HtmlInputElement>("n-samples").set_value_as_number(n as f64);
@@ -543,7 +545,51 @@ fn read_config(scheduler: &SchedulerConfig) -> RunConfig {
         },
         variance: VarianceType::parse(&dom::select_value("variance"))
             .unwrap_or(scheduler.variance_type),
+        class: dom::select_value("class").parse().ok(),
+        guidance: dom::input_f64("guidance", 1.0) as f32,
     }
+}
+
+/// Shows the class picker and guidance slider for a class-conditional model (classes by name
+/// where the model names them), hides them otherwise.
+fn show_class_controls(config: &crate::model::UNetConfig) {
+    let classes = config.classes();
+    dom::set_hidden("class-options", classes.is_empty());
+    let names = config.ddpm_class_names.clone().unwrap_or_default();
+    let mut html = String::from("<option value=\"each\" selected>One of each</option>");
+    for (i, c) in classes.iter().enumerate() {
+        let name = names.get(i).cloned().unwrap_or_else(|| c.to_string());
+        html.push_str(&format!(
+            "<option value=\"{c}\">{}</option>",
+            escape_html(&name)
+        ));
+    }
+    dom::set_html("class", &html);
+    let guided = config.ddpm_null_class.is_some();
+    let w = config.ddpm_guidance_scale.unwrap_or(1.0);
+    let slider = dom::el::<HtmlInputElement>("guidance");
+    slider.set_value_as_number(if guided { w } else { 1.0 });
+    slider.set_disabled(!guided);
+    show_guidance();
+}
+
+/// `s` with `&`, `<`, `>` and `"` escaped for HTML.
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The guidance value beside its slider.
+fn show_guidance() {
+    let w = dom::input_f64("guidance", 1.0);
+    let what = match w {
+        0.0 => " (unconditional)",
+        1.0 => " (plain conditional)",
+        _ => "",
+    };
+    dom::set_text("guidance-value", &format!("w = {w}{what}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -664,7 +710,7 @@ async fn run_batches(
             &model.scheduler,
             n,
             app.batch_cap.get(),
-            &cfg.options(&model.scheduler, 0),
+            &cfg.options_for(&model.config, &model.scheduler, 0),
         )
         .map_err(err)?;
     let runs = n.div_ceil(batch);
@@ -696,6 +742,12 @@ async fn run_batches(
     for r in 0..runs {
         let first = r * batch;
         let seed = cfg.seed;
+        let classes = cfg.classes(&model.config, first, batch);
+        if !classes.is_empty() {
+            let null = guided_null_class(model, cfg);
+            let labels = crate::sampler::batch_labels(&classes, null);
+            engine.set_labels(gpu, &labels).map_err(err)?;
+        }
         let sampler = engine.sampler().ok_or("no sampler was prepared")?;
         if r > 0 {
             // The step noise of images first.. (keyed by their index in the whole run).
@@ -750,6 +802,13 @@ async fn run_batches(
     }
     *app.last_samples.borrow_mut() = Some((samples, shape));
     Ok(false)
+}
+
+/// The null class of a guided run of `model` under `cfg` (`None`: no guidance).
+fn guided_null_class(model: &Model, cfg: &RunConfig) -> Option<usize> {
+    cfg.options_for(&model.config, &model.scheduler, 0)
+        .guidance
+        .and(model.config.ddpm_null_class)
 }
 
 fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
@@ -1165,6 +1224,7 @@ fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
         show_sampler_options();
     }
     dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
+    show_class_controls(&model.config);
     dom::el::<HtmlInputElement>("ddim-steps")
         .set_max(&model.scheduler.num_train_timesteps.to_string());
     *app.schedule.borrow_mut() = Rc::new(ScheduleView::new(&model.scheduler));

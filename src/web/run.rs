@@ -1,6 +1,7 @@
 //! What the page asks of a Generate (sampler settings) and what it keeps of one (the frames the
 //! timestep slider shows).
 
+use crate::model::UNetConfig;
 use crate::sampler::{SamplerKind, SamplerOptions, Snapshot, SnapshotData};
 use crate::schedule::{SchedulerConfig, VarianceType};
 
@@ -12,6 +13,10 @@ pub struct RunConfig {
     pub seed: u64,
     pub kind: SamplerKind,
     pub variance: VarianceType,
+    /// Class-conditional models: the class of every image (`None`: one of each in turn).
+    pub class: Option<usize>,
+    /// Classifier-free guidance scale (1: plain conditional).
+    pub guidance: f32,
 }
 
 impl RunConfig {
@@ -23,6 +28,36 @@ impl RunConfig {
         o.first_image = first_image as u64;
         o.variance = self.variance;
         o
+    }
+
+    /// `options` for `config`'s model: with guidance when it is class-conditional, has a null
+    /// class and the scale is not 1.
+    pub fn options_for(
+        &self,
+        config: &UNetConfig,
+        scheduler: &SchedulerConfig,
+        first_image: usize,
+    ) -> SamplerOptions {
+        let mut o = self.options(scheduler, first_image);
+        if config.ddpm_null_class.is_some() && self.guidance != 1.0 {
+            o.guidance = Some(self.guidance);
+        }
+        o
+    }
+
+    /// The class of each of images `first..first + count` (padding repeats the last image's),
+    /// empty for an unconditional model.
+    pub fn classes(&self, config: &UNetConfig, first: usize, count: usize) -> Vec<f32> {
+        let classes = config.classes();
+        if classes.is_empty() {
+            return Vec::new();
+        }
+        (first..first + count)
+            .map(|i| {
+                let i = i.min(self.n.saturating_sub(1));
+                self.class.unwrap_or(classes[i % classes.len()]) as f32
+            })
+            .collect()
     }
 
     /// e.g. `DDIM · 50 steps · η = 0` or `DDPM · σ² = β̃_t`.

@@ -499,3 +499,43 @@ test('models by Hub id: both layouts from a test Hub, cached for the next load, 
     await hub.close();
   }
 });
+
+test('a class-conditional model: class picker and guidance; the page draws what the CLI draws', async () => {
+  const dir = new URL('../../tests/fixtures/unet_class_cond/', import.meta.url);
+  const config = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
+  config.ddpm_null_class = 10;
+  const hub = await startHub({
+    'test/cond/config.json': Buffer.from(JSON.stringify(config)),
+    'test/cond/diffusion_pytorch_model.safetensors': readFileSync(new URL('diffusion_pytorch_model.safetensors', dir)),
+  });
+  const { page, close } = await openWithGpu(`${BASE}?model=hf:test/cond&hub=${hub.url}`);
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    assert.equal(await page.isVisible('#class-options'), true);
+    const options = await page.$$eval('#class option', (o) => o.map((x) => x.value));
+    assert.deepEqual(options, ['each', ...Array.from({ length: 10 }, (_, i) => String(i))], 'ten classes, not the null row');
+    assert.equal(await page.isEnabled('#guidance'), true);
+    // `ddpm sample --class 3 --guidance 2.5 --n 4 --seed 7 --sampler ddim --steps 10`.
+    await page.selectOption('#class', '3');
+    await setRange(page, 'guidance', 2.5);
+    assert.match(await page.textContent('#guidance-value'), /w = 2\.5/);
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    const guided = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(new URL('./fixtures/cond-ddim10-class3-w2.5-seed7.npy', import.meta.url).pathname);
+    const diff = maxAbsDiff(guided, native.data);
+    console.log(`guided page vs native ddpm sample: max |Δ| = ${diff.toExponential(2)}`);
+    assert.ok(diff < NATIVE_TOL, `guided samples differ from the CLI's by ${diff}`);
+    // Guidance 1 (plain conditional) draws something else from the same seed.
+    await setRange(page, 'guidance', 1);
+    assert.match(await page.textContent('#guidance-value'), /plain conditional/);
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    const plain = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    assert.ok(maxAbsDiff(plain, guided) > 1e-2, 'guidance changed nothing');
+    assert.deepEqual(page.errors.filter((e) => !/Failed to load resource.*404/.test(e)), []);
+  } finally {
+    await close();
+    await hub.close();
+  }
+});
