@@ -117,6 +117,8 @@ struct App {
     frames: RefCell<Option<Frames>>,
     /// Final samples of the last finished Generate, `[N, C, H, W]`.
     last_samples: RefCell<Option<(Vec<f32>, [usize; 4])>>,
+    /// The planned steps of the last Generate (for the update the slider's frame takes).
+    last_plan: RefCell<Option<Vec<crate::sampler::PlannedStep>>>,
     /// Latest frame of the running Generate, waiting to be drawn.
     live: RefCell<Option<LiveFrame>>,
     draw_pending: Cell<bool>,
@@ -139,6 +141,7 @@ thread_local! {
         schedule: RefCell::new(Rc::new(ScheduleView::new(&SchedulerConfig::default()))),
         frames: RefCell::new(None),
         last_samples: RefCell::new(None),
+        last_plan: RefCell::new(None),
         live: RefCell::new(None),
         draw_pending: Cell::new(false),
         running: Cell::new(false),
@@ -647,12 +650,10 @@ async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
         .ok_or("No model loaded: load one below.")?;
     let cfg = read_config(&model.scheduler);
     // Check the settings (DDIM steps, η, schedule) before touching the GPU.
-    let timesteps: Vec<usize> =
-        crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|p| p.t)
-            .collect();
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
+        .map_err(|e| e.to_string())?;
+    let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
+    *app.last_plan.borrow_mut() = Some(plan);
     let mut engine = take_engine(app, &gpu, generation, &model)?;
     let outcome = run_batches(app, &gpu, &mut engine, &model, &cfg, timesteps).await;
     let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
@@ -911,6 +912,51 @@ fn show_selected_frame() {
     draw_pair(f.x(i), f.x0(i), f.shape);
     dom::set_text("view-t-label", &f.label(i));
     dom::set_disabled("export-png", false);
+    let step = app.last_plan.borrow().as_ref().and_then(|p| p.get(i).copied());
+    let schedule = app.schedule.borrow().clone();
+    dom::set_text(
+        "step-math",
+        &step.map_or(String::new(), |s| step_math(&s, &schedule)),
+    );
+}
+
+/// The update frame `step` takes, written out with its numbers (the DDPM paper's form for DDPM,
+/// Song et al.'s for DDIM) and how much of x_{t−1}'s variance the fresh noise σ_t·z is.
+fn step_math(step: &crate::sampler::PlannedStep, s: &ScheduleView) -> String {
+    use crate::sampler::StepCoefs;
+    let t = step.t;
+    let (abar, beta) = (s.abar[t] as f64, s.betas[t] as f64);
+    let prev = step.prev.map_or("0 (the sample)".to_string(), |p| p.to_string());
+    let head = format!(
+        "t = {t} → {prev}: ᾱ_t = {abar:.5}, SNR = ᾱ/(1−ᾱ) = {:.4}",
+        abar / (1.0 - abar)
+    );
+    let (update, sigma) = match step.coefs {
+        StepCoefs::Ddpm(c) => (
+            format!(
+                "x_t−1 = 1/√α_t · (x_t − β_t/√(1−ᾱ_t) · ε̂) + σ_t·z = {:.5} · (x_t − {:.5} · ε̂) + {:.5} · z \
+                 (β_t = {beta:.6})",
+                1.0 / (1.0 - beta).sqrt(),
+                beta / (1.0 - abar).sqrt(),
+                c.sigma
+            ),
+            c.sigma as f64,
+        ),
+        StepCoefs::Ddim(c) => (
+            format!(
+                "x_t−1 = √ᾱ_prev · x̂0 + √(1−ᾱ_prev−σ²) · ε̂ + σ·z = {:.5} · x̂0 + {:.5} · ε̂ + {:.5} · z",
+                c.sqrt_ab_prev, c.c_dir, c.sigma
+            ),
+            c.sigma as f64,
+        ),
+    };
+    // x_{t−1} has (about) unit variance along the forward process, so σ² is the noise's share.
+    let share = format!(
+        "fresh noise σ² = {:.2e}: {:.1} % of x_t−1's variance, the rest from the mean",
+        sigma * sigma,
+        100.0 * (sigma * sigma).min(1.0)
+    );
+    format!("{head}\n{update}\n{share}")
 }
 
 fn export_png() {

@@ -126,6 +126,18 @@ test('generate with the placeholder model, scrub, export, forward view (WebGPU)'
     assert.equal(await page.getAttribute('#view-t', 'max'), '10');
     await setRange(page, 'view-t', 0);
     assert.equal(await page.textContent('#view-t-label'), 't = 900');
+    // The update that frame takes, with the schedule's numbers (linear β 1e-4 → 0.02, T = 1000).
+    const abar = [];
+    let prod = 1;
+    for (let i = 0; i < 1000; i++) {
+      prod *= 1 - (1e-4 + (0.02 - 1e-4) * (i / 999));
+      abar.push(prod);
+    }
+    const math = await page.textContent('#step-math');
+    assert.match(math, /t = 900 → 800/);
+    assert.ok(math.includes(`ᾱ_t = ${abar[900].toFixed(5)}`), math);
+    assert.ok(math.includes(`= ${Math.sqrt(abar[800]).toFixed(5)} · x̂0`), math);
+    assert.match(math, /fresh noise σ² = 0\.00e0: 0\.0 %/, 'DDIM η = 0 adds no noise');
     const noisy = await canvasStats(page, 'canvas-xt');
     assert.notEqual(noisy.hash, final.hash, 'scrubbing did not change x_t');
     assert.ok(noisy.std > 10);
