@@ -912,7 +912,11 @@ fn show_selected_frame() {
     draw_pair(f.x(i), f.x0(i), f.shape);
     dom::set_text("view-t-label", &f.label(i));
     dom::set_disabled("export-png", false);
-    let step = app.last_plan.borrow().as_ref().and_then(|p| p.get(i).copied());
+    let step = app
+        .last_plan
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.get(i).copied());
     let schedule = app.schedule.borrow().clone();
     dom::set_text(
         "step-math",
@@ -926,7 +930,9 @@ fn step_math(step: &crate::sampler::PlannedStep, s: &ScheduleView) -> String {
     use crate::sampler::StepCoefs;
     let t = step.t;
     let (abar, beta) = (s.abar[t] as f64, s.betas[t] as f64);
-    let prev = step.prev.map_or("0 (the sample)".to_string(), |p| p.to_string());
+    let prev = step
+        .prev
+        .map_or("0 (the sample)".to_string(), |p| p.to_string());
     let head = format!(
         "t = {t} → {prev}: ᾱ_t = {abar:.5}, SNR = ᾱ/(1−ᾱ) = {:.4}",
         abar / (1.0 - abar)
