@@ -84,21 +84,25 @@ def check_params(model, d):
     return loaded
 
 
+# The `unet_tiny` architecture (also `unet_class_cond`'s, with a class embedding).
+TINY = dict(
+    sample_size=16,
+    in_channels=1,
+    out_channels=1,
+    block_out_channels=(16, 32, 32),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=1,
+    norm_num_groups=8,
+    attention_head_dim=8,
+)
+
+
 def make_tiny(out):
     d = os.path.join(out, "unet_tiny")
     shutil.rmtree(d, ignore_errors=True)
     torch.manual_seed(0)
-    model = UNet2DModel(
-        sample_size=16,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(16, 32, 32),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-    )
+    model = UNet2DModel(**TINY)
     perturb(model, 1)
     model.eval()
     model.save_pretrained(d, safe_serialization=True)
@@ -277,18 +281,7 @@ def make_class_cond(out):
     d = os.path.join(out, "unet_class_cond")
     shutil.rmtree(d, ignore_errors=True)
     torch.manual_seed(30)
-    model = UNet2DModel(
-        sample_size=16,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(16, 32, 32),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-        num_class_embeds=11,
-    )
+    model = UNet2DModel(**TINY, num_class_embeds=11)
     perturb(model, 31)
     model.eval()
     model.save_pretrained(d, safe_serialization=True)

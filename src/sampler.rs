@@ -59,6 +59,16 @@ pub struct SamplerOptions {
 }
 
 impl SamplerOptions {
+    /// Model-batch entries per drawn image: 2 with guidance (the conditional and unconditional
+    /// halves), else 1.
+    pub fn copies_per_image(&self) -> usize {
+        if self.guidance.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Options following `config` (`variance_type`, `clip_sample`, `clip_sample_range`).
     pub fn new(config: &SchedulerConfig, kind: SamplerKind, seed: u64) -> Self {
         SamplerOptions {
@@ -684,20 +694,14 @@ impl Sampler {
 
     /// Bytes of the images the run draws: all of x, or its conditional half when guided.
     fn out_bytes(&self) -> u64 {
-        match self.opts.guidance {
-            Some(_) => self.x.bytes() / 2,
-            None => self.x.bytes(),
-        }
+        self.x.bytes() / self.opts.copies_per_image() as u64
     }
 }
 
 /// The x_T draw of `opts` into `x` (for a guided batch both halves get the first half's draw).
 fn init_noise(gpu: &Gpu, x: &Tensor, opts: &SamplerOptions) -> Result<Dispatch> {
     let first = first_element(x, opts)?;
-    let period = match opts.guidance {
-        Some(_) => x.numel() / 2,
-        None => x.numel(),
-    };
+    let period = x.numel() / opts.copies_per_image();
     ops::noise_repeated(gpu, x, opts.seed, INIT_STREAM, first, period)
 }
 

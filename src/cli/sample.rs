@@ -167,8 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let gpu = super::gpu()?;
     let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-    // A guided batch holds each image twice (conditional, then unconditional).
-    let copies = if opts.guidance.is_some() { 2 } else { 1 };
+    let copies = opts.copies_per_image();
     let plan = unet.plan_fitting(&gpu, &unet.sample_shape(copies * args.batch.min(args.n))?)?;
     let mut shape = plan.x().shape.clone();
     let batch = shape[0] / copies;

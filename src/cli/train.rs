@@ -103,27 +103,18 @@ pub struct Args {
 /// over-saturated strokes of large w; `ddpm sample --guidance` overrides it.
 const DEFAULT_GUIDANCE: f64 = 2.0;
 
-/// Fashion-MNIST's class names, in label order.
-const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
-
 /// Makes `config` class-conditional over `classes` data classes (+ the null class last).
 fn make_conditional(config: &mut UNetConfig, classes: usize, source: Source) -> anyhow::Result<()> {
     config.num_class_embeds = Some(classes + 1);
     config.ddpm_null_class = Some(classes);
     config.ddpm_guidance_scale = Some(DEFAULT_GUIDANCE);
     config.ddpm_class_names = match source {
-        Source::Fashion => Some(FASHION_CLASSES.iter().map(|s| s.to_string()).collect()),
+        Source::Fashion => Some(
+            ddpm::data::fashion::CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
         _ => Some((0..classes).map(|c| c.to_string()).collect()),
     };
     Ok(config.validate()?)
@@ -521,7 +512,7 @@ fn sample_grid(gpu: &Gpu, trainer: &Trainer, png: &Path) -> anyhow::Result<()> {
     };
     let null = config.ddpm_null_class.filter(|_| !classes.is_empty());
     opts.guidance = null.map(|_| config.ddpm_guidance_scale.unwrap_or(1.0) as f32);
-    let plan = unet.plan(gpu, if null.is_some() { 2 * n } else { n })?;
+    let plan = unet.plan(gpu, opts.copies_per_image() * n)?;
     if !classes.is_empty() {
         let per_image: Vec<f32> = (0..n).map(|i| classes[i / 2] as f32).collect();
         plan.set_labels(gpu, Some(&ddpm::sampler::batch_labels(&per_image, null)))?;

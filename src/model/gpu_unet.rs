@@ -224,17 +224,13 @@ impl UNetPlan {
 impl UNetPlan {
     /// Writes the class labels of the next runs (checked against the model's classes).
     pub fn set_labels(&self, gpu: &Gpu, labels: Option<&[f32]>) -> Result<()> {
+        super::check_conditioning(&self.config, labels.is_some())?;
         match (&self.labels, labels) {
             (Some(t), Some(l)) => {
                 super::check_labels(&self.config, l, t.shape[0])?;
                 t.write(gpu, l)
             }
-            (None, None) => Ok(()),
-            (Some(_), None) => Err(Error::Invalid(format!(
-                "the model is class-conditional ({} class embeddings): give class labels",
-                self.config.num_class_embeds.unwrap_or(0)
-            ))),
-            (None, Some(_)) => super::check_labels(&self.config, &[], 0),
+            _ => Ok(()),
         }
     }
 

@@ -32,15 +32,25 @@ pub trait EpsModel {
 
 /// Checks that `x_shape` is `[N, in_channels, H, W]` with H, W divisible by the total
 /// downsampling factor, and that there is one timestep per sample.
+/// Checks that class labels are given exactly when the model is class-conditional.
+pub fn check_conditioning(cfg: &UNetConfig, labels_given: bool) -> Result<()> {
+    match (cfg.num_class_embeds, labels_given) {
+        (Some(n), false) => Err(Error::Invalid(format!(
+            "the model is class-conditional ({n} class embeddings): give class labels"
+        ))),
+        (None, true) => Err(Error::Invalid(
+            "class labels given, but the model has no class embedding (num_class_embeds is null)"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks class `labels` for `n` samples: one per sample, each an integer class of the model
 /// (`0..num_class_embeds`), and only for a class-conditional model.
 pub fn check_labels(cfg: &UNetConfig, labels: &[f32], n: usize) -> Result<()> {
-    let Some(classes) = cfg.num_class_embeds else {
-        return Err(Error::Invalid(
-            "class labels given, but the model has no class embedding (num_class_embeds is null)"
-                .into(),
-        ));
-    };
+    check_conditioning(cfg, true)?;
+    let classes = cfg.num_class_embeds.unwrap_or(0);
     if labels.len() != n {
         return Err(Error::Invalid(format!(
             "need one class label per sample: {n} samples, {} labels",

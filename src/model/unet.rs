@@ -5,7 +5,7 @@
 //! connections) → mid block → up blocks (consuming them) → `conv_norm_out`/SiLU/`conv_out`.
 
 use crate::cpu::conv2d::Conv2dGeom;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::UNetConfig;
 
 /// The tensor operations the U-Net is made of. Parameters are named as diffusers names them
@@ -101,18 +101,10 @@ pub fn forward<B: Backend>(
     let emb = b.linear(&h, "time_embedding.linear_2", false, false)?;
     drop((t_emb, h));
     // 1b. class conditioning: emb + class_embedding(labels).
-    let emb = match (cfg.num_class_embeds, labels) {
-        (Some(_), Some(l)) => b.add_class_embedding(&emb, l, "class_embedding")?,
-        (None, None) => emb,
-        (Some(n), None) => {
-            return Err(Error::Invalid(format!(
-                "the model is class-conditional ({n} class embeddings): give class labels"
-            )))
-        }
-        (None, Some(_)) => return Err(Error::Invalid(
-            "class labels given, but the model has no class embedding (num_class_embeds is null)"
-                .into(),
-        )),
+    super::check_conditioning(cfg, labels.is_some())?;
+    let emb = match labels {
+        Some(l) => b.add_class_embedding(&emb, l, "class_embedding")?,
+        None => emb,
     };
 
     // 2. conv_in: [N, C, H, W] → [N, ch0, H, W].

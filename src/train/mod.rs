@@ -535,15 +535,10 @@ impl Trainer {
     /// [`Trainer::step`] for a class-conditional model: `classes` are the samples' data labels
     /// (see [`Trainer::step_labels`]).
     pub fn step_with_labels(&mut self, gpu: &Gpu, x0: &[f32], classes: &[u8]) -> Result<()> {
+        crate::model::check_conditioning(&self.config, true)?;
         let labels = self.step_labels(self.step, classes)?;
-        match &self.labels {
-            Some(t) => t.write(gpu, &labels)?,
-            None => {
-                return Err(Error::Invalid(
-                    "class labels given, but the model has no class embedding (num_class_embeds is null)"
-                        .into(),
-                ))
-            }
+        if let Some(t) = &self.labels {
+            t.write(gpu, &labels)?;
         }
         self.submit_step(gpu, x0)
     }

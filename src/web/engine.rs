@@ -179,8 +179,7 @@ impl Engine {
         cap: usize,
         opts: &SamplerOptions,
     ) -> Result<usize> {
-        // A guided batch holds each image twice (conditional, then unconditional).
-        let copies = if opts.guidance.is_some() { 2 } else { 1 };
+        let copies = opts.copies_per_image();
         let want = copies * n.min(cap).clamp(1, self.max_batch);
         if self.plan_batch() != Some(want) {
             // Free the old plan (and the sampler over it) before recording a new one.
