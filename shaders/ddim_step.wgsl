@@ -7,7 +7,9 @@
 // `z` buffer (2).
 // Classifier-free guidance (guided = 1): x, eps, x0_out hold 2n values, the conditional half
 // first and the unconditional one after it; e = eps_u + guidance * (eps_c - eps_u) and both
-// halves get the same update (so they stay equal), with the noise of the first half's indices.
+// halves get the same update (so they stay equal), with the noise of the first half's indices;
+// the combined e is written over the conditional half of eps, so eps[0..n] holds the ε̂ the
+// update used in both modes (the page shows it).
 
 struct Params {
     n: u32,
@@ -30,7 +32,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> eps: array<f32>;
+@group(0) @binding(2) var<storage, read_write> eps: array<f32>;
 @group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read_write> x0_out: array<f32>;
 
@@ -45,6 +47,7 @@ fn ddim_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if p.guided != 0u {
         let eu = eps[i + p.n];
         e = eu + p.guidance * (e - eu);
+        eps[i] = e;
     }
     var x0 = (xt - p.sqrt_1m_ab * e) / p.sqrt_ab;
     if p.clip != 0u {

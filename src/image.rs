@@ -1,5 +1,8 @@
 //! Images from tensors: a batch `[N, C, H, W]` in [−1, 1] laid out as a grid of RGBA pixels,
-//! shared by the CLI (PNG/GIF files) and the page (canvas).
+//! and their PNG / animated GIF encodings, shared by the CLI (files) and the page (canvas,
+//! downloads).
+
+use crate::error::{Error, Result};
 
 /// Pixels of a grid image, row-major RGBA.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +65,72 @@ pub fn grid<T: Copy>(
     }
 }
 
+/// `img` encoded as an 8-bit RGBA PNG.
+pub fn png_bytes(img: &Rgba) -> Result<Vec<u8>> {
+    let bad = |e: png::EncodingError| Error::Invalid(format!("encoding PNG: {e}"));
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, img.width as u32, img.height as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(bad)?;
+    w.write_image_data(&img.pixels).map_err(bad)?;
+    w.finish().map_err(bad)?;
+    Ok(out)
+}
+
+/// `frames` (all the size of the first, at most 65,535 pixels a side) as a looping animated
+/// GIF showing each frame for `delay_cs` hundredths of a second.
+pub fn gif_bytes(frames: &[Rgba], delay_cs: u16) -> Result<Vec<u8>> {
+    let first = frames
+        .first()
+        .ok_or_else(|| Error::Invalid("a GIF needs at least one frame".into()))?;
+    let side = |v: usize| {
+        u16::try_from(v).map_err(|_| Error::Invalid(format!("GIF side {v} exceeds 65535")))
+    };
+    let (w, h) = (side(first.width)?, side(first.height)?);
+    let bad = |e: gif::EncodingError| Error::Invalid(format!("encoding GIF: {e}"));
+    let mut out = Vec::new();
+    {
+        let mut enc = gif::Encoder::new(&mut out, w, h, &[]).map_err(bad)?;
+        enc.set_repeat(gif::Repeat::Infinite).map_err(bad)?;
+        for f in frames {
+            if (f.width, f.height) != (first.width, first.height) {
+                return Err(Error::Invalid(format!(
+                    "GIF frames differ in size: {}×{} and {}×{}",
+                    first.width, first.height, f.width, f.height
+                )));
+            }
+            let mut pixels = f.pixels.clone();
+            let mut frame = gif::Frame::from_rgba_speed(w, h, &mut pixels, 10);
+            frame.delay = delay_cs;
+            enc.write_frame(&frame).map_err(bad)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Hundredths of a second each trajectory frame shows.
+pub const TRAJECTORY_FRAME_CS: u16 = 8;
+
+/// Extra copies of the final sample at the end of a trajectory GIF, so it holds for a moment.
+pub const TRAJECTORY_HOLD_FRAMES: usize = 10;
+
+/// The trajectory x_T → x_0 as a looping GIF, the file `ddpm sample --gif` and the page's
+/// export write: each frame is the `[n, c, h, w]` display bytes of one snapshot laid out on
+/// `cols` columns, the last one held for [`TRAJECTORY_HOLD_FRAMES`] more frames.
+pub fn trajectory_gif(frames: &[&[u8]], shape: [usize; 4], cols: usize) -> Result<Vec<u8>> {
+    let mut imgs: Vec<Rgba> = frames
+        .iter()
+        .map(|f| grid(f, shape, cols, 2, |v| v))
+        .collect();
+    let last = imgs
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::Invalid("no trajectory was captured".into()))?;
+    imgs.extend(std::iter::repeat_n(last, TRAJECTORY_HOLD_FRAMES));
+    gif_bytes(&imgs, TRAJECTORY_FRAME_CS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +161,36 @@ mod tests {
         assert_eq!(grid_columns(1), 1);
         assert_eq!(grid_columns(16), 4);
         assert_eq!(grid_columns(17), 5);
+    }
+
+    #[test]
+    fn png_and_gif_decode_back() {
+        let x = [-1.0, 1.0, 0.0, 0.5];
+        let img = grid(&x, [1, 1, 2, 2], 1, 0, to_byte);
+        let png = png_bytes(&img).unwrap();
+        let mut dec = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; dec.output_buffer_size().unwrap()];
+        dec.next_frame(&mut buf).unwrap();
+        assert_eq!(buf, img.pixels);
+
+        let other = grid(&[0.0; 4], [1, 1, 2, 2], 1, 0, to_byte);
+        let gif = gif_bytes(&[img.clone(), other], 8).unwrap();
+        let mut opts = gif::DecodeOptions::new();
+        opts.set_color_output(gif::ColorOutput::RGBA);
+        let mut dec = opts.read_info(std::io::Cursor::new(gif)).unwrap();
+        let mut frames = 0;
+        while let Some(f) = dec.read_next_frame().unwrap() {
+            assert_eq!((f.width, f.height, f.delay), (2, 2, 8));
+            if frames == 0 {
+                assert_eq!(&f.buffer[..], &img.pixels[..]);
+            }
+            frames += 1;
+        }
+        assert_eq!(frames, 2);
+        assert!(gif_bytes(&[], 8).is_err());
+        let wide = grid(&[0.0; 6], [1, 1, 2, 3], 1, 0, to_byte);
+        assert!(gif_bytes(&[img, wide], 8).is_err());
     }
 }

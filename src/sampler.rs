@@ -56,6 +56,10 @@ pub struct SamplerOptions {
     /// the same images unconditioned, and every step uses ε̂_u + w·(ε̂_c − ε̂_u). `None`: one
     /// plain forward per step.
     pub guidance: Option<f32>,
+    /// Denoise from an intermediate timestep instead of T − 1: only the planned steps with
+    /// t ≤ `start` run, from an x given by [`Sampler::set_initial`] at the noise level of the
+    /// first kept step (`plan[0].t`; DDIM keeps its own spacing, as diffusers' img2img does).
+    pub start: Option<usize>,
 }
 
 impl SamplerOptions {
@@ -76,6 +80,7 @@ impl SamplerOptions {
             seed,
             first_image: 0,
             guidance: None,
+            start: None,
             variance: config.variance_type,
             clip: config.clip(),
         }
@@ -107,7 +112,7 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
             )));
         }
     }
-    match opts.kind {
+    let steps: Vec<PlannedStep> = match opts.kind {
         SamplerKind::Ddpm => (0..schedule.len())
             .rev()
             .map(|t| {
@@ -119,7 +124,7 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
                     coefs: StepCoefs::Ddpm(c),
                 })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         SamplerKind::Ddim { steps, eta } => {
             if !(0.0..=1.0).contains(&eta) {
                 return Err(Error::Invalid(format!(
@@ -144,9 +149,20 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
                         coefs: StepCoefs::Ddim(c),
                     })
                 })
-                .collect()
+                .collect::<Result<_>>()?
         }
+    };
+    let Some(start) = opts.start else {
+        return Ok(steps);
+    };
+    let kept: Vec<PlannedStep> = steps.into_iter().filter(|p| p.t <= start).collect();
+    if start >= schedule.len() || kept.is_empty() {
+        return Err(Error::Invalid(format!(
+            "start timestep {start}: expected 0..={} with at least one planned step at or below it",
+            schedule.len() - 1
+        )));
     }
+    Ok(kept)
 }
 
 /// CPU reference of the whole reverse process: runs `plan` from `x_t` (e.g.
@@ -200,35 +216,48 @@ impl Progress {
     }
 }
 
-/// A snapshot tensor: f32, or u8 with [−1, 1] ↦ [0, 255] once over the byte budget.
+/// The display range of ε̂ in snapshots and on the page: ±3σ of the unit Gaussian it estimates
+/// (images use ±1).
+pub const EPS_RANGE: f32 = 3.0;
+
+/// A snapshot tensor: f32, or u8 once over the byte budget, with [−range, range] ↦ [0, 255].
 #[derive(Clone, Debug, PartialEq)]
 pub enum SnapshotData {
     F32(Vec<f32>),
-    U8(Vec<u8>),
+    U8 { bytes: Vec<u8>, range: f32 },
 }
 
 impl SnapshotData {
-    /// Quantises f32 values: round((clamp(v, −1, 1) + 1)·127.5).
+    /// Quantises image values: round((clamp(v, −1, 1) + 1)·127.5).
     pub fn quantise(values: &[f32]) -> Vec<u8> {
+        Self::quantise_range(values, 1.0)
+    }
+
+    /// Quantises values over [−range, range]: round((clamp(v / range, −1, 1) + 1)·127.5).
+    pub fn quantise_range(values: &[f32], range: f32) -> Vec<u8> {
         values
             .iter()
-            .map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
+            .map(|v| (((v / range).clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
             .collect()
     }
 
-    /// The values as f32 (u8 mapped back to [−1, 1]).
+    /// The values as f32 (u8 mapped back onto its range).
     pub fn to_f32(&self) -> Vec<f32> {
         match self {
             SnapshotData::F32(v) => v.clone(),
-            SnapshotData::U8(q) => q.iter().map(|&b| b as f32 / 127.5 - 1.0).collect(),
+            SnapshotData::U8 { bytes, range } => bytes
+                .iter()
+                .map(|&b| (b as f32 / 127.5 - 1.0) * range)
+                .collect(),
         }
     }
 
-    /// Display bytes ([−1, 1] ↦ [0, 255]).
-    pub fn to_u8(&self) -> Vec<u8> {
+    /// Display bytes, [−range, range] ↦ [0, 255].
+    pub fn to_u8(&self, range: f32) -> Vec<u8> {
         match self {
-            SnapshotData::F32(v) => Self::quantise(v),
-            SnapshotData::U8(q) => q.clone(),
+            SnapshotData::U8 { bytes, range: r } if *r == range => bytes.clone(),
+            SnapshotData::U8 { .. } => Self::quantise_range(&self.to_f32(), range),
+            SnapshotData::F32(v) => Self::quantise_range(v, range),
         }
     }
 
@@ -236,32 +265,43 @@ impl SnapshotData {
     pub fn bytes(&self) -> usize {
         match self {
             SnapshotData::F32(v) => v.len() * 4,
-            SnapshotData::U8(q) => q.len(),
+            SnapshotData::U8 { bytes, .. } => bytes.len(),
         }
     }
 
-    fn quantised(self) -> Self {
-        match self {
-            SnapshotData::F32(v) => SnapshotData::U8(Self::quantise(&v)),
-            q => q,
+    fn quantise_in_place(&mut self, range: f32) {
+        if let SnapshotData::F32(v) = self {
+            *self = SnapshotData::U8 {
+                bytes: Self::quantise_range(v, range),
+                range,
+            };
         }
     }
 }
 
-/// x_t and x̂0 after a step (both `[N, C, H, W]` flattened).
+/// x_t, x̂0 and ε̂ after a step (each `[N, C, H, W]` flattened).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     /// Steps completed when taken (1-based).
     pub step: usize,
-    /// The timestep of that step (x̂0 was predicted at it; `x` is x at the next timestep).
+    /// The timestep of that step (x̂0 and ε̂ were predicted at it; `x` is x at the next
+    /// timestep).
     pub timestep: usize,
     pub x: SnapshotData,
     pub x0: SnapshotData,
+    /// The ε̂ the step used (with guidance, the combination); quantised over ±[`EPS_RANGE`].
+    pub eps: SnapshotData,
 }
 
 impl Snapshot {
     fn bytes(&self) -> usize {
-        self.x.bytes() + self.x0.bytes()
+        self.x.bytes() + self.x0.bytes() + self.eps.bytes()
+    }
+
+    fn quantise(&mut self) {
+        self.x.quantise_in_place(1.0);
+        self.x0.quantise_in_place(1.0);
+        self.eps.quantise_in_place(EPS_RANGE);
     }
 }
 
@@ -336,18 +376,13 @@ impl Trajectory {
     /// it is dropped if thinning moved it off the stride (unless it is the last step).
     pub fn push(&mut self, mut snap: Snapshot, total: usize) {
         if self.quantised {
-            snap.x = snap.x.quantised();
-            snap.x0 = snap.x0.quantised();
+            snap.quantise();
         }
         while self.bytes + snap.bytes() > self.budget && !self.snapshots.is_empty() {
             if !self.quantised {
                 self.quantised = true;
-                for s in &mut self.snapshots {
-                    s.x = std::mem::replace(&mut s.x, SnapshotData::U8(Vec::new())).quantised();
-                    s.x0 = std::mem::replace(&mut s.x0, SnapshotData::U8(Vec::new())).quantised();
-                }
-                snap.x = snap.x.quantised();
-                snap.x0 = snap.x0.quantised();
+                self.snapshots.iter_mut().for_each(Snapshot::quantise);
+                snap.quantise();
             } else {
                 self.every *= 2;
                 let before = self.snapshots.len();
@@ -572,7 +607,7 @@ impl Sampler {
         if k == 0 || self.next == total {
             return Ok(self.progress());
         }
-        let snap_bytes = 2 * self.out_bytes();
+        let snap_bytes = 3 * self.out_bytes();
         let staging_limit = MAX_STAGING.min(gpu.limits.max_buffer_size).max(snap_bytes);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let mut pass_list: Vec<&Dispatch> = Vec::new();
@@ -626,6 +661,7 @@ impl Sampler {
                 let n = self.out_bytes();
                 encoder.copy_buffer_to_buffer(&self.x.buffer, 0, staging, *off, n);
                 encoder.copy_buffer_to_buffer(&self.x0.buffer, 0, staging, *off + n, n);
+                encoder.copy_buffer_to_buffer(&self.eps.buffer, 0, staging, *off + 2 * n, n);
             }
         }
         gpu.queue.submit([encoder.finish()]);
@@ -649,6 +685,7 @@ impl Sampler {
                             timestep: self.plan[step].t,
                             x: SnapshotData::F32(floats[at..at + n].to_vec()),
                             x0: SnapshotData::F32(floats[at + n..at + 2 * n].to_vec()),
+                            eps: SnapshotData::F32(floats[at + 2 * n..at + 3 * n].to_vec()),
                         },
                         total,
                     );
@@ -735,24 +772,25 @@ mod tests {
             timestep: 100 - step,
             x: SnapshotData::F32(vec![0.5; n]),
             x0: SnapshotData::F32(vec![-0.5; n]),
+            eps: SnapshotData::F32(vec![2.0; n]),
         }
     }
 
     #[test]
     fn trajectory_keeps_f32_within_budget() {
-        let mut tr = Trajectory::new(1, 10 * 80).unwrap();
+        let mut tr = Trajectory::new(1, 10 * 120).unwrap();
         for s in 1..=10 {
             tr.push(snap(s, 10), 40);
         }
         assert!(!tr.is_quantised());
         assert_eq!(tr.snapshots().len(), 10);
-        assert_eq!(tr.bytes(), 800);
+        assert_eq!(tr.bytes(), 1200);
     }
 
     #[test]
     fn trajectory_quantises_then_thins() {
-        // 80 bytes f32 / 20 bytes u8 per snapshot; budget 200 bytes.
-        let mut tr = Trajectory::new(1, 200).unwrap();
+        // 120 bytes f32 / 30 bytes u8 per snapshot; budget 300 bytes.
+        let mut tr = Trajectory::new(1, 300).unwrap();
         for s in 1..=2 {
             tr.push(snap(s, 10), 40);
         }
@@ -762,11 +800,13 @@ mod tests {
         assert_eq!(tr.snapshots().len(), 3);
         let x = tr.snapshots()[0].x.to_f32();
         assert!((x[0] - 0.5).abs() < 1.0 / 255.0, "{x:?}");
+        let eps = tr.snapshots()[0].eps.to_f32();
+        assert!((eps[0] - 2.0).abs() <= EPS_RANGE / 255.0 + 1e-6, "{eps:?}");
         for s in 4..=40 {
             if tr.wants(s, 40) {
                 tr.push(snap(s, 10), 40);
             }
-            assert!(tr.bytes() <= 200, "over budget at step {s}: {}", tr.bytes());
+            assert!(tr.bytes() <= 300, "over budget at step {s}: {}", tr.bytes());
         }
         let steps: Vec<usize> = tr.snapshots().iter().map(|s| s.step).collect();
         assert!(tr.every() > 1);
@@ -789,5 +829,11 @@ mod tests {
             SnapshotData::quantise(&[-2.0, -1.0, 0.0, 1.0, 3.0]),
             vec![0, 0, 128, 255, 255]
         );
+        let eps = SnapshotData::F32(vec![-4.0, -3.0, 0.0, 1.5, 3.0]);
+        assert_eq!(eps.to_u8(EPS_RANGE), vec![0, 0, 128, 191, 255]);
+        let mut q = eps.clone();
+        q.quantise_in_place(EPS_RANGE);
+        assert_eq!(q.to_u8(EPS_RANGE), eps.to_u8(EPS_RANGE));
+        assert_eq!(q.to_u8(1.0), SnapshotData::quantise(&q.to_f32()));
     }
 }

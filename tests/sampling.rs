@@ -824,9 +824,19 @@ fn chunks_report_progress_and_capture_the_trajectory() {
     assert_eq!(snap.timestep, sampler.plan()[snap.step - 1].t);
     assert_close(&snap.x.to_f32(), &want, 1e-4, 1e-4, "snapshot x");
     assert_close(&snap.x0.to_f32(), &want_x0, 1e-4, 1e-4, "snapshot x0");
+    // …and its ε̂ is the model's output for that step's input.
+    let (input, _) = sample_cpu(
+        &sampler.plan()[..snap.step - 1],
+        cpu::noise(n, 7, INIT_STREAM, 0),
+        7,
+        0,
+        &mut |x, t| model.cpu_eps(x, t),
+    );
+    let want_eps = model.cpu_eps(&input, snap.timestep);
+    assert_close(&snap.eps.to_f32(), &want_eps, 1e-4, 1e-4, "snapshot eps");
 
     // A tight budget: quantised to u8, thinned by doubling the stride, final step kept.
-    let snap_u8 = 2 * n;
+    let snap_u8 = 3 * n;
     let mut s2 = Sampler::new(gpu, &model, &cfg, &opts).unwrap();
     s2.capture(1, 5 * snap_u8).unwrap();
     let x_again = s2.run_to_end_blocking(gpu, 6).unwrap();
@@ -837,9 +847,69 @@ fn chunks_report_progress_and_capture_the_trajectory() {
     assert_eq!(*steps.last().unwrap(), 20);
     assert!(steps.len() >= 3 && tr.every() > 1, "{steps:?}");
     assert_eq!(
-        tr.snapshots().last().unwrap().x.to_u8(),
+        tr.snapshots().last().unwrap().x.to_u8(1.0),
         SnapshotData::quantise(&x)
     );
+}
+
+#[test]
+fn a_run_can_start_from_an_intermediate_timestep() {
+    let gpu = gpu();
+    let n: usize = SHAPE.iter().product();
+    let model = MockModel::new(gpu, &SHAPE, 1000);
+    let cfg = SchedulerConfig::default();
+    for (kind, start, first_t) in [
+        (SamplerKind::Ddpm, 57, 57),
+        (
+            SamplerKind::Ddim {
+                steps: 50,
+                eta: 1.0,
+            },
+            57,
+            40,
+        ),
+        (
+            SamplerKind::Ddim {
+                steps: 50,
+                eta: 0.0,
+            },
+            980,
+            980,
+        ),
+    ] {
+        let mut opts = SamplerOptions::new(&cfg, kind, 5);
+        let full = plan(&cfg, &opts).unwrap();
+        opts.start = Some(start);
+        let part = plan(&cfg, &opts).unwrap();
+        // The full plan's tail from the first timestep at or below `start`.
+        assert_eq!(part[0].t, first_t, "{kind:?}");
+        assert_eq!(part[..], full[full.len() - part.len()..], "{kind:?}");
+        // On the GPU from a given x_start, as the CPU reference runs that tail.
+        let x_start = Rng::new(11).normals(n, 0.8);
+        let mut s = Sampler::new(gpu, &model, &cfg, &opts).unwrap();
+        assert_eq!(s.plan().len(), part.len());
+        s.set_initial(gpu, &x_start).unwrap();
+        let got = s.run_to_end_blocking(gpu, 16).unwrap();
+        let (want, _) = sample_cpu(&part, x_start, 5, 0, &mut |x, t| model.cpu_eps(x, t));
+        assert_close(&got, &want, 1e-4, 1e-4, &format!("{kind:?} from {start}"));
+    }
+    for bad in [1000, 5000] {
+        let mut opts = SamplerOptions::new(&cfg, SamplerKind::Ddpm, 0);
+        opts.start = Some(bad);
+        let e = plan(&cfg, &opts).unwrap_err().to_string();
+        assert!(e.contains("start timestep") && e.contains("0..=999"), "{e}");
+    }
+    // DDIM 10 (timesteps 900, 800, …, 100, 0): from t = 50 only the last step is left.
+    let mut opts = SamplerOptions::new(
+        &cfg,
+        SamplerKind::Ddim {
+            steps: 10,
+            eta: 0.0,
+        },
+        0,
+    );
+    opts.start = Some(50);
+    assert_eq!(plan(&cfg, &opts).unwrap().len(), 1);
 }
 
 #[test]

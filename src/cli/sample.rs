@@ -259,27 +259,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.gif {
         let b = batch.min(n);
-        let dims = [b, shape[1], shape[2], shape[3]];
-        let mut imgs: Vec<Rgba> = frames
+        let bytes: Vec<Vec<u8>> = frames
             .iter()
-            .map(|s| {
-                grid(
-                    &s.x.to_u8()[..b * per_image],
-                    dims,
-                    grid_columns(b),
-                    2,
-                    |v| v,
-                )
-            })
+            .map(|s| s.x.to_u8(1.0)[..b * per_image].to_vec())
             .collect();
-        if imgs.is_empty() {
-            bail!("no trajectory was captured");
-        }
-        // Hold the final sample for a moment.
-        let last = imgs.last().cloned().expect("non-empty");
-        imgs.extend(std::iter::repeat_n(last, 10));
-        write_gif(path, &imgs)?;
-        eprintln!("wrote {} ({} frames)", display(path), imgs.len());
+        let views: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        let gif = ddpm::image::trajectory_gif(
+            &views,
+            [b, shape[1], shape[2], shape[3]],
+            grid_columns(b),
+        )?;
+        std::fs::write(path, gif).with_context(|| format!("writing {}", display(path)))?;
+        eprintln!("wrote {} ({} frames)", display(path), views.len());
     }
     check_gpu(&gpu)
 }
@@ -312,33 +303,6 @@ fn check_gpu(gpu: &Gpu) -> anyhow::Result<()> {
 
 /// Writes an RGBA image as PNG.
 pub fn write_png(path: &Path, img: &Rgba) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", display(path)))?;
-    let mut enc = png::Encoder::new(
-        std::io::BufWriter::new(file),
-        img.width as u32,
-        img.height as u32,
-    );
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header()?;
-    w.write_image_data(&img.pixels)?;
-    w.finish()?;
-    Ok(())
-}
-
-/// Writes frames (same size) as a looping animated GIF.
-fn write_gif(path: &Path, frames: &[Rgba]) -> anyhow::Result<()> {
-    let (w, h) = (frames[0].width as u16, frames[0].height as u16);
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", display(path)))?;
-    let mut enc = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[])?;
-    enc.set_repeat(gif::Repeat::Infinite)?;
-    for f in frames {
-        let mut pixels = f.pixels.clone();
-        let mut frame = gif::Frame::from_rgba_speed(w, h, &mut pixels, 10);
-        frame.delay = 8; // centiseconds
-        enc.write_frame(&frame)?;
-    }
-    Ok(())
+    std::fs::write(path, ddpm::image::png_bytes(img)?)
+        .with_context(|| format!("writing {}", display(path)))
 }

@@ -54,10 +54,10 @@ const Q_SAMPLE: KernelSpec = KernelSpec {
 
 const STEP_BINDINGS: &[Access] = &[
     Access::Uniform,
-    Access::ReadWrite,
-    Access::Read,
-    Access::Read,
-    Access::ReadWrite,
+    Access::ReadWrite, // x
+    Access::ReadWrite, // eps (guided: the combined ε̂ is written over its first half)
+    Access::Read,      // z (or a placeholder)
+    Access::ReadWrite, // x0_out
 ];
 
 const DDPM_STEP: KernelSpec = KernelSpec {
@@ -304,20 +304,20 @@ pub fn q_sample(
     ))
 }
 
-/// Checks the step operands; returns (n, z buffer, noise mode, seed, first element index). With
-/// `guided`, n is half the elements (the conditional half; see `shaders/ddpm_step.wgsl`).
-fn step_operands<'a>(
+/// Checks the step operands; returns (n, z tensor, noise mode, seed, first element index), z
+/// being a one-element placeholder unless given. With `guided`, n is half the elements (the
+/// conditional half; see `shaders/ddpm_step.wgsl`).
+fn step_operands(
+    gpu: &Gpu,
     what: &str,
-    x: &'a Tensor,
-    eps: &'a Tensor,
-    x0_out: &'a Tensor,
+    [x, eps, x0_out]: [&Tensor; 3],
     sigma: f32,
-    noise: StepNoise<'a>,
+    noise: StepNoise,
     guided: bool,
-) -> Result<(u32, &'a wgpu::Buffer, u32, u64, u64)> {
+) -> Result<(u32, Tensor, u32, u64, u64)> {
     same_shape(&format!("{what} eps"), &x.shape, &eps.shape)?;
     same_shape(&format!("{what} x0_out"), &x.shape, &x0_out.shape)?;
-    check_no_alias(what, &[("x", x), ("x0_out", x0_out)], &[("eps", eps)])?;
+    check_no_alias(what, &[("x", x), ("x0_out", x0_out), ("eps", eps)], &[])?;
     let mut n = numel_u32(what, x)?;
     if guided {
         if x.shape.first().is_none_or(|b| !b.is_multiple_of(2)) {
@@ -329,13 +329,18 @@ fn step_operands<'a>(
         }
         n /= 2;
     }
+    let placeholder = || Tensor::zeros(gpu, &[1], "step without z");
     Ok(match noise {
-        _ if sigma == 0.0 => (n, &eps.buffer, 0, 0, 0),
-        StepNoise::Rng { seed, first } => (n, &eps.buffer, 1, seed, first),
+        _ if sigma == 0.0 => (n, placeholder()?, 0, 0, 0),
+        StepNoise::Rng { seed, first } => (n, placeholder()?, 1, seed, first),
         StepNoise::Given(z) => {
             same_shape(&format!("{what} z"), &x.shape, &z.shape)?;
-            check_no_alias(what, &[("x", x), ("x0_out", x0_out)], &[("z", z)])?;
-            (n, &z.buffer, 2, 0, 0)
+            check_no_alias(
+                what,
+                &[("x", x), ("x0_out", x0_out), ("eps", eps)],
+                &[("z", z)],
+            )?;
+            (n, z.clone(), 2, 0, 0)
         }
     })
 }
@@ -352,10 +357,9 @@ pub fn ddpm_step(
     guidance: Option<f32>,
 ) -> Result<Dispatch> {
     let (n, z, mode, seed, first) = step_operands(
+        gpu,
         "ddpm_step",
-        x,
-        eps,
-        x0_out,
+        [x, eps, x0_out],
         c.sigma,
         noise,
         guidance.is_some(),
@@ -383,7 +387,7 @@ pub fn ddpm_step(
     Ok(gpu.dispatch(
         &DDPM_STEP,
         &params,
-        &[&x.buffer, &eps.buffer, z, &x0_out.buffer],
+        &[&x.buffer, &eps.buffer, &z.buffer, &x0_out.buffer],
         workgroups(n),
     ))
 }
@@ -399,10 +403,9 @@ pub fn ddim_step(
     guidance: Option<f32>,
 ) -> Result<Dispatch> {
     let (n, z, mode, seed, first) = step_operands(
+        gpu,
         "ddim_step",
-        x,
-        eps,
-        x0_out,
+        [x, eps, x0_out],
         c.sigma,
         noise,
         guidance.is_some(),
@@ -428,7 +431,7 @@ pub fn ddim_step(
     Ok(gpu.dispatch(
         &DDIM_STEP,
         &params,
-        &[&x.buffer, &eps.buffer, z, &x0_out.buffer],
+        &[&x.buffer, &eps.buffer, &z.buffer, &x0_out.buffer],
         workgroups(n),
     ))
 }
@@ -586,6 +589,7 @@ mod tests {
                 continue; // given z is for parity tests, never guided
             }
             tx.write(gpu, &x).unwrap();
+            te.write(gpu, &e).unwrap();
             let noise = if given {
                 StepNoise::Given(&tz)
             } else {
@@ -629,6 +633,10 @@ mod tests {
                 1e-5,
                 &what,
             );
+            // eps[0..m] holds the ε̂ the update used (guided: the combination; else unchanged).
+            let used = te.read_blocking(gpu).unwrap();
+            assert_close(&used[..m], &ec, 1e-6, 1e-6, &format!("{what} eps used"));
+            assert_eq!(used[m..], e[m..], "{what}: the unconditional half is kept");
         }
     }
 

@@ -202,8 +202,14 @@ impl Engine {
         }
         let reuse = self.sampler.as_ref().is_some_and(|s| {
             let o = s.options();
-            (o.kind, o.variance, o.clip, o.guidance)
-                == (opts.kind, opts.variance, opts.clip, opts.guidance)
+            (o.kind, o.variance, o.clip, o.guidance, o.start)
+                == (
+                    opts.kind,
+                    opts.variance,
+                    opts.clip,
+                    opts.guidance,
+                    opts.start,
+                )
         });
         if reuse {
             let s = self.sampler.as_mut().expect("checked above");

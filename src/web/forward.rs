@@ -27,6 +27,8 @@ pub struct Image {
     pub shape: [usize; 4],
     /// Values in [−1, 1].
     pub x0: Vec<f32>,
+    /// Its class, when known (a data example's label).
+    pub label: Option<usize>,
 }
 
 /// The images offered in the forward view.
@@ -55,6 +57,7 @@ impl Forward {
                 name: format!("Generated #{}", i + 1),
                 shape: [1, c, h, w],
                 x0: x[i * per..(i + 1) * per].to_vec(),
+                label: None,
             });
         }
     }
@@ -99,6 +102,7 @@ fn examples() -> Result<Vec<Image>> {
                 },
                 shape: [1, ds.channels(), ds.size(), ds.size()],
                 x0,
+                label: labels.get(i).map(|&l| l as usize),
             })
         })
         .collect()

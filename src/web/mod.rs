@@ -6,12 +6,15 @@
 //! - sampling controls: `n-samples`, `seed`, `seed-random`, `sampler` (`ddpm`|`ddim`),
 //!   `ddim-options`, `ddim-steps`, `ddim-eta`, `variance` (`fixed_small`|`fixed_large`),
 //!   `class-options`, `class` (`each` or a class index), `guidance` (0–8), `guidance-value`,
-//!   `generate`, `stop`, `export-png`;
+//!   `generate`, `stop`;
 //! - progress: `run-progress`, `stat-steps`, `stat-rate`, `stat-elapsed`, `run-status`, `run-error`;
-//! - reverse-process viewer: `canvas-xt`, `canvas-x0`, `view-t` (frame index: 0 = x_T … last =
-//!   the sample), `view-t-label`;
+//! - reverse-process viewer: `canvas-xt`, `canvas-eps` (ε̂ over ±3σ), `canvas-x0`, `view-t`
+//!   (frame index: 0 = x_T … last = the sample), `view-t-label`, `step-math`; player: `play`,
+//!   `step-back`, `step-fwd`, `replay`, `play-speed` (frames/s); downloads: `export-png`,
+//!   `export-gif`, `export-npy`;
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
-//!   `fwd-plot`, `fwd-stats`, `schedule-info`;
+//!   `fwd-plot`, `fwd-stats`, `schedule-info`; noise-then-denoise: `fwd-denoise`,
+//!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`);
 //! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
 //!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
 //!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
@@ -19,15 +22,18 @@
 //! - GPU: `gpu-status`, `gpu-error`, `gpu-info`.
 //!
 //! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
-//! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error.
+//! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error,
+//! `data-play` = playing | paused.
 //! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
-//! [`debug_last_shape`], [`debug_max_batch`], [`debug_engine_stats`].
+//! [`debug_last_shape`], [`debug_frame`], [`debug_max_batch`], [`debug_engine_stats`].
 
 mod dom;
 mod draw;
 mod engine;
+mod export;
 mod files;
 mod forward;
+mod player;
 mod run;
 
 use std::cell::{Cell, RefCell};
@@ -39,14 +45,14 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 
 use crate::gpu::Gpu;
-use crate::sampler::{SamplerKind, INIT_STREAM};
+use crate::sampler::{SamplerKind, SnapshotData, EPS_RANGE, INIT_STREAM};
 use crate::schedule::{SchedulerConfig, VarianceType};
 use engine::{Engine, Model};
 use files::ModelFiles;
 use forward::Forward;
 use run::{Frames, RunConfig};
 
-/// Frames kept for the slider: at most this many bytes (quantized x_t and x̂_0).
+/// Frames kept for the slider: at most this many bytes (quantized x_t, x̂_0 and ε̂).
 const FRAME_BUDGET: usize = 128 << 20;
 /// Aim for chunks of GPU work of about this many milliseconds between yields.
 const CHUNK_TARGET_MS: f64 = 60.0;
@@ -55,8 +61,20 @@ const MAX_CHUNK: usize = 200;
 /// Byte budget of the per-chunk snapshot capture (the chunk's own staging limit binds first).
 const CHUNK_CAPTURE_BUDGET: usize = 1 << 30;
 
-/// A frame waiting to be drawn: (label, x_t, x̂_0, `[N, C, H, W]`), quantized.
-type LiveFrame = (String, Vec<u8>, Vec<u8>, [usize; 4]);
+/// A frame waiting to be drawn: its label and pictures.
+struct LiveFrame {
+    label: String,
+    pictures: Pictures,
+}
+
+/// The viewer's three grids of one frame, quantized (`eps` over ±[`EPS_RANGE`]).
+#[derive(Clone)]
+struct Pictures {
+    x: Vec<u8>,
+    x0: Vec<u8>,
+    eps: Vec<u8>,
+    shape: [usize; 4],
+}
 
 /// The noise schedule as the page shows it (timesteps t = 0..T−1).
 struct ScheduleView {
@@ -202,6 +220,30 @@ pub fn debug_last_shape() -> Vec<u32> {
         .map_or(Vec::new(), |(_, s)| s.iter().map(|&d| d as u32).collect())
 }
 
+/// Test hook: slot `i` of the viewer's frames as f32, `[x_t | x̂0 | ε̂]` (each `[N, C, H, W]`,
+/// decoded from the stored bytes; empty if there is no such frame).
+#[wasm_bindgen]
+pub fn debug_frame(i: usize) -> Vec<f32> {
+    let app = app();
+    let frames = app.frames.borrow();
+    let Some(f) = frames.as_ref().filter(|f| i < f.len()) else {
+        return Vec::new();
+    };
+    let decode = |q: &[u8], range: f32| {
+        SnapshotData::U8 {
+            bytes: q.to_vec(),
+            range,
+        }
+        .to_f32()
+    };
+    [
+        decode(f.x(i), 1.0),
+        decode(f.x0(i), 1.0),
+        decode(f.eps(i), EPS_RANGE),
+    ]
+    .concat()
+}
+
 /// Test hook: samples at most `k` images per GPU pass (0: no cap), as if the device's limits
 /// allowed no more, so a Generate runs in several batches.
 #[wasm_bindgen]
@@ -227,6 +269,7 @@ fn refresh_generate() {
         && !app.model_loading.get()
         && app.model.borrow().is_some();
     dom::set_disabled("generate", !ready);
+    dom::set_disabled("fwd-denoise", !ready);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,7 +481,44 @@ fn wire_controls() {
         dom::el::<HtmlInputElement>("n-samples").set_value_as_number(n as f64);
     });
     dom::on::<web_sys::Event>("view-t", "input", |_| show_selected_frame());
-    dom::on::<web_sys::Event>("export-png", "click", |_| export_png());
+    dom::on::<web_sys::Event>("export-png", "click", |_| report_export(export::png()));
+    dom::on::<web_sys::Event>("export-gif", "click", |_| {
+        let app = app();
+        let frames = app.frames.borrow();
+        report_export(
+            frames
+                .as_ref()
+                .ok_or("no run yet".into())
+                .and_then(export::gif),
+        );
+    });
+    dom::on::<web_sys::Event>("export-npy", "click", |_| {
+        let app = app();
+        let samples = app.last_samples.borrow();
+        report_export(match samples.as_ref() {
+            Some((x, shape)) => export::npy(x, *shape),
+            None => Err("no finished run yet".into()),
+        });
+    });
+    dom::on::<web_sys::Event>("play", "click", |_| player::toggle());
+    dom::on::<web_sys::Event>("step-back", "click", |_| {
+        player::pause();
+        player::step(-1);
+    });
+    dom::on::<web_sys::Event>("step-fwd", "click", |_| {
+        player::pause();
+        player::step(1);
+    });
+    dom::on::<web_sys::Event>("replay", "click", |_| {
+        player::jump(false);
+        player::play();
+    });
+    dom::on::<web_sys::Event>("fwd-denoise", "click", |_| {
+        if !app().running.get() {
+            dom::set_body_state("run", "running");
+        }
+        spawn_local(denoise())
+    });
     dom::on::<web_sys::Event>("fwd-t", "input", |_| update_forward());
     dom::on::<web_sys::Event>("fwd-image", "change", |_| update_forward());
     dom::listen::<KeyboardEvent>(dom::document().as_ref(), "keydown", on_key);
@@ -501,31 +581,45 @@ fn wire_controls() {
     });
 }
 
-/// ← / → step the timestep viewer by one frame (unless typing in a field).
+/// Player keys (unless typing in a field): ← / → step one frame, Space plays or pauses, Home /
+/// End jump to x_T / the sample.
 fn on_key(e: KeyboardEvent) {
-    let delta = match e.key().as_str() {
-        "ArrowLeft" => -1.0,
-        "ArrowRight" => 1.0,
-        _ => return,
-    };
     if let Some(target) = e
         .target()
         .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
     {
         let tag = target.tag_name();
-        if matches!(tag.as_str(), "INPUT" | "SELECT" | "TEXTAREA") {
-            return; // the focused control handles its own arrows (the range inputs step by one)
+        // The focused control handles its own keys (the range inputs step by one; Space
+        // presses a button).
+        if matches!(tag.as_str(), "INPUT" | "SELECT" | "TEXTAREA")
+            || (tag == "BUTTON" && e.key() == " ")
+        {
+            return;
         }
     }
-    let slider = dom::el::<HtmlInputElement>("view-t");
-    if slider.disabled() {
+    if dom::el::<HtmlInputElement>("view-t").disabled() {
         return;
     }
-    let max = slider.max().parse::<f64>().unwrap_or(0.0);
-    let v = (slider.value_as_number() + delta).clamp(0.0, max);
-    slider.set_value_as_number(v);
+    match e.key().as_str() {
+        "ArrowLeft" | "ArrowRight" => {
+            player::pause();
+            player::step(if e.key() == "ArrowLeft" { -1 } else { 1 });
+        }
+        " " => player::toggle(),
+        "Home" | "End" => {
+            player::pause();
+            player::jump(e.key() == "End");
+        }
+        _ => return,
+    }
     e.prevent_default();
-    show_selected_frame();
+}
+
+/// Shows a failed download in the run's error line.
+fn report_export(result: Result<(), String>) {
+    if let Err(e) = result {
+        dom::show_message("run-error", Some(&format!("export failed: {e}")));
+    }
 }
 
 fn read_n() -> usize {
@@ -550,6 +644,7 @@ fn read_config(scheduler: &SchedulerConfig) -> RunConfig {
             .unwrap_or(scheduler.variance_type),
         class: dom::select_value("class").parse().ok(),
         guidance: dom::input_f64("guidance", 1.0) as f32,
+        start: None,
     }
 }
 
@@ -598,9 +693,46 @@ fn show_guidance() {
 // ---------------------------------------------------------------------------------------------
 // Generate
 
-/// Runs the reverse process in chunks, yielding to the browser between chunks and drawing the
-/// latest x_t on animation frames, until done or stopped.
+/// Generate: samples from x_T (see [`run_reverse`]).
 async fn generate() {
+    run_reverse(None).await
+}
+
+/// Noise it, then denoise it: the forward view's image noised to its t by q(x_t | x_0), then
+/// the reverse process from there (one image, the page's sampler settings; a conditional model
+/// is given the example's class when known).
+async fn denoise() {
+    let app = app();
+    let fwd = app.fwd.borrow().clone();
+    let Some(i) = forward_selection(&fwd) else {
+        return;
+    };
+    let t = forward_t(&app.schedule.borrow());
+    let im = &fwd.images[i];
+    run_reverse(Some(Denoise {
+        image: i,
+        t,
+        x0: im.x0.clone(),
+        shape: im.shape,
+        label: im.label,
+    }))
+    .await
+}
+
+/// A noise-then-denoise run: image `image` of the forward view (`x0`, `[1, C, H, W]`), noised to
+/// timestep `t`.
+struct Denoise {
+    image: usize,
+    t: usize,
+    x0: Vec<f32>,
+    shape: [usize; 4],
+    label: Option<usize>,
+}
+
+/// Runs the reverse process in chunks, yielding to the browser between chunks and drawing the
+/// latest x_t on animation frames, until done or stopped: from x_T, or (`denoise`) from a
+/// noised data image.
+async fn run_reverse(denoise: Option<Denoise>) {
     let app = app();
     if app.running.get() {
         return;
@@ -608,8 +740,9 @@ async fn generate() {
     app.running.set(true);
     app.stop.set(false);
     refresh_generate();
+    player::set_enabled(false);
     dom::show_message("run-error", None);
-    let outcome = generate_inner(&app).await;
+    let outcome = generate_inner(&app, denoise.as_ref()).await;
     app.running.set(false);
     dom::set_disabled("stop", true);
     refresh_generate();
@@ -631,16 +764,50 @@ async fn generate() {
     dom::set_text("run-status", &status);
     enable_viewer();
     if state == "done" {
-        if let Some((x, shape)) = app.last_samples.borrow().as_ref() {
-            Rc::make_mut(&mut app.fwd.borrow_mut()).add_generated(x, *shape);
+        let samples = app.last_samples.borrow().clone();
+        match (&denoise, samples) {
+            (Some(d), Some((x, _))) => show_reconstruction(d, &x),
+            (None, Some((x, shape))) => {
+                Rc::make_mut(&mut app.fwd.borrow_mut()).add_generated(&x, shape);
+                refresh_forward_menu();
+            }
+            _ => {}
         }
-        refresh_forward_menu();
     }
     dom::set_body_state("run", state);
 }
 
+/// The denoised image beside its original: |difference|, MSE, PSNR (peak-to-peak 2) and max |Δ|.
+fn show_reconstruction(d: &Denoise, x: &[f32]) {
+    let diff: Vec<f32> = x.iter().zip(&d.x0).map(|(a, b)| (a - b).abs()).collect();
+    let mse = diff.iter().map(|v| (v * v) as f64).sum::<f64>() / diff.len().max(1) as f64;
+    let max = diff.iter().fold(0f32, |m, &v| m.max(v));
+    let shown: Vec<f32> = diff.iter().map(|v| v - 1.0).collect();
+    let r = draw::draw_grid("fwd-recon", &SnapshotData::quantise(x), d.shape)
+        .and_then(|_| draw::draw_grid("fwd-diff", &SnapshotData::quantise(&shown), d.shape));
+    if let Err(e) = r {
+        web_sys::console::error_1(&e);
+    }
+    dom::set_hidden("fwd-recon-view", false);
+    let t0 = app()
+        .last_plan
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.first().map(|s| s.t))
+        .unwrap_or(d.t);
+    dom::set_text(
+        "fwd-recon-stats",
+        &format!(
+            "from t = {t0}: MSE = {mse:.5} · PSNR = {:.1} dB · max |Δ| = {max:.3}",
+            10.0 * (4.0 / mse.max(1e-12)).log10()
+        ),
+    );
+    let _ =
+        dom::el::<web_sys::Element>("fwd-recon-stats").set_attribute("data-mse", &mse.to_string());
+}
+
 /// Ok(stopped?) or a message for the page.
-async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
+async fn generate_inner(app: &Rc<App>, denoise: Option<&Denoise>) -> Result<bool, String> {
     let gpu = ensure_gpu().await?;
     let generation = GPU_GENERATION.load(Ordering::SeqCst);
     let model = app
@@ -648,14 +815,35 @@ async fn generate_inner(app: &Rc<App>) -> Result<bool, String> {
         .borrow()
         .clone()
         .ok_or("No model loaded: load one below.")?;
-    let cfg = read_config(&model.scheduler);
+    let mut cfg = read_config(&model.scheduler);
+    if let Some(d) = denoise {
+        if d.shape[1..] != model.sample {
+            let [c, h, w] = model.sample;
+            return Err(format!(
+                "This image is {}×{}×{}, the model draws {c}×{h}×{w}: denoising needs an image of                  the model's size (generate one first, it joins the menu).",
+                d.shape[1], d.shape[2], d.shape[3]
+            ));
+        }
+        cfg.n = 1;
+        cfg.start = Some(d.t);
+        cfg.class = d.label.or(cfg.class);
+    }
     // Check the settings (DDIM steps, η, schedule) before touching the GPU.
     let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
         .map_err(|e| e.to_string())?;
     let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
+    // A denoising run starts from the image noised to the plan's first timestep.
+    let initial = match denoise {
+        Some(d) => {
+            let fwd = app.fwd.borrow().clone();
+            let abar = app.schedule.borrow().abar.clone();
+            Some(fwd.xt(Some(&gpu), d.image, timesteps[0], &abar).await)
+        }
+        None => None,
+    };
     *app.last_plan.borrow_mut() = Some(plan);
     let mut engine = take_engine(app, &gpu, generation, &model)?;
-    let outcome = run_batches(app, &gpu, &mut engine, &model, &cfg, timesteps).await;
+    let outcome = run_batches(app, &gpu, &mut engine, &model, &cfg, timesteps, initial).await;
     let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
         && app
             .model
@@ -691,7 +879,8 @@ fn take_engine(app: &App, gpu: &Gpu, generation: u32, model: &Model) -> Result<E
 }
 
 /// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
-/// frames and the live view as chunks complete. Ok(stopped?).
+/// frames and the live view as chunks complete, from x_T drawn for the seed or from `initial`
+/// (one batch). Ok(stopped?).
 async fn run_batches(
     app: &Rc<App>,
     gpu: &Gpu,
@@ -699,6 +888,7 @@ async fn run_batches(
     model: &Model,
     cfg: &RunConfig,
     timesteps: Vec<usize>,
+    initial: Option<Vec<f32>>,
 ) -> Result<bool, String> {
     let err = |e: crate::Error| e.to_string();
     let n = cfg.n;
@@ -719,8 +909,12 @@ async fn run_batches(
     let (per, shape) = (c * h * w, [n, c, h, w]);
     let steps = timesteps.len();
     *app.frames.borrow_mut() = Some(Frames::new(shape, batch, timesteps, FRAME_BUDGET));
-    let mut live_x = vec![0u8; n * per];
-    let mut live_x0 = vec![0u8; n * per];
+    let mut live = Pictures {
+        x: vec![0u8; n * per],
+        x0: vec![0u8; n * per],
+        eps: vec![0u8; n * per],
+        shape,
+    };
     let mut samples = vec![0f32; n * per];
 
     dom::el::<HtmlInputElement>("view-t").set_disabled(true);
@@ -757,7 +951,12 @@ async fn run_batches(
         // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
         // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
         // here saves a GPU read-back.
-        let x_t = crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64);
+        let x_t = match &initial {
+            Some(x) => x.clone(),
+            None => {
+                crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64)
+            }
+        };
         sampler.set_initial(gpu, &x_t).map_err(err)?;
         if let Some(f) = app.frames.borrow_mut().as_mut() {
             f.begin_run(r, &x_t);
@@ -779,13 +978,17 @@ async fn run_batches(
             }
             if let Some(last) = snaps.last() {
                 let range = first * per..(first + count) * per;
-                live_x[range.clone()].copy_from_slice(&last.x.to_u8()[..count * per]);
-                live_x0[range].copy_from_slice(&last.x0.to_u8()[..count * per]);
+                live.x[range.clone()].copy_from_slice(&last.x.to_u8(1.0)[..count * per]);
+                live.x0[range.clone()].copy_from_slice(&last.x0.to_u8(1.0)[..count * per]);
+                live.eps[range].copy_from_slice(&last.eps.to_u8(EPS_RANGE)[..count * per]);
                 let label = match p.next_timestep {
                     Some(t) => format!("t = {t}"),
                     None => "x₀ (sample)".into(),
                 };
-                *app.live.borrow_mut() = Some((label, live_x.clone(), live_x0.clone(), shape));
+                *app.live.borrow_mut() = Some(LiveFrame {
+                    label,
+                    pictures: live.clone(),
+                });
                 schedule_live_draw();
             }
             update_stats(r * steps + p.step, total, dom::now_ms() - t0);
@@ -859,18 +1062,21 @@ fn schedule_live_draw() {
         let app = self::app();
         app.draw_pending.set(false);
         let live = app.live.borrow_mut().take();
-        if let Some((label, x, x0, shape)) = live {
-            draw_pair(&x, &x0, shape);
-            dom::set_text("view-t-label", &label);
+        if let Some(f) = live {
+            let p = &f.pictures;
+            draw_frame(&p.x, &p.x0, &p.eps, p.shape);
+            dom::set_text("view-t-label", &f.label);
             dom::set_disabled("export-png", false);
         }
     });
 }
 
-fn draw_pair(x: &[u8], x0: &[u8], shape: [usize; 4]) {
-    if let Err(e) =
-        draw::draw_grid("canvas-xt", x, shape).and_then(|_| draw::draw_grid("canvas-x0", x0, shape))
-    {
+/// Draws x_t, ε̂ and x̂0 of one frame.
+fn draw_frame(x: &[u8], x0: &[u8], eps: &[u8], shape: [usize; 4]) {
+    let r = draw::draw_grid("canvas-xt", x, shape)
+        .and_then(|_| draw::draw_grid("canvas-x0", x0, shape))
+        .and_then(|_| draw::draw_grid("canvas-eps", eps, shape));
+    if let Err(e) = r {
         web_sys::console::error_1(&e);
     }
 }
@@ -890,10 +1096,13 @@ fn enable_viewer() {
             slider.set_value_as_number((f.len() - 1) as f64);
             slider.set_disabled(false);
             drop(frames);
+            player::set_enabled(true);
+            dom::set_disabled("export-gif", false);
             show_selected_frame();
         }
         _ => slider.set_disabled(true),
     }
+    dom::set_disabled("export-npy", app.last_samples.borrow().is_none());
 }
 
 fn show_selected_frame() {
@@ -909,7 +1118,7 @@ fn show_selected_frame() {
         .value_as_number()
         .max(0.0) as usize)
         .min(f.len() - 1);
-    draw_pair(f.x(i), f.x0(i), f.shape);
+    draw_frame(f.x(i), f.x0(i), f.eps(i), f.shape);
     dom::set_text("view-t-label", &f.label(i));
     dom::set_disabled("export-png", false);
     let step = app
@@ -965,25 +1174,6 @@ fn step_math(step: &crate::sampler::PlannedStep, s: &ScheduleView) -> String {
     format!("{head}\n{update}\n{share}")
 }
 
-fn export_png() {
-    let label = dom::el::<web_sys::Element>("view-t-label")
-        .text_content()
-        .unwrap_or_default();
-    let at = match label.strip_prefix("t = ") {
-        Some(t) => format!("t{t}"),
-        None => "sample".into(),
-    };
-    let seed = dom::input_f64("seed", 0.0) as u64;
-    let name = format!("ddpm-seed{seed}-{at}.png");
-    if let Err(e) = draw::png_data_url("canvas-xt", 512).and_then(|url| draw::download(&url, &name))
-    {
-        dom::show_message(
-            "run-error",
-            Some(&format!("export failed: {}", dom::js_err(e))),
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Schedule and forward process
 
@@ -1031,20 +1221,29 @@ fn update_forward() {
     });
 }
 
-async fn forward_once(app: &Rc<App>) {
-    let s = app.schedule.borrow().clone();
-    let t = (dom::el::<HtmlInputElement>("fwd-t")
+/// The forward view's timestep (`#fwd-t`, within the schedule).
+fn forward_t(s: &ScheduleView) -> usize {
+    (dom::el::<HtmlInputElement>("fwd-t")
         .value_as_number()
         .max(0.0) as usize)
-        .min(s.abar.len() - 1);
+        .min(s.abar.len() - 1)
+}
+
+/// The index of the forward view's chosen image (`None`: no images).
+fn forward_selection(fwd: &Forward) -> Option<usize> {
+    let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
+    (!fwd.images.is_empty()).then(|| i.min(fwd.images.len() - 1))
+}
+
+async fn forward_once(app: &Rc<App>) {
+    let s = app.schedule.borrow().clone();
+    let t = forward_t(&s);
     let gpu = app.gpu.borrow().clone();
     // Hold an Rc of the view's data, not a RefCell borrow, across the await.
     let fwd = app.fwd.borrow().clone();
-    if fwd.images.is_empty() {
+    let Some(i) = forward_selection(&fwd) else {
         return;
-    }
-    let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
-    let i = i.min(fwd.images.len() - 1);
+    };
     let im = &fwd.images[i];
     let xt = fwd.xt(gpu.as_deref(), i, t, &s.abar).await;
     let q = crate::sampler::SnapshotData::quantise;

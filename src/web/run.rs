@@ -2,7 +2,7 @@
 //! timestep slider shows).
 
 use crate::model::UNetConfig;
-use crate::sampler::{SamplerKind, SamplerOptions, Snapshot, SnapshotData};
+use crate::sampler::{SamplerKind, SamplerOptions, Snapshot, SnapshotData, EPS_RANGE};
 use crate::schedule::{SchedulerConfig, VarianceType};
 
 /// Settings of one Generate, read from the page's controls.
@@ -17,6 +17,8 @@ pub struct RunConfig {
     pub class: Option<usize>,
     /// Classifier-free guidance scale (1: plain conditional).
     pub guidance: f32,
+    /// Denoise from this timestep (see [`SamplerOptions::start`]) instead of sampling from x_T.
+    pub start: Option<usize>,
 }
 
 impl RunConfig {
@@ -27,6 +29,7 @@ impl RunConfig {
         let mut o = SamplerOptions::new(scheduler, self.kind, self.seed);
         o.first_image = first_image as u64;
         o.variance = self.variance;
+        o.start = self.start;
         o
     }
 
@@ -78,8 +81,9 @@ impl RunConfig {
 /// The frames kept for the slider, for all `n` images (filled batch by batch), quantized to a
 /// byte per value.
 ///
-/// Frame `j` (0 ≤ j < steps) pairs the input x_t of step j + 1 (x_T for j = 0) with the x̂0 the
-/// model predicted from it; frame `steps` is the final sample. A snapshot after step s (see
+/// Frame `j` (0 ≤ j < steps) pairs the input x_t of step j + 1 (x_T for j = 0) with the x̂0 and
+/// ε̂ (bytes over ±[`EPS_RANGE`]) the model predicted from it; frame `steps` is the final sample
+/// with the last step's x̂0 and ε̂. A snapshot after step s (see
 /// [`Snapshot`]) completes frame s − 1 (its x̂0) and starts frame s (its x). To stay within the
 /// byte budget only every `stride`-th frame is kept (always the last one).
 pub struct Frames {
@@ -94,6 +98,7 @@ pub struct Frames {
     slots: Vec<usize>,
     xs: Vec<u8>,
     x0s: Vec<u8>,
+    epss: Vec<u8>,
     /// Batch being filled.
     run: usize,
     /// Frames 0..complete of the current batch are filled (x and x̂0).
@@ -107,11 +112,11 @@ impl Frames {
     /// `timesteps` within `budget` bytes.
     pub fn new(shape: [usize; 4], batch: usize, timesteps: Vec<usize>, budget: usize) -> Self {
         let steps = timesteps.len();
-        let per_frame = 2 * shape.iter().product::<usize>();
+        let per_frame = 3 * shape.iter().product::<usize>();
         let stride = ((steps + 1) * per_frame).div_ceil(budget.max(1)).max(1);
         let mut slots: Vec<usize> = (0..steps).step_by(stride).collect();
         slots.push(steps);
-        let bytes = slots.len() * per_frame / 2;
+        let bytes = slots.len() * per_frame / 3;
         Frames {
             shape,
             batch: batch.max(1),
@@ -120,6 +125,7 @@ impl Frames {
             slots,
             xs: vec![0; bytes],
             x0s: vec![0; bytes],
+            epss: vec![0; bytes],
             run: 0,
             complete: 0,
             any_full: false,
@@ -148,16 +154,20 @@ impl Frames {
         self.shape[1..].iter().product()
     }
 
-    /// Copies the images of the current batch (`[batch, C, H, W]` values in [−1, 1] or bytes)
-    /// into slot `slot` of `x` (or of x̂0).
-    fn write(&mut self, slot: usize, x0: bool, batch_bytes: &[u8]) {
+    /// Copies the images of the current batch (`[batch, C, H, W]` bytes) into slot `slot` of
+    /// the store of `part`.
+    fn write(&mut self, slot: usize, part: Part, batch_bytes: &[u8]) {
         let per = self.image_len();
         let frame = self.shape[0] * per;
         let first = self.run * self.batch;
         let count = self.batch.min(self.shape[0].saturating_sub(first));
         let src = &batch_bytes[..(count * per).min(batch_bytes.len())];
         let at = slot * frame + first * per;
-        let dst = if x0 { &mut self.x0s } else { &mut self.xs };
+        let dst = match part {
+            Part::X => &mut self.xs,
+            Part::X0 => &mut self.x0s,
+            Part::Eps => &mut self.epss,
+        };
         dst[at..at + src.len()].copy_from_slice(src);
     }
 
@@ -165,7 +175,7 @@ impl Frames {
     pub fn begin_run(&mut self, run: usize, x_t: &[f32]) {
         self.run = run;
         self.complete = 0;
-        self.write(0, false, &SnapshotData::quantise(x_t));
+        self.write(0, Part::X, &SnapshotData::quantise(x_t));
     }
 
     /// Takes the snapshot after step `snap.step` of the current batch.
@@ -174,14 +184,22 @@ impl Frames {
         if s == 0 || s > self.steps() {
             return;
         }
-        let (x, x0) = (snap.x.to_u8(), snap.x0.to_u8());
+        let (x, x0, eps) = (
+            snap.x.to_u8(1.0),
+            snap.x0.to_u8(1.0),
+            snap.eps.to_u8(EPS_RANGE),
+        );
+        let predictions = |frames: &mut Self, slot| {
+            frames.write(slot, Part::X0, &x0);
+            frames.write(slot, Part::Eps, &eps);
+        };
         if let Some(slot) = self.slot(s - 1) {
-            self.write(slot, true, &x0);
+            predictions(self, slot);
         }
         if let Some(slot) = self.slot(s) {
-            self.write(slot, false, &x);
+            self.write(slot, Part::X, &x);
             if s == self.steps() {
-                self.write(slot, true, &x0);
+                predictions(self, slot);
             }
         }
         self.complete = s;
@@ -206,7 +224,7 @@ impl Frames {
 
     /// The label of slot `i`: `t = 999`, or `x₀ (sample)` for the final frame.
     pub fn label(&self, i: usize) -> String {
-        match self.timesteps.get(self.slots[i]) {
+        match self.timestep(i) {
             Some(t) => format!("t = {t}"),
             None => "x₀ (sample)".into(),
         }
@@ -223,4 +241,23 @@ impl Frames {
         let n = self.shape.iter().product::<usize>();
         &self.x0s[i * n..(i + 1) * n]
     }
+
+    /// ε̂ of slot `i`, bytes over ±[`EPS_RANGE`].
+    pub fn eps(&self, i: usize) -> &[u8] {
+        let n = self.shape.iter().product::<usize>();
+        &self.epss[i * n..(i + 1) * n]
+    }
+
+    /// The timestep of slot `i` (`None` for the final sample).
+    pub fn timestep(&self, i: usize) -> Option<usize> {
+        self.timesteps.get(self.slots[i]).copied()
+    }
+}
+
+/// The three stores of [`Frames`].
+#[derive(Clone, Copy)]
+enum Part {
+    X,
+    X0,
+    Eps,
 }

@@ -86,6 +86,134 @@ test('the default model is the trained MNIST model: it draws what the CLI draws'
   }
 });
 
+/** ᾱ_t of DDPM's linear schedule (β 1e-4 → 0.02, T = 1000), t = 0..999. */
+function linearAlphaBar() {
+  const abar = [];
+  let prod = 1;
+  for (let i = 0; i < 1000; i++) {
+    prod *= 1 - (1e-4 + (0.02 - 1e-4) * (i / 999));
+    abar.push(prod);
+  }
+  return abar;
+}
+
+test('the viewer explains each step: ε̂ beside x_t and x̂0, play and step, GIF and .npy downloads', async () => {
+  const { page, close } = await openWithGpu();
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    assert.equal(await page.isDisabled('#play'), true, 'nothing to play before a run');
+    await generate(page, { n: 4, sampler: 'ddim', steps: 20, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+
+    // The ε̂ canvas is the ε̂ that made the x̂0 shown: x̂0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t.
+    const abar = linearAlphaBar();
+    await setRange(page, 'view-t', 14);
+    assert.equal(await page.textContent('#view-t-label'), 't = 250');
+    const eps = await canvasStats(page, 'canvas-eps');
+    assert.equal(eps.w, 2 * 29 + 1);
+    assert.ok(eps.std > 10, `ε̂ looks uniform (${eps.std})`);
+    const frame = await page.evaluate(() => Array.from(window.ddpm.debug_frame(14)));
+    const n = frame.length / 3;
+    assert.equal(n, 4 * 28 * 28);
+    const [a, s] = [Math.sqrt(abar[250]), Math.sqrt(1 - abar[250])];
+    let worst = 0;
+    let checked = 0;
+    let epsSq = 0;
+    for (let i = 0; i < n; i++) {
+      const [x, x0, e] = [frame[i], frame[n + i], frame[2 * n + i]];
+      epsSq += e * e;
+      if (Math.abs(x0) > 0.98 || Math.abs(x) > 0.98) continue; // clipped to [−1, 1] (x̂0 by the sampler, x_t by the display)
+      worst = Math.max(worst, Math.abs(x0 - (x - s * e) / a));
+      checked++;
+    }
+    console.log(`ε̂ view at t = 250: x̂0 vs (x_t − √(1−ᾱ)ε̂)/√ᾱ max |Δ| = ${worst.toFixed(4)} over ${checked} values, rms ε̂ = ${Math.sqrt(epsSq / n).toFixed(3)}`);
+    assert.ok(checked > n / 10 && worst < 0.03, `x̂0 does not follow from x_t and ε̂ (max |Δ| ${worst})`);
+    const rms = Math.sqrt(epsSq / n);
+    assert.ok(rms > 0.5 && rms < 1.5, `ε̂ should have about unit variance, rms ${rms}`);
+
+    // Play from x_T to the sample; keys: Space, Home, End.
+    await page.selectOption('#play-speed', '60');
+    await page.click('#replay');
+    await waitBody(page, 'play', ['playing']);
+    await waitBody(page, 'play', ['paused'], 30_000);
+    assert.equal(await page.inputValue('#view-t'), '20');
+    assert.equal(await page.textContent('#view-t-label'), 'x₀ (sample)');
+    await page.click('h1');
+    await page.keyboard.press('Home');
+    assert.equal(await page.inputValue('#view-t'), '0');
+    assert.equal(await page.textContent('#view-t-label'), 't = 950');
+    await page.selectOption('#play-speed', '5');
+    await page.click('h1');
+    await page.keyboard.press(' ');
+    await waitBody(page, 'play', ['playing']);
+    await page.waitForFunction(() => document.getElementById('view-t').value !== '0');
+    await page.keyboard.press(' ');
+    assert.equal(await waitBody(page, 'play', ['paused']), 'paused');
+    const stopped = await page.inputValue('#view-t');
+    await page.waitForTimeout(500);
+    assert.equal(await page.inputValue('#view-t'), stopped, 'paused playback does not move');
+    await page.click('#step-fwd');
+    assert.equal(Number(await page.inputValue('#view-t')), Number(stopped) + 1);
+    await page.click('#step-back');
+    assert.equal(await page.inputValue('#view-t'), stopped);
+    await page.keyboard.press('End');
+    assert.equal(await page.inputValue('#view-t'), '20');
+
+    // Downloads: the trajectory GIF (one frame per kept step plus the held sample) and the
+    // samples as .npy, equal to what the page computed.
+    const [gif] = await Promise.all([page.waitForEvent('download'), page.click('#export-gif')]);
+    assert.equal(gif.suggestedFilename(), 'ddpm-seed7-trajectory.gif');
+    const g = readFileSync(await gif.path());
+    assert.equal(g.toString('latin1', 0, 6), 'GIF89a');
+    assert.deepEqual([g.readUInt16LE(6), g.readUInt16LE(8)], [2 * 28 + 3 * 2, 2 * 28 + 3 * 2]);
+    const [npy] = await Promise.all([page.waitForEvent('download'), page.click('#export-npy')]);
+    assert.equal(npy.suggestedFilename(), 'ddpm-seed7.npy');
+    const saved = readNpy(await npy.path());
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    assert.deepEqual(saved.shape, [4, 1, 28, 28]);
+    assert.equal(maxAbsDiff(mine, saved.data), 0);
+    await page.screenshot({ path: resolve(join(OUT, 'explain.png')), fullPage: true });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test('noise it, then denoise it: from a small t the digit comes back, from a large t a new one', async () => {
+  const { page, close } = await openWithGpu();
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    await page.selectOption('#fwd-image', { label: 'MNIST digit 3' });
+    const recon = async (t, sampler) => {
+      await setRange(page, 'fwd-t', t);
+      await page.selectOption('#sampler', sampler);
+      if (sampler === 'ddim') await page.fill('#ddim-steps', '50');
+      await page.click('#fwd-denoise');
+      await waitBody(page, 'run', ['running', 'done', 'error']);
+      assert.equal(await waitBody(page, 'run', ['done', 'error'], 120_000), 'done', await page.textContent('#run-error'));
+      assert.equal(await page.isHidden('#fwd-recon-view'), false);
+      return Number(await page.getAttribute('#fwd-recon-stats', 'data-mse'));
+    };
+    const low = await recon(50, 'ddpm');
+    assert.match(await page.textContent('#fwd-recon-stats'), /^from t = 50: MSE/);
+    // The viewer holds that run: 51 DDPM steps from t = 50.
+    assert.equal(await page.getAttribute('#view-t', 'max'), '51');
+    await setRange(page, 'view-t', 0);
+    assert.equal(await page.textContent('#view-t-label'), 't = 50');
+    assert.deepEqual(await page.evaluate(() => Array.from(window.ddpm.debug_last_shape())), [1, 1, 28, 28]);
+    const high = await recon(990, 'ddim');
+    assert.match(await page.textContent('#fwd-recon-stats'), /^from t = 980: MSE/, 'DDIM 50 keeps its spacing');
+    console.log(`denoised MNIST digit 3: MSE ${low.toFixed(4)} from t = 50 (DDPM), ${high.toFixed(4)} from t = 980 (DDIM 50)`);
+    assert.ok(low < 0.03, `from t = 50 the digit should come back (MSE ${low})`);
+    assert.ok(high > 5 * low, `from t = 980 the image should be a new one (MSE ${high} vs ${low})`);
+    assert.ok((await canvasStats(page, 'fwd-diff')).std > 1);
+    await page.screenshot({ path: resolve(join(OUT, 'denoise.png')), fullPage: true });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
   const b = await openWithGpu(PLACEHOLDER);
   const { page, close } = b;
