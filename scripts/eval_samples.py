@@ -6,8 +6,8 @@ Usage:
       --out /tmp/s.png --npy /tmp/s.npy
   /opt/dvenv/bin/python scripts/eval_samples.py --data mnist --samples /tmp/s.npy --labels cycle
   /opt/dvenv/bin/python scripts/eval_samples.py --data mnist --real 1000
-  /opt/dvenv/bin/python scripts/eval_samples.py --data fashion-mnist --samples s.npy --labels none \\
-      --json s.json
+  /opt/dvenv/bin/python scripts/eval_samples.py --data fashion-mnist --samples s.npy \\
+      --labels none --json s.json
 
 Inputs: `--samples FILE.npy`, float32 N×1×28×28 in [-1, 1] as `ddpm sample --npy` writes them
 (clipped to [-1, 1]), or `--real N`, N random training images (the baseline). Labels for
@@ -27,10 +27,12 @@ Figures:
 The classifier (conv 32 → pool → conv 64 → pool → fc 128 → fc 10) is trained on first use with a
 fixed seed (3 epochs, 5-10 minutes on 2 CPU threads) and cached with the test-set feature
 statistics in DATA_DIR/eval/DATASET-classifier.pt; a cache whose key (format, architecture,
-training settings, data) differs is retrained. Data: DATA_DIR/{mnist,fashion-mnist}/*-ubyte[.gz], from `bash scripts/fetch_data.sh`.
+training settings, data) differs is retrained.
+Data: DATA_DIR/{mnist,fashion-mnist}/*-ubyte[.gz], as `bash scripts/fetch_data.sh` fetches them.
 """
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
@@ -71,9 +73,12 @@ def read_idx(path):
         fail(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != 4 + 4 * ndim + math.prod(dims):
+        fail(f"{path}: truncated or corrupt (run `bash scripts/fetch_data.sh`)")
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+@functools.lru_cache
 def load_split(data_dir, dataset, split):
     """(images N×28×28 uint8, labels N uint8) of `train` or `t10k`."""
     def find(stem):
@@ -236,12 +241,17 @@ def evaluate(model, x, labels, ref_mu, ref_sigma):
     }
     if labels is not None:
         report["accuracy"] = float((pred == labels).mean())
-        report["per_class"] = {
-            str(k): {"n": int((labels == k).sum()),
-                     "accuracy": float((pred[labels == k] == k).mean()) if (labels == k).any() else None}
-            for k in range(NUM_CLASSES)
-        }
+        report["per_class"] = per_class(pred, labels)
     return report
+
+
+def per_class(pred, labels):
+    out = {}
+    for k in range(NUM_CLASSES):
+        mine = labels == k
+        accuracy = float((pred[mine] == k).mean()) if mine.any() else None
+        out[str(k)] = {"n": int(mine.sum()), "accuracy": accuracy}
+    return out
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -310,7 +320,8 @@ def pct(v):
 
 
 def print_table(r):
-    print(f"dataset     {r['dataset']}  (classifier test accuracy {pct(r['classifier_test_accuracy'])})")
+    accuracy = pct(r["classifier_test_accuracy"])
+    print(f"dataset     {r['dataset']}  (classifier test accuracy {accuracy})")
     print(f"source      {r['source']}  (N = {r['n']}, labels: {r['labels']})")
     print(f"fd          {r['fd']:.3f}  (biased by N: compare with --real {r['n']})")
     print(f"accuracy    {pct(r['accuracy'])}")
@@ -324,8 +335,7 @@ def print_table(r):
 
 def main():
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        epilog="See the module docstring for details.")
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=DATASETS, default="mnist")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(__file__).resolve().parent.parent / "data",

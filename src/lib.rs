@@ -12,6 +12,7 @@ pub mod error;
 pub mod gpu;
 pub mod hub;
 pub mod image;
+pub mod loss_curve;
 pub mod model;
 pub mod npy;
 pub mod ops;

@@ -232,6 +232,51 @@ fn bad_arguments_fail_with_a_message() {
 }
 
 #[test]
+fn loss_per_timestep_of_the_bundled_model() {
+    let csv = tmp("loss.csv");
+    let run = |seed: &str| {
+        let (ok, out) = ddpm(&[
+            "loss",
+            "--timesteps",
+            "3",
+            "--draws",
+            "1",
+            "--seed",
+            seed,
+            "--csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("over 8 mnist image(s) × 1 draw(s)"), "{out}");
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let rows: Vec<(usize, f64)> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (t, v) = l.split_once(',').unwrap();
+                (t.parse().unwrap(), v.parse().unwrap())
+            })
+            .collect();
+        rows
+    };
+    let a = run("0");
+    assert_eq!(a.iter().map(|r| r.0).collect::<Vec<_>>(), [166, 500, 833]);
+    assert!(a.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{a:?}");
+    // A trained model is surest where x_t is mostly noise.
+    assert!(a[0].1 > 3.0 * a[2].1, "{a:?}");
+    assert_eq!(run("0"), a, "same seed, same curve");
+    assert_ne!(run("1"), a, "another noise draw");
+
+    let tiny = fixture("unet_tiny");
+    let (ok, out) = ddpm(&["loss", "--model", tiny.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("the images are 1×28×28 but the model takes 1×16×16"),
+        "{out}"
+    );
+}
+
+#[test]
 fn info_reports_parameters() {
     let (ok, text) = ddpm(&["info", "--preset", "cifar10"]);
     assert!(ok, "{text}");

@@ -4,6 +4,7 @@ mod bench;
 mod bundled;
 mod forward;
 mod info;
+mod loss;
 mod plot;
 mod sample;
 mod train;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ddpm::hub::{Hub, HubId};
 use ddpm::model::{presets, UNetConfig, Weights};
+use ddpm::schedule::SchedulerConfig;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +40,8 @@ enum Command {
     Info(info::Args),
     /// Run the U-Net once: ε̂ = UNet(x, t) for an .npy input.
     Forward(forward::Args),
+    /// Measure a model's L_simple at each timestep (where it is sure of the noise, where not).
+    Loss(loss::Args),
     /// Benchmark the U-Net forward pass and its kernels on this machine's GPU.
     Bench(bench::Args),
     /// Generate images with the reverse process (DDPM or DDIM) on the GPU.
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Forward(a) => forward::run(a),
+        Command::Loss(a) => loss::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Train(a) => train::run(a),
@@ -154,6 +159,29 @@ impl ModelArgs {
             }
         };
         Ok(Some(self.resolved.get_or_init(|| dir)))
+    }
+
+    /// The model's noise schedule: `explicit` (a `--scheduler` file), else
+    /// `scheduler_config.json` beside the model (or in a pipeline's `scheduler/` folder, or the
+    /// bundled model's), else diffusers' DDPMScheduler defaults.
+    fn scheduler(&self, explicit: Option<&Path>) -> anyhow::Result<SchedulerConfig> {
+        if let Some(path) = explicit {
+            return Ok(SchedulerConfig::from_file(path)?);
+        }
+        if self.is_bundled() {
+            return bundled::scheduler();
+        }
+        if let Some(dir) = self.dir()? {
+            for candidate in [
+                dir.join("scheduler_config.json"),
+                dir.join("../scheduler/scheduler_config.json"),
+            ] {
+                if candidate.exists() {
+                    return Ok(SchedulerConfig::from_file(&candidate)?);
+                }
+            }
+        }
+        Ok(SchedulerConfig::default())
     }
 }
 

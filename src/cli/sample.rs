@@ -9,7 +9,7 @@ use ddpm::gpu::Gpu;
 use ddpm::image::{grid, grid_columns, to_byte, Rgba};
 use ddpm::model::{EpsModel, UNet, UNetConfig};
 use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions, Snapshot};
-use ddpm::schedule::{SchedulerConfig, VarianceType};
+use ddpm::schedule::VarianceType;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{display, ModelArgs};
@@ -138,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
     let (cfg, weights) = args.model.load()?;
-    let sched = scheduler_config(&args)?;
+    let sched = args.model.scheduler(args.scheduler.as_deref())?;
     let kind = SamplerKind::parse(&args.sampler, args.steps, args.eta)?;
     let mut opts = SamplerOptions::new(&sched, kind, args.seed);
     if let Some(v) = &args.variance {
@@ -273,28 +273,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("wrote {} ({} frames)", display(path), views.len());
     }
     check_gpu(&gpu)
-}
-
-/// `--scheduler`, else `scheduler_config.json` beside the model (or in a pipeline's
-/// `scheduler/` folder, or the bundled model's), else diffusers' DDPMScheduler defaults.
-fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
-    if let Some(path) = &args.scheduler {
-        return Ok(SchedulerConfig::from_file(path)?);
-    }
-    if args.model.is_bundled() {
-        return super::bundled::scheduler();
-    }
-    if let Some(dir) = args.model.dir()? {
-        for candidate in [
-            dir.join("scheduler_config.json"),
-            dir.join("../scheduler/scheduler_config.json"),
-        ] {
-            if candidate.exists() {
-                return Ok(SchedulerConfig::from_file(&candidate)?);
-            }
-        }
-    }
-    Ok(SchedulerConfig::default())
 }
 
 fn check_gpu(gpu: &Gpu) -> anyhow::Result<()> {

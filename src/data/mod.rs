@@ -17,6 +17,7 @@
 
 pub mod batcher;
 pub mod emoji;
+pub mod examples;
 pub mod fashion;
 pub mod idx;
 pub mod mnist;

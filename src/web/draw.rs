@@ -180,3 +180,80 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
     }
     Ok(())
 }
+
+/// Plots a loss curve (`points`: (t, loss)) against t = 0..`train_timesteps`−1 on a log scale,
+/// one dot per measured timestep.
+pub fn draw_loss_plot(
+    id: &str,
+    points: &[(usize, f64)],
+    train_timesteps: usize,
+) -> Result<(), JsValue> {
+    let canvas = dom::el::<HtmlCanvasElement>(id);
+    let dpr = dom::window().device_pixel_ratio().clamp(1.0, 3.0);
+    let css_w = canvas.client_width().max(240) as f64;
+    let css_h = css_w * 160.0 / 480.0;
+    let (pw, ph) = ((css_w * dpr).round() as u32, (css_h * dpr).round() as u32);
+    if canvas.width() != pw || canvas.height() != ph {
+        canvas.set_width(pw);
+        canvas.set_height(ph);
+    }
+    let ctx = context_2d(&canvas)?;
+    ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
+    let (w, h) = (css_w, css_h);
+    let (left, right, top, bottom) = (46.0, 10.0, 10.0, 24.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    ctx.set_fill_style_str("#0a0b0e");
+    ctx.fill_rect(0.0, 0.0, w, h);
+    let logs: Vec<f64> = points.iter().map(|p| p.1.max(1e-9).log10()).collect();
+    let lo = logs.iter().cloned().fold(f64::INFINITY, f64::min).floor();
+    let hi = logs
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil();
+    if !lo.is_finite() || !hi.is_finite() {
+        return Ok(());
+    }
+    let hi = hi.max(lo + 1.0);
+    let y_of = |l: f64| top + ph * (1.0 - (l - lo) / (hi - lo));
+    let last = (train_timesteps.max(2) - 1) as f64;
+    let x_of = |t: usize| left + pw * t as f64 / last;
+    ctx.set_stroke_style_str("#2a2f3a");
+    ctx.set_line_width(1.0);
+    ctx.set_font("11px ui-monospace, monospace");
+    ctx.set_fill_style_str("#9aa3b2");
+    let mut decade = lo;
+    while decade <= hi {
+        let y = y_of(decade);
+        ctx.begin_path();
+        ctx.move_to(left, y);
+        ctx.line_to(left + pw, y);
+        ctx.stroke();
+        ctx.fill_text(&format!("1e{decade}"), 2.0, y + 4.0)?;
+        decade += 1.0;
+    }
+    for k in 0..=4 {
+        let t = (train_timesteps.saturating_sub(1)) * k / 4;
+        let label = t.to_string();
+        let half = 3.3 * label.len() as f64;
+        ctx.fill_text(&label, (x_of(t) - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
+    }
+    ctx.set_stroke_style_str("#5fd4a0");
+    ctx.set_fill_style_str("#5fd4a0");
+    ctx.set_line_width(1.8);
+    ctx.begin_path();
+    for (i, (p, &l)) in points.iter().zip(&logs).enumerate() {
+        if i == 0 {
+            ctx.move_to(x_of(p.0), y_of(l));
+        } else {
+            ctx.line_to(x_of(p.0), y_of(l));
+        }
+    }
+    ctx.stroke();
+    for (p, &l) in points.iter().zip(&logs) {
+        ctx.begin_path();
+        ctx.arc(x_of(p.0), y_of(l), 3.0, 0.0, std::f64::consts::TAU)?;
+        ctx.fill();
+    }
+    Ok(())
+}

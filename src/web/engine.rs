@@ -238,6 +238,19 @@ impl Engine {
         plan.set_labels(gpu, Some(labels))
     }
 
+    /// L_simple per timestep of the model (see [`crate::loss_curve`]); the sampling plan is
+    /// dropped first so its memory is free for the curve's batches.
+    pub async fn loss_curve(
+        &mut self,
+        gpu: &Gpu,
+        alphas_cumprod: &[f32],
+        setup: &crate::loss_curve::LossSetup<'_>,
+    ) -> Result<crate::loss_curve::LossCurve> {
+        self.sampler = None;
+        self.plan = None;
+        crate::loss_curve::loss_per_timestep(gpu, &self.unet, alphas_cumprod, setup).await
+    }
+
     /// The sampler readied by [`Engine::prepare`].
     pub fn sampler(&mut self) -> Option<&mut Sampler> {
         self.sampler.as_mut()

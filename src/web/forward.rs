@@ -3,7 +3,7 @@
 //! a fixed ε, so scrubbing t shows the same noise growing.
 
 use crate::cpu::sampling as cpu;
-use crate::data::{mnist, Dataset};
+use crate::data::{examples, Dataset};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::sampling::q_sample;
@@ -13,11 +13,6 @@ const MAX_GENERATED: usize = 8;
 /// RNG seed (stream 0) of the view's ε.
 const EPS_SEED: u64 = 7;
 
-/// Eight MNIST test digits 0–7 (first of each class in t10k), IDX; see assets/README.md.
-const EXAMPLE_IMAGES: &[u8] =
-    include_bytes!("../../assets/examples/mnist-t10k-0to7-images-idx3-ubyte.gz");
-const EXAMPLE_LABELS: &[u8] =
-    include_bytes!("../../assets/examples/mnist-t10k-0to7-labels-idx1-ubyte");
 /// One image to noise.
 #[derive(Clone)]
 pub struct Image {
@@ -87,9 +82,9 @@ async fn xt_gpu(gpu: &Gpu, im: &Image, t: usize, abar: &[f32]) -> Result<Vec<f32
     out.read(gpu).await
 }
 
-/// The bundled MNIST digits at their native 28×28 (the size the default model is trained on).
+/// The bundled MNIST digits ([`examples::mnist`]) at their native 28×28 (the size the default model is trained on).
 fn examples() -> Result<Vec<Image>> {
-    let ds = mnist::from_idx_bytes(EXAMPLE_IMAGES, Some(EXAMPLE_LABELS))?;
+    let ds = examples::mnist()?;
     let labels = ds.labels().map(<[u8]>::to_vec).unwrap_or_default();
     (0..ds.len())
         .map(|i| {

@@ -14,7 +14,8 @@
 //!   `export-gif`, `export-npy`;
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
 //!   `fwd-plot`, `fwd-stats`, `schedule-info`; noise-then-denoise: `fwd-denoise`,
-//!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`);
+//!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`); loss per
+//!   timestep: `loss-run`, `loss-view`, `loss-plot`, `loss-stats`;
 //! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
 //!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
 //!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
@@ -23,9 +24,10 @@
 //!
 //! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error,
-//! `data-play` = playing | paused.
+//! `data-play` = playing | paused, `data-loss` = idle | running | done | error.
 //! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
-//! [`debug_last_shape`], [`debug_frame`], [`debug_max_batch`], [`debug_engine_stats`].
+//! [`debug_last_shape`], [`debug_frame`], [`debug_loss_curve`], [`debug_max_batch`],
+//! [`debug_engine_stats`].
 
 mod dom;
 mod draw;
@@ -33,6 +35,7 @@ mod engine;
 mod export;
 mod files;
 mod forward;
+mod loss_view;
 mod player;
 mod run;
 
@@ -244,6 +247,12 @@ pub fn debug_frame(i: usize) -> Vec<f32> {
     .concat()
 }
 
+/// Test hook: the last loss-per-timestep curve, `[t0, loss0, t1, loss1, …]` (empty if none).
+#[wasm_bindgen]
+pub fn debug_loss_curve() -> Vec<f64> {
+    loss_view::last_curve()
+}
+
 /// Test hook: samples at most `k` images per GPU pass (0: no cap), as if the device's limits
 /// allowed no more, so a Generate runs in several batches.
 #[wasm_bindgen]
@@ -270,6 +279,7 @@ fn refresh_generate() {
         && app.model.borrow().is_some();
     dom::set_disabled("generate", !ready);
     dom::set_disabled("fwd-denoise", !ready);
+    dom::set_disabled("loss-run", !ready);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,6 +523,7 @@ fn wire_controls() {
         player::jump(false);
         player::play();
     });
+    dom::on::<web_sys::Event>("loss-run", "click", |_| spawn_local(loss_view::measure()));
     dom::on::<web_sys::Event>("fwd-denoise", "click", |_| {
         if !app().running.get() {
             dom::set_body_state("run", "running");

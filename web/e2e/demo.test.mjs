@@ -15,6 +15,8 @@ mkdirSync(OUT, { recursive: true });
 const NATIVE_NPY = new URL('./fixtures/placeholder-ddim10-seed7.npy', import.meta.url).pathname;
 /** `ddpm sample --n 4 --seed 7 --sampler ddim --steps 20 --npy …` (the bundled MNIST model). */
 const MNIST_NPY = new URL('./fixtures/mnist-ddim20-seed7.npy', import.meta.url).pathname;
+/** `ddpm loss --timesteps 10 --draws 1 --seed 0 --csv …` (the bundled MNIST model and examples). */
+const MNIST_LOSS_CSV = new URL('./fixtures/mnist-loss-t10.csv', import.meta.url).pathname;
 /** Largest |page − native| allowed: SwiftShader vs lavapipe float rounding through the U-Net. */
 const NATIVE_TOL = 1e-3;
 /** The page with the small placeholder model instead of the default. */
@@ -208,6 +210,30 @@ test('noise it, then denoise it: from a small t the digit comes back, from a lar
     assert.ok(high > 5 * low, `from t = 980 the image should be a new one (MSE ${high} vs ${low})`);
     assert.ok((await canvasStats(page, 'fwd-diff')).std > 1);
     await page.screenshot({ path: resolve(join(OUT, 'denoise.png')), fullPage: true });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test('loss per timestep: the page measures the curve ddpm loss prints', async () => {
+  const { page, close } = await openWithGpu();
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    await page.click('#loss-run');
+    assert.equal(await waitBody(page, 'loss', ['done', 'error'], 120_000), 'done', await page.textContent('#loss-stats'));
+    const flat = await page.evaluate(() => Array.from(window.ddpm.debug_loss_curve()));
+    const native = readFileSync(MNIST_LOSS_CSV, 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));
+    assert.equal(flat.length, 2 * native.length);
+    let worst = 0;
+    native.forEach(([t, l], i) => {
+      assert.equal(flat[2 * i], t);
+      worst = Math.max(worst, Math.abs(flat[2 * i + 1] - l) / l);
+    });
+    console.log(`loss per t, page vs ddpm loss: max relative |Δ| = ${worst.toExponential(2)} over ${native.length} timesteps`);
+    assert.ok(worst < 1e-3, `the page's curve differs from the CLI's by ${worst}`);
+    assert.match(await page.textContent('#loss-stats'), /highest 0\.0\d+ at t = 50/);
+    assert.equal(await page.isHidden('#loss-view'), false);
     assert.deepEqual(page.errors, []);
   } finally {
     await close();

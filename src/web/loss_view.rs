@@ -1,0 +1,152 @@
+//! The loss-per-timestep plot (`#loss-run` → `#loss-plot`, `#loss-stats`): L_simple of the
+//! loaded model over t ([`crate::loss_curve`]) on the forward view's data examples of the model's
+//! size — the curve `ddpm loss --timesteps 10 --draws 1 --seed 0` prints for the same examples.
+//! `<body data-loss>` is idle | running | done | error.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use super::{dom, draw, App};
+use crate::loss_curve::{even_timesteps, LossCurve, LossSetup};
+
+/// Timesteps measured, noise draws per example and timestep, and the noise seed.
+const TIMESTEPS: usize = 10;
+const DRAWS: usize = 1;
+const SEED: u64 = 0;
+
+thread_local! {
+    /// The last curve measured (for the test hook).
+    static LAST: RefCell<Option<LossCurve>> = const { RefCell::new(None) };
+}
+
+/// The last curve as `[t0, loss0, t1, loss1, …]` (empty if none).
+pub fn last_curve() -> Vec<f64> {
+    LAST.with_borrow(|c| {
+        c.as_ref().map_or(Vec::new(), |c| {
+            c.timesteps
+                .iter()
+                .zip(&c.loss)
+                .flat_map(|(&t, &l)| [t as f64, l])
+                .collect()
+        })
+    })
+}
+
+/// Measures and plots the curve (one run at a time, like Generate).
+pub async fn measure() {
+    let app = super::app();
+    if app.running.get() {
+        return;
+    }
+    app.running.set(true);
+    super::refresh_generate();
+    dom::set_body_state("loss", "running");
+    dom::set_text("loss-stats", "Measuring…");
+    let result = measure_inner(&app).await;
+    app.running.set(false);
+    super::refresh_generate();
+    match result {
+        Ok(curve) => {
+            show(&curve, app.schedule.borrow().abar.len());
+            LAST.with_borrow_mut(|c| *c = Some(curve));
+            dom::set_body_state("loss", "done");
+        }
+        Err(e) => {
+            dom::set_text("loss-stats", &e);
+            dom::set_body_state("loss", "error");
+        }
+    }
+}
+
+async fn measure_inner(app: &Rc<App>) -> Result<LossCurve, String> {
+    let gpu = super::ensure_gpu().await?;
+    let generation = super::GPU_GENERATION.load(Ordering::SeqCst);
+    let model = app
+        .model
+        .borrow()
+        .clone()
+        .ok_or("No model loaded: load one below.")?;
+    let fwd = app.fwd.borrow().clone();
+    let examples: Vec<_> = fwd
+        .images
+        .iter()
+        .filter(|im| im.label.is_some() && im.shape[1..] == model.sample)
+        .collect();
+    let Some(first) = examples.first() else {
+        let [c, h, w] = model.sample;
+        return Err(format!(
+            "The bundled examples are 1×28×28 MNIST digits; this model draws {c}×{h}×{w}."
+        ));
+    };
+    let shape = [
+        examples.len(),
+        first.shape[1],
+        first.shape[2],
+        first.shape[3],
+    ];
+    let images: Vec<f32> = examples
+        .iter()
+        .flat_map(|im| im.x0.iter().copied())
+        .collect();
+    let labels: Option<Vec<f32>> = (!model.config.classes().is_empty()).then(|| {
+        examples
+            .iter()
+            .map(|im| im.label.unwrap_or_default() as f32)
+            .collect()
+    });
+    let abar = app.schedule.borrow().abar.clone();
+    let timesteps = even_timesteps(TIMESTEPS, abar.len());
+    let setup = LossSetup {
+        images: &images,
+        shape,
+        labels: labels.as_deref(),
+        timesteps: &timesteps,
+        draws: DRAWS,
+        seed: SEED,
+    };
+    let mut engine = super::take_engine(app, &gpu, generation, &model)?;
+    let curve = engine.loss_curve(&gpu, &abar, &setup).await;
+    let current = super::GPU_GENERATION.load(Ordering::SeqCst) == generation
+        && app
+            .model
+            .borrow()
+            .as_ref()
+            .is_some_and(|m| m.id == engine.model_id);
+    if curve.is_ok() && current {
+        *app.engine.borrow_mut() = Some(engine);
+    }
+    curve.map_err(|e| format!("Could not measure the loss: {e}"))
+}
+
+fn show(curve: &LossCurve, train_timesteps: usize) {
+    let points: Vec<(usize, f64)> = curve
+        .timesteps
+        .iter()
+        .copied()
+        .zip(curve.loss.iter().copied())
+        .collect();
+    dom::set_hidden("loss-view", false);
+    if let Err(e) = draw::draw_loss_plot("loss-plot", &points, train_timesteps) {
+        web_sys::console::error_1(&e);
+    }
+    let (worst, best) = points
+        .iter()
+        .fold(((0, f64::MIN), (0, f64::MAX)), |(w, b), &(t, l)| {
+            (
+                if l > w.1 { (t, l) } else { w },
+                if l < b.1 { (t, l) } else { b },
+            )
+        });
+    dom::set_text(
+        "loss-stats",
+        &format!(
+            "L_simple = ‖ε − ε̂‖² / D: highest {:.4} at t = {}, lowest {:.4} at t = {}, mean {:.4}",
+            worst.1,
+            worst.0,
+            best.1,
+            best.0,
+            points.iter().map(|p| p.1).sum::<f64>() / points.len().max(1) as f64
+        ),
+    );
+}
