@@ -11,7 +11,9 @@
 //! - reverse-process viewer: `canvas-xt`, `canvas-eps` (ε̂ over ±3σ), `canvas-x0`, `view-t`
 //!   (frame index: 0 = x_T … last = the sample), `view-t-label`, `step-math`; player: `play`,
 //!   `step-back`, `step-fwd`, `replay`, `play-speed` (frames/s); downloads: `export-png`,
-//!   `export-gif`, `export-npy`;
+//!   `export-gif`, `export-npy`; compare mode: `compare` (checkbox), `compare-with`
+//!   (`ddim-0` | `ddim-1` | `ddpm-small` | `ddpm-large`), `compare-view`, `cmp-xt`, `cmp-diff`,
+//!   `cmp-x0`, `cmp-label`;
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
 //!   `fwd-plot`, `fwd-stats`, `schedule-info`; noise-then-denoise: `fwd-denoise`,
 //!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`); loss per
@@ -26,7 +28,8 @@
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error,
 //! `data-play` = playing | paused, `data-loss` = idle | running | done | error.
 //! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
-//! [`debug_last_shape`], [`debug_frame`], [`debug_loss_curve`], [`debug_max_batch`],
+//! [`debug_last_shape`], [`debug_frame`], [`debug_compare_frame`], [`debug_loss_curve`],
+//! [`debug_max_batch`],
 //! [`debug_engine_stats`].
 
 mod dom;
@@ -68,6 +71,14 @@ const CHUNK_CAPTURE_BUDGET: usize = 1 << 30;
 struct LiveFrame {
     label: String,
     pictures: Pictures,
+    target: Target,
+}
+
+/// Which run a Generate's pass fills: the main one, or compare mode's second run.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Main,
+    Compare,
 }
 
 /// The viewer's three grids of one frame, quantized (`eps` over ±[`EPS_RANGE`]).
@@ -136,6 +147,8 @@ struct App {
     batch_cap: Cell<usize>,
     schedule: RefCell<Rc<ScheduleView>>,
     frames: RefCell<Option<Frames>>,
+    /// Compare mode: the second run's frames.
+    compare_frames: RefCell<Option<Frames>>,
     /// Final samples of the last finished Generate, `[N, C, H, W]`.
     last_samples: RefCell<Option<(Vec<f32>, [usize; 4])>>,
     /// The planned steps of the last Generate (for the update the slider's frame takes).
@@ -161,6 +174,7 @@ thread_local! {
         batch_cap: Cell::new(usize::MAX),
         schedule: RefCell::new(Rc::new(ScheduleView::new(&SchedulerConfig::default()))),
         frames: RefCell::new(None),
+        compare_frames: RefCell::new(None),
         last_samples: RefCell::new(None),
         last_plan: RefCell::new(None),
         live: RefCell::new(None),
@@ -227,8 +241,17 @@ pub fn debug_last_shape() -> Vec<u32> {
 /// decoded from the stored bytes; empty if there is no such frame).
 #[wasm_bindgen]
 pub fn debug_frame(i: usize) -> Vec<f32> {
-    let app = app();
-    let frames = app.frames.borrow();
+    frame_values(&app().frames, i)
+}
+
+/// Test hook: [`debug_frame`] of compare mode's second run.
+#[wasm_bindgen]
+pub fn debug_compare_frame(i: usize) -> Vec<f32> {
+    frame_values(&app().compare_frames, i)
+}
+
+fn frame_values(store: &RefCell<Option<Frames>>, i: usize) -> Vec<f32> {
+    let frames = store.borrow();
     let Some(f) = frames.as_ref().filter(|f| i < f.len()) else {
         return Vec::new();
     };
@@ -854,7 +877,24 @@ async fn generate_inner(app: &Rc<App>, denoise: Option<&Denoise>) -> Result<bool
     };
     *app.last_plan.borrow_mut() = Some(plan);
     let mut engine = take_engine(app, &gpu, generation, &model)?;
-    let outcome = run_batches(app, &gpu, &mut engine, &model, &cfg, timesteps, initial).await;
+    app.compare_frames.borrow_mut().take();
+    dom::set_hidden("compare-view", true);
+    let pass = Pass {
+        cfg: &cfg,
+        timesteps,
+        initial,
+        target: Target::Main,
+    };
+    let mut outcome = run_batches(app, &gpu, &mut engine, &model, pass).await;
+    let compared = dom::el::<HtmlInputElement>("compare").checked() && denoise.is_none();
+    if let (Ok(false), true) = (&outcome, compared) {
+        if let Some(second) = cfg.compared(
+            &dom::select_value("compare-with"),
+            model.scheduler.num_train_timesteps,
+        ) {
+            outcome = compare_run(app, &gpu, &mut engine, &model, &second).await;
+        }
+    }
     let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
         && app
             .model
@@ -889,23 +929,66 @@ fn take_engine(app: &App, gpu: &Gpu, generation: u32, model: &Model) -> Result<E
     }
 }
 
-/// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
-/// frames and the live view as chunks complete, from x_T drawn for the seed or from `initial`
-/// (one batch). Ok(stopped?).
-async fn run_batches(
+/// One pass of [`run_batches`]: the settings, the plan's timesteps, x_T given or drawn for the
+/// seed, and which run it fills.
+struct Pass<'a> {
+    cfg: &'a RunConfig,
+    timesteps: Vec<usize>,
+    initial: Option<Vec<f32>>,
+    target: Target,
+}
+
+/// Compare mode's second run (`cfg`: the same seed and images, another sampler), into
+/// `compare_frames`. Ok(stopped?).
+async fn compare_run(
     app: &Rc<App>,
     gpu: &Gpu,
     engine: &mut Engine,
     model: &Model,
     cfg: &RunConfig,
-    timesteps: Vec<usize>,
-    initial: Option<Vec<f32>>,
 ) -> Result<bool, String> {
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
+        .map_err(|e| e.to_string())?;
+    let timesteps = plan.iter().map(|p| p.t).collect();
+    dom::set_hidden("compare-view", false);
+    let label = format!("x_t of {}", cfg.describe());
+    dom::set_text("cmp-label", &label);
+    let pass = Pass {
+        cfg,
+        timesteps,
+        initial: None,
+        target: Target::Compare,
+    };
+    run_batches(app, gpu, engine, model, pass).await
+}
+
+/// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
+/// frames (of `pass.target`) and the live view as chunks complete, from x_T drawn for the seed
+/// or from `pass.initial` (one batch). Ok(stopped?).
+async fn run_batches(
+    app: &Rc<App>,
+    gpu: &Gpu,
+    engine: &mut Engine,
+    model: &Model,
+    pass: Pass<'_>,
+) -> Result<bool, String> {
+    let Pass {
+        cfg,
+        timesteps,
+        initial,
+        target,
+    } = pass;
     let err = |e: crate::Error| e.to_string();
     let n = cfg.n;
+    let store = match target {
+        Target::Main => &app.frames,
+        Target::Compare => &app.compare_frames,
+    };
     // Free the previous Generate's frames before anything new is allocated.
-    app.frames.borrow_mut().take();
-    app.last_samples.borrow_mut().take();
+    store.borrow_mut().take();
+    if target == Target::Main {
+        app.last_samples.borrow_mut().take();
+    }
     let batch = engine
         .prepare(
             gpu,
@@ -919,7 +1002,13 @@ async fn run_batches(
     let [c, h, w] = model.sample;
     let (per, shape) = (c * h * w, [n, c, h, w]);
     let steps = timesteps.len();
-    *app.frames.borrow_mut() = Some(Frames::new(shape, batch, timesteps, FRAME_BUDGET));
+    // Compare mode holds two runs' frames in the same budget.
+    let budget = if dom::el::<HtmlInputElement>("compare").checked() {
+        FRAME_BUDGET / 2
+    } else {
+        FRAME_BUDGET
+    };
+    *store.borrow_mut() = Some(Frames::new(shape, batch, timesteps, budget));
     let mut live = Pictures {
         x: vec![0u8; n * per],
         x0: vec![0u8; n * per],
@@ -936,9 +1025,13 @@ async fn run_batches(
     } else {
         String::new()
     };
+    let what = match target {
+        Target::Main => "Running",
+        Target::Compare => "Comparison: running",
+    };
     dom::set_text(
         "run-status",
-        &format!("Running {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
+        &format!("{what} {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
     );
     let total = runs * steps;
     update_stats(0, total, 0.0);
@@ -969,7 +1062,7 @@ async fn run_batches(
             }
         };
         sampler.set_initial(gpu, &x_t).map_err(err)?;
-        if let Some(f) = app.frames.borrow_mut().as_mut() {
+        if let Some(f) = store.borrow_mut().as_mut() {
             f.begin_run(r, &x_t);
         }
         let count = batch.min(n - first);
@@ -982,7 +1075,7 @@ async fn run_batches(
             let p = sampler.run_steps(gpu, chunk).await.map_err(err)?;
             let dt = dom::now_ms() - c0;
             let snaps = sampler.trajectory().map_or(&[][..], |t| t.snapshots());
-            if let Some(f) = app.frames.borrow_mut().as_mut() {
+            if let Some(f) = store.borrow_mut().as_mut() {
                 for s in snaps {
                     f.push(s);
                 }
@@ -999,6 +1092,7 @@ async fn run_batches(
                 *app.live.borrow_mut() = Some(LiveFrame {
                     label,
                     pictures: live.clone(),
+                    target,
                 });
                 schedule_live_draw();
             }
@@ -1015,7 +1109,9 @@ async fn run_batches(
         let x = sampler.read_sample(gpu).await.map_err(err)?;
         samples[first * per..(first + count) * per].copy_from_slice(&x[..count * per]);
     }
-    *app.last_samples.borrow_mut() = Some((samples, shape));
+    if target == Target::Main {
+        *app.last_samples.borrow_mut() = Some((samples, shape));
+    }
     Ok(false)
 }
 
@@ -1073,11 +1169,22 @@ fn schedule_live_draw() {
         let app = self::app();
         app.draw_pending.set(false);
         let live = app.live.borrow_mut().take();
-        if let Some(f) = live {
-            let p = &f.pictures;
-            draw_frame(&p.x, &p.x0, &p.eps, p.shape);
-            dom::set_text("view-t-label", &f.label);
-            dom::set_disabled("export-png", false);
+        match live {
+            Some(f) if f.target == Target::Main => {
+                let p = &f.pictures;
+                draw_frame(&p.x, &p.x0, &p.eps, p.shape);
+                dom::set_text("view-t-label", &f.label);
+                dom::set_disabled("export-png", false);
+            }
+            Some(f) => {
+                let p = &f.pictures;
+                let r = draw::draw_grid("cmp-xt", &p.x, p.shape)
+                    .and_then(|_| draw::draw_grid("cmp-x0", &p.x0, p.shape));
+                if let Err(e) = r {
+                    web_sys::console::error_1(&e);
+                }
+            }
+            None => {}
         }
     });
 }
@@ -1130,6 +1237,7 @@ fn show_selected_frame() {
         .max(0.0) as usize)
         .min(f.len() - 1);
     draw_frame(f.x(i), f.x0(i), f.eps(i), f.shape);
+    show_compared_frame(f, i);
     dom::set_text("view-t-label", &f.label(i));
     dom::set_disabled("export-png", false);
     let step = app
@@ -1142,6 +1250,32 @@ fn show_selected_frame() {
         "step-math",
         &step.map_or(String::new(), |s| step_math(&s, &schedule)),
     );
+}
+
+/// Compare mode: the second run's frame nearest to slot `i`'s timestep of `main`, and
+/// |x_t − x_t′| (from the displayed bytes).
+fn show_compared_frame(main: &Frames, i: usize) {
+    let app = app();
+    let compare = app.compare_frames.borrow();
+    let Some(c) = compare.as_ref().filter(|c| c.shape == main.shape) else {
+        return;
+    };
+    let Some(j) = c.nearest(main.timestep(i)) else {
+        return;
+    };
+    let diff: Vec<u8> = main
+        .x(i)
+        .iter()
+        .zip(c.x(j))
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let r = draw::draw_grid("cmp-xt", c.x(j), c.shape)
+        .and_then(|_| draw::draw_grid("cmp-x0", c.x0(j), c.shape))
+        .and_then(|_| draw::draw_grid("cmp-diff", &diff, c.shape));
+    if let Err(e) = r {
+        web_sys::console::error_1(&e);
+    }
+    dom::set_text("cmp-label", &format!("x_t′ at {}", c.label(j)));
 }
 
 /// The update frame `step` takes, written out with its numbers (the DDPM paper's form for DDPM,

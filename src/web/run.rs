@@ -63,6 +63,28 @@ impl RunConfig {
             .collect()
     }
 
+    /// The run compare mode puts beside this one (same seed, so the same x_T): `with` is
+    /// `ddpm-small` | `ddpm-large` (σ² = β̃_t or β_t) | `ddim-0` | `ddim-1` (DDIM 50 steps, at
+    /// most T, η = 0 or 1).
+    pub fn compared(&self, with: &str, train_timesteps: usize) -> Option<RunConfig> {
+        let ddim = |eta| SamplerKind::Ddim {
+            steps: 50.min(train_timesteps.max(1)),
+            eta,
+        };
+        let (kind, variance) = match with {
+            "ddpm-small" => (SamplerKind::Ddpm, VarianceType::FixedSmall),
+            "ddpm-large" => (SamplerKind::Ddpm, VarianceType::FixedLarge),
+            "ddim-0" => (ddim(0.0), self.variance),
+            "ddim-1" => (ddim(1.0), self.variance),
+            _ => return None,
+        };
+        Some(RunConfig {
+            kind,
+            variance,
+            ..self.clone()
+        })
+    }
+
     /// e.g. `DDIM · 50 steps · η = 0` or `DDPM · σ² = β̃_t`.
     pub fn describe(&self) -> String {
         match self.kind {
@@ -251,6 +273,19 @@ impl Frames {
     /// The timestep of slot `i` (`None` for the final sample).
     pub fn timestep(&self, i: usize) -> Option<usize> {
         self.timesteps.get(self.slots[i]).copied()
+    }
+
+    /// The shown slot whose timestep is nearest to `t` (`None`, the final sample: the last slot),
+    /// to line up two runs with different steps.
+    pub fn nearest(&self, t: Option<usize>) -> Option<usize> {
+        let last = self.len().checked_sub(1)?;
+        let Some(t) = t else {
+            return Some(last);
+        };
+        (0..=last)
+            .filter_map(|i| self.timestep(i).map(|ti| (ti.abs_diff(t), i)))
+            .min()
+            .map(|(_, i)| i)
     }
 }
 

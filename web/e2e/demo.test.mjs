@@ -240,6 +240,42 @@ test('loss per timestep: the page measures the curve ddpm loss prints', async ()
   }
 });
 
+test('compare mode: a second sampler from the same x_T, lined up by t, with their difference', async () => {
+  const { page, close } = await openWithGpu(PLACEHOLDER);
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    await page.check('#compare');
+    await page.selectOption('#compare-with', 'ddim-1');
+    await generate(page, { n: 2, sampler: 'ddim', steps: 10, seed: 5 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error'], 180_000), 'done', await page.textContent('#run-error'));
+    assert.equal(await page.isHidden('#compare-view'), false);
+    const first = await page.evaluate(() => [Array.from(window.ddpm.debug_frame(0)), Array.from(window.ddpm.debug_compare_frame(0))]);
+    const n = first[0].length / 3;
+    assert.equal(n, 2 * 16 * 16);
+    assert.deepEqual(first[0].slice(0, n), first[1].slice(0, n), 'both runs start from the same x_T');
+    // DDIM 10 from t = 900; the second run (DDIM 50) shown at the same t.
+    await setRange(page, 'view-t', 4);
+    assert.equal(await page.textContent('#view-t-label'), 't = 500');
+    assert.equal(await page.textContent('#cmp-label'), 'x_t′ at t = 500');
+    await setRange(page, 'view-t', 10);
+    assert.equal(await page.textContent('#cmp-label'), 'x_t′ at x₀ (sample)');
+    const last = await page.evaluate(() => [Array.from(window.ddpm.debug_frame(10)), Array.from(window.ddpm.debug_compare_frame(50))]);
+    assert.equal(last[1].length, 3 * n, 'the second run kept its 51 frames');
+    assert.ok(maxAbsDiff(last[0].slice(0, n), last[1].slice(0, n)) > 0.1, 'η = 1 ends elsewhere than η = 0');
+    assert.ok((await canvasStats(page, 'cmp-diff')).std > 1);
+    await page.screenshot({ path: resolve(join(OUT, 'compare.png')), fullPage: true });
+    // Unchecked, the next Generate runs alone.
+    await page.uncheck('#compare');
+    await generate(page, { n: 2, sampler: 'ddim', steps: 10, seed: 5 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'done', await page.textContent('#run-error'));
+    assert.equal(await page.isHidden('#compare-view'), true);
+    assert.deepEqual(await page.evaluate(() => Array.from(window.ddpm.debug_compare_frame(0))), []);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
   const b = await openWithGpu(PLACEHOLDER);
   const { page, close } = b;
