@@ -168,16 +168,17 @@ def load_reference(data_dir, dataset):
     train, test = load_split(data_dir, dataset, "train"), load_split(data_dir, dataset, "t10k")
     key = cache_key(train, test)
     path = data_dir / "eval" / f"{dataset}-classifier.pt"
+    cache = {}
     if path.is_file():
         try:
             cache = torch.load(path, weights_only=True)
         except Exception as e:  # unreadable cache: retrain
-            log(f"{path}: unreadable ({e}); retraining")
-            cache = {}
-        if cache.get("key") == key:
-            model = Classifier(TRAIN["dropout"])
-            model.load_state_dict(cache["state_dict"])
-            return model.eval(), cache["test_accuracy"], cache["mu"].numpy(), cache["sigma"].numpy()
+            log(f"{path}: unreadable ({type(e).__name__}: {e}); retraining")
+    if cache.get("key") == key:
+        model = Classifier(TRAIN["dropout"])
+        model.load_state_dict(cache["state_dict"])
+        return model.eval(), cache["test_accuracy"], cache["mu"].numpy(), cache["sigma"].numpy()
+    if cache:
         log(f"{path}: stale (settings or data changed); retraining")
 
     log(f"training the {dataset} classifier ({TRAIN['epochs']} epochs on {len(train[0])} images)")
@@ -237,7 +238,7 @@ def evaluate(model, x, labels, ref_mu, ref_sigma):
         "confident": float((probs.max(1) > CONFIDENT).mean()),
         "per_class": None,
         "pred_hist": hist.tolist(),
-        "pred_balance": float(-(freq * np.log(freq)).sum() / math.log(NUM_CLASSES)),
+        "pred_balance": float((freq * np.log(1 / freq)).sum() / math.log(NUM_CLASSES)),
     }
     if labels is not None:
         report["accuracy"] = float((pred == labels).mean())

@@ -10,6 +10,8 @@ use crate::ops::sampling::q_sample;
 
 /// At most this many generated samples are offered as x_0.
 const MAX_GENERATED: usize = 8;
+/// The menu name of the drawing pad's image.
+const DRAWING: &str = "Your drawing";
 /// RNG seed (stream 0) of the view's ε.
 const EPS_SEED: u64 = 7;
 
@@ -55,6 +57,18 @@ impl Forward {
                 label: None,
             });
         }
+    }
+
+    /// Offers a drawing (`[1, C, H, W]`) as x_0, replacing an earlier one; its index.
+    pub fn add_drawing(&mut self, x: Vec<f32>, shape: [usize; 4]) -> usize {
+        self.images.retain(|im| im.name != DRAWING);
+        self.images.push(Image {
+            name: DRAWING.into(),
+            shape,
+            x0: x,
+            label: None,
+        });
+        self.images.len() - 1
     }
 
     /// x_t of image `i` at timestep `t` (0-based, as the schedule's `alphas_cumprod` table):

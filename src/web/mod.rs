@@ -17,7 +17,8 @@
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
 //!   `fwd-plot`, `fwd-stats`, `schedule-info`; noise-then-denoise: `fwd-denoise`,
 //!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`); loss per
-//!   timestep: `loss-run`, `loss-view`, `loss-plot`, `loss-stats`;
+//!   timestep: `loss-run`, `loss-view`, `loss-plot`, `loss-stats`; drawing pad: `draw-pad`,
+//!   `draw-use` (adds "Your drawing" to `fwd-image`), `draw-clear`;
 //! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
 //!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
 //!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
@@ -34,6 +35,7 @@
 
 mod dom;
 mod draw;
+mod draw_pad;
 mod engine;
 mod export;
 mod files;
@@ -547,6 +549,12 @@ fn wire_controls() {
         player::play();
     });
     dom::on::<web_sys::Event>("loss-run", "click", |_| spawn_local(loss_view::measure()));
+    draw_pad::wire(|x, shape| {
+        let i = Rc::make_mut(&mut app().fwd.borrow_mut()).add_drawing(x, shape);
+        refresh_forward_menu();
+        dom::el::<HtmlSelectElement>("fwd-image").set_value(&i.to_string());
+        update_forward();
+    });
     dom::on::<web_sys::Event>("fwd-denoise", "click", |_| {
         if !app().running.get() {
             dom::set_body_state("run", "running");
@@ -1621,6 +1629,7 @@ fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
     }
     dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
     show_class_controls(&model.config);
+    draw_pad::resize(model.sample);
     dom::el::<HtmlInputElement>("ddim-steps")
         .set_max(&model.scheduler.num_train_timesteps.to_string());
     *app.schedule.borrow_mut() = Rc::new(ScheduleView::new(&model.scheduler));

@@ -209,6 +209,23 @@ test('noise it, then denoise it: from a small t the digit comes back, from a lar
     assert.ok(low < 0.03, `from t = 50 the digit should come back (MSE ${low})`);
     assert.ok(high > 5 * low, `from t = 980 the image should be a new one (MSE ${high} vs ${low})`);
     assert.ok((await canvasStats(page, 'fwd-diff')).std > 1);
+
+    // A drawing made with the mouse is denoised the same way.
+    const blank = await canvasStats(page, 'draw-pad');
+    assert.equal(blank.w, 28, 'the pad has the model sample size');
+    const box = await page.locator('#draw-pad').boundingBox();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.2);
+    await page.mouse.down();
+    for (let k = 1; k <= 12; k++) await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * (0.2 + 0.05 * k));
+    await page.mouse.up();
+    const drawn = await canvasStats(page, 'draw-pad');
+    assert.ok(drawn.std > 20 && drawn.hash !== blank.hash, `the stroke did not paint (${drawn.std})`);
+    await page.click('#draw-use');
+    assert.equal(await page.$eval('#fwd-image', (s) => s.options[s.selectedIndex].text), 'Your drawing');
+    await page.waitForFunction(() => document.getElementById('fwd-x0').width === 30);
+    const mine = await recon(50, 'ddpm');
+    console.log(`denoised drawing: MSE ${mine.toFixed(4)} from t = 50`);
+    assert.ok(mine < 0.05, `from t = 50 the drawing should come back (MSE ${mine})`);
     await page.screenshot({ path: resolve(join(OUT, 'denoise.png')), fullPage: true });
     assert.deepEqual(page.errors, []);
   } finally {
