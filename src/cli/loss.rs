@@ -16,7 +16,8 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// Measure on this dataset's first --count training images (mnist, fashion, emoji);
-    /// default: the eight MNIST digits the page bundles (assets/examples).
+    /// default: the examples the page bundles for the model's dataset (assets/examples: eight
+    /// MNIST digits, or one Fashion-MNIST image per class).
     #[arg(long)]
     data: Option<Source>,
     /// Images taken from --data.
@@ -47,7 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sched = args.model.scheduler(args.scheduler.as_deref())?;
     let abar = sched.schedule()?.alphas_cumprod();
     let ds = match args.data {
-        None => examples::mnist()?,
+        None => examples::dataset_of(&cfg)
+            .and_then(examples::of)
+            .unwrap_or_else(examples::mnist)?,
         Some(src) => src
             .load(&args.data_dir)
             .with_context(|| format!("loading {src} from {}", display(&args.data_dir)))?

@@ -284,6 +284,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    if config.ddpm_dataset.is_none() {
+        config.ddpm_dataset = Some(source.name().into());
+    }
     let config = config;
     let mut batcher = match &resumed {
         Some(c) => {

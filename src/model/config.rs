@@ -69,14 +69,15 @@ const KNOWN_KEYS: &[&str] = &[
     "ddpm_null_class",
     "ddpm_guidance_scale",
     "ddpm_class_names",
+    "ddpm_dataset",
 ];
 
 /// The arguments of diffusers' `UNet2DModel.__init__` (diffusers 0.42), with its defaults for
 /// missing keys. Build with [`UNetConfig::from_json`] (which also validates) or by editing
 /// [`UNetConfig::default`]; call [`UNetConfig::validate`] after editing by hand.
 ///
-/// Fields the forward pass must honour beyond the obvious ones (`center_input_sample`, x ← 2x − 1
-/// first, is rejected by [`UNetConfig::validate`]): `mid_block_scale_factor` (the mid block's resnet `output_scale_factor` and
+/// Fields the forward pass must honour beyond the obvious ones (`center_input_sample`: x ← 2x − 1
+/// first): `mid_block_scale_factor` (the mid block's resnet `output_scale_factor` and
 /// attention `rescale_output_factor`), `attn_norm_num_groups` (groups of the mid-block attention
 /// GroupNorm, see [`UNetConfig::mid_attn_groups`]), `add_attention` (mid block without
 /// attention when false), `time_embedding_dim` (see [`UNetConfig::time_embed_dim`]).
@@ -130,6 +131,11 @@ pub struct UNetConfig {
     /// ddpm's key: display names of the classes (e.g. Fashion-MNIST's), one per class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ddpm_class_names: Option<Vec<String>>,
+    /// ddpm's key: the dataset the model was trained on, as `ddpm train --data` names it
+    /// (`mnist`, `fashion`, `emoji`); the page's forward view and `ddpm loss` pick their bundled
+    /// examples by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddpm_dataset: Option<String>,
 }
 
 fn default_attention_head_dim() -> Option<usize> {
@@ -185,6 +191,7 @@ impl Default for UNetConfig {
             ddpm_null_class: None,
             ddpm_guidance_scale: None,
             ddpm_class_names: None,
+            ddpm_dataset: None,
         }
     }
 }

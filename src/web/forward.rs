@@ -3,7 +3,7 @@
 //! a fixed ε, so scrubbing t shows the same noise growing.
 
 use crate::cpu::sampling as cpu;
-use crate::data::{examples, Dataset};
+use crate::data::{examples, fashion, Dataset, Source};
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
 use crate::ops::sampling::q_sample;
@@ -37,8 +37,13 @@ pub struct Forward {
 impl Forward {
     /// The bundled MNIST digits.
     pub fn new() -> Self {
-        let images = examples().unwrap_or_else(|e| {
-            web_sys::console::error_1(&format!("bundled MNIST examples: {e}").into());
+        Self::with_examples(Source::Mnist)
+    }
+
+    /// The bundled examples of `source` (the loaded model's dataset), and nothing generated.
+    pub fn with_examples(source: Source) -> Self {
+        let images = examples_of(source).unwrap_or_else(|e| {
+            web_sys::console::error_1(&format!("bundled {source} examples: {e}").into());
             Vec::new()
         });
         Forward { images }
@@ -96,22 +101,28 @@ async fn xt_gpu(gpu: &Gpu, im: &Image, t: usize, abar: &[f32]) -> Result<Vec<f32
     out.read(gpu).await
 }
 
-/// The bundled MNIST digits ([`examples::mnist`]) at their native 28×28 (the size the default model is trained on).
-fn examples() -> Result<Vec<Image>> {
-    let ds = examples::mnist()?;
+/// The bundled examples of `source` at their native 28×28, named for the menu.
+fn examples_of(source: Source) -> Result<Vec<Image>> {
+    let Some(ds) = examples::of(source).transpose()? else {
+        return Ok(Vec::new());
+    };
     let labels = ds.labels().map(<[u8]>::to_vec).unwrap_or_default();
     (0..ds.len())
         .map(|i| {
             let mut x0 = vec![0.0; ds.image_len()];
             ds.batch(&[i], &mut x0)?;
+            let label = labels.get(i).map(|&l| l as usize);
             Ok(Image {
-                name: match labels.get(i) {
-                    Some(l) => format!("MNIST digit {l}"),
-                    None => format!("MNIST #{}", i + 1),
+                name: match (source, label) {
+                    (Source::Fashion, Some(l)) => {
+                        format!("Fashion-MNIST: {}", fashion::CLASSES[l.min(9)])
+                    }
+                    (_, Some(l)) => format!("MNIST digit {l}"),
+                    (_, None) => format!("Example #{}", i + 1),
                 },
                 shape: [1, ds.channels(), ds.size(), ds.size()],
                 x0,
-                label: labels.get(i).map(|&l| l as usize),
+                label,
             })
         })
         .collect()

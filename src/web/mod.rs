@@ -19,7 +19,7 @@
 //!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`); loss per
 //!   timestep: `loss-run`, `loss-view`, `loss-plot`, `loss-stats`; drawing pad: `draw-pad`,
 //!   `draw-use` (adds "Your drawing" to `fwd-image`), `draw-clear`;
-//! - model: `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
+//! - model: `model-menu` (the shipped models' folders), `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
 //!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
 //!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
 //!   `hub-load`;
@@ -565,6 +565,14 @@ fn wire_controls() {
     dom::on::<web_sys::Event>("fwd-image", "change", |_| update_forward());
     dom::listen::<KeyboardEvent>(dom::document().as_ref(), "keydown", on_key);
     dom::listen::<web_sys::Event>(dom::window().as_ref(), "resize", |_| update_forward());
+
+    // The models the page ships (assets/), by folder.
+    dom::on::<web_sys::Event>("model-menu", "change", |_| {
+        let base = dom::el::<HtmlSelectElement>("model-menu").value();
+        if !base.is_empty() {
+            spawn_local(async move { load_from_url(&base, None).await });
+        }
+    });
 
     // Models from the Hub: the paper's models in a menu, or any id.
     dom::on::<web_sys::Event>("hub-menu", "change", |_| {
@@ -1475,8 +1483,13 @@ async fn load_default_model() {
     if !base.ends_with('/') {
         base.push('/');
     }
+    load_from_url(&base, note).await;
+}
+
+/// Downloads the model folder at `base` (ending in `/`) and loads it.
+async fn load_from_url(base: &str, note: Option<String>) {
     start_download();
-    let result = files::fetch_model(&base, show_download).await;
+    let result = files::fetch_model(base, show_download).await;
     dom::set_hidden("model-progress", true);
     apply_model_files(result, note).await;
 }
@@ -1630,6 +1643,18 @@ fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
     dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
     show_class_controls(&model.config);
     draw_pad::resize(model.sample);
+    // The shipped-models menu shows the one loaded, or "your own model".
+    let menu = dom::el::<HtmlSelectElement>("model-menu");
+    menu.set_value(&model.files.source);
+    if menu.value() != model.files.source {
+        menu.set_value("");
+    }
+    // The forward view's examples come from the model's own dataset.
+    let source =
+        crate::data::examples::dataset_of(&model.config).unwrap_or(crate::data::Source::Mnist);
+    *app.fwd.borrow_mut() = Rc::new(Forward::with_examples(source));
+    refresh_forward_menu();
+    update_forward();
     dom::el::<HtmlInputElement>("ddim-steps")
         .set_max(&model.scheduler.num_train_timesteps.to_string());
     *app.schedule.borrow_mut() = Rc::new(ScheduleView::new(&model.scheduler));

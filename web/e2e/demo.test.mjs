@@ -293,6 +293,44 @@ test('compare mode: a second sampler from the same x_T, lined up by t, with thei
   }
 });
 
+test('the shipped-models menu switches models; the forward view shows the model\'s own dataset', async () => {
+  const { page, close } = await openWithGpu();
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    assert.equal(await page.inputValue('#model-menu'), 'assets/mnist/');
+    const digits = await page.locator('#fwd-image option').allTextContents();
+    assert.ok(digits.includes('MNIST digit 3'), digits.join(', '));
+    const mnistId = await page.textContent('#model-info');
+    await page.selectOption('#model-menu', 'assets/placeholder/');
+    await page.waitForFunction(() => /1×16×16/.test(document.getElementById('model-status').textContent));
+    assert.match(await page.textContent('#model-info'), /assets\/placeholder\//);
+    await page.selectOption('#model-menu', 'assets/mnist/');
+    await page.waitForFunction(() => /1×28×28/.test(document.getElementById('model-status').textContent));
+    assert.equal(await page.textContent('#model-info'), mnistId);
+
+    // A model trained on Fashion-MNIST (config key ddpm_dataset) gets Fashion-MNIST examples,
+    // and the menu shows "your own model".
+    const fashion = fixtureModel({ ddpm_dataset: 'fashion' });
+    await page.setInputFiles('#model-files', [
+      { name: 'config.json', mimeType: 'application/json', buffer: fashion.config },
+      { name: 'diffusion_pytorch_model.safetensors', mimeType: 'application/octet-stream', buffer: fashion.weights },
+    ]);
+    await page.waitForFunction(() => /1×16×16/.test(document.getElementById('model-status').textContent));
+    assert.equal(await page.inputValue('#model-menu'), '');
+    const clothes = await page.locator('#fwd-image option').allTextContents();
+    assert.ok(clothes.includes('Fashion-MNIST: Trouser') && clothes.length === 10, clothes.join(', '));
+    assert.ok((await canvasStats(page, 'fwd-x0')).std > 10);
+    // Its 28×28 examples do not fit the 16×16 model: denoising says so.
+    await setRange(page, 'fwd-t', 50);
+    await page.click('#fwd-denoise');
+    assert.equal(await waitBody(page, 'run', ['done', 'error']), 'error');
+    assert.match(await page.textContent('#run-error'), /This image is 1×28×28, the model draws 1×16×16/);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('generate with the placeholder model, scrub, export, forward view (WebGPU)', async () => {
   const b = await openWithGpu(PLACEHOLDER);
   const { page, close } = b;
