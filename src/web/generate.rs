@@ -1,0 +1,484 @@
+//! Generate and its variants (denoise from the forward view, compare mode's second run): the
+//! reverse process in chunks between animation frames, drawn live.
+
+use super::*;
+
+/// Generate: samples from x_T (see [`run_reverse`]).
+pub(super) async fn generate() {
+    run_reverse(None).await
+}
+
+/// Noise it, then denoise it: the forward view's image noised to its t by q(x_t | x_0), then
+/// the reverse process from there (one image, the page's sampler settings; a conditional model
+/// is given the example's class when known).
+pub(super) async fn denoise() {
+    let app = app();
+    let fwd = app.fwd.borrow().clone();
+    let Some(i) = forward_selection(&fwd) else {
+        return;
+    };
+    let t = forward_t(&app.schedule.borrow());
+    let im = &fwd.images[i];
+    run_reverse(Some(Denoise {
+        image: i,
+        t,
+        x0: im.x0.clone(),
+        shape: im.shape,
+        label: im.label,
+    }))
+    .await
+}
+
+/// A noise-then-denoise run: image `image` of the forward view (`x0`, `[1, C, H, W]`), noised to
+/// timestep `t`.
+pub(super) struct Denoise {
+    image: usize,
+    t: usize,
+    x0: Vec<f32>,
+    shape: [usize; 4],
+    label: Option<usize>,
+}
+
+/// Runs the reverse process in chunks, yielding to the browser between chunks and drawing the
+/// latest x_t on animation frames, until done or stopped: from x_T, or (`denoise`) from a
+/// noised data image.
+pub(super) async fn run_reverse(denoise: Option<Denoise>) {
+    let app = app();
+    if app.running.get() {
+        return;
+    }
+    app.running.set(true);
+    app.stop.set(false);
+    refresh_generate();
+    player::set_enabled(false);
+    dom::show_message("run-error", None);
+    let outcome = generate_inner(&app, denoise.as_ref()).await;
+    app.running.set(false);
+    dom::set_disabled("stop", true);
+    refresh_generate();
+    let (state, status) = match outcome {
+        Ok(true) => ("stopped", "Stopped."),
+        Ok(false) => ("done", "Done."),
+        Err(msg) => {
+            dom::show_message("run-error", Some(&msg));
+            ("error", "Failed (see below).")
+        }
+    };
+    let status = match app.frames.borrow().as_ref() {
+        Some(f) if f.stride() > 1 => format!(
+            "{status} The slider keeps every {}th step (memory).",
+            f.stride()
+        ),
+        _ => status.to_string(),
+    };
+    dom::set_text("run-status", &status);
+    enable_viewer();
+    if state == "done" {
+        let samples = app.last_samples.borrow().clone();
+        match (&denoise, samples) {
+            (Some(d), Some((x, _))) => show_reconstruction(d, &x),
+            (None, Some((x, shape))) => {
+                Rc::make_mut(&mut app.fwd.borrow_mut()).add_generated(&x, shape);
+                refresh_forward_menu();
+            }
+            _ => {}
+        }
+    }
+    dom::set_body_state("run", state);
+}
+
+/// The denoised image beside its original: |difference|, MSE, PSNR (peak-to-peak 2) and max |Δ|.
+pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
+    let diff: Vec<f32> = x.iter().zip(&d.x0).map(|(a, b)| (a - b).abs()).collect();
+    let mse = diff.iter().map(|v| (v * v) as f64).sum::<f64>() / diff.len().max(1) as f64;
+    let max = diff.iter().fold(0f32, |m, &v| m.max(v));
+    let shown: Vec<f32> = diff.iter().map(|v| v - 1.0).collect();
+    let r = draw::draw_grid("fwd-recon", &SnapshotData::quantise(x), d.shape)
+        .and_then(|_| draw::draw_grid("fwd-diff", &SnapshotData::quantise(&shown), d.shape));
+    if let Err(e) = r {
+        web_sys::console::error_1(&e);
+    }
+    dom::set_hidden("fwd-recon-view", false);
+    let t0 = app()
+        .last_plan
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.first().map(|s| s.t))
+        .unwrap_or(d.t);
+    dom::set_text(
+        "fwd-recon-stats",
+        &format!(
+            "from t = {t0}: MSE = {mse:.5} · PSNR = {:.1} dB · max |Δ| = {max:.3}",
+            10.0 * (4.0 / mse.max(1e-12)).log10()
+        ),
+    );
+    let _ =
+        dom::el::<web_sys::Element>("fwd-recon-stats").set_attribute("data-mse", &mse.to_string());
+}
+
+/// Ok(stopped?) or a message for the page.
+pub(super) async fn generate_inner(
+    app: &Rc<App>,
+    denoise: Option<&Denoise>,
+) -> Result<bool, String> {
+    let gpu = ensure_gpu().await?;
+    let generation = GPU_GENERATION.load(Ordering::SeqCst);
+    let model = app
+        .model
+        .borrow()
+        .clone()
+        .ok_or("No model loaded: load one below.")?;
+    let mut cfg = read_config(&model.scheduler);
+    if let Some(d) = denoise {
+        if d.shape[1..] != model.sample {
+            let [c, h, w] = model.sample;
+            return Err(format!(
+                "This image is {}×{}×{}, the model draws {c}×{h}×{w}: denoising needs an image of                  the model's size (generate one first, it joins the menu).",
+                d.shape[1], d.shape[2], d.shape[3]
+            ));
+        }
+        cfg.n = 1;
+        cfg.start = Some(d.t);
+        cfg.class = d.label.or(cfg.class);
+    }
+    // Check the settings (DDIM steps, η, schedule) before touching the GPU.
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
+        .map_err(|e| e.to_string())?;
+    let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
+    // A denoising run starts from the image noised to the plan's first timestep.
+    let initial = match denoise {
+        Some(d) => {
+            let fwd = app.fwd.borrow().clone();
+            let abar = app.schedule.borrow().abar.clone();
+            Some(fwd.xt(Some(&gpu), d.image, timesteps[0], &abar).await)
+        }
+        None => None,
+    };
+    *app.last_plan.borrow_mut() = Some(plan);
+    let mut engine = take_engine(app, &gpu, generation, &model)?;
+    app.compare_frames.borrow_mut().take();
+    dom::set_hidden("compare-view", true);
+    let pass = Pass {
+        cfg: &cfg,
+        timesteps,
+        initial,
+        target: Target::Main,
+    };
+    let mut outcome = run_batches(app, &gpu, &mut engine, &model, pass).await;
+    let compared = dom::el::<HtmlInputElement>("compare").checked() && denoise.is_none();
+    if let (Ok(false), true) = (&outcome, compared) {
+        if let Some(second) = cfg.compared(
+            &dom::select_value("compare-with"),
+            model.scheduler.num_train_timesteps,
+        ) {
+            outcome = compare_run(app, &gpu, &mut engine, &model, &second).await;
+        }
+    }
+    let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
+        && app
+            .model
+            .borrow()
+            .as_ref()
+            .is_some_and(|m| m.id == engine.model_id);
+    // Keep the engine for the next Generate unless it is stale or failed (its state is unknown).
+    if current && outcome.is_ok() {
+        *app.engine.borrow_mut() = Some(engine);
+    }
+    outcome.map_err(|e| {
+        if app.gpu.borrow().is_none() {
+            format!("{e} (the GPU device was lost; press Generate to retry on a new device)")
+        } else {
+            e
+        }
+    })
+}
+
+/// The engine of `model` on the current device: the kept one, or a new one.
+pub(super) fn take_engine(
+    app: &App,
+    gpu: &Gpu,
+    generation: u32,
+    model: &Model,
+) -> Result<Engine, String> {
+    let kept = app.engine.borrow_mut().take();
+    match kept {
+        Some(e) if e.generation == generation && e.model_id == model.id => Ok(e),
+        other => {
+            drop(other); // free its GPU memory first
+            model
+                .weights()
+                .and_then(|w| Engine::new(gpu, generation, model, &w))
+                .map_err(|e| format!("Could not put the model on the GPU: {e}"))
+        }
+    }
+}
+
+/// One pass of [`run_batches`]: the settings, the plan's timesteps, x_T given or drawn for the
+/// seed, and which run it fills.
+pub(super) struct Pass<'a> {
+    cfg: &'a RunConfig,
+    timesteps: Vec<usize>,
+    initial: Option<Vec<f32>>,
+    target: Target,
+}
+
+/// Compare mode's second run (`cfg`: the same seed and images, another sampler), into
+/// `compare_frames`. Ok(stopped?).
+pub(super) async fn compare_run(
+    app: &Rc<App>,
+    gpu: &Gpu,
+    engine: &mut Engine,
+    model: &Model,
+    cfg: &RunConfig,
+) -> Result<bool, String> {
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
+        .map_err(|e| e.to_string())?;
+    let timesteps = plan.iter().map(|p| p.t).collect();
+    dom::set_hidden("compare-view", false);
+    let label = format!("x_t of {}", cfg.describe());
+    dom::set_text("cmp-label", &label);
+    let pass = Pass {
+        cfg,
+        timesteps,
+        initial: None,
+        target: Target::Compare,
+    };
+    run_batches(app, gpu, engine, model, pass).await
+}
+
+/// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
+/// frames (of `pass.target`) and the live view as chunks complete, from x_T drawn for the seed
+/// or from `pass.initial` (one batch). Ok(stopped?).
+pub(super) async fn run_batches(
+    app: &Rc<App>,
+    gpu: &Gpu,
+    engine: &mut Engine,
+    model: &Model,
+    pass: Pass<'_>,
+) -> Result<bool, String> {
+    let Pass {
+        cfg,
+        timesteps,
+        initial,
+        target,
+    } = pass;
+    let err = |e: crate::Error| e.to_string();
+    let n = cfg.n;
+    let store = match target {
+        Target::Main => &app.frames,
+        Target::Compare => &app.compare_frames,
+    };
+    // Free the previous Generate's frames before anything new is allocated.
+    store.borrow_mut().take();
+    if target == Target::Main {
+        app.last_samples.borrow_mut().take();
+    }
+    let batch = engine
+        .prepare(
+            gpu,
+            &model.scheduler,
+            n,
+            app.batch_cap.get(),
+            &cfg.options_for(&model.config, &model.scheduler, 0),
+        )
+        .map_err(err)?;
+    let runs = n.div_ceil(batch);
+    let [c, h, w] = model.sample;
+    let (per, shape) = (c * h * w, [n, c, h, w]);
+    let steps = timesteps.len();
+    // Compare mode holds two runs' frames in the same budget.
+    let budget = if dom::el::<HtmlInputElement>("compare").checked() {
+        FRAME_BUDGET / 2
+    } else {
+        FRAME_BUDGET
+    };
+    *store.borrow_mut() = Some(Frames::new(shape, batch, timesteps, budget));
+    let mut live = Pictures {
+        x: vec![0u8; n * per],
+        x0: vec![0u8; n * per],
+        eps: vec![0u8; n * per],
+        shape,
+    };
+    let mut samples = vec![0f32; n * per];
+
+    dom::el::<HtmlInputElement>("view-t").set_disabled(true);
+    dom::set_disabled("stop", false);
+    dom::set_body_state("run", "running");
+    let batches = if runs > 1 {
+        format!(" in {runs} batches of {batch} (device limits)")
+    } else {
+        String::new()
+    };
+    let what = match target {
+        Target::Main => "Running",
+        Target::Compare => "Comparison: running",
+    };
+    dom::set_text(
+        "run-status",
+        &format!("{what} {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
+    );
+    let total = runs * steps;
+    update_stats(0, total, 0.0);
+
+    let t0 = dom::now_ms();
+    let mut chunk = 1usize;
+    for r in 0..runs {
+        let first = r * batch;
+        let seed = cfg.seed;
+        let classes = cfg.classes(&model.config, first, batch);
+        if !classes.is_empty() {
+            let null = guided_null_class(model, cfg);
+            let labels = crate::sampler::batch_labels(&classes, null);
+            engine.set_labels(gpu, &labels).map_err(err)?;
+        }
+        let sampler = engine.sampler().ok_or("no sampler was prepared")?;
+        if r > 0 {
+            // The step noise of images first.. (keyed by their index in the whole run).
+            sampler.restart(gpu, seed, first as u64).map_err(err)?;
+        }
+        // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
+        // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
+        // here saves a GPU read-back.
+        let x_t = match &initial {
+            Some(x) => x.clone(),
+            None => {
+                crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64)
+            }
+        };
+        sampler.set_initial(gpu, &x_t).map_err(err)?;
+        if let Some(f) = store.borrow_mut().as_mut() {
+            f.begin_run(r, &x_t);
+        }
+        let count = batch.min(n - first);
+        loop {
+            if app.stop.get() {
+                return Ok(true);
+            }
+            sampler.capture(1, CHUNK_CAPTURE_BUDGET).map_err(err)?;
+            let (c0, before) = (dom::now_ms(), sampler.progress().step);
+            let p = sampler.run_steps(gpu, chunk).await.map_err(err)?;
+            let dt = dom::now_ms() - c0;
+            let snaps = sampler.trajectory().map_or(&[][..], |t| t.snapshots());
+            if let Some(f) = store.borrow_mut().as_mut() {
+                for s in snaps {
+                    f.push(s);
+                }
+            }
+            if let Some(last) = snaps.last() {
+                let range = first * per..(first + count) * per;
+                live.x[range.clone()].copy_from_slice(&last.x.to_u8(1.0)[..count * per]);
+                live.x0[range.clone()].copy_from_slice(&last.x0.to_u8(1.0)[..count * per]);
+                live.eps[range].copy_from_slice(&last.eps.to_u8(EPS_RANGE)[..count * per]);
+                let label = match p.next_timestep {
+                    Some(t) => format!("t = {t}"),
+                    None => "x₀ (sample)".into(),
+                };
+                *app.live.borrow_mut() = Some(LiveFrame {
+                    label,
+                    pictures: live.clone(),
+                    target,
+                });
+                schedule_live_draw();
+            }
+            update_stats(r * steps + p.step, total, dom::now_ms() - t0);
+            if p.done() {
+                break;
+            }
+            // Size the next chunk so that one takes about CHUNK_TARGET_MS.
+            let per_step = dt / (p.step - before).max(1) as f64;
+            chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
+                .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
+            dom::yield_now().await;
+        }
+        let x = sampler.read_sample(gpu).await.map_err(err)?;
+        samples[first * per..(first + count) * per].copy_from_slice(&x[..count * per]);
+    }
+    if target == Target::Main {
+        *app.last_samples.borrow_mut() = Some((samples, shape));
+    }
+    Ok(false)
+}
+
+/// The null class of a guided run of `model` under `cfg` (`None`: no guidance).
+pub(super) fn guided_null_class(model: &Model, cfg: &RunConfig) -> Option<usize> {
+    cfg.options_for(&model.config, &model.scheduler, 0)
+        .guidance
+        .and(model.config.ddpm_null_class)
+}
+
+pub(super) fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
+    let p = dom::el::<web_sys::HtmlProgressElement>("run-progress");
+    p.set_max(total.max(1) as f64);
+    p.set_value(done as f64);
+    dom::set_text("stat-steps", &format!("{done} / {total}"));
+    let rate = if elapsed_ms > 0.0 {
+        done as f64 / (elapsed_ms / 1e3)
+    } else {
+        0.0
+    };
+    dom::set_text(
+        "stat-rate",
+        &if done > 0 {
+            format!("{rate:.1}")
+        } else {
+            "–".into()
+        },
+    );
+    // After the first steps: the time the rest of the run should take at this rate.
+    let left = if done > 0 && done < total && rate > 0.0 {
+        format!(" · ~{} left", duration((total - done) as f64 / rate))
+    } else {
+        String::new()
+    };
+    dom::set_text("stat-elapsed", &format!("{:.1} s{left}", elapsed_ms / 1e3));
+}
+
+/// `42 s`, `3 min 5 s` or `2 h 7 min`.
+pub(super) fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Draws the latest live frame on the next animation frame (at most one pending).
+pub(super) fn schedule_live_draw() {
+    let app = app();
+    if app.draw_pending.replace(true) {
+        return;
+    }
+    dom::request_frame(move || {
+        let app = self::app();
+        app.draw_pending.set(false);
+        let live = app.live.borrow_mut().take();
+        match live {
+            Some(f) if f.target == Target::Main => {
+                let p = &f.pictures;
+                draw_frame(&p.x, &p.x0, &p.eps, p.shape);
+                dom::set_text("view-t-label", &f.label);
+                dom::set_disabled("export-png", false);
+            }
+            Some(f) => {
+                let p = &f.pictures;
+                let r = draw::draw_grid("cmp-xt", &p.x, p.shape)
+                    .and_then(|_| draw::draw_grid("cmp-x0", &p.x0, p.shape));
+                if let Err(e) = r {
+                    web_sys::console::error_1(&e);
+                }
+            }
+            None => {}
+        }
+    });
+}
+
+/// Draws x_t, ε̂ and x̂0 of one frame.
+pub(super) fn draw_frame(x: &[u8], x0: &[u8], eps: &[u8], shape: [usize; 4]) {
+    let r = draw::draw_grid("canvas-xt", x, shape)
+        .and_then(|_| draw::draw_grid("canvas-x0", x0, shape))
+        .and_then(|_| draw::draw_grid("canvas-eps", eps, shape));
+    if let Err(e) = r {
+        web_sys::console::error_1(&e);
+    }
+}
