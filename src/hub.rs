@@ -179,65 +179,12 @@ impl Hub {
     /// Downloads the model files of `id` into `dir`; returns the model's sub-folder
     /// (`""` or `"unet"`).
     fn download(&self, id: &HubId, dir: &Path, progress: Progress) -> Result<String> {
-        let (sub, scheduler) = match self.get(id, "config.json", dir, progress)? {
-            Some(bytes) if is_unet_config(&bytes) => ("", "scheduler_config.json"),
-            root => {
-                let index = self.get(id, "model_index.json", dir, progress)?;
-                let Some(index) = index else {
-                    return Err(hub_err(match root {
-                        Some(_) => format!(
-                            "{id}: config.json at {} is not a UNet2DModel config and there is no \
-                             model_index.json",
-                            self.url(id, "config.json")
-                        ),
-                        None => format!(
-                            "{id}: neither {} nor {} exists (unknown repo or revision?)",
-                            self.url(id, "config.json"),
-                            self.url(id, "model_index.json")
-                        ),
-                    }));
-                };
-                let folder = unet_folder(&index).map_err(|found| {
-                    hub_err(format!(
-                        "{id}: model_index.json names no UNet2DModel (found: {found})"
-                    ))
-                })?;
-                let cfg = format!("{folder}/config.json");
-                if self.get(id, &cfg, dir, progress)?.is_none() {
-                    return Err(hub_err(format!("{id}: {} is missing", self.url(id, &cfg))));
-                }
-                (folder, "../scheduler/scheduler_config.json")
-            }
-        };
-        let prefix = if sub.is_empty() {
-            String::new()
-        } else {
-            format!("{sub}/")
-        };
-        let mut found = false;
-        for name in WEIGHT_FILES {
-            if self
-                .get(id, &format!("{prefix}{name}"), dir, progress)?
-                .is_some()
-            {
-                found = true;
-                break;
-            }
-        }
-        if !found {
-            let tried: Vec<String> = WEIGHT_FILES
-                .iter()
-                .map(|n| self.url(id, &format!("{prefix}{n}")))
-                .collect();
-            return Err(hub_err(format!(
-                "{id}: no UNet weights; tried {}",
-                tried.join(", ")
-            )));
-        }
-        // The scheduler is optional (DDPM's defaults without it).
-        let scheduler = normalise(&format!("{prefix}{scheduler}"));
-        self.get(id, &scheduler, dir, progress)?;
-        Ok(sub.to_string())
+        let located = pollster::block_on(locate_model(
+            id,
+            |file| self.url(id, file),
+            async |file: &str| self.get(id, file, dir, &mut *progress),
+        ))?;
+        Ok(located.folder)
     }
 
     /// The URL of `file` in `id` on this endpoint.
@@ -328,6 +275,93 @@ impl Hub {
     }
 }
 
+/// The files of one Hub model, as [`locate_model`] found them.
+#[derive(Debug)]
+pub struct Located {
+    /// The model's folder in the repo: `""` (a model repo) or the pipeline's UNet folder.
+    pub folder: String,
+    pub config: Vec<u8>,
+    /// The first of [`WEIGHT_FILES`] the repo has, and what `get` returned for it.
+    pub weights: (&'static str, Vec<u8>),
+    /// `scheduler_config.json` beside the model (a pipeline's `scheduler/`), if there is one.
+    pub scheduler: Option<Vec<u8>>,
+}
+
+/// Finds `id`'s UNet2DModel in either layout, asking `get` for repo files in turn:
+/// `config.json`; if that is not a UNet2DModel's, `model_index.json` and its UNet folder's
+/// `config.json`; the first weights file present; the scheduler. `get(path)` returns the file's
+/// bytes (JSON files' are read; weights may come back empty), `None` when the repo lacks it
+/// (HTTP 404); `url(path)` names a file in errors. The native client and the page share it and
+/// differ only in how they fetch and cache.
+pub async fn locate_model(
+    id: &HubId,
+    url: impl Fn(&str) -> String,
+    mut get: impl AsyncFnMut(&str) -> Result<Option<Vec<u8>>>,
+) -> Result<Located> {
+    let root = get("config.json").await?;
+    let (folder, config) = match root {
+        Some(cfg) if is_unet_config(&cfg) => (String::new(), cfg),
+        root => {
+            let Some(index) = get("model_index.json").await? else {
+                return Err(hub_err(match root {
+                    Some(_) => format!(
+                        "{id}: config.json at {} is not a UNet2DModel config and there is no \
+                         model_index.json",
+                        url("config.json")
+                    ),
+                    None => format!(
+                        "{id}: neither {} nor {} exists (unknown repo or revision?)",
+                        url("config.json"),
+                        url("model_index.json")
+                    ),
+                }));
+            };
+            let folder = unet_folder(&index).map_err(|found| {
+                hub_err(format!(
+                    "{id}: model_index.json names no UNet2DModel (found: {found})"
+                ))
+            })?;
+            let path = format!("{folder}/config.json");
+            let cfg = get(&path)
+                .await?
+                .ok_or_else(|| hub_err(format!("{id}: {} is missing", url(&path))))?;
+            (folder.to_string(), cfg)
+        }
+    };
+    let prefix = if folder.is_empty() {
+        String::new()
+    } else {
+        format!("{folder}/")
+    };
+    let mut weights = None;
+    for name in WEIGHT_FILES {
+        if let Some(w) = get(&format!("{prefix}{name}")).await? {
+            weights = Some((name, w));
+            break;
+        }
+    }
+    let weights = weights.ok_or_else(|| {
+        let tried: Vec<String> = WEIGHT_FILES
+            .iter()
+            .map(|n| url(&format!("{prefix}{n}")))
+            .collect();
+        hub_err(format!("{id}: no UNet weights; tried {}", tried.join(", ")))
+    })?;
+    // The scheduler is optional (DDPM's defaults without it).
+    let scheduler = if folder.is_empty() {
+        "scheduler_config.json"
+    } else {
+        "scheduler/scheduler_config.json"
+    };
+    let scheduler = get(scheduler).await?;
+    Ok(Located {
+        folder,
+        config,
+        weights,
+        scheduler,
+    })
+}
+
 /// `$XDG_CACHE_HOME/ddpm/hub`, else `~/.cache/ddpm/hub`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -379,22 +413,6 @@ pub fn unet_folder(index: &[u8]) -> std::result::Result<&'static str, String> {
     } else {
         found.join(", ")
     })
-}
-
-/// `a/../b` → `b` for the repo-relative paths used here.
-#[cfg(not(target_arch = "wasm32"))]
-fn normalise(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            ".." => {
-                parts.pop();
-            }
-            "" | "." => {}
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 /// Writes `bytes` to `path` via a temporary file and a rename.
@@ -453,9 +471,70 @@ mod tests {
         assert_eq!(unet_folder(index), Ok("unet"));
         let other = br#"{"_class_name": "X", "vae": ["diffusers", "AutoencoderKL"]}"#;
         assert_eq!(unet_folder(other), Err("vae: AutoencoderKL".to_string()));
+    }
+
+    /// [`locate_model`] over an in-memory repo; returns the result and the paths asked for.
+    fn locate(files: &[(&str, &[u8])]) -> (Result<Located>, Vec<String>) {
+        let id = HubId::parse("hf:o/r").unwrap().unwrap();
+        let mut asked = Vec::new();
+        let got = pollster::block_on(locate_model(
+            &id,
+            |f| format!("https://hub/o/r/{f}"),
+            async |path: &str| {
+                asked.push(path.to_string());
+                Ok(files
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, b)| b.to_vec()))
+            },
+        ));
+        (got, asked)
+    }
+
+    #[test]
+    fn both_layouts_are_located_and_missing_files_named() {
+        let unet = br#"{"_class_name": "UNet2DModel"}"#;
+        let (got, asked) = locate(&[
+            ("config.json", unet),
+            ("diffusion_pytorch_model.fp16.safetensors", b"w16"),
+        ]);
+        let got = got.unwrap();
         assert_eq!(
-            normalise("unet/../scheduler/scheduler_config.json"),
-            "scheduler/scheduler_config.json"
+            (got.folder.as_str(), got.weights.1.as_slice()),
+            ("", &b"w16"[..])
+        );
+        assert_eq!(got.weights.0, WEIGHT_FILES[1]);
+        assert!(got.scheduler.is_none());
+        assert_eq!(asked.last().unwrap(), "scheduler_config.json");
+
+        let index = br#"{"unet": ["diffusers", "UNet2DModel"]}"#;
+        let (got, _) = locate(&[
+            ("model_index.json", index),
+            ("unet/config.json", unet),
+            ("unet/diffusion_pytorch_model.safetensors", b"w"),
+            ("scheduler/scheduler_config.json", b"{}"),
+        ]);
+        let got = got.unwrap();
+        assert_eq!(
+            (got.folder.as_str(), got.config.as_slice()),
+            ("unet", &unet[..])
+        );
+        assert_eq!(got.scheduler.as_deref(), Some(&b"{}"[..]));
+
+        let err = |files: &[(&str, &[u8])]| locate(files).0.unwrap_err().to_string();
+        let e = err(&[]);
+        assert!(e.contains("neither https://hub/o/r/config.json nor"), "{e}");
+        let e = err(&[("config.json", unet)]);
+        assert!(
+            e.contains(
+                "no UNet weights; tried https://hub/o/r/diffusion_pytorch_model.safetensors"
+            ),
+            "{e}"
+        );
+        let e = err(&[("model_index.json", index)]);
+        assert!(
+            e.contains("https://hub/o/r/unet/config.json is missing"),
+            "{e}"
         );
     }
 

@@ -157,61 +157,19 @@ pub async fn fetch_hub_model(
 ) -> Result<ModelFiles, String> {
     let cache = hub_cache().await;
     let mut from_cache = true;
-    let mut get = async |file: &str| -> Result<Option<Vec<u8>>, String> {
+    let get = async |file: &str| -> crate::Result<Option<Vec<u8>>> {
         let url = id.url(endpoint, file);
-        let got = cached_fetch(cache.as_ref(), &url, |d, t| progress(file, d, t)).await?;
+        let got = cached_fetch(cache.as_ref(), &url, |d, t| progress(file, d, t))
+            .await
+            .map_err(crate::Error::Hub)?;
         Ok(got.map(|(bytes, hit)| {
             from_cache &= hit;
             bytes
         }))
     };
-    let root = get("config.json").await?;
-    let (prefix, config, scheduler) = match root {
-        Some(cfg) if hub::is_unet_config(&cfg) => ("", cfg, "scheduler_config.json"),
-        root => {
-            let Some(index) = get("model_index.json").await? else {
-                return Err(match root {
-                    Some(_) => format!(
-                        "{id}: config.json is not a UNet2DModel config and there is no \
-                         model_index.json ({})",
-                        id.url(endpoint, "config.json")
-                    ),
-                    None => format!(
-                        "{id}: neither {} nor {} exists (unknown repo or revision?)",
-                        id.url(endpoint, "config.json"),
-                        id.url(endpoint, "model_index.json")
-                    ),
-                });
-            };
-            let folder = hub::unet_folder(&index).map_err(|found| {
-                format!("{id}: model_index.json names no UNet2DModel (found: {found})")
-            })?;
-            let cfg = get(&format!("{folder}/config.json"))
-                .await?
-                .ok_or_else(|| {
-                    format!(
-                        "{id}: {} is missing",
-                        id.url(endpoint, &format!("{folder}/config.json"))
-                    )
-                })?;
-            ("unet/", cfg, "scheduler/scheduler_config.json")
-        }
-    };
-    let mut weights = None;
-    for name in hub::WEIGHT_FILES {
-        if let Some(w) = get(&format!("{prefix}{name}")).await? {
-            weights = Some(w);
-            break;
-        }
-    }
-    let weights = weights.ok_or_else(|| {
-        let tried: Vec<String> = hub::WEIGHT_FILES
-            .iter()
-            .map(|n| id.url(endpoint, &format!("{prefix}{n}")))
-            .collect();
-        format!("{id}: no UNet weights; tried {}", tried.join(", "))
-    })?;
-    let scheduler = get(scheduler).await?;
+    let located = hub::locate_model(id, |file| id.url(endpoint, file), get)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ModelFiles {
         source: format!(
             "{id} ({})",
@@ -221,9 +179,9 @@ pub async fn fetch_hub_model(
                 endpoint.to_string()
             }
         ),
-        config,
-        weights,
-        scheduler,
+        config: located.config,
+        weights: located.weights.1,
+        scheduler: located.scheduler,
     })
 }
 
