@@ -9,8 +9,8 @@ struct Params {
     stream: u32,
     first_lo: u32,
     first_hi: u32,
+    period: u32, // noise.wgsl's (the Rust side shares one struct, RngParams); unused here
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

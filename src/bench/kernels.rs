@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cpu;
 use crate::error::Result;
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 pub use crate::model::gpu_unet::ConvLayer;
 use crate::model::{UNet, UNetConfig, Weights};
 use crate::ops::conv2d::{self, ConvVariant, Epilogue};
@@ -57,7 +57,19 @@ const FMA_PEAK: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/fma_peak.wgsl"),
     entry: "fma_peak",
     bindings: &[Access::Uniform, Access::ReadWrite],
+    params: &FmaParams::LAYOUT,
 };
+
+uniform_params! {
+    /// Mirrors `Params` in `shaders/fma_peak.wgsl`.
+    struct FmaParams {
+        iters: u32,
+        _pad: [u32; 3],
+    }
+}
+
+/// Invocations per workgroup of `fma_peak.wgsl`.
+const FMA_WG: usize = 64;
 
 /// The adapter's FMA throughput in GFLOP/s: the best of `iters` runs of a pure-FMA shader over
 /// 64 Ki invocations.
@@ -67,9 +79,12 @@ pub fn fma_peak(gpu: &Gpu, iters: usize) -> Result<f64> {
     let out = Tensor::zeros(gpu, &[INVOCATIONS], "fma peak")?;
     let d = gpu.dispatch(
         &FMA_PEAK,
-        &[ROUNDS, 0, 0, 0],
+        &FmaParams {
+            iters: ROUNDS,
+            _pad: [0; 3],
+        },
         &[&out.buffer],
-        grid((INVOCATIONS / 64) as u32),
+        grid((INVOCATIONS / FMA_WG) as u32),
     );
     let t = best_time(gpu, std::slice::from_ref(&d), iters)?;
     Ok(INVOCATIONS as f64 * ROUNDS as f64 * 48.0 / t / 1e9)
@@ -292,4 +307,11 @@ pub fn print_kernels(title: &str, peak: f64, rows: &[KernelRow]) {
             if best && many { " *" } else { "" }
         );
     }
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(FMA_PEAK).workgroup_size([FMA_WG])]
 }

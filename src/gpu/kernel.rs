@@ -2,13 +2,14 @@
 //!
 //! Conventions every shader in `shaders/` follows:
 //! - all bindings live in `@group(0)`, numbered from 0 in the order of [`KernelSpec::bindings`];
-//! - binding 0 is the kernel's uniform parameter struct (mirrored by a `#[repr(C)]` Pod struct);
+//! - binding 0 is the kernel's uniform parameter struct (mirrored by a `#[repr(C)]` Pod struct
+//!   declared with `uniform_params!`, named by [`KernelSpec::params`]);
 //! - a 1-D job of more than [`MAX_WORKGROUPS_PER_DIM`] workgroups is spread over x and y by
 //!   [`grid`]; the shader flattens it with `wid.x + wid.y * nwg.x` (`@builtin(num_workgroups)`).
 
 use wgpu::util::DeviceExt;
 
-use super::Gpu;
+use super::{Gpu, ParamsLayout, UniformParams};
 
 /// WebGPU's guaranteed maximum workgroup count per dimension.
 pub const MAX_WORKGROUPS_PER_DIM: u32 = 65535;
@@ -34,6 +35,9 @@ pub struct KernelSpec {
     pub entry: &'static str,
     /// One entry per binding, in binding order.
     pub bindings: &'static [Access],
+    /// The layout of the parameter block bound at binding 0 (`&Params::LAYOUT`); dispatches must
+    /// pass that struct.
+    pub params: &'static ParamsLayout,
 }
 
 /// A compiled compute pipeline with its bind group layout.
@@ -122,15 +126,21 @@ impl Dispatch {
 
 impl Gpu {
     /// Builds a dispatch of `spec` with `params` as its uniform block and `buffers` bound to
-    /// bindings 1.. in order. Panics if the buffer count does not match the spec (a programming
-    /// error, not a data error).
-    pub fn dispatch<P: bytemuck::Pod>(
+    /// bindings 1.. in order. Panics if the buffer count or the parameter struct does not match
+    /// the spec (a programming error, not a data error).
+    pub fn dispatch<P: UniformParams>(
         &self,
         spec: &KernelSpec,
         params: &P,
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Dispatch {
+        assert_eq!(
+            P::LAYOUT.name,
+            spec.params.name,
+            "{}: dispatched with the wrong parameter struct",
+            spec.name
+        );
         let kernel = self.kernel(spec);
         assert_eq!(
             kernel.bindings.first(),

@@ -3,7 +3,7 @@
 //! blocks (the q, k, v projections are one 1×1 conv; `to_out` and the residual follow).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 /// Invocations per workgroup (`WG` in the shader); each owns a tile of 8 queries.
 const WG: usize = 16;
@@ -18,6 +18,7 @@ const ATTENTION: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/attention.wgsl"),
     entry: "attention",
     bindings: BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// L % 4 == 0, vec4 loads (same shader file).
@@ -26,20 +27,21 @@ const ATTENTION_VEC4: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/attention.wgsl"),
     entry: "attention_vec4",
     bindings: BINDINGS,
+    params: &Params::LAYOUT,
 };
 
-/// Mirrors `Params` in `shaders/attention.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    l: u32,
-    d: u32,
-    c: u32,
-    heads: u32,
-    tiles: u32,
-    total: u32,
-    scale: f32,
-    _pad: u32,
+uniform_params! {
+    /// Mirrors `Params` in `shaders/attention.wgsl`.
+    struct Params {
+        l: u32,
+        d: u32,
+        c: u32,
+        heads: u32,
+        tiles: u32,
+        total: u32,
+        scale: f32,
+        _pad: u32,
+    }
 }
 
 /// Self-attention over the L positions of each image, per head (diffusers `Attention` core,
@@ -113,6 +115,20 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
         &[&qkv.buffer, &out.buffer],
         grid(total.div_ceil(WG) as u32),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(ATTENTION)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+        kernel_check!(ATTENTION_VEC4)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+    ]
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! style (probabilities recomputed, never stored; no atomics).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 /// Invocations per workgroup (`WG` in the shader); each owns a tile of 8 positions.
 const WG: usize = 16;
@@ -26,6 +26,7 @@ const STATS: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 const GRAD_BINDINGS: &[Access] = &[
@@ -42,6 +43,7 @@ const DQ: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "attn_bwd_dq",
     bindings: GRAD_BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// dk and dv, one tile of keys per invocation.
@@ -50,6 +52,7 @@ const DKV: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "attn_bwd_dkv",
     bindings: GRAD_BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// Two `[R, L]` tensors → zero-padded `[R, Lp]` copies.
@@ -64,6 +67,7 @@ const PACK: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &PackParams::LAYOUT,
 };
 
 /// `[R, Lp]` → `[R, L]`, overwriting or adding.
@@ -72,34 +76,35 @@ const UNPACK: KernelSpec = KernelSpec {
     source: PACK_SOURCE,
     entry: "unpack",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &PackParams::LAYOUT,
 };
 
-/// Mirrors `Params` in `shaders/attention_backward.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    l: u32,
-    l4: u32,
-    d: u32,
-    c: u32,
-    heads: u32,
-    tiles: u32,
-    total: u32,
-    accumulate: u32,
-    scale: f32,
-    _pad: [u32; 3],
+uniform_params! {
+    /// Mirrors `Params` in `shaders/attention_backward.wgsl`.
+    struct Params {
+        l: u32,
+        l4: u32,
+        d: u32,
+        c: u32,
+        heads: u32,
+        tiles: u32,
+        total: u32,
+        accumulate: u32,
+        scale: f32,
+        _pad: [u32; 3],
+    }
 }
 
-/// Mirrors `Params` in `shaders/attention_backward_pack.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PackParams {
-    groups_a: u32,
-    total: u32,
-    l: u32,
-    l4: u32,
-    accumulate: u32,
-    _pad: [u32; 3],
+uniform_params! {
+    /// Mirrors `Params` in `shaders/attention_backward_pack.wgsl`.
+    struct PackParams {
+        groups_a: u32,
+        total: u32,
+        l: u32,
+        l4: u32,
+        accumulate: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// Backward of [`crate::ops::attention::attention`]: `d_qkv = (accumulate ? d_qkv : 0) +
@@ -225,6 +230,29 @@ pub fn attention_backward(
         ));
     }
     Ok(dispatches)
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(STATS)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+        kernel_check!(DQ)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+        kernel_check!(DKV)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+        kernel_check!(PACK)
+            .workgroup_size([PACK_WG])
+            .shader_const("WG", PACK_WG),
+        kernel_check!(UNPACK)
+            .workgroup_size([PACK_WG])
+            .shader_const("WG", PACK_WG),
+    ]
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `torch.cat([h, skip], dim=1)`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const CONCAT: KernelSpec = KernelSpec {
     name: "concat",
@@ -14,15 +14,21 @@ const CONCAT: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    numel: u32,
-    a_len: u32,
-    b_len: u32,
-    _pad: u32,
+/// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
+const WG: u32 = 256;
+/// Consecutive output elements per invocation (`PER` in the shader).
+const PER: u32 = 4;
+
+uniform_params! {
+    struct Params {
+        numel: u32,
+        a_len: u32,
+        b_len: u32,
+        _pad: u32,
+    }
 }
 
 /// out [N, Ca + Cb, ...] = a [N, Ca, ...] ‖ b [N, Cb, ...] along dim 1 (e.g. [N, C, H, W]);
@@ -58,8 +64,17 @@ pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Resul
         &CONCAT,
         &params,
         &[&a.buffer, &b.buffer, &out.buffer],
-        grid(numel.div_ceil(4 * 256)),
+        grid(numel.div_ceil(PER * WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(CONCAT)
+        .workgroup_size([WG])
+        .shader_const("PER", PER)]
 }
 
 #[cfg(test)]

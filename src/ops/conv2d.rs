@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    grid, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+    grid, uniform_params, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor,
+    MAX_WORKGROUPS_PER_DIM,
 };
 
 pub use crate::cpu::conv2d::{output_shape, pack_weight, unpack_weight, Conv2dGeom};
@@ -41,6 +42,7 @@ const fn reg(entry: &'static str) -> KernelSpec {
         ),
         entry,
         bindings: BINDINGS,
+        params: &Params::LAYOUT,
     }
 }
 
@@ -54,6 +56,7 @@ const fn subgroup(entry: &'static str) -> KernelSpec {
         ),
         entry,
         bindings: BINDINGS,
+        params: &Params::LAYOUT,
     }
 }
 
@@ -67,6 +70,7 @@ const fn subgroup16(entry: &'static str) -> KernelSpec {
         ),
         entry,
         bindings: BINDINGS,
+        params: &Params::LAYOUT,
     }
 }
 
@@ -174,29 +178,29 @@ impl ConvVariant {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    upsample: u32,
-    pad_top: u32,
-    pad_left: u32,
-    stride: u32,
-    tiles_x: u32,
-    tiles_img: u32,
-    co_blocks: u32,
-    total: u32,
-    has_temb: u32,
-    has_residual: u32,
-    out_scale: f32,
-    accumulate: u32,
-    _pad: u32,
+uniform_params! {
+    struct Params {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        upsample: u32,
+        pad_top: u32,
+        pad_left: u32,
+        stride: u32,
+        tiles_x: u32,
+        tiles_img: u32,
+        co_blocks: u32,
+        total: u32,
+        has_temb: u32,
+        has_residual: u32,
+        out_scale: f32,
+        accumulate: u32,
+        _pad: u32,
+    }
 }
 
 /// Optional fused additions and the final scale of a convolution's output.
@@ -552,6 +556,35 @@ fn time_variant(_: &Gpu, _: &Conv, _: ConvVariant) -> Result<f64> {
     Err(Error::Invalid(
         "conv2d: no kernel timing in the browser".into(),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`): every entry
+/// point of each register-blocked variant, with its workgroup size and tile.
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    let mut out = Vec::new();
+    for (variant, e, wg) in [
+        ("REG", &REG, REG_WG),
+        ("SUBGROUP", &SUBGROUP, SUBGROUP_WG),
+        ("SUBGROUP16", &SUBGROUP16, SUBGROUP_WG),
+    ] {
+        for (field, spec) in [
+            ("k3s1", &e.k3s1),
+            ("k3s2", &e.k3s2),
+            ("k1", &e.k1),
+            ("up3", &e.up3),
+        ] {
+            out.push(
+                crate::gpu::KernelCheck::new(file!(), format!("{variant}.{field}"), spec)
+                    .workgroup_size([wg])
+                    .shader_const("WG", wg)
+                    .shader_const("TR", TILE_R)
+                    .shader_const("TC", e.cols)
+                    .shader_const("TQ", e.quads),
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

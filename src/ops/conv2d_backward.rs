@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    grid, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+    grid, uniform_params, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor,
+    MAX_WORKGROUPS_PER_DIM,
 };
 use crate::ops::conv2d::{self, Epilogue};
 
@@ -33,6 +34,7 @@ const fn in_spec(entry: &'static str) -> KernelSpec {
         source: include_str!("../../shaders/conv2d_backward_input.wgsl"),
         entry,
         bindings: IN_BINDINGS,
+        params: &InParams::LAYOUT,
     }
 }
 
@@ -68,6 +70,7 @@ const fn w_spec(entry: &'static str) -> KernelSpec {
         source: include_str!("../../shaders/conv2d_backward_weight.wgsl"),
         entry,
         bindings: W_BINDINGS,
+        params: &WParams::LAYOUT,
     }
 }
 
@@ -86,50 +89,50 @@ const DW_T1_CI: usize = 16;
 const DW_TILE_WG: usize = 8;
 const DW_REDUCE_WG: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct InParams {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    pad_top: u32,
-    pad_left: u32,
-    row_blocks: u32,
-    rows: u32,
-    blocks: u32,
-    accumulate: u32,
-    out_scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+uniform_params! {
+    struct InParams {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        pad_top: u32,
+        pad_left: u32,
+        row_blocks: u32,
+        rows: u32,
+        blocks: u32,
+        accumulate: u32,
+        out_scale: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct WParams {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    upsample: u32,
-    pad_top: u32,
-    pad_left: u32,
-    per_chunk: u32,
-    chunks: u32,
-    nw: u32,
-    total: u32,
-    accumulate: u32,
-    out_scale: f32,
-    tiles_x: u32,
-    tiles_y: u32,
-    co_blocks: u32,
-    ci_blocks: u32,
+uniform_params! {
+    struct WParams {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        upsample: u32,
+        pad_top: u32,
+        pad_left: u32,
+        per_chunk: u32,
+        chunks: u32,
+        nw: u32,
+        total: u32,
+        accumulate: u32,
+        out_scale: f32,
+        tiles_x: u32,
+        tiles_y: u32,
+        co_blocks: u32,
+        ci_blocks: u32,
+    }
 }
 
 fn to_u32(what: &str, v: usize) -> Result<u32> {
@@ -482,6 +485,44 @@ pub fn conv2d_backward_weight(
         grid(to_u32("workgroups", total.div_ceil(DW_REDUCE_WG))?),
     );
     Ok(vec![partial, reduce])
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::{kernel_check, KernelCheck};
+    let dx = |k: KernelCheck| {
+        k.workgroup_size([DX_WG])
+            .shader_const("WG", DX_WG)
+            .shader_const("PX", DX_PX)
+            .shader_const("CI", DX_CI)
+    };
+    let dw3 = |k: KernelCheck| {
+        k.workgroup_size([DW_TILE_WG])
+            .shader_const("T3_WG", DW_TILE_WG)
+            .shader_const("T3_CO", DW_T3_CO)
+            .shader_const("T3_CI", DW_T3_CI)
+    };
+    let dw1 = |k: KernelCheck| {
+        k.workgroup_size([DW_TILE_WG])
+            .shader_const("T1_CO", DW_T1_CO)
+            .shader_const("T1_CI", DW_T1_CI)
+    };
+    vec![
+        dx(kernel_check!(DX_K3S1)),
+        dx(kernel_check!(DX_K1S1)),
+        dx(kernel_check!(DX_K3S1_UP)),
+        dx(kernel_check!(DX_K1S1_UP)),
+        dx(kernel_check!(DX_K3S2)),
+        dx(kernel_check!(DX_K1S2)),
+        dx(kernel_check!(DX_K3S2_UP)),
+        dx(kernel_check!(DX_K1S2_UP)),
+        dw3(kernel_check!(DW_TILE_K3S1)),
+        dw3(kernel_check!(DW_TILE_K3S2)),
+        dw1(kernel_check!(DW_TILE_K1S1)),
+        dw1(kernel_check!(DW_TILE_K1S2)),
+        kernel_check!(DW_REDUCE).workgroup_size([DW_REDUCE_WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //! kernels are faster. Check [`tiled_fits`] before using it on an unknown device.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM};
+use crate::gpu::{
+    grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+};
 use crate::ops::conv2d::{check_supported, output_shape, Conv2dGeom, Epilogue};
 
 const BINDINGS: &[Access] = &[
@@ -30,6 +32,7 @@ const fn spec(entry: &'static str) -> KernelSpec {
         source: include_str!("../../shaders/conv2d_tiled.wgsl"),
         entry,
         bindings: BINDINGS,
+        params: &Params::LAYOUT,
     }
 }
 
@@ -47,29 +50,29 @@ const BK: usize = 16;
 /// per row) and the input tile `BK × BN` f32.
 const WORKGROUP_BYTES: u32 = ((BK * (BM / 4 + 1) * 4 + BK * BN) * 4) as u32;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    upsample: u32,
-    pad_top: u32,
-    pad_left: u32,
-    stride: u32,
-    kdim: u32,
-    pixels: u32,
-    quads: u32,
-    co_tiles: u32,
-    tiles: u32,
-    has_temb: u32,
-    has_residual: u32,
-    out_scale: f32,
-    accumulate: u32,
+uniform_params! {
+    struct Params {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        upsample: u32,
+        pad_top: u32,
+        pad_left: u32,
+        stride: u32,
+        kdim: u32,
+        pixels: u32,
+        quads: u32,
+        co_tiles: u32,
+        tiles: u32,
+        has_temb: u32,
+        has_residual: u32,
+        out_scale: f32,
+        accumulate: u32,
+    }
 }
 
 /// Whether a device with `limits` can run the tiled kernel (workgroup memory, invocations per
@@ -190,6 +193,30 @@ pub fn conv2d_tiled(
         ],
         grid(params.tiles),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(K1)
+            .workgroup_size([TX, TY])
+            .shader_const("TX", TX)
+            .shader_const("TY", TY)
+            .shader_const("BM", BM)
+            .shader_const("BN", BN)
+            .shader_const("BK", BK)
+            .workgroup_bytes(WORKGROUP_BYTES),
+        kernel_check!(K3)
+            .workgroup_size([TX, TY])
+            .shader_const("TX", TX)
+            .shader_const("TY", TY)
+            .shader_const("BM", BM)
+            .shader_const("BN", BN)
+            .shader_const("BK", BK)
+            .workgroup_bytes(WORKGROUP_BYTES),
+    ]
 }
 
 #[cfg(test)]

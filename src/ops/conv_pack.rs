@@ -3,7 +3,7 @@
 //! [`crate::cpu::conv2d::pack_weight`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const fn spec(entry: &'static str) -> KernelSpec {
     KernelSpec {
@@ -11,19 +11,23 @@ const fn spec(entry: &'static str) -> KernelSpec {
         source: include_str!("../../shaders/conv_pack.wgsl"),
         entry,
         bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+        params: &Params::LAYOUT,
     }
 }
 
 const PACK: KernelSpec = spec("pack");
 const PACK_FLIPPED_T: KernelSpec = spec("pack_flipped_transposed");
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    cout: u32,
-    inner: u32,
-    total: u32,
-    k: u32,
+/// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
+const WG: u32 = 256;
+
+uniform_params! {
+    struct Params {
+        cout: u32,
+        inner: u32,
+        total: u32,
+        k: u32,
+    }
 }
 
 /// Packs `w` (`[Cout, Cin, k, k]`, or a Linear `[Cout, Cin]` as 1×1) into `packed`
@@ -57,7 +61,7 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
         &PACK,
         &params,
         &[&w.buffer, &packed.buffer],
-        grid((total as u32).div_ceil(256)),
+        grid((total as u32).div_ceil(WG)),
     ))
 }
 
@@ -91,8 +95,18 @@ pub fn pack_flipped_transposed(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result
         &PACK_FLIPPED_T,
         &params,
         &[&w.buffer, &packed.buffer],
-        grid((total as u32).div_ceil(256)),
+        grid((total as u32).div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(PACK).workgroup_size([WG]),
+        kernel_check!(PACK_FLIPPED_T).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `shaders/elementwise.wgsl`: out = α·a + β·b + γ (residual adds, scaling, input centring).
 
 use crate::error::Result;
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const AXPBY: KernelSpec = KernelSpec {
     name: "elementwise",
@@ -13,15 +13,19 @@ const AXPBY: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    alpha: f32,
-    beta: f32,
-    gamma: f32,
+/// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
+const WG: u32 = 256;
+
+uniform_params! {
+    struct Params {
+        n: u32,
+        alpha: f32,
+        beta: f32,
+        gamma: f32,
+    }
 }
 
 /// out = alpha·a + beta·b + gamma; all three tensors have the same shape.
@@ -47,8 +51,15 @@ pub fn axpby(
         &AXPBY,
         &params,
         &[&a.buffer, &b.buffer, &out.buffer],
-        grid(n.div_ceil(256)),
+        grid(n.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(AXPBY).workgroup_size([WG])]
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `shaders/embedding.wgsl`: the class embedding added to the time embedding.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const ADD_CLASS_EMBEDDING: KernelSpec = KernelSpec {
     name: "embedding",
@@ -14,6 +14,7 @@ const ADD_CLASS_EMBEDDING: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 const CLASS_EMBEDDING_GRAD: KernelSpec = KernelSpec {
@@ -21,13 +22,16 @@ const CLASS_EMBEDDING_GRAD: KernelSpec = KernelSpec {
     ..ADD_CLASS_EMBEDDING
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    dim: u32,
-    rows: u32,
-    _pad: u32,
+/// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
+const WG: u32 = 256;
+
+uniform_params! {
+    struct Params {
+        n: u32,
+        dim: u32,
+        rows: u32,
+        _pad: u32,
+    }
 }
 
 /// out `[N, dim]` = emb `[N, dim]` + table `[rows, dim]` at rows `labels` `[N]` (class indices
@@ -70,7 +74,7 @@ pub fn add_class_embedding(
         &ADD_CLASS_EMBEDDING,
         &params,
         &[&emb.buffer, &table.buffer, &labels.buffer, &out.buffer],
-        grid(total.div_ceil(256)),
+        grid(total.div_ceil(WG)),
     ))
 }
 
@@ -112,8 +116,18 @@ pub fn class_embedding_grad(
         &CLASS_EMBEDDING_GRAD,
         &params,
         &[&dy.buffer, &dy.buffer, &labels.buffer, &dtable.buffer],
-        grid(total.div_ceil(256)),
+        grid(total.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(ADD_CLASS_EMBEDDING).workgroup_size([WG]),
+        kernel_check!(CLASS_EMBEDDING_GRAD).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Every output is overwritten, or added to when its `accumulate` flag is set.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/grad_utils.wgsl");
@@ -18,6 +18,7 @@ const CONCAT_BACKWARD: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 const SCALE_INTO: KernelSpec = KernelSpec {
@@ -25,6 +26,7 @@ const SCALE_INTO: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "scale_into",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
 const REDUCE_SPATIAL: KernelSpec = KernelSpec {
@@ -32,17 +34,23 @@ const REDUCE_SPATIAL: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "reduce_spatial",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    numel: u32,
-    len_a: u32,
-    len_b: u32,
-    flags: u32,
-    scale: f32,
-    _pad: [u32; 3],
+/// Invocations per workgroup of `concat_backward` and `scale_into` (their `@workgroup_size`).
+const WG: u32 = 256;
+/// Invocations per workgroup of `reduce_spatial` (its `@workgroup_size`).
+const REDUCE_WG: u32 = 64;
+
+uniform_params! {
+    struct Params {
+        numel: u32,
+        len_a: u32,
+        len_b: u32,
+        flags: u32,
+        scale: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// Gradient of `concat_channels(a, b)`: dy [N, Ca + Cb, ...] → da [N, Ca, ...] and
@@ -88,7 +96,7 @@ pub fn concat_backward(
         &CONCAT_BACKWARD,
         &params,
         &[&dy.buffer, &da.buffer, &db.buffer],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(WG)),
     ))
 }
 
@@ -115,7 +123,7 @@ pub fn scale_into(
         &SCALE_INTO,
         &params,
         &[&src.buffer, &dst.buffer],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(WG)),
     ))
 }
 
@@ -149,8 +157,19 @@ pub fn reduce_spatial(
         &REDUCE_SPATIAL,
         &params,
         &[&dy.buffer, &out.buffer],
-        grid(nc.div_ceil(64)),
+        grid(nc.div_ceil(REDUCE_WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(CONCAT_BACKWARD).workgroup_size([WG]),
+        kernel_check!(SCALE_INTO).workgroup_size([WG]),
+        kernel_check!(REDUCE_SPATIAL).workgroup_size([REDUCE_WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `shaders/group_norm.wgsl`: GroupNorm (torch semantics) with optional fused SiLU.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -17,6 +17,7 @@ const GROUP_NORM: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/group_norm.wgsl"),
     entry: "group_norm",
     bindings: BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// One invocation per (n, group), no barriers: for CPU drivers (lavapipe), where it is 2–4×
@@ -26,22 +27,23 @@ const GROUP_NORM_SERIAL: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/group_norm.wgsl"),
     entry: "group_norm_serial",
     bindings: BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// Invocations per workgroup of `group_norm_serial`.
 const SERIAL_WG: u32 = 8;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_groups: u32,
-    groups: u32,
-    cpg: u32,
-    spatial: u32,
-    eps: f32,
-    silu: u32,
-    step_c: u32,
-    step_s: u32,
+uniform_params! {
+    struct Params {
+        n_groups: u32,
+        groups: u32,
+        cpg: u32,
+        spatial: u32,
+        eps: f32,
+        silu: u32,
+        step_c: u32,
+        step_s: u32,
+    }
 }
 
 /// Invocations per workgroup of `group_norm`.
@@ -133,6 +135,20 @@ fn build(
         &[&x.buffer, &gamma.buffer, &beta.buffer, &out.buffer],
         workgroups,
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(GROUP_NORM)
+            .workgroup_size([WG])
+            .shader_const("WG", WG),
+        kernel_check!(GROUP_NORM_SERIAL)
+            .workgroup_size([SERIAL_WG])
+            .shader_const("SERIAL_WG", SERIAL_WG),
+    ]
 }
 
 #[cfg(test)]

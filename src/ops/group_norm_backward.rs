@@ -2,7 +2,7 @@
 //! (affine, optional fused SiLU), reference [`crate::cpu::group_norm_backward`].
 
 use crate::error::Result;
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
@@ -24,6 +24,7 @@ const GN_BACKWARD: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "gn_backward",
     bindings: MAIN_BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// One invocation per (n, group), no barriers: for CPU drivers (lavapipe).
@@ -32,6 +33,7 @@ const GN_BACKWARD_SERIAL: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "gn_backward_serial",
     bindings: MAIN_BINDINGS,
+    params: &Params::LAYOUT,
 };
 
 /// dγ, dβ from the per-(n, c) partial sums.
@@ -45,22 +47,25 @@ const GN_BACKWARD_PARAMS: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 /// Invocations per workgroup of `gn_backward_serial`.
 const SERIAL_WG: u32 = 8;
+/// Invocations per workgroup of `gn_backward_params` (its `@workgroup_size`).
+const PARAMS_WG: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_groups: u32,
-    groups: u32,
-    cpg: u32,
-    spatial: u32,
-    eps: f32,
-    flags: u32,
-    n: u32,
-    c: u32,
+uniform_params! {
+    struct Params {
+        n_groups: u32,
+        groups: u32,
+        cpg: u32,
+        spatial: u32,
+        eps: f32,
+        flags: u32,
+        n: u32,
+        c: u32,
+    }
 }
 
 /// Gradient of `y = group_norm(x, gamma, beta, groups, eps, silu)`: from dy (x's shape
@@ -167,9 +172,22 @@ fn build(
         &GN_BACKWARD_PARAMS,
         &params,
         &[&partial.buffer, &dgamma.buffer, &dbeta.buffer],
-        grid((c as u32).div_ceil(64)),
+        grid((c as u32).div_ceil(PARAMS_WG)),
     );
     Ok(vec![main, reduce])
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(GN_BACKWARD),
+        kernel_check!(GN_BACKWARD_SERIAL)
+            .workgroup_size([SERIAL_WG])
+            .shader_const("SERIAL_WG", SERIAL_WG),
+        kernel_check!(GN_BACKWARD_PARAMS).workgroup_size([PARAMS_WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! (TimestepEmbedding's linear_1 → SiLU → linear_2, ResnetBlock2D's time_emb_proj(SiLU(temb))).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const LINEAR: KernelSpec = KernelSpec {
     name: "linear",
@@ -15,17 +15,21 @@ const LINEAR: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
-/// Uniform of `linear.wgsl` and `linear_backward.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub n: u32,
-    pub in_f: u32,
-    pub out_f: u32,
-    /// Bit 0: SiLU on the input; bit 1: SiLU on the output (backward: more bits, see there).
-    pub flags: u32,
+/// Invocations per workgroup of `linear.wgsl` and `linear_backward.wgsl` (their `@workgroup_size`).
+pub(crate) const WG: u32 = 64;
+
+uniform_params! {
+    /// Uniform of `linear.wgsl` and `linear_backward.wgsl`.
+    pub(crate) struct Params {
+        pub n: u32,
+        pub in_f: u32,
+        pub out_f: u32,
+        /// Bit 0: SiLU on the input; bit 1: SiLU on the output (backward: more bits, see there).
+        pub flags: u32,
+    }
 }
 
 /// Checks x `[N, In]`, w `[Out, In]` and b `[Out]` for `op`; returns (N, In, Out).
@@ -79,8 +83,15 @@ pub fn linear(
         &LINEAR,
         &params,
         &[&x.buffer, &w.buffer, &b.buffer, &out.buffer],
-        grid(total.div_ceil(64)),
+        grid(total.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(LINEAR).workgroup_size([WG])]
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::linear::Params;
+use crate::ops::linear::{Params, WG};
 use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/linear_backward.wgsl");
@@ -21,6 +21,7 @@ const LINEAR_BACKWARD_DA: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 /// dx, dw and db in one dispatch.
@@ -37,6 +38,7 @@ const LINEAR_BACKWARD: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 /// Gradient of `y [N, Out] = linear(x [N, In], w [Out, In], b [Out], silu_in, silu_out)` from
@@ -92,7 +94,7 @@ pub fn linear_backward(
             &LINEAR_BACKWARD_DA,
             &params,
             &[&x.buffer, &w.buffer, &b.buffer, &dy.buffer, &scratch.buffer],
-            grid(((n * out_f) as u32).div_ceil(64)),
+            grid(((n * out_f) as u32).div_ceil(WG)),
         ));
         &scratch
     } else {
@@ -120,9 +122,19 @@ pub fn linear_backward(
             &dw.buffer,
             &db.buffer,
         ],
-        grid(total.div_ceil(64)),
+        grid(total.div_ceil(WG)),
     ));
     Ok(dispatches)
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(LINEAR_BACKWARD_DA).workgroup_size([WG]),
+        kernel_check!(LINEAR_BACKWARD).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]

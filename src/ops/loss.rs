@@ -2,7 +2,7 @@
 //! reference [`crate::cpu::loss`]. Stays on the GPU: the trainer reads the loss only to log it.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
@@ -19,6 +19,7 @@ const MSE_PARTIAL: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 const MSE_FINISH: KernelSpec = KernelSpec {
@@ -26,15 +27,16 @@ const MSE_FINISH: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "mse_finish",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    per_sample: u32,
-    n: u32,
-    grad_scale: f32,
-    out_scale: f32,
+uniform_params! {
+    struct Params {
+        per_sample: u32,
+        n: u32,
+        grad_scale: f32,
+        out_scale: f32,
+    }
 }
 
 /// L = mean((pred − target)²) over all elements of pred, target [N, ...]; writes
@@ -106,6 +108,17 @@ pub fn mse_loss(
             [1, 1, 1],
         ),
     ])
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        // One workgroup per sample, and a single invocation: no Rust twins.
+        kernel_check!(MSE_PARTIAL),
+        kernel_check!(MSE_FINISH),
+    ]
 }
 
 #[cfg(test)]

@@ -30,6 +30,36 @@ pub fn kernel_sources_digest() -> u64 {
     crate::gpu::fnv1a(&format!("{}{}", conv2d::SOURCES, conv2d_backward::SOURCES))
 }
 
+/// Every kernel of every op, for the naga check of Rust against WGSL (`gpu::check`, which also
+/// checks that no `const …: KernelSpec` and no shader entry point is missing here).
+#[cfg(test)]
+pub(crate) fn all_kernels() -> Vec<crate::gpu::KernelCheck> {
+    [
+        attention::kernels(),
+        attention_backward::kernels(),
+        concat::kernels(),
+        conv2d::kernels(),
+        conv2d_backward::kernels(),
+        conv2d_tiled::kernels(),
+        conv_pack::kernels(),
+        elementwise::kernels(),
+        embedding::kernels(),
+        grad_utils::kernels(),
+        group_norm::kernels(),
+        group_norm_backward::kernels(),
+        linear::kernels(),
+        linear_backward::kernels(),
+        loss::kernels(),
+        optim::kernels(),
+        sampling::kernels(),
+        timestep::kernels(),
+        upsample::kernels(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// The names of every kernel variant of every op that has several (what `--kernels` and
 /// `DDPM_KERNELS` may force), without duplicates.
 pub fn variant_names() -> Vec<&'static str> {

@@ -2,7 +2,7 @@
 //! clipping and a non-finite guard, and the EMA of the weights; reference [`crate::cpu::optim`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
@@ -13,6 +13,7 @@ const GRAD_NORM_PARTIAL: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "grad_norm_partial",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
 const GRAD_NORM_FINISH: KernelSpec = KernelSpec {
@@ -20,6 +21,7 @@ const GRAD_NORM_FINISH: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "grad_norm_finish",
     bindings: &[Access::Uniform, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
 const ADAMW: KernelSpec = KernelSpec {
@@ -34,6 +36,7 @@ const ADAMW: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
 const EMA_UPDATE: KernelSpec = KernelSpec {
@@ -41,28 +44,34 @@ const EMA_UPDATE: KernelSpec = KernelSpec {
     source: SOURCE,
     entry: "ema_update",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
 /// Elements summed per invocation of `grad_norm_partial` (at most).
 const NORM_PER_LANE: usize = 512;
+/// Invocations per workgroup of `grad_norm_partial` (its `@workgroup_size`).
+const PARTIAL_WG: u32 = 64;
+/// Invocations per workgroup of `adamw` and `ema_update` (its `@workgroup_size`).
+const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    numel: u32,
-    lanes: u32,
-    offset: u32,
-    _pad0: u32,
-    wd_mul: f32,
-    one_minus_b1: f32,
-    beta2: f32,
-    one_minus_b2: f32,
-    step_size: f32,
-    bc2_sqrt: f32,
-    eps: f32,
-    max_norm: f32,
-    decay: f32,
-    _pad1: [u32; 3],
+uniform_params! {
+    #[derive(Default)]
+    struct Params {
+        numel: u32,
+        lanes: u32,
+        offset: u32,
+        _pad0: u32,
+        wd_mul: f32,
+        one_minus_b1: f32,
+        beta2: f32,
+        one_minus_b2: f32,
+        step_size: f32,
+        bc2_sqrt: f32,
+        eps: f32,
+        max_norm: f32,
+        decay: f32,
+        _pad1: [u32; 3],
+    }
 }
 
 /// AdamW hyper-parameters for one step (torch.optim.AdamW names; `max_grad_norm` as in
@@ -181,7 +190,7 @@ pub fn grad_norm_sq(gpu: &Gpu, grads: &[&Tensor], partials: &Tensor) -> Result<V
             &GRAD_NORM_PARTIAL,
             &params,
             &[&g.buffer, &partials.buffer],
-            grid((lanes as u32).div_ceil(64)),
+            grid((lanes as u32).div_ceil(PARTIAL_WG)),
         ));
         offset += lanes;
     }
@@ -243,7 +252,7 @@ pub fn adamw_step(
             &m.buffer,
             &v.buffer,
         ],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(WG)),
     ))
 }
 
@@ -267,8 +276,21 @@ pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f32) -> Result
         &EMA_UPDATE,
         &params,
         &[&param.buffer, &ema.buffer],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(GRAD_NORM_PARTIAL).workgroup_size([PARTIAL_WG]),
+        // One workgroup.
+        kernel_check!(GRAD_NORM_FINISH),
+        kernel_check!(ADAMW).workgroup_size([WG]),
+        kernel_check!(EMA_UPDATE).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]

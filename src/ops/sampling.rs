@@ -4,7 +4,7 @@
 //! [`crate::cpu::sampling`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::{check_no_alias, same_shape};
 use crate::schedule::{DdimCoefs, DdpmCoefs};
 
@@ -16,6 +16,7 @@ const NOISE: KernelSpec = KernelSpec {
     ),
     entry: "noise",
     bindings: &[Access::Uniform, Access::ReadWrite],
+    params: &RngParams::LAYOUT,
 };
 
 const RNG_BITS: KernelSpec = KernelSpec {
@@ -26,6 +27,7 @@ const RNG_BITS: KernelSpec = KernelSpec {
     ),
     entry: "rng_bits",
     bindings: &[Access::Uniform, Access::ReadWrite],
+    params: &RngParams::LAYOUT,
 };
 
 const FILL: KernelSpec = KernelSpec {
@@ -33,6 +35,7 @@ const FILL: KernelSpec = KernelSpec {
     source: include_str!("../../shaders/fill.wgsl"),
     entry: "fill",
     bindings: &[Access::Uniform, Access::ReadWrite],
+    params: &FillParams::LAYOUT,
 };
 
 const Q_SAMPLE: KernelSpec = KernelSpec {
@@ -50,6 +53,7 @@ const Q_SAMPLE: KernelSpec = KernelSpec {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
+    params: &QSampleParams::LAYOUT,
 };
 
 const STEP_BINDINGS: &[Access] = &[
@@ -68,6 +72,7 @@ const DDPM_STEP: KernelSpec = KernelSpec {
     ),
     entry: "ddpm_step",
     bindings: STEP_BINDINGS,
+    params: &DdpmParams::LAYOUT,
 };
 
 const DDIM_STEP: KernelSpec = KernelSpec {
@@ -78,7 +83,11 @@ const DDIM_STEP: KernelSpec = KernelSpec {
     ),
     entry: "ddim_step",
     bindings: STEP_BINDINGS,
+    params: &DdimParams::LAYOUT,
 };
+
+/// Invocations per workgroup of every sampling kernel (their `@workgroup_size`).
+const WG: u32 = 256;
 
 /// Where the σ·z term of a reverse step takes z from.
 #[derive(Clone, Copy, Debug)]
@@ -90,83 +99,83 @@ pub enum StepNoise<'a> {
     Given(&'a Tensor),
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RngParams {
-    n: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream: u32,
-    first_lo: u32,
-    first_hi: u32,
-    /// noise.wgsl: indices repeat every `period` elements.
-    period: u32,
-    _pad: u32,
+uniform_params! {
+    struct RngParams {
+        n: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        stream: u32,
+        first_lo: u32,
+        first_hi: u32,
+        /// noise.wgsl: indices repeat every `period` elements.
+        period: u32,
+        _pad: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FillParams {
-    n: u32,
-    value: f32,
-    _pad: [u32; 2],
+uniform_params! {
+    struct FillParams {
+        n: u32,
+        value: f32,
+        _pad: [u32; 2],
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct QSampleParams {
-    n: u32,
-    per_sample: u32,
-    n_t: u32,
-    draw: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream: u32,
-    _pad: u32,
+uniform_params! {
+    struct QSampleParams {
+        n: u32,
+        per_sample: u32,
+        n_t: u32,
+        draw: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        stream: u32,
+        _pad: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DdpmParams {
-    n: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream: u32,
-    sqrt_ab: f32,
-    sqrt_1m_ab: f32,
-    clip_range: f32,
-    clip: u32,
-    c_x0: f32,
-    c_xt: f32,
-    c_eps: f32,
-    sigma: f32,
-    noise_mode: u32,
-    first_lo: u32,
-    first_hi: u32,
-    guided: u32,
-    guidance: f32,
-    _pad: [u32; 3],
+uniform_params! {
+    struct DdpmParams {
+        n: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        stream: u32,
+        sqrt_ab: f32,
+        sqrt_1m_ab: f32,
+        clip_range: f32,
+        clip: u32,
+        c_x0: f32,
+        c_xt: f32,
+        c_eps: f32,
+        sigma: f32,
+        noise_mode: u32,
+        first_lo: u32,
+        first_hi: u32,
+        guided: u32,
+        guidance: f32,
+        _pad: [u32; 3],
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DdimParams {
-    n: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream: u32,
-    sqrt_ab: f32,
-    sqrt_1m_ab: f32,
-    clip_range: f32,
-    clip: u32,
-    sqrt_ab_prev: f32,
-    c_dir: f32,
-    sigma: f32,
-    noise_mode: u32,
-    first_lo: u32,
-    first_hi: u32,
-    guided: u32,
-    guidance: f32,
+uniform_params! {
+    struct DdimParams {
+        n: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        stream: u32,
+        sqrt_ab: f32,
+        sqrt_1m_ab: f32,
+        clip_range: f32,
+        clip: u32,
+        sqrt_ab_prev: f32,
+        c_dir: f32,
+        sigma: f32,
+        noise_mode: u32,
+        first_lo: u32,
+        first_hi: u32,
+        guided: u32,
+        guidance: f32,
+    }
 }
 
 impl RngParams {
@@ -185,7 +194,7 @@ impl RngParams {
 }
 
 fn workgroups(n: u32) -> [u32; 3] {
-    grid(n.div_ceil(256))
+    grid(n.div_ceil(WG))
 }
 
 fn numel_u32(what: &str, t: &Tensor) -> Result<u32> {
@@ -434,6 +443,20 @@ pub fn ddim_step(
         &[&x.buffer, &eps.buffer, &z.buffer, &x0_out.buffer],
         workgroups(n),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![
+        kernel_check!(NOISE).workgroup_size([WG]),
+        kernel_check!(RNG_BITS).workgroup_size([WG]),
+        kernel_check!(FILL).workgroup_size([WG]),
+        kernel_check!(Q_SAMPLE).workgroup_size([WG]),
+        kernel_check!(DDPM_STEP).workgroup_size([WG]),
+        kernel_check!(DDIM_STEP).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `shaders/timestep.wgsl`: sinusoidal timestep embedding (diffusers `get_timestep_embedding`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const TIMESTEP: KernelSpec = KernelSpec {
     name: "timestep",
@@ -13,15 +13,19 @@ const TIMESTEP: KernelSpec = KernelSpec {
         Access::Read,
         Access::ReadWrite,
     ],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    dim: u32,
-    half: u32,
-    flip: u32,
+/// Invocations per workgroup of the shader (its `@workgroup_size`).
+const WG: u32 = 64;
+
+uniform_params! {
+    struct Params {
+        n: u32,
+        dim: u32,
+        half: u32,
+        flip: u32,
+    }
 }
 
 /// `v` truncated to its 12 leading significant bits (so that products of two such values, or
@@ -89,8 +93,15 @@ pub fn timestep_embedding(
         &TIMESTEP,
         &params,
         &[&t.buffer, &table.buffer, &out.buffer],
-        grid(invocations.div_ceil(64)),
+        grid(invocations.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(TIMESTEP).workgroup_size([WG])]
 }
 
 #[cfg(test)]

@@ -1,21 +1,25 @@
 //! `shaders/upsample.wgsl`: nearest-neighbour ×2 upsampling.
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 
 const UPSAMPLE: KernelSpec = KernelSpec {
     name: "upsample",
     source: include_str!("../../shaders/upsample.wgsl"),
     entry: "upsample_nearest2x",
     bindings: &[Access::Uniform, Access::Read, Access::ReadWrite],
+    params: &Params::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    numel: u32,
-    w: u32,
-    _pad: [u32; 2],
+/// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
+const WG: u32 = 256;
+
+uniform_params! {
+    struct Params {
+        numel: u32,
+        w: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// out [N, C, 2H, 2W] = x [N, C, H, W] with every pixel repeated in a 2×2 block.
@@ -37,8 +41,15 @@ pub fn upsample_nearest2x(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Dispatc
         &UPSAMPLE,
         &params,
         &[&x.buffer, &out.buffer],
-        grid(numel.div_ceil(256)),
+        grid(numel.div_ceil(WG)),
     ))
+}
+
+/// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
+#[cfg(test)]
+pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
+    use crate::gpu::kernel_check;
+    vec![kernel_check!(UPSAMPLE).workgroup_size([WG])]
 }
 
 #[cfg(test)]
