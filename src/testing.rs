@@ -68,6 +68,15 @@ pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str)
     }
 }
 
+/// The largest |a − b| over two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "max_abs_diff: lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// One GPU device shared by all tests of a process (device creation is slow on lavapipe).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> &'static crate::gpu::Gpu {
