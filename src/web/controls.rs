@@ -6,7 +6,7 @@ pub(super) fn wire_controls() {
     dom::on::<web_sys::Event>("generate", "click", |_| {
         // Mark the run as started before the click returns, so no one reads a stale state.
         if !app().running.get() {
-            dom::set_body_state("run", "running");
+            state::show(RunState::Running);
         }
         spawn_local(generate())
     });
@@ -66,7 +66,7 @@ pub(super) fn wire_controls() {
     });
     dom::on::<web_sys::Event>("fwd-denoise", "click", |_| {
         if !app().running.get() {
-            dom::set_body_state("run", "running");
+            state::show(RunState::Running);
         }
         spawn_local(denoise())
     });

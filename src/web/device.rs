@@ -8,7 +8,7 @@ pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
     if let Some(gpu) = app().gpu.borrow().as_ref() {
         return Ok(gpu.clone());
     }
-    dom::set_body_state("gpu", "pending");
+    state::show(GpuState::Pending);
     set_gpu_pill("pending", "Starting WebGPU…");
     match create_gpu().await {
         Ok(gpu) => {
@@ -19,7 +19,7 @@ pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
             let label = adapter_label(&gpu).await;
             show_gpu_info(&gpu, &label);
             dom::show_message("gpu-error", None);
-            dom::set_body_state("gpu", "ready");
+            state::show(GpuState::Ready);
             set_gpu_pill("ready", &label);
             refresh_generate();
             if !app().running.get() {
@@ -30,7 +30,7 @@ pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
         Err(msg) => {
             let msg = format!("WebGPU unavailable: {msg}");
             dom::show_message("gpu-error", Some(&msg));
-            dom::set_body_state("gpu", "unavailable");
+            state::show(GpuState::Unavailable);
             set_gpu_pill("unavailable", "WebGPU unavailable");
             app().gpu_usable.set(false);
             refresh_generate();
@@ -74,7 +74,7 @@ pub(super) fn on_device_lost(why: &str) {
     GPU_GENERATION.fetch_add(1, Ordering::SeqCst);
     app().gpu.borrow_mut().take();
     app().engine.borrow_mut().take();
-    dom::set_body_state("gpu", "lost");
+    state::show(GpuState::Lost);
     set_gpu_pill("lost", "GPU device lost");
     dom::show_message(
         "gpu-error",

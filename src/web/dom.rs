@@ -44,13 +44,6 @@ pub fn set_disabled(id: &str, disabled: bool) {
     let _ = el::<Element>(id).toggle_attribute_with_force("disabled", disabled);
 }
 
-/// Sets `data-{key}` on `<body>`; the e2e tests wait on these.
-pub fn set_body_state(key: &str, value: &str) {
-    if let Some(body) = document().body() {
-        let _ = body.set_attribute(&format!("data-{key}"), value);
-    }
-}
-
 /// Sets the class list of element `id` to exactly `classes`.
 pub fn set_class(id: &str, classes: &str) {
     el::<Element>(id).set_class_name(classes);

@@ -57,11 +57,11 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
     dom::set_disabled("stop", true);
     refresh_generate();
     let (state, status) = match outcome {
-        Ok(true) => ("stopped", "Stopped."),
-        Ok(false) => ("done", "Done."),
+        Ok(true) => (RunState::Stopped, "Stopped."),
+        Ok(false) => (RunState::Done, "Done."),
         Err(msg) => {
             dom::show_message("run-error", Some(&msg));
-            ("error", "Failed (see below).")
+            (RunState::Error, "Failed (see below).")
         }
     };
     let status = match app.frames.borrow().as_ref() {
@@ -73,7 +73,7 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
     };
     dom::set_text("run-status", &status);
     enable_viewer();
-    if state == "done" {
+    if state == RunState::Done {
         let samples = app.last_samples.borrow().clone();
         match (&denoise, samples) {
             (Some(d), Some((x, _))) => show_reconstruction(d, &x),
@@ -84,7 +84,7 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
             _ => {}
         }
     }
-    dom::set_body_state("run", state);
+    state::show(state);
 }
 
 /// The denoised image beside its original: |difference|, MSE, PSNR (peak-to-peak 2) and max |Δ|.
@@ -303,7 +303,7 @@ pub(super) async fn run_batches(
 
     dom::el::<HtmlInputElement>("view-t").set_disabled(true);
     dom::set_disabled("stop", false);
-    dom::set_body_state("run", "running");
+    state::show(RunState::Running);
     let batches = if runs > 1 {
         format!(" in {runs} batches of {batch} (device limits)")
     } else {

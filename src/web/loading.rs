@@ -70,7 +70,7 @@ pub(super) fn start_download() {
     let app = app();
     app.model_loading.set(true);
     refresh_generate();
-    dom::set_body_state("model", "loading");
+    state::show(ModelState::Loading);
     dom::set_hidden("model-progress", false);
 }
 
@@ -125,7 +125,7 @@ pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: O
     dom::show_message("model-error", None);
     app.model_loading.set(true);
     refresh_generate();
-    dom::set_body_state("model", "loading");
+    state::show(ModelState::Loading);
     let loaded = match files {
         Ok(files) => {
             dom::set_text(
@@ -149,7 +149,7 @@ pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: O
                 &format!("Model loaded: {}.", model.summary()),
             );
             dom::show_message("model-note", note.as_deref());
-            dom::set_body_state("model", "ready");
+            state::show(ModelState::Ready);
         }
         Err(msg) => {
             dom::show_message(
@@ -164,7 +164,7 @@ pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: O
                     "No model loaded."
                 },
             );
-            dom::set_body_state("model", "error");
+            state::show(ModelState::Error);
         }
     }
     refresh_generate();

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use super::state::{self, LossState};
 use super::{dom, draw, App};
 use crate::loss_curve::{even_timesteps, LossCurve, LossSetup};
 
@@ -41,7 +42,7 @@ pub async fn measure() {
     }
     app.running.set(true);
     super::refresh_generate();
-    dom::set_body_state("loss", "running");
+    state::show(LossState::Running);
     dom::set_text("loss-stats", "Measuring…");
     let result = measure_inner(&app).await;
     app.running.set(false);
@@ -50,11 +51,11 @@ pub async fn measure() {
         Ok(curve) => {
             show(&curve, app.schedule.borrow().abar.len());
             LAST.with_borrow_mut(|c| *c = Some(curve));
-            dom::set_body_state("loss", "done");
+            state::show(LossState::Done);
         }
         Err(e) => {
             dom::set_text("loss-stats", &e);
-            dom::set_body_state("loss", "error");
+            state::show(LossState::Error);
         }
     }
 }

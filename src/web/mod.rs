@@ -32,7 +32,7 @@
 //!   `hub-load`;
 //! - GPU: `gpu-status`, `gpu-error`, `gpu-info`.
 //!
-//! `<body>` carries the page state: `data-gpu` = pending | ready | unavailable | lost,
+//! `<body>` carries the page state ([`state`]): `data-gpu` = pending | ready | unavailable | lost,
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error,
 //! `data-play` = playing | paused, `data-loss` = idle | running | done | error.
 //! Test hooks on `window.ddpm`: [`debug_lose_device`], [`debug_last_samples`],
@@ -55,6 +55,7 @@ mod loading;
 mod loss_view;
 mod player;
 mod run;
+mod state;
 mod viewer;
 
 use std::cell::{Cell, RefCell};
@@ -72,6 +73,7 @@ use engine::{Engine, Model};
 use files::ModelFiles;
 use forward::Forward;
 use run::{Frames, RunConfig};
+use state::{GpuState, LossState, ModelState, PlayState, RunState};
 
 use controls::*;
 use device::*;
@@ -220,6 +222,12 @@ fn app() -> Rc<App> {
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+    // The states index.html's <body> starts in, now owned by the module.
+    state::show(GpuState::Pending);
+    state::show(ModelState::None);
+    state::show(RunState::Idle);
+    state::show(PlayState::Paused);
+    state::show(LossState::Idle);
     wire_controls();
     show_schedule();
     refresh_forward_menu();

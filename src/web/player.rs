@@ -7,6 +7,7 @@ use std::cell::Cell;
 use web_sys::HtmlInputElement;
 
 use super::dom;
+use super::state::{self, PlayState};
 
 /// The player's buttons, enabled together once a run has frames.
 const BUTTONS: [&str; 4] = ["replay", "step-back", "play", "step-fwd"];
@@ -111,5 +112,9 @@ fn show_state() {
     let button = dom::el::<web_sys::HtmlElement>("play");
     button.set_text_content(Some(if playing { "❙❙" } else { "▶︎" }));
     let _ = button.set_attribute("aria-label", if playing { "Pause" } else { "Play" });
-    dom::set_body_state("play", if playing { "playing" } else { "paused" });
+    state::show(if playing {
+        PlayState::Playing
+    } else {
+        PlayState::Paused
+    });
 }
