@@ -1,8 +1,9 @@
 //! ddpm: a DDPM U-Net (diffusers `UNet2DModel`) in hand-written WGSL compute shaders.
 //!
 //! Layout: [`gpu`] (device, kernels, tensors) → [`ops`] (one module per WGSL kernel family,
-//! each beside its plain-Rust reference in [`cpu`]) → [`model`] (config, weights, U-Net) →
-//! [`schedule`] + [`sampler`] (the reverse process).
+//! each beside its plain-Rust reference in [`cpu`]; the option types both take are in
+//! [`options`]) → [`model`] (config, weights, U-Net) → [`schedule`] + [`sampler`] (the reverse
+//! process).
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
@@ -16,6 +17,7 @@ pub mod loss_curve;
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod options;
 pub mod sampler;
 pub mod schedule;
 #[doc(hidden)]

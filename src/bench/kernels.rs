@@ -11,8 +11,9 @@ use crate::error::Result;
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 pub use crate::model::gpu_unet::ConvLayer;
 use crate::model::{UNet, UNetConfig, Weights};
-use crate::ops::conv2d::{self, ConvVariant, Epilogue};
+use crate::ops::conv2d::{self, Conv2dInputs, ConvVariant, Epilogue};
 use crate::ops::conv2d_backward::{self, DxVariant};
+use crate::options::Conv2dGradOptions;
 use crate::testing::Rng;
 
 /// The distinct conv layers of the U-Net `cfg` at `batch`, in the order they first run.
@@ -130,7 +131,7 @@ impl Operands {
         let mut rng = Rng::new(seed);
         let cin = layer.x[1];
         let w_shape = [layer.cout, cin, layer.k, layer.k];
-        let out_shape = conv2d::output_shape(&layer.x, &w_shape, layer.geom)?;
+        let out_shape = layer.geom.output_shape(&layer.x, &w_shape)?;
         let fan_in = (cin * layer.k * layer.k) as f32;
         Ok(Operands {
             x: rng.normals(layer.x.iter().product(), 1.0),
@@ -154,17 +155,22 @@ fn forward_dispatch(
     let w = conv2d::upload_weight(gpu, &ops.w, ops.w_shape, "bench w")?;
     let b = Tensor::from_slice(gpu, &[layer.cout], &ops.b, "bench b")?;
     let out = Tensor::zeros(gpu, &ops.out_shape, "bench out")?;
-    let d = conv2d::conv2d_variant(
-        gpu,
-        variant,
-        &x,
-        &w,
-        &b,
-        layer.geom,
-        &Epilogue::default(),
-        &out,
-    )?;
+    let inputs = Conv2dInputs {
+        x: &x,
+        w: &w,
+        bias: &b,
+    };
+    let d = conv2d::conv2d_variant(gpu, variant, inputs, layer.geom, &Epilogue::default(), &out)?;
     Ok((d, out))
+}
+
+/// The gradient options the bench checks and times: `layer`'s geometry, scale 1, overwriting.
+fn grad_opts(layer: &ConvLayer) -> Conv2dGradOptions {
+    Conv2dGradOptions {
+        geom: layer.geom,
+        out_scale: 1.0,
+        accumulate: false,
+    }
 }
 
 fn dx_dispatch(
@@ -177,7 +183,12 @@ fn dx_dispatch(
     let w = Tensor::from_slice(gpu, &ops.w_shape, &ops.w, "bench w")?;
     let dx = Tensor::zeros(gpu, &layer.x, "bench dx")?;
     let d = conv2d_backward::conv2d_backward_input_variant(
-        gpu, variant, &dy, &w, layer.geom, 1.0, false, &dx,
+        gpu,
+        variant,
+        &dy,
+        &w,
+        grad_opts(layer),
+        &dx,
     )?;
     Ok((d, dx))
 }
@@ -187,8 +198,7 @@ fn dw_dispatch(gpu: &Gpu, layer: &ConvLayer, ops: &Operands) -> Result<(Vec<Disp
     let x = Tensor::from_slice(gpu, &layer.x, &ops.x, "bench x")?;
     let dw = Tensor::zeros(gpu, &ops.w_shape, "bench dw")?;
     let db = Tensor::zeros(gpu, &[layer.cout], "bench db")?;
-    let d =
-        conv2d_backward::conv2d_backward_weight(gpu, &dy, &x, layer.geom, 1.0, false, &dw, &db)?;
+    let d = conv2d_backward::conv2d_backward_weight(gpu, &dy, &x, grad_opts(layer), &dw, &db)?;
     Ok((d, dw))
 }
 
@@ -200,9 +210,15 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
         let small = layer.with_batch(layer.x[0].min(2));
         let so = Operands::new(&small, 100 + i as u64)?;
         let fo = Operands::new(layer, 200 + i as u64)?;
-        let (want, _) = cpu::conv2d::conv2d(
-            &so.x, small.x, &so.w, so.w_shape, &so.b, small.geom, None, None, 1.0,
-        )?;
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &so.x,
+            x_shape: small.x,
+            w: &so.w,
+            w_shape: so.w_shape,
+            bias: &so.b,
+        };
+        let none = cpu::conv2d::Epilogue::default();
+        let (want, _) = cpu::conv2d::conv2d(inputs, small.geom, &none)?;
         for v in ConvVariant::ALL.into_iter().filter(|v| v.available(gpu)) {
             let (d, out) = forward_dispatch(gpu, &small, &so, v)?;
             pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
@@ -218,17 +234,15 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
         }
         // dx
         let mut want = vec![0f32; small.x.iter().product()];
-        cpu::conv2d_backward::conv2d_backward_input(
-            &so.dy,
-            so.out_shape,
-            &so.w,
-            so.w_shape,
-            small.geom,
-            1.0,
-            false,
-            &mut want,
-            small.x,
-        )?;
+        let args = cpu::conv2d_backward::BackwardInputArgs {
+            dy: &so.dy,
+            dy_shape: so.out_shape,
+            w: &so.w,
+            w_shape: so.w_shape,
+            dx: &mut want,
+            dx_shape: small.x,
+        };
+        cpu::conv2d_backward::conv2d_backward_input(args, grad_opts(&small))?;
         let k = layer.k;
         for v in DxVariant::ALL
             .into_iter()
@@ -249,18 +263,16 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
         // dW
         let mut want = vec![0f32; so.w.len()];
         let mut want_b = vec![0f32; layer.cout];
-        cpu::conv2d_backward::conv2d_backward_weight(
-            &so.dy,
-            so.out_shape,
-            &so.x,
-            small.x,
-            small.geom,
-            1.0,
-            false,
-            &mut want,
-            so.w_shape,
-            &mut want_b,
-        )?;
+        let args = cpu::conv2d_backward::BackwardWeightArgs {
+            dy: &so.dy,
+            dy_shape: so.out_shape,
+            x: &so.x,
+            x_shape: small.x,
+            dw: &mut want,
+            dw_shape: so.w_shape,
+            db: &mut want_b,
+        };
+        cpu::conv2d_backward::conv2d_backward_weight(args, grad_opts(&small))?;
         let (d, dw) = dw_dispatch(gpu, &small, &so)?;
         pollster::block_on(gpu.run(&d))?;
         let rel = rel_err(&dw.read_blocking(gpu)?, &want);

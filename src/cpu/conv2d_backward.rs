@@ -7,8 +7,7 @@
 //! it overwrites it. Plain loops; contributions are summed in f64.
 
 use crate::error::{Error, Result};
-
-pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
+use crate::options::{Conv2dGeom, Conv2dGradOptions};
 
 fn check_len(what: &str, len: usize, shape: &[usize]) -> Result<()> {
     if len == shape.iter().product::<usize>() {
@@ -29,7 +28,7 @@ fn check_dy(
     geom: Conv2dGeom,
     dy: [usize; 4],
 ) -> Result<()> {
-    let want = output_shape(&x_shape, &w_shape, geom)?;
+    let want = geom.output_shape(&x_shape, &w_shape)?;
     if want != dy {
         return Err(Error::Shape {
             what: "conv2d backward dy (conv output)".into(),
@@ -75,21 +74,49 @@ fn for_each_tap(
     }
 }
 
+/// The arrays of [`conv2d_backward_input`] with their shapes: reads `dy [N, Cout, Ho, Wo]`
+/// (the gradient of the conv's output) and the conv's weight `w [Cout, Cin, k, k]`, writes
+/// `dx [N, Cin, H, W]`.
+#[derive(Debug)]
+pub struct BackwardInputArgs<'a> {
+    pub dy: &'a [f32],
+    pub dy_shape: [usize; 4],
+    pub w: &'a [f32],
+    pub w_shape: [usize; 4],
+    pub dx: &'a mut [f32],
+    pub dx_shape: [usize; 4],
+}
+
+/// The arrays of [`conv2d_backward_weight`] with their shapes: reads `dy [N, Cout, Ho, Wo]` and
+/// the conv's input `x [N, Cin, H, W]`, writes `dw [Cout, Cin, k, k]` and `db [Cout]`.
+#[derive(Debug)]
+pub struct BackwardWeightArgs<'a> {
+    pub dy: &'a [f32],
+    pub dy_shape: [usize; 4],
+    pub x: &'a [f32],
+    pub x_shape: [usize; 4],
+    pub dw: &'a mut [f32],
+    pub dw_shape: [usize; 4],
+    pub db: &'a mut [f32],
+}
+
 /// `dx [N, Cin, H, W] (+)= out_scale · convᵀ(dy [N, Cout, Ho, Wo], w [Cout, Cin, k, k])`:
 /// the gradient of the conv's output with respect to its input. With upsampling, each input
 /// pixel gathers the gradients of its 2×2 virtual pixels.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_input(
-    dy: &[f32],
-    dy_shape: [usize; 4],
-    w: &[f32],
-    w_shape: [usize; 4],
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
-    dx: &mut [f32],
-    dx_shape: [usize; 4],
-) -> Result<()> {
+pub fn conv2d_backward_input(args: BackwardInputArgs, opts: Conv2dGradOptions) -> Result<()> {
+    let BackwardInputArgs {
+        dy,
+        dy_shape,
+        w,
+        w_shape,
+        dx,
+        dx_shape,
+    } = args;
+    let Conv2dGradOptions {
+        geom,
+        out_scale,
+        accumulate,
+    } = opts;
     check_dy(dx_shape, w_shape, geom, dy_shape)?;
     check_len("conv2d backward dy data", dy.len(), &dy_shape)?;
     check_len("conv2d backward weight data", w.len(), &w_shape)?;
@@ -119,20 +146,22 @@ pub fn conv2d_backward_input(
 
 /// `dw [Cout, Cin, k, k] (+)= out_scale · Σ_{n, oy, ox} dy ⊗ x_patch` and
 /// `db [Cout] (+)= out_scale · Σ_{n, oy, ox} dy`: the gradients of the conv's output with respect
-/// to its weight and bias. `dy [N, Cout, Ho, Wo]`, `x [N, Cin, H, W]` (the conv's input).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_weight(
-    dy: &[f32],
-    dy_shape: [usize; 4],
-    x: &[f32],
-    x_shape: [usize; 4],
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
-    dw: &mut [f32],
-    dw_shape: [usize; 4],
-    db: &mut [f32],
-) -> Result<()> {
+/// to its weight and bias.
+pub fn conv2d_backward_weight(args: BackwardWeightArgs, opts: Conv2dGradOptions) -> Result<()> {
+    let BackwardWeightArgs {
+        dy,
+        dy_shape,
+        x,
+        x_shape,
+        dw,
+        dw_shape,
+        db,
+    } = args;
+    let Conv2dGradOptions {
+        geom,
+        out_scale,
+        accumulate,
+    } = opts;
     check_dy(x_shape, dw_shape, geom, dy_shape)?;
     check_len("conv2d backward dy data", dy.len(), &dy_shape)?;
     check_len("conv2d backward input data", x.len(), &x_shape)?;

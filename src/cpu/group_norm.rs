@@ -1,21 +1,33 @@
 //! Reference for `shaders/group_norm.wgsl`: torch.nn.GroupNorm (affine, biased variance),
 //! optionally followed by SiLU.
 
-/// GroupNorm of `x` [n, c, spatial] with `groups` groups (c.is_multiple_of(groups), checked by the caller
-/// or asserted here), per-channel `gamma`, `beta` [c]; SiLU after the affine when `silu`.
-/// Mean and variance (two passes, mean of squared deviations) are accumulated in f64.
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    x: &[f32],
-    n: usize,
-    c: usize,
-    spatial: usize,
-    gamma: &[f32],
-    beta: &[f32],
-    groups: usize,
-    eps: f32,
-    silu: bool,
-) -> Vec<f32> {
+use crate::options::GroupNormOptions;
+
+/// The operands of a GroupNorm with their sizes: `x [n, c, spatial]`, the per-channel affine
+/// `gamma`, `beta [c]` (also what [`crate::cpu::group_norm_backward`] differentiates).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupNormInputs<'a> {
+    pub x: &'a [f32],
+    pub n: usize,
+    pub c: usize,
+    pub spatial: usize,
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+}
+
+/// GroupNorm of `x` with `opts.groups` groups (c.is_multiple_of(groups), checked by the caller
+/// or asserted here), then the affine, then SiLU when `opts.silu`. Mean and variance (two
+/// passes, mean of squared deviations) are accumulated in f64.
+pub fn group_norm(inputs: GroupNormInputs, opts: GroupNormOptions) -> Vec<f32> {
+    let GroupNormInputs {
+        x,
+        n,
+        c,
+        spatial,
+        gamma,
+        beta,
+    } = inputs;
+    let GroupNormOptions { groups, eps, silu } = opts;
     assert!(
         groups > 0 && c.is_multiple_of(groups),
         "group_norm: {c} channels do not split into {groups} groups"
@@ -56,24 +68,38 @@ mod tests {
     fn hand_checked() {
         // One group of [1, 2, 3, 6]: mean 3, biased variance (4+1+0+9)/4 = 3.5.
         let x = [1.0, 2.0, 3.0, 6.0];
-        let y = group_norm(&x, 1, 2, 2, &[1.0, 2.0], &[0.0, 1.0], 1, 0.0, false);
+        let inputs = GroupNormInputs {
+            x: &x,
+            n: 1,
+            c: 2,
+            spatial: 2,
+            gamma: &[1.0, 2.0],
+            beta: &[0.0, 1.0],
+        };
+        let opts = GroupNormOptions {
+            groups: 1,
+            eps: 0.0,
+            silu: false,
+        };
+        let y = group_norm(inputs, opts);
         let s = 3.5f32.sqrt();
         let want = [-2.0 / s, -1.0 / s, 2.0 * 0.0 + 1.0, 2.0 * 3.0 / s + 1.0];
         for (g, w) in y.iter().zip(want) {
             assert!((g - w).abs() < 1e-6, "{y:?} vs {want:?}");
         }
         // Two groups, eps matters for a constant group; SiLU(0) = 0, SiLU(b) = b·σ(b).
-        let y = group_norm(
-            &[5.0, 5.0, 1.0, 3.0],
-            1,
-            2,
-            2,
-            &[1.0, 1.0],
-            &[0.0, 2.0],
-            2,
-            1e-5,
-            true,
-        );
+        let inputs = GroupNormInputs {
+            x: &[5.0, 5.0, 1.0, 3.0],
+            gamma: &[1.0, 1.0],
+            beta: &[0.0, 2.0],
+            ..inputs
+        };
+        let opts = GroupNormOptions {
+            groups: 2,
+            eps: 1e-5,
+            silu: true,
+        };
+        let y = group_norm(inputs, opts);
         assert_eq!(y[0], 0.0);
         assert_eq!(y[1], 0.0);
         let r = 1.0 / (1.0f32 + 1e-5).sqrt();

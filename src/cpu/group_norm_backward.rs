@@ -1,7 +1,10 @@
 //! Reference for `shaders/group_norm_backward.wgsl`: the gradient of
 //! [`crate::cpu::group_norm::group_norm`] (affine, optional SiLU after the affine).
 
-/// Gradients of a GroupNorm: dx [n, c, spatial], dgamma [c], dbeta [c].
+use crate::cpu::group_norm::GroupNormInputs;
+use crate::options::GroupNormOptions;
+
+/// Gradients of a GroupNorm: dx `[n, c, spatial]`, dgamma `[c]`, dbeta `[c]`.
 #[derive(Clone, Debug)]
 pub struct GroupNormGrads {
     pub dx: Vec<f32>,
@@ -9,21 +12,22 @@ pub struct GroupNormGrads {
     pub dbeta: Vec<f32>,
 }
 
-/// d(Σ dy·y)/d(x, gamma, beta) for y = group_norm(x, n, c, spatial, gamma, beta, groups, eps,
-/// silu); `dy` has x's shape. Fresh gradients (callers add them for accumulation). f64 inside.
-#[allow(clippy::too_many_arguments)]
+/// d(Σ dy·y)/d(x, gamma, beta) for y = group_norm(inputs, opts); `dy` has x's shape. Fresh
+/// gradients (callers add them for accumulation). f64 inside.
 pub fn group_norm_backward(
-    x: &[f32],
-    n: usize,
-    c: usize,
-    spatial: usize,
-    gamma: &[f32],
-    beta: &[f32],
+    inputs: GroupNormInputs,
     dy: &[f32],
-    groups: usize,
-    eps: f32,
-    silu: bool,
+    opts: GroupNormOptions,
 ) -> GroupNormGrads {
+    let GroupNormInputs {
+        x,
+        n,
+        c,
+        spatial,
+        gamma,
+        beta,
+    } = inputs;
+    let GroupNormOptions { groups, eps, silu } = opts;
     assert!(
         groups > 0 && c.is_multiple_of(groups),
         "group_norm_backward: {c} channels do not split into {groups} groups"
@@ -92,20 +96,8 @@ mod tests {
     use crate::testing::Rng;
 
     /// Σ r·group_norm(...) in f64.
-    #[allow(clippy::too_many_arguments)]
-    fn projected(
-        r: &[f32],
-        x: &[f32],
-        n: usize,
-        c: usize,
-        s: usize,
-        gamma: &[f32],
-        beta: &[f32],
-        groups: usize,
-        eps: f32,
-        silu: bool,
-    ) -> f64 {
-        let y = group_norm(x, n, c, s, gamma, beta, groups, eps, silu);
+    fn projected(r: &[f32], inputs: GroupNormInputs, opts: GroupNormOptions) -> f64 {
+        let y = group_norm(inputs, opts);
         y.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
     }
 
@@ -120,10 +112,25 @@ mod tests {
             let gamma = rng.normals(c, 1.0);
             let beta = rng.normals(c, 1.0);
             let r = rng.normals(n * c * s, 1.0);
-            let grads = group_norm_backward(&x, n, c, s, &gamma, &beta, &r, groups, eps, silu);
+            let opts = GroupNormOptions { groups, eps, silu };
+            let inputs = GroupNormInputs {
+                x: &x,
+                n,
+                c,
+                spatial: s,
+                gamma: &gamma,
+                beta: &beta,
+            };
+            let grads = group_norm_backward(inputs, &r, opts);
             let h = 1e-2f32;
-            let f = |x: &[f32], g: &[f32], b: &[f32]| {
-                projected(&r, x, n, c, s, g, b, groups, eps, silu)
+            let f = |x: &[f32], gamma: &[f32], beta: &[f32]| {
+                let inputs = GroupNormInputs {
+                    x,
+                    gamma,
+                    beta,
+                    ..inputs
+                };
+                projected(&r, inputs, opts)
             };
             let fd = |plus: f64, minus: f64| ((plus - minus) / (2.0 * h as f64)) as f32;
             let check = |what: &str, i: usize, got: f32, want: f32| {
@@ -165,18 +172,20 @@ mod tests {
     #[test]
     fn hand_checked() {
         // A group of two values normalizes to (−1, 1) whatever x is (eps 0), so dx = 0.
-        let g = group_norm_backward(
-            &[1.0, 3.0],
-            1,
-            1,
-            2,
-            &[1.0],
-            &[0.0],
-            &[0.7, -0.2],
-            1,
-            0.0,
-            false,
-        );
+        let inputs = GroupNormInputs {
+            x: &[1.0, 3.0],
+            n: 1,
+            c: 1,
+            spatial: 2,
+            gamma: &[1.0],
+            beta: &[0.0],
+        };
+        let opts = GroupNormOptions {
+            groups: 1,
+            eps: 0.0,
+            silu: false,
+        };
+        let g = group_norm_backward(inputs, &[0.7, -0.2], opts);
         assert!(g.dx.iter().all(|v| v.abs() < 1e-7), "{:?}", g.dx);
         // dγ = Σ dy·x̂ = 0.7·(−1) + (−0.2)·1, dβ = Σ dy.
         assert!((g.dgamma[0] - -0.9).abs() < 1e-6 && (g.dbeta[0] - 0.5).abs() < 1e-6);

@@ -1,6 +1,9 @@
 //! Reference for `shaders/linear_backward.wgsl`: the gradient of [`crate::cpu::linear::linear`].
 
-/// Gradients of a linear layer: dx [n, in_f], dw [out_f, in_f], db [out_f].
+use crate::cpu::linear::LinearInputs;
+use crate::options::LinearOptions;
+
+/// Gradients of a linear layer: dx `[n, in_f]`, dw `[out_f, in_f]`, db `[out_f]`.
 #[derive(Clone, Debug)]
 pub struct LinearGrads {
     pub dx: Vec<f32>,
@@ -18,20 +21,18 @@ fn silu(v: f64) -> f64 {
     v / (1.0 + (-v).exp())
 }
 
-/// d(Σ dy·y)/d(x, w, b) for y = linear(x, n, in_f, w, out_f, b, silu_in, silu_out);
-/// dy [n, out_f]. Fresh gradients (callers add them for accumulation). f64 inside.
-#[allow(clippy::too_many_arguments)]
-pub fn linear_backward(
-    x: &[f32],
-    n: usize,
-    in_f: usize,
-    w: &[f32],
-    out_f: usize,
-    b: &[f32],
-    dy: &[f32],
-    silu_in: bool,
-    silu_out: bool,
-) -> LinearGrads {
+/// d(Σ dy·y)/d(x, w, b) for y = linear(inputs, opts); dy [n, out_f]. Fresh gradients (callers
+/// add them for accumulation). f64 inside.
+pub fn linear_backward(inputs: LinearInputs, dy: &[f32], opts: LinearOptions) -> LinearGrads {
+    let LinearInputs {
+        x,
+        n,
+        in_f,
+        w,
+        out_f,
+        b,
+    } = inputs;
+    let LinearOptions { silu_in, silu_out } = opts;
     assert_eq!(x.len(), n * in_f, "linear_backward: x length");
     assert_eq!(w.len(), out_f * in_f, "linear_backward: w length");
     assert_eq!(b.len(), out_f, "linear_backward: b length");
@@ -100,9 +101,21 @@ mod tests {
             let w = rng.normals(out_f * in_f, 0.7);
             let b = rng.normals(out_f, 0.5);
             let r = rng.normals(n * out_f, 1.0);
-            let g = linear_backward(&x, n, in_f, &w, out_f, &b, &r, si, so);
+            let opts = LinearOptions {
+                silu_in: si,
+                silu_out: so,
+            };
+            let inputs = LinearInputs {
+                x: &x,
+                n,
+                in_f,
+                w: &w,
+                out_f,
+                b: &b,
+            };
+            let g = linear_backward(inputs, &r, opts);
             let f = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
-                let y = linear(x, n, in_f, w, out_f, b, si, so);
+                let y = linear(LinearInputs { x, w, b, ..inputs }, opts);
                 y.iter().zip(&r).map(|(&a, &c)| a as f64 * c as f64).sum()
             };
             let h = 1e-2f32;
@@ -136,17 +149,15 @@ mod tests {
     #[test]
     fn hand_checked() {
         // y = x·wᵀ + b with x = [[1, 2]], w = [[3, 4]]: dx = dy·w, dw = dyᵀ·x, db = dy.
-        let g = linear_backward(
-            &[1.0, 2.0],
-            1,
-            2,
-            &[3.0, 4.0],
-            1,
-            &[0.0],
-            &[0.5],
-            false,
-            false,
-        );
+        let inputs = LinearInputs {
+            x: &[1.0, 2.0],
+            n: 1,
+            in_f: 2,
+            w: &[3.0, 4.0],
+            out_f: 1,
+            b: &[0.0],
+        };
+        let g = linear_backward(inputs, &[0.5], LinearOptions::default());
         assert_eq!(
             (g.dx, g.dw, g.db),
             (vec![1.5, 2.0], vec![0.5, 1.0], vec![0.5])

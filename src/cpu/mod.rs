@@ -1,5 +1,7 @@
 //! Plain-Rust f32 references of every kernel (`cpu::<op>` mirrors `shaders/<op>.wgsl` and
-//! `ops::<op>`), used by tests and by the CPU U-Net.
+//! `ops::<op>`), used by tests and by the CPU U-Net. A reference takes slices with their shapes
+//! (grouped as `…Inputs` / `…Args` structs where there are several) and the same option type
+//! of [`crate::options`] as its GPU op; it depends on nothing of [`crate::ops`].
 
 pub mod attention;
 pub mod attention_backward;

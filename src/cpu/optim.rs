@@ -1,7 +1,7 @@
 //! Reference for `shaders/optim.wgsl`: global gradient norm, AdamW (torch.optim.AdamW with
 //! clip_grad_norm_ folded in), EMA of the weights.
 
-use crate::ops::optim::AdamWParams;
+use crate::options::AdamWParams;
 
 /// Σ over all tensors of Σ g² (f64 sums).
 pub fn grad_norm_sq(grads: &[&[f32]]) -> f32 {

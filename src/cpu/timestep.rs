@@ -1,10 +1,7 @@
 //! Reference for `shaders/timestep.wgsl`: diffusers `get_timestep_embedding` (scale 1,
 //! max_period 10000), computed in f64.
 
-/// Frequency of column `i` of the `half` sinusoid pairs: exp(−ln(10000)·i / (half − shift)).
-pub fn frequency(i: usize, half: usize, freq_shift: f32) -> f64 {
-    (-(10000f64.ln()) * i as f64 / (half as f64 - freq_shift as f64)).exp()
-}
+use crate::options::timestep_frequency;
 
 /// Embedding [t.len(), dim]: row = [sin(t·f) ‖ cos(t·f)] over the `dim / 2` frequencies f
 /// ([cos ‖ sin] when `flip_sin_to_cos`), with a zero last column when `dim` is odd.
@@ -18,7 +15,7 @@ pub fn timestep_embedding(
     let mut out = vec![0f32; t.len() * dim];
     for (row, &tv) in out.chunks_mut(dim.max(1)).zip(t) {
         for i in 0..half {
-            let arg = tv as f64 * frequency(i, half, freq_shift);
+            let arg = tv as f64 * timestep_frequency(i, half, freq_shift);
             let (s, c) = (arg.sin() as f32, arg.cos() as f32);
             let (first, second) = if flip_sin_to_cos { (c, s) } else { (s, c) };
             row[i] = first;

@@ -4,8 +4,8 @@
 use super::unet::{self, Backend};
 use super::{UNetConfig, Weights};
 use crate::cpu;
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
+use crate::options::{Conv2dGeom, GroupNormOptions, LinearOptions};
 
 /// A host tensor: shape and row-major data.
 #[derive(Clone, Debug)]
@@ -89,9 +89,17 @@ impl Backend for Cpu<'_> {
         let (ws, w) = self.param(&format!("{prefix}.weight"))?;
         let (_, bias) = self.param(&format!("{prefix}.bias"))?;
         let (n, in_f, out_f) = (x.shape[0], x.shape[1], ws[0]);
+        let inputs = cpu::linear::LinearInputs {
+            x: &x.data,
+            n,
+            in_f,
+            w,
+            out_f,
+            b: bias,
+        };
         Ok(HostTensor {
             shape: vec![n, out_f],
-            data: cpu::linear::linear(&x.data, n, in_f, w, out_f, bias, silu_in, silu_out),
+            data: cpu::linear::linear(inputs, LinearOptions { silu_in, silu_out }),
         })
     }
 
@@ -106,17 +114,19 @@ impl Backend for Cpu<'_> {
     ) -> Result<HostTensor> {
         let (ws, w) = self.param(&format!("{prefix}.weight"))?;
         let (_, bias) = self.param(&format!("{prefix}.bias"))?;
-        let (data, shape) = cpu::conv2d::conv2d(
-            &x.data,
-            nchw(&x.shape),
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &x.data,
+            x_shape: nchw(&x.shape),
             w,
-            conv_weight_shape(ws),
+            w_shape: conv_weight_shape(ws),
             bias,
-            geom,
-            temb.map(|t| t.data.as_slice()),
-            residual.map(|r| r.data.as_slice()),
+        };
+        let epi = cpu::conv2d::Epilogue {
+            temb: temb.map(|t| t.data.as_slice()),
+            residual: residual.map(|r| r.data.as_slice()),
             out_scale,
-        )?;
+        };
+        let (data, shape) = cpu::conv2d::conv2d(inputs, geom, &epi)?;
         Ok(HostTensor {
             shape: shape.to_vec(),
             data,
@@ -133,13 +143,17 @@ impl Backend for Cpu<'_> {
     ) -> Result<HostTensor> {
         let (_, gamma) = self.param(&format!("{prefix}.weight"))?;
         let (_, beta) = self.param(&format!("{prefix}.bias"))?;
-        let (n, c) = (x.shape[0], x.shape[1]);
-        let spatial = x.shape[2..].iter().product();
+        let inputs = cpu::group_norm::GroupNormInputs {
+            x: &x.data,
+            n: x.shape[0],
+            c: x.shape[1],
+            spatial: x.shape[2..].iter().product(),
+            gamma,
+            beta,
+        };
         Ok(HostTensor {
             shape: x.shape.clone(),
-            data: cpu::group_norm::group_norm(
-                &x.data, n, c, spatial, gamma, beta, groups, eps, silu,
-            ),
+            data: cpu::group_norm::group_norm(inputs, GroupNormOptions { groups, eps, silu }),
         })
     }
 

@@ -10,10 +10,10 @@ use super::cpu_unet::conv_weight_shape;
 use super::record::{Recorded, Recorder};
 use super::unet;
 use super::{EpsModel, UNetConfig, Weights};
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops;
+use crate::options::Conv2dGeom;
 
 /// A U-Net whose parameters live on the GPU.
 pub struct UNet {

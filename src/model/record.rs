@@ -5,10 +5,10 @@
 //! [`Backend`] of [`super::unet::forward`].
 
 use super::unet::Backend;
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops;
+use crate::options::{Conv2dGeom, GroupNormOptions, LinearOptions};
 
 /// One recorded forward op: its inputs and output as the recorder's handles, plus what its
 /// backward needs (parameter prefix, flags).
@@ -19,8 +19,7 @@ pub enum Recorded<'r, T> {
     Linear {
         x: &'r T,
         prefix: &'r str,
-        silu_in: bool,
-        silu_out: bool,
+        opts: LinearOptions,
         out: &'r T,
     },
     Conv {
@@ -37,9 +36,7 @@ pub enum Recorded<'r, T> {
     GroupNorm {
         x: &'r T,
         prefix: &'r str,
-        groups: usize,
-        eps: f32,
-        silu: bool,
+        opts: GroupNormOptions,
         out: &'r T,
     },
     /// Attention over `qkv` (the stacked q/k/v projection, itself a recorded conv).
@@ -78,7 +75,7 @@ pub trait Recorder {
     fn alloc(&mut self, shape: &[usize]) -> Result<Self::T>;
     /// A parameter in PyTorch layout (a shared handle to its buffer).
     fn param(&self, name: &str) -> Result<Tensor>;
-    /// A conv weight packed for the conv kernels (see `ops::conv2d::pack_weight`).
+    /// A conv weight packed for the conv kernels (see `ops::conv_pack::pack_weight`).
     fn conv_weight(&self, name: &str) -> Result<Tensor>;
     /// Whether the model has parameter `name` (optional layers).
     fn has_param(&self, name: &str) -> bool;
@@ -117,13 +114,18 @@ impl<R: Recorder> Backend for R {
         let xt = R::tensor(x);
         let out = self.alloc(&[xt.shape[0], w.shape[0]])?;
         let o = R::tensor(&out);
-        let d = ops::linear::linear(self.gpu(), xt, &w, &b, silu_in, silu_out, o)?;
+        let inputs = ops::linear::LinearInputs {
+            x: xt,
+            w: &w,
+            b: &b,
+        };
+        let opts = LinearOptions { silu_in, silu_out };
+        let d = ops::linear::linear(self.gpu(), inputs, opts, o)?;
         let flops = 2 * (o.numel() * xt.shape[1]) as u64;
         let op = Recorded::Linear {
             x,
             prefix,
-            silu_in,
-            silu_out,
+            opts,
             out: &out,
         };
         self.record(d, flops, op);
@@ -153,7 +155,12 @@ impl<R: Recorder> Backend for R {
             out_scale,
             accumulate: false,
         };
-        let d = ops::conv2d::conv2d(self.gpu(), xt, &w, &b, geom, &epi, o)?;
+        let inputs = ops::conv2d::Conv2dInputs {
+            x: xt,
+            w: &w,
+            bias: &b,
+        };
+        let d = ops::conv2d::conv2d(self.gpu(), inputs, geom, &epi, o)?;
         let flops = 2 * (o.numel() * xt.shape[1] * k * k) as u64;
         let op = Recorded::Conv {
             x,
@@ -182,14 +189,18 @@ impl<R: Recorder> Backend for R {
         let xt = R::tensor(x);
         let out = self.alloc(&xt.shape)?;
         let o = R::tensor(&out);
-        let d = ops::group_norm::group_norm(self.gpu(), xt, &gamma, &beta, groups, eps, silu, o)?;
+        let inputs = ops::group_norm::GroupNormInputs {
+            x: xt,
+            gamma: &gamma,
+            beta: &beta,
+        };
+        let opts = GroupNormOptions { groups, eps, silu };
+        let d = ops::group_norm::group_norm(self.gpu(), inputs, opts, o)?;
         let flops = 8 * o.numel() as u64;
         let op = Recorded::GroupNorm {
             x,
             prefix,
-            groups,
-            eps,
-            silu,
+            opts,
             out: &out,
         };
         self.record(d, flops, op);

@@ -4,9 +4,9 @@
 //! Reads like diffusers' `forward`: time embedding → `conv_in` → down blocks (collecting skip
 //! connections) → mid block → up blocks (consuming them) → `conv_norm_out`/SiLU/`conv_out`.
 
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::Result;
 use crate::model::UNetConfig;
+use crate::options::Conv2dGeom;
 
 /// The tensor operations the U-Net is made of. Parameters are named as diffusers names them
 /// (`prefix` + `.weight` / `.bias`); the backend resolves them.

@@ -261,19 +261,17 @@ mod tests {
     use crate::cpu;
     use crate::testing::{assert_close, gpu, Rng};
 
-    /// Runs GPU and CPU on `qkv`, `d_out` with `d_qkv` pre-filled with `init` and compares.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs GPU and CPU on `qkv`, `d_out` with `d_qkv` pre-filled with `init` and compares;
+    /// `dims` = (n, c, l, heads), as in the case tables.
     fn check_data(
-        n: usize,
-        c: usize,
-        l: usize,
-        heads: usize,
+        dims: (usize, usize, usize, usize),
         qkv: &[f32],
         d_out: &[f32],
         init: &[f32],
         accumulate: bool,
         what: &str,
     ) {
+        let (n, c, l, heads) = dims;
         let gpu = gpu();
         let t_qkv = Tensor::from_slice(gpu, &[n, 3 * c, l], qkv, "qkv").unwrap();
         let t_dout = Tensor::from_slice(gpu, &[n, c, l], d_out, "d_out").unwrap();
@@ -307,7 +305,7 @@ mod tests {
         } else {
             vec![f32::NAN; n * 3 * c * l]
         };
-        check_data(n, c, l, heads, &qkv, &d_out, &init, accumulate, "normal");
+        check_data((n, c, l, heads), &qkv, &d_out, &init, accumulate, "normal");
     }
 
     #[test]
@@ -369,7 +367,7 @@ mod tests {
             }
             let d_out = rng.normals(n * c * l, 1.0);
             let init = vec![0.0; n * 3 * c * l];
-            check_data(n, c, l, heads, &qkv, &d_out, &init, false, "large");
+            check_data((n, c, l, heads), &qkv, &d_out, &init, false, "large");
         }
     }
 

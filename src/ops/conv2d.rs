@@ -11,7 +11,8 @@ use crate::gpu::{
     MAX_WORKGROUPS_PER_DIM,
 };
 
-pub use crate::cpu::conv2d::{output_shape, pack_weight, unpack_weight, Conv2dGeom};
+use crate::ops::conv_pack::pack_weight;
+use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -203,6 +204,16 @@ uniform_params! {
     }
 }
 
+/// The operands of a convolution: `x [N, Cin, H, W]`, the weight `w` packed by
+/// [`pack_weight`] (`[ceil(Cout/4), Cin, k, k, 4]`, see [`upload_weight`]) and `bias [Cout]`.
+/// The CPU twin is `cpu::conv2d::Conv2dInputs` (PyTorch-layout weight).
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dInputs<'a> {
+    pub x: &'a Tensor,
+    pub w: &'a Tensor,
+    pub bias: &'a Tensor,
+}
+
 /// Optional fused additions and the final scale of a convolution's output.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
@@ -250,9 +261,8 @@ pub fn upload_weight(gpu: &Gpu, w: &[f32], w_shape: [usize; 4], label: &str) -> 
     Tensor::from_slice(gpu, &shape, &packed, label)
 }
 
-/// `out [N, Cout, Ho, Wo] = (conv(x [N, Cin, H, W], w) + bias [Cout] + temb [N, Cout]
-/// + residual [N, Cout, Ho, Wo]) * out_scale`, where `w` holds PyTorch weights `[Cout, Cin, k, k]`
-/// packed by [`pack_weight`] (shape `[ceil(Cout/4), Cin, k, k, 4]`; see [`upload_weight`]) and
+/// `out [N, Cout, Ho, Wo] = (conv(x [N, Cin, H, W], w) + bias [Cout] + temb [N, Cout] +
+/// residual [N, Cout, Ho, Wo]) * out_scale` (see [`Conv2dInputs`] and [`Epilogue`]), where
 /// `geom` gives stride, padding and upsampling (see [`Conv2dGeom::out_hw`]). k must be 1 or 3,
 /// stride 1 or 2. `out` must not be any of the inputs.
 ///
@@ -262,26 +272,21 @@ pub fn upload_weight(gpu: &Gpu, w: &[f32], w_shape: [usize; 4], label: &str) -> 
 /// through the general ones.
 pub fn conv2d(
     gpu: &Gpu,
-    x: &Tensor,
-    w: &Tensor,
-    bias: &Tensor,
+    inputs: Conv2dInputs,
     geom: Conv2dGeom,
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let conv = Conv::new(x, w, bias, geom, epi, out)?;
+    let conv = Conv::new(inputs, geom, epi, out)?;
     let variant = choose(gpu, &conv)?;
-    conv.dispatch(gpu, variant, x, w, bias, epi, out)
+    conv.dispatch(gpu, variant, inputs, epi, out)
 }
 
 /// [`conv2d`] with the given kernel variant (an error if it is not available on `gpu`).
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_variant(
     gpu: &Gpu,
     variant: ConvVariant,
-    x: &Tensor,
-    w: &Tensor,
-    bias: &Tensor,
+    inputs: Conv2dInputs,
     geom: Conv2dGeom,
     epi: &Epilogue,
     out: &Tensor,
@@ -293,7 +298,7 @@ pub fn conv2d_variant(
             gpu.describe()
         )));
     }
-    Conv::new(x, w, bias, geom, epi, out)?.dispatch(gpu, variant, x, w, bias, epi, out)
+    Conv::new(inputs, geom, epi, out)?.dispatch(gpu, variant, inputs, epi, out)
 }
 
 /// A checked convolution: its shapes and kernel parameters, independent of the variant.
@@ -306,14 +311,8 @@ struct Conv {
 }
 
 impl Conv {
-    fn new(
-        x: &Tensor,
-        w: &Tensor,
-        bias: &Tensor,
-        geom: Conv2dGeom,
-        epi: &Epilogue,
-        out: &Tensor,
-    ) -> Result<Self> {
+    fn new(inputs: Conv2dInputs, geom: Conv2dGeom, epi: &Epilogue, out: &Tensor) -> Result<Self> {
+        let Conv2dInputs { x, w, bias } = inputs;
         let &[cout] = &bias.shape[..] else {
             return Err(Error::Invalid(format!(
                 "conv2d bias must be 1-D [Cout], got {:?}",
@@ -333,7 +332,7 @@ impl Conv {
                 got: w.shape.clone(),
             });
         }
-        let out_shape = output_shape(&x.shape, &[cout, wcin, kh, kw], geom)?;
+        let out_shape = geom.output_shape(&x.shape, &[cout, wcin, kh, kw])?;
         let n = out_shape[0];
         let [_, _, ho, wo] = out_shape;
         let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
@@ -454,20 +453,18 @@ impl Conv {
         Ok([x, p.co_blocks, z])
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
         gpu: &Gpu,
         variant: ConvVariant,
-        x: &Tensor,
-        w: &Tensor,
-        bias: &Tensor,
+        inputs: Conv2dInputs,
         epi: &Epilogue,
         out: &Tensor,
     ) -> Result<Dispatch> {
         let Some(entries) = variant.entries() else {
-            return super::conv2d_tiled::conv2d_tiled(gpu, x, w, bias, self.geom, epi, out);
+            return super::conv2d_tiled::conv2d_tiled(gpu, inputs, self.geom, epi, out);
         };
+        let Conv2dInputs { x, w, bias } = inputs;
         let temb = epi.temb.unwrap_or(bias);
         let residual = epi.residual.unwrap_or(bias);
         let params = self.params_for(entries.cols, entries.quads)?;
@@ -547,7 +544,12 @@ fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
     let w = Tensor::from_slice(gpu, &w_shape, &wave(w_shape.iter().product()), "tune w")?;
     let b = Tensor::zeros(gpu, &[p.cout as usize], "tune b")?;
     let out = Tensor::zeros(gpu, &conv.out_shape, "tune out")?;
-    let d = conv.dispatch(gpu, variant, &x, &w, &b, &Epilogue::default(), &out)?;
+    let inputs = Conv2dInputs {
+        x: &x,
+        w: &w,
+        bias: &b,
+    };
+    let d = conv.dispatch(gpu, variant, inputs, &Epilogue::default(), &out)?;
     crate::gpu::time_dispatches(gpu, std::slice::from_ref(&d))
 }
 
@@ -591,6 +593,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
+    use crate::ops::conv_pack::unpack_weight;
     use crate::testing::{assert_close, gpu, Rng};
 
     struct Case {
@@ -643,24 +646,25 @@ mod tests {
             1.0 / ((c.cin * c.k * c.k) as f32).sqrt(),
         );
         let b = rng.normals(c.cout, 0.5);
-        let out_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let out_shape = c.geom.output_shape(&x_shape, &w_shape).unwrap();
         let temb = c.temb.then(|| rng.normals(c.n * c.cout, 1.0));
         let res = c
             .residual
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
         let init = rng.normals(out_shape.iter().product(), 1.0);
-        let (mut want, shape) = cpu::conv2d::conv2d(
-            &x,
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &x,
             x_shape,
-            &w,
+            w: &w,
             w_shape,
-            &b,
-            c.geom,
-            temb.as_deref(),
-            res.as_deref(),
-            c.out_scale,
-        )
-        .unwrap();
+            bias: &b,
+        };
+        let cpu_epi = cpu::conv2d::Epilogue {
+            temb: temb.as_deref(),
+            residual: res.as_deref(),
+            out_scale: c.out_scale,
+        };
+        let (mut want, shape) = cpu::conv2d::conv2d(inputs, c.geom, &cpu_epi).unwrap();
         assert_eq!(shape, out_shape);
         if c.accumulate {
             for (w, i) in want.iter_mut().zip(&init) {
@@ -690,7 +694,12 @@ mod tests {
             .collect();
         assert!(variants.contains(&ConvVariant::Reg));
         for v in variants {
-            let d = conv2d_variant(gpu, v, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
+            let inputs = Conv2dInputs {
+                x: &tx,
+                w: &tw,
+                bias: &tb,
+            };
+            let d = conv2d_variant(gpu, v, inputs, c.geom, &epi, &out).unwrap();
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
             let what = format!(
@@ -830,36 +839,34 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 4.0];
         let mut w = [1.0f32; 9];
         w[4] = 2.0;
-        let (out, shape) = cpu::conv2d::conv2d(
-            &x,
-            [1, 1, 2, 2],
-            &w,
-            [1, 1, 3, 3],
-            &[0.5],
-            Conv2dGeom::same(3),
-            Some(&[1.0]),
-            Some(&[0.0, 1.0, 2.0, 3.0]),
-            2.0,
-        )
-        .unwrap();
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &x,
+            x_shape: [1, 1, 2, 2],
+            w: &w,
+            w_shape: [1, 1, 3, 3],
+            bias: &[0.5],
+        };
+        let epi = cpu::conv2d::Epilogue {
+            temb: Some(&[1.0]),
+            residual: Some(&[0.0, 1.0, 2.0, 3.0]),
+            out_scale: 2.0,
+        };
+        let (out, shape) = cpu::conv2d::conv2d(inputs, Conv2dGeom::same(3), &epi).unwrap();
         assert_eq!(shape, [1, 1, 2, 2]);
         // conv = 10 + centre: [11, 12, 13, 14]; + 0.5 + 1 + residual; × 2.
         assert_eq!(out, vec![25.0, 29.0, 33.0, 37.0]);
 
         // Downsample with pad (0,1,0,1) on a 3×3 input: Ho = (3 + 1 - 3) / 2 + 1 = 1.
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        let (out, shape) = cpu::conv2d::conv2d(
-            &x,
-            [1, 1, 3, 3],
-            &[1.0; 9],
-            [1, 1, 3, 3],
-            &[0.0],
-            Conv2dGeom::downsample(0),
-            None,
-            None,
-            1.0,
-        )
-        .unwrap();
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &x,
+            x_shape: [1, 1, 3, 3],
+            w: &[1.0; 9],
+            w_shape: [1, 1, 3, 3],
+            bias: &[0.0],
+        };
+        let none = cpu::conv2d::Epilogue::default();
+        let (out, shape) = cpu::conv2d::conv2d(inputs, Conv2dGeom::downsample(0), &none).unwrap();
         assert_eq!((out, shape), (vec![45.0], [1, 1, 1, 1]));
 
         // Upsample a 1×1 input of 3 with a 1×1 kernel of 2, pad 0: a 2×2 output of 6.
@@ -868,33 +875,15 @@ mod tests {
             pad: [0; 4],
             upsample: true,
         };
-        let (out, shape) = cpu::conv2d::conv2d(
-            &[3.0],
-            [1, 1, 1, 1],
-            &[2.0],
-            [1, 1, 1, 1],
-            &[0.0],
-            geom,
-            None,
-            None,
-            1.0,
-        )
-        .unwrap();
-        assert_eq!((out, shape), (vec![6.0; 4], [1, 1, 2, 2]));
-    }
-
-    #[test]
-    fn geom_out_hw() {
-        assert_eq!(Conv2dGeom::same(3).out_hw(32, 17, 3), (32, 17));
-        assert_eq!(Conv2dGeom::downsample(1).out_hw(32, 17, 3), (16, 9));
-        assert_eq!(Conv2dGeom::downsample(0).out_hw(32, 17, 3), (16, 8));
-        assert_eq!(Conv2dGeom::upsample().out_hw(8, 5, 3), (16, 10));
-        assert_eq!(Conv2dGeom::same(1).out_hw(4, 4, 1), (4, 4));
-        let tight = Conv2dGeom {
-            pad: [0; 4],
-            ..Conv2dGeom::same(3)
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &[3.0],
+            x_shape: [1, 1, 1, 1],
+            w: &[2.0],
+            w_shape: [1, 1, 1, 1],
+            bias: &[0.0],
         };
-        assert_eq!(tight.out_hw(2, 5, 3), (0, 0));
+        let (out, shape) = cpu::conv2d::conv2d(inputs, geom, &none).unwrap();
+        assert_eq!((out, shape), (vec![6.0; 4], [1, 1, 2, 2]));
     }
 
     #[test]
@@ -908,7 +897,7 @@ mod tests {
         let same = Conv2dGeom::same(3);
         let none = Epilogue::default();
         let run = |x: &Tensor, w: &Tensor, b: &Tensor, g: Conv2dGeom, e: &Epilogue, o: &Tensor| {
-            conv2d(gpu, x, w, b, g, e, o)
+            conv2d(gpu, Conv2dInputs { x, w, bias: b }, g, e, o)
         };
         let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
         let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
@@ -985,33 +974,17 @@ mod tests {
 
         // CPU side: data lengths and packing.
         let one = Conv2dGeom::same(1);
-        let bad = cpu::conv2d::conv2d(
-            &[0.0; 3],
-            [1, 1, 2, 2],
-            &[0.0],
-            [1, 1, 1, 1],
-            &[0.0],
-            one,
-            None,
-            None,
-            1.0,
-        );
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &[0.0; 3],
+            x_shape: [1, 1, 2, 2],
+            w: &[0.0],
+            w_shape: [1, 1, 1, 1],
+            bias: &[0.0],
+        };
+        let bad = cpu::conv2d::conv2d(inputs, one, &cpu::conv2d::Epilogue::default());
         assert!(matches!(bad, Err(Error::Shape { .. })));
         assert!(pack_weight(&[0.0; 5], [1, 1, 3, 3]).is_err());
         assert!(unpack_weight(&[0.0; 36], [1, 1, 3, 3, 4], 5).is_err());
-    }
-
-    #[test]
-    fn pack_weight_layout_and_roundtrip() {
-        let w_shape = [6, 2, 3, 3];
-        let w: Vec<f32> = (0..108).map(|v| v as f32).collect();
-        let (packed, shape) = pack_weight(&w, w_shape).unwrap();
-        assert_eq!(shape, [2, 2, 3, 3, 4]);
-        // (co 5, ci 1, ky 2, kx 0) = w[((5·2 + 1)·3 + 2)·3] = w[105] → quad 1, lane 1.
-        assert_eq!(packed[(((2 + 1) * 3 + 2) * 3) * 4 + 1], 105.0);
-        // Channels 6 and 7 are zero padding.
-        assert!(packed[72..].chunks(4).all(|q| q[2] == 0.0 && q[3] == 0.0));
-        assert_eq!(unpack_weight(&packed, shape, 6).unwrap(), (w, w_shape));
     }
 
     /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
@@ -1047,14 +1020,19 @@ mod tests {
         ] {
             let x_shape = [n, cin, hw, hw];
             let w_shape = [cout, cin, k, k];
-            let out_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+            let out_shape = geom.output_shape(&x_shape, &w_shape).unwrap();
             let tx = Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x")
                 .unwrap();
             let tw =
                 upload_weight(gpu, &rng.normals(cout * cin * k * k, 0.1), w_shape, "w").unwrap();
             let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
             let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
-            let d = conv2d(gpu, &tx, &tw, &tb, geom, &Epilogue::default(), &out).unwrap();
+            let inputs = Conv2dInputs {
+                x: &tx,
+                w: &tw,
+                bias: &tb,
+            };
+            let d = conv2d(gpu, inputs, geom, &Epilogue::default(), &out).unwrap();
             pollster::block_on(gpu.run(std::slice::from_ref(&d))).unwrap();
             // Best of 10 wall-clock runs (the machine is shared), and the mean process CPU time
             // per run (lavapipe runs in our threads; needs /proc, else 0).

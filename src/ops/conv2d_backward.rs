@@ -10,9 +10,8 @@ use crate::gpu::{
     grid, uniform_params, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor,
     MAX_WORKGROUPS_PER_DIM,
 };
-use crate::ops::conv2d::{self, Epilogue};
-
-pub use crate::cpu::conv2d::{output_shape, Conv2dGeom};
+use crate::ops::conv2d::{self, Conv2dInputs, Epilogue};
+use crate::options::{Conv2dGeom, Conv2dGradOptions};
 
 /// The sources of the dx kernels and of the packing the forward dx variant uses (their digest
 /// keys the on-disk choice cache).
@@ -195,17 +194,17 @@ impl DxVariant {
 
 /// `dx [N, Cin, H, W] (+)= out_scale · ∂(conv(x, w))/∂x ᵀ dy`: the gradient of
 /// [`crate::ops::conv2d::conv2d`]'s output `dy [N, Cout, Ho, Wo]` propagated to its input, for
-/// weight `w [Cout, Cin, k, k]` and geometry `geom` (with upsampling, each input pixel sums the
-/// gradients of its 2×2 virtual pixels). `accumulate`: add to `dx` instead of overwriting it.
+/// weight `w [Cout, Cin, k, k]` and geometry `opts.geom` (with upsampling, each input pixel sums
+/// the gradients of its 2×2 virtual pixels). `opts.accumulate`: add to `dx` instead of
+/// overwriting it.
 pub fn conv2d_backward_input(
     gpu: &Gpu,
     dy: &Tensor,
     w: &Tensor,
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
+    opts: Conv2dGradOptions,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    let geom = opts.geom;
     let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
     let key = format!(
         "conv2d dx {:?} -> {:?} k{k} s{} pad{:?}{}",
@@ -233,7 +232,7 @@ pub fn conv2d_backward_input(
     let variant = gpu.choose_variant(&key, &candidates, rule, |v| {
         time_dx(gpu, v, dy, w, geom, &dx.shape)
     })?;
-    conv2d_backward_input_variant(gpu, variant, dy, w, geom, out_scale, accumulate, dx)
+    conv2d_backward_input_variant(gpu, variant, dy, w, opts, dx)
 }
 
 /// Seconds of one run of the dx `variant` on scratch tensors of these shapes (the best of three,
@@ -251,7 +250,12 @@ fn time_dx(
     let dy = Tensor::from_slice(gpu, &dy.shape, &wave(dy.numel()), "tune dy")?;
     let w = Tensor::from_slice(gpu, &w.shape, &wave(w.numel()), "tune w")?;
     let dx = Tensor::zeros(gpu, dx_shape, "tune dx")?;
-    let d = conv2d_backward_input_variant(gpu, variant, &dy, &w, geom, 1.0, false, &dx)?;
+    let opts = Conv2dGradOptions {
+        geom,
+        out_scale: 1.0,
+        accumulate: false,
+    };
+    let d = conv2d_backward_input_variant(gpu, variant, &dy, &w, opts, &dx)?;
     crate::gpu::time_dispatches(gpu, &d)
 }
 
@@ -270,18 +274,20 @@ fn time_dx(
 }
 
 /// [`conv2d_backward_input`] with the given variant (an error where it does not apply).
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_input_variant(
     gpu: &Gpu,
     variant: DxVariant,
     dy: &Tensor,
     w: &Tensor,
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
+    opts: Conv2dGradOptions,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let dy_shape = output_shape(&dx.shape, &w.shape, geom)?;
+    let Conv2dGradOptions {
+        geom,
+        out_scale,
+        accumulate,
+    } = opts;
+    let dy_shape = geom.output_shape(&dx.shape, &w.shape)?;
     crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
     let k = check_geom("conv2d_backward_input", &w.shape, geom)?;
     crate::ops::check_no_alias(
@@ -290,7 +296,7 @@ pub fn conv2d_backward_input_variant(
         &[("dy", dy), ("w", w)],
     )?;
     if variant == DxVariant::Forward {
-        return dx_by_forward(gpu, dy, w, k, geom, out_scale, accumulate, dx);
+        return dx_by_forward(gpu, dy, w, k, opts, dx);
     }
     let [n, cout, ho, wo] = dy_shape;
     let (cin, h, wd) = (dx.shape[1], dx.shape[2], dx.shape[3]);
@@ -344,17 +350,15 @@ pub fn conv2d_backward_input_variant(
 
 /// [`DxVariant::Forward`]: packs the flipped, transposed weight into a buffer owned by the
 /// returned dispatches, then convolves dy with it.
-#[allow(clippy::too_many_arguments)]
 fn dx_by_forward(
     gpu: &Gpu,
     dy: &Tensor,
     w: &Tensor,
     k: usize,
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
+    opts: Conv2dGradOptions,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    let geom = opts.geom;
     if !DxVariant::Forward.applies(k, geom) {
         return Err(Error::Invalid(format!(
             "conv2d_backward_input: the forward variant needs stride 1, no upsampling and padding < k, got {geom:?}"
@@ -373,10 +377,15 @@ fn dx_by_forward(
     let epi = Epilogue {
         temb: None,
         residual: None,
-        out_scale,
-        accumulate,
+        out_scale: opts.out_scale,
+        accumulate: opts.accumulate,
     };
-    let conv = conv2d::conv2d(gpu, dy, &packed, &zero_bias, g, &epi, dx)?;
+    let inputs = Conv2dInputs {
+        x: dy,
+        w: &packed,
+        bias: &zero_bias,
+    };
+    let conv = conv2d::conv2d(gpu, inputs, g, &epi, dx)?;
     Ok(vec![pack, conv])
 }
 
@@ -406,25 +415,28 @@ fn dw_chunks(gpu: &Gpu, units: usize, lanes_per_chunk: usize, total: usize) -> u
 /// `dw [Cout, Cin, k, k] (+)= out_scale · Σ_{n, oy, ox} dy ⊗ x_patch` and
 /// `db [Cout] (+)= out_scale · Σ_{n, oy, ox} dy`: the gradients of
 /// [`crate::ops::conv2d::conv2d`]'s weight and bias given `dy [N, Cout, Ho, Wo]` and the conv's
-/// input `x [N, Cin, H, W]`. `accumulate`: add to `dw` / `db` instead of overwriting them.
+/// input `x [N, Cin, H, W]`, for geometry `opts.geom`. `opts.accumulate`: add to `dw` / `db`
+/// instead of overwriting them.
 ///
 /// Returns two dispatches to run in order: partial sums over chunks of 4 × 4 dy tiles into a
 /// scratch buffer allocated here (`[chunks, Cout·Cin·k² + Cout]` f32, at most 64 MiB, kept
 /// alive by the dispatches' bind groups; each returned pair owns its own), then their reduction
 /// into `dw` and `db`. The chunk count adapts to the adapter: few on a CPU driver (where the
 /// partials cost), many on a GPU.
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
     dy: &Tensor,
     x: &Tensor,
-    geom: Conv2dGeom,
-    out_scale: f32,
-    accumulate: bool,
+    opts: Conv2dGradOptions,
     dw: &Tensor,
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let dy_shape = output_shape(&x.shape, &dw.shape, geom)?;
+    let Conv2dGradOptions {
+        geom,
+        out_scale,
+        accumulate,
+    } = opts;
+    let dy_shape = geom.output_shape(&x.shape, &dw.shape)?;
     crate::ops::same_shape("conv2d backward dy", &dy_shape, &dy.shape)?;
     let k = check_geom("conv2d_backward_weight", &dw.shape, geom)?;
     let [n, cout, ho, wo] = dy_shape;
@@ -529,6 +541,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
+    use crate::cpu::conv2d_backward as cpu_bwd;
     use crate::testing::{assert_close, gpu, Rng};
 
     #[derive(Clone, Copy, Debug)]
@@ -544,7 +557,7 @@ mod tests {
         accumulate: bool,
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A case with scale 1, overwriting (see [`Case::with`]).
     fn case(
         n: usize,
         cin: usize,
@@ -553,8 +566,6 @@ mod tests {
         w: usize,
         k: usize,
         geom: Conv2dGeom,
-        out_scale: f32,
-        accumulate: bool,
     ) -> Case {
         Case {
             n,
@@ -564,8 +575,28 @@ mod tests {
             w,
             k,
             geom,
-            out_scale,
-            accumulate,
+            out_scale: 1.0,
+            accumulate: false,
+        }
+    }
+
+    impl Case {
+        /// This case with output scale `out_scale`, accumulating when `accumulate`.
+        fn with(self, out_scale: f32, accumulate: bool) -> Case {
+            Case {
+                out_scale,
+                accumulate,
+                ..self
+            }
+        }
+
+        /// Its gradient options.
+        fn opts(&self) -> Conv2dGradOptions {
+            Conv2dGradOptions {
+                geom: self.geom,
+                out_scale: self.out_scale,
+                accumulate: self.accumulate,
+            }
         }
     }
 
@@ -576,7 +607,7 @@ mod tests {
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
         let w_shape = [c.cout, c.cin, c.k, c.k];
-        let dy_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let dy_shape = c.geom.output_shape(&x_shape, &w_shape).unwrap();
         let numel = |s: &[usize]| s.iter().product::<usize>();
         let x = rng.normals(numel(&x_shape), 1.0);
         let w = rng.normals(numel(&w_shape), 1.0 / ((c.cin * c.k * c.k) as f32).sqrt());
@@ -586,31 +617,25 @@ mod tests {
         let db0 = rng.normals(c.cout, 1.0);
 
         let (mut dx, mut dw, mut db) = (dx0.clone(), dw0.clone(), db0.clone());
-        cpu::conv2d_backward::conv2d_backward_input(
-            &g,
+        let args = cpu_bwd::BackwardInputArgs {
+            dy: &g,
             dy_shape,
-            &w,
+            w: &w,
             w_shape,
-            c.geom,
-            c.out_scale,
-            c.accumulate,
-            &mut dx,
-            x_shape,
-        )
-        .unwrap();
-        cpu::conv2d_backward::conv2d_backward_weight(
-            &g,
+            dx: &mut dx,
+            dx_shape: x_shape,
+        };
+        cpu_bwd::conv2d_backward_input(args, c.opts()).unwrap();
+        let args = cpu_bwd::BackwardWeightArgs {
+            dy: &g,
             dy_shape,
-            &x,
+            x: &x,
             x_shape,
-            c.geom,
-            c.out_scale,
-            c.accumulate,
-            &mut dw,
-            w_shape,
-            &mut db,
-        )
-        .unwrap();
+            dw: &mut dw,
+            dw_shape: w_shape,
+            db: &mut db,
+        };
+        cpu_bwd::conv2d_backward_weight(args, c.opts()).unwrap();
 
         let t = |shape: &[usize], data: &[f32], label: &str| {
             Tensor::from_slice(gpu, shape, data, label).unwrap()
@@ -625,9 +650,7 @@ mod tests {
             t(&w_shape, &dw0, "dw"),
             t(&[c.cout], &db0, "db"),
         );
-        let ds =
-            conv2d_backward_weight(gpu, &tg, &tx, c.geom, c.out_scale, c.accumulate, &tdw, &tdb)
-                .unwrap();
+        let ds = conv2d_backward_weight(gpu, &tg, &tx, c.opts(), &tdw, &tdb).unwrap();
         pollster::block_on(gpu.run(&ds)).unwrap();
         let what = format!("{c:?}");
         // Sums of up to N·Ho·Wo unit-variance products: allow for f32 rounding of their size.
@@ -638,17 +661,7 @@ mod tests {
             .filter(|v| v.applies(c.k, c.geom))
         {
             tdx.write(gpu, &dx0).unwrap();
-            let d = conv2d_backward_input_variant(
-                gpu,
-                v,
-                &tg,
-                &tw,
-                c.geom,
-                c.out_scale,
-                c.accumulate,
-                &tdx,
-            )
-            .unwrap();
+            let d = conv2d_backward_input_variant(gpu, v, &tg, &tw, c.opts(), &tdx).unwrap();
             pollster::block_on(gpu.run(&d)).unwrap();
             assert_close(
                 &tdx.read_blocking(gpu).unwrap(),
@@ -693,14 +706,14 @@ mod tests {
         let same = Conv2dGeom::same(3);
         run(
             &[
-                case(1, 1, 1, 1, 1, 3, same, 1.0, false),
-                case(2, 3, 5, 7, 9, 3, same, 1.0, false),
-                case(3, 5, 13, 5, 11, 3, same, 0.7, true),
-                case(1, 17, 9, 13, 6, 3, same, -1.5, false),
-                case(2, 9, 33, 6, 5, 3, same, 1.0, true),
-                case(2, 4, 6, 4, 7, 3, pad([0; 4], 1), 2.0, false),
-                case(2, 5, 3, 6, 5, 3, pad([0, 1, 0, 1], 1), 1.0, true),
-                case(1, 3, 4, 5, 6, 3, pad([2, 0, 1, 2], 1), 0.5, false),
+                case(1, 1, 1, 1, 1, 3, same).with(1.0, false),
+                case(2, 3, 5, 7, 9, 3, same).with(1.0, false),
+                case(3, 5, 13, 5, 11, 3, same).with(0.7, true),
+                case(1, 17, 9, 13, 6, 3, same).with(-1.5, false),
+                case(2, 9, 33, 6, 5, 3, same).with(1.0, true),
+                case(2, 4, 6, 4, 7, 3, pad([0; 4], 1)).with(2.0, false),
+                case(2, 5, 3, 6, 5, 3, pad([0, 1, 0, 1], 1)).with(1.0, true),
+                case(1, 3, 4, 5, 6, 3, pad([2, 0, 1, 2], 1)).with(0.5, false),
             ],
             100,
         );
@@ -710,14 +723,14 @@ mod tests {
     fn backward_3x3_stride2_matches_cpu() {
         run(
             &[
-                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1), 1.0, false),
-                case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1), 0.7, true),
-                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0), 1.0, false),
-                case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0), -1.5, true),
-                case(3, 9, 5, 11, 13, 3, Conv2dGeom::downsample(0), 1.0, false),
-                case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1), 1.0, false),
-                case(2, 3, 5, 6, 7, 3, pad([0, 1, 0, 1], 2), 1.0, true),
-                case(1, 10, 3, 10, 9, 3, pad([1, 0, 2, 1], 2), 2.0, false),
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1)).with(1.0, false),
+                case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1)).with(0.7, true),
+                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0)).with(1.0, false),
+                case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0)).with(-1.5, true),
+                case(3, 9, 5, 11, 13, 3, Conv2dGeom::downsample(0)).with(1.0, false),
+                case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1)).with(1.0, false),
+                case(2, 3, 5, 6, 7, 3, pad([0, 1, 0, 1], 2)).with(1.0, true),
+                case(1, 10, 3, 10, 9, 3, pad([1, 0, 2, 1], 2)).with(2.0, false),
             ],
             200,
         );
@@ -728,14 +741,14 @@ mod tests {
         let g = Conv2dGeom::same(1);
         run(
             &[
-                case(1, 1, 1, 1, 1, 1, g, 1.0, false),
-                case(2, 6, 10, 5, 7, 1, g, 1.0, true),
-                case(1, 19, 3, 9, 9, 1, g, 0.5, false),
-                case(3, 33, 35, 3, 2, 1, g, 1.0, false),
-                case(2, 5, 6, 7, 5, 1, pad([0; 4], 2), 1.0, false),
-                case(2, 5, 6, 8, 6, 1, pad([1; 4], 2), -2.0, true),
-                case(1, 3, 4, 3, 5, 1, pad([1, 2, 0, 1], 1), 1.0, true),
-                case(2, 3, 4, 5, 6, 1, pad([0, 1, 0, 1], 2), 1.0, false),
+                case(1, 1, 1, 1, 1, 1, g).with(1.0, false),
+                case(2, 6, 10, 5, 7, 1, g).with(1.0, true),
+                case(1, 19, 3, 9, 9, 1, g).with(0.5, false),
+                case(3, 33, 35, 3, 2, 1, g).with(1.0, false),
+                case(2, 5, 6, 7, 5, 1, pad([0; 4], 2)).with(1.0, false),
+                case(2, 5, 6, 8, 6, 1, pad([1; 4], 2)).with(-2.0, true),
+                case(1, 3, 4, 3, 5, 1, pad([1, 2, 0, 1], 1)).with(1.0, true),
+                case(2, 3, 4, 5, 6, 1, pad([0, 1, 0, 1], 2)).with(1.0, false),
             ],
             300,
         );
@@ -751,14 +764,14 @@ mod tests {
         };
         run(
             &[
-                case(1, 4, 4, 4, 4, 3, up, 1.0, false),
-                case(2, 3, 5, 3, 5, 3, up, 0.7, true),
-                case(1, 9, 6, 1, 1, 3, up, 1.0, false),
-                case(2, 5, 3, 3, 4, 1, up_s(1, [0; 4]), 1.0, true),
-                case(1, 3, 4, 4, 3, 3, up_s(1, [0, 1, 0, 1]), -1.5, false),
-                case(2, 3, 5, 5, 3, 3, up_s(2, [1; 4]), 1.0, false),
-                case(1, 4, 3, 3, 5, 3, up_s(2, [0, 0, 1, 1]), 2.0, true),
-                case(2, 3, 4, 3, 3, 1, up_s(2, [0, 1, 0, 1]), 1.0, false),
+                case(1, 4, 4, 4, 4, 3, up).with(1.0, false),
+                case(2, 3, 5, 3, 5, 3, up).with(0.7, true),
+                case(1, 9, 6, 1, 1, 3, up).with(1.0, false),
+                case(2, 5, 3, 3, 4, 1, up_s(1, [0; 4])).with(1.0, true),
+                case(1, 3, 4, 4, 3, 3, up_s(1, [0, 1, 0, 1])).with(-1.5, false),
+                case(2, 3, 5, 5, 3, 3, up_s(2, [1; 4])).with(1.0, false),
+                case(1, 4, 3, 3, 5, 3, up_s(2, [0, 0, 1, 1])).with(2.0, true),
+                case(2, 3, 4, 3, 3, 1, up_s(2, [0, 1, 0, 1])).with(1.0, false),
             ],
             400,
         );
@@ -770,10 +783,10 @@ mod tests {
         // several channel blocks per invocation grid.
         run(
             &[
-                case(4, 20, 40, 20, 18, 3, Conv2dGeom::same(3), 1.0, true),
-                case(3, 24, 20, 17, 20, 3, Conv2dGeom::downsample(1), 0.5, false),
-                case(4, 36, 34, 15, 16, 1, Conv2dGeom::same(1), 1.0, true),
-                case(2, 17, 20, 9, 8, 3, Conv2dGeom::upsample(), -1.0, false),
+                case(4, 20, 40, 20, 18, 3, Conv2dGeom::same(3)).with(1.0, true),
+                case(3, 24, 20, 17, 20, 3, Conv2dGeom::downsample(1)).with(0.5, false),
+                case(4, 36, 34, 15, 16, 1, Conv2dGeom::same(1)).with(1.0, true),
+                case(2, 17, 20, 9, 8, 3, Conv2dGeom::upsample()).with(-1.0, false),
             ],
             600,
         );
@@ -786,15 +799,24 @@ mod tests {
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
         let w_shape = [c.cout, c.cin, c.k, c.k];
-        let dy_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let dy_shape = c.geom.output_shape(&x_shape, &w_shape).unwrap();
         let x = rng.normals(x_shape.iter().product(), 1.0);
         let w = rng.normals(w_shape.iter().product(), 0.5);
         let b = rng.normals(c.cout, 0.5);
         let r = rng.normals(dy_shape.iter().product(), 1.0);
+        let epi = cpu::conv2d::Epilogue {
+            out_scale: c.out_scale,
+            ..Default::default()
+        };
         let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
-            let (out, _) =
-                cpu::conv2d::conv2d(x, x_shape, w, w_shape, b, c.geom, None, None, c.out_scale)
-                    .unwrap();
+            let inputs = cpu::conv2d::Conv2dInputs {
+                x,
+                x_shape,
+                w,
+                w_shape,
+                bias: b,
+            };
+            let (out, _) = cpu::conv2d::conv2d(inputs, c.geom, &epi).unwrap();
             out.iter().zip(&r).map(|(&o, &r)| o as f64 * r as f64).sum()
         };
         let h = 0.05f32;
@@ -814,31 +836,29 @@ mod tests {
         let mut dx = vec![0f32; x.len()];
         let mut dw = vec![0f32; w.len()];
         let mut db = vec![0f32; c.cout];
-        cpu::conv2d_backward::conv2d_backward_input(
-            &r,
+        let opts = Conv2dGradOptions {
+            accumulate: false,
+            ..c.opts()
+        };
+        let args = cpu_bwd::BackwardInputArgs {
+            dy: &r,
             dy_shape,
-            &w,
+            w: &w,
             w_shape,
-            c.geom,
-            c.out_scale,
-            false,
-            &mut dx,
-            x_shape,
-        )
-        .unwrap();
-        cpu::conv2d_backward::conv2d_backward_weight(
-            &r,
+            dx: &mut dx,
+            dx_shape: x_shape,
+        };
+        cpu_bwd::conv2d_backward_input(args, opts).unwrap();
+        let args = cpu_bwd::BackwardWeightArgs {
+            dy: &r,
             dy_shape,
-            &x,
+            x: &x,
             x_shape,
-            c.geom,
-            c.out_scale,
-            false,
-            &mut dw,
-            w_shape,
-            &mut db,
-        )
-        .unwrap();
+            dw: &mut dw,
+            dw_shape: w_shape,
+            db: &mut db,
+        };
+        cpu_bwd::conv2d_backward_weight(args, opts).unwrap();
         let what = format!("finite differences {c:?}");
         let nx = numeric(&x, &|p| loss(p, &w, &b));
         let nw = numeric(&w, &|p| loss(&x, p, &b));
@@ -858,15 +878,15 @@ mod tests {
             upsample: true,
         };
         for (i, c) in [
-            case(2, 3, 2, 5, 4, 3, Conv2dGeom::same(3), 1.0, false),
-            case(1, 2, 3, 4, 5, 3, pad([0; 4], 1), 0.7, false),
-            case(2, 2, 3, 5, 6, 3, Conv2dGeom::downsample(1), 1.0, false),
-            case(1, 3, 2, 5, 5, 3, Conv2dGeom::downsample(0), -1.5, false),
-            case(1, 2, 3, 3, 4, 3, Conv2dGeom::upsample(), 1.0, false),
-            case(1, 2, 2, 3, 3, 3, up_s(2, [0, 1, 0, 1]), 1.0, false),
-            case(2, 3, 2, 3, 4, 1, Conv2dGeom::same(1), 2.0, false),
-            case(1, 2, 3, 5, 4, 1, pad([1, 2, 0, 1], 2), 1.0, false),
-            case(1, 2, 2, 2, 3, 1, up_s(1, [0; 4]), 1.0, false),
+            case(2, 3, 2, 5, 4, 3, Conv2dGeom::same(3)).with(1.0, false),
+            case(1, 2, 3, 4, 5, 3, pad([0; 4], 1)).with(0.7, false),
+            case(2, 2, 3, 5, 6, 3, Conv2dGeom::downsample(1)).with(1.0, false),
+            case(1, 3, 2, 5, 5, 3, Conv2dGeom::downsample(0)).with(-1.5, false),
+            case(1, 2, 3, 3, 4, 3, Conv2dGeom::upsample()).with(1.0, false),
+            case(1, 2, 2, 3, 3, 3, up_s(2, [0, 1, 0, 1])).with(1.0, false),
+            case(2, 3, 2, 3, 4, 1, Conv2dGeom::same(1)).with(2.0, false),
+            case(1, 2, 3, 5, 4, 1, pad([1, 2, 0, 1], 2)).with(1.0, false),
+            case(1, 2, 2, 2, 3, 1, up_s(1, [0; 4])).with(1.0, false),
         ]
         .iter()
         .enumerate()
@@ -884,70 +904,64 @@ mod tests {
             pad: [0; 4],
             upsample: true,
         };
+        let opts = |geom, out_scale, accumulate| Conv2dGradOptions {
+            geom,
+            out_scale,
+            accumulate,
+        };
         let dy = [1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5];
         let mut dx = [10.0];
-        cpu::conv2d_backward::conv2d_backward_input(
-            &dy,
-            [1, 2, 2, 2],
-            &[2.0, -1.0],
-            [2, 1, 1, 1],
-            geom,
-            1.0,
-            true,
-            &mut dx,
-            [1, 1, 1, 1],
-        )
-        .unwrap();
+        let args = cpu_bwd::BackwardInputArgs {
+            dy: &dy,
+            dy_shape: [1, 2, 2, 2],
+            w: &[2.0, -1.0],
+            w_shape: [2, 1, 1, 1],
+            dx: &mut dx,
+            dx_shape: [1, 1, 1, 1],
+        };
+        cpu_bwd::conv2d_backward_input(args, opts(geom, 1.0, true)).unwrap();
         // 10 + 2·(1+2+3+4) - 1·2 = 28.
         assert_eq!(dx, [28.0]);
         let (mut dw, mut db) = ([0.0; 2], [7.0; 2]);
-        cpu::conv2d_backward::conv2d_backward_weight(
-            &dy,
-            [1, 2, 2, 2],
-            &[3.0],
-            [1, 1, 1, 1],
-            geom,
-            0.5,
-            false,
-            &mut dw,
-            [2, 1, 1, 1],
-            &mut db,
-        )
-        .unwrap();
+        let args = cpu_bwd::BackwardWeightArgs {
+            dy: &dy,
+            dy_shape: [1, 2, 2, 2],
+            x: &[3.0],
+            x_shape: [1, 1, 1, 1],
+            dw: &mut dw,
+            dw_shape: [2, 1, 1, 1],
+            db: &mut db,
+        };
+        cpu_bwd::conv2d_backward_weight(args, opts(geom, 0.5, false)).unwrap();
         // dw = 0.5 · 3 · Σ dy per channel, db = 0.5 · Σ dy (overwriting the 7s).
         assert_eq!((dw, db), ([15.0, 3.0], [5.0, 1.0]));
 
         // 3×3 "same" conv of a 2×2 input with ones: every output pixel sees every input pixel,
         // so dx = Σ dy everywhere; stride 2 with pad (0,1,0,1) on 3×3 sees x[0..3, 0..3].
         let mut dx = [0.0; 4];
-        cpu::conv2d_backward::conv2d_backward_input(
-            &[1.0, 2.0, 3.0, 4.0],
-            [1, 1, 2, 2],
-            &[1.0; 9],
-            [1, 1, 3, 3],
-            Conv2dGeom::same(3),
-            1.0,
-            false,
-            &mut dx,
-            [1, 1, 2, 2],
-        )
-        .unwrap();
+        let args = cpu_bwd::BackwardInputArgs {
+            dy: &[1.0, 2.0, 3.0, 4.0],
+            dy_shape: [1, 1, 2, 2],
+            w: &[1.0; 9],
+            w_shape: [1, 1, 3, 3],
+            dx: &mut dx,
+            dx_shape: [1, 1, 2, 2],
+        };
+        cpu_bwd::conv2d_backward_input(args, opts(Conv2dGeom::same(3), 1.0, false)).unwrap();
         assert_eq!(dx, [10.0; 4]);
         let (mut dw, mut db) = ([0.0; 9], [0.0]);
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        cpu::conv2d_backward::conv2d_backward_weight(
-            &[2.0],
-            [1, 1, 1, 1],
-            &x,
-            [1, 1, 3, 3],
-            Conv2dGeom::downsample(0),
-            1.0,
-            false,
-            &mut dw,
-            [1, 1, 3, 3],
-            &mut db,
-        )
-        .unwrap();
+        let args = cpu_bwd::BackwardWeightArgs {
+            dy: &[2.0],
+            dy_shape: [1, 1, 1, 1],
+            x: &x,
+            x_shape: [1, 1, 3, 3],
+            dw: &mut dw,
+            dw_shape: [1, 1, 3, 3],
+            db: &mut db,
+        };
+        let down = opts(Conv2dGeom::downsample(0), 1.0, false);
+        cpu_bwd::conv2d_backward_weight(args, down).unwrap();
         let want: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
         assert_eq!((dw.to_vec(), db), (want, [2.0]));
     }
@@ -959,11 +973,16 @@ mod tests {
         let same = Conv2dGeom::same(3);
         let (x, w, dy) = (z(&[2, 4, 8, 8]), z(&[6, 4, 3, 3]), z(&[2, 6, 8, 8]));
         let (dx, dw, db) = (z(&[2, 4, 8, 8]), z(&[6, 4, 3, 3]), z(&[6]));
+        let opts = |geom, accumulate| Conv2dGradOptions {
+            geom,
+            out_scale: 1.0,
+            accumulate,
+        };
         let input = |dy: &Tensor, w: &Tensor, geom, dx: &Tensor| {
-            conv2d_backward_input(gpu, dy, w, geom, 1.0, false, dx)
+            conv2d_backward_input(gpu, dy, w, opts(geom, false), dx)
         };
         let weight = |dy: &Tensor, x: &Tensor, geom, dw: &Tensor, db: &Tensor| {
-            conv2d_backward_weight(gpu, dy, x, geom, 1.0, true, dw, db)
+            conv2d_backward_weight(gpu, dy, x, opts(geom, true), dw, db)
         };
         assert!(input(&dy, &w, same, &dx).is_ok());
         assert!(weight(&dy, &x, same, &dw, &db).is_ok());
@@ -1002,17 +1021,15 @@ mod tests {
         assert!(invalid(weight(&sq_w, &sq, same, &sq_w, &b1)));
         // CPU reference: data lengths are checked too.
         let mut small = [0.0; 3];
-        let bad = cpu::conv2d_backward::conv2d_backward_input(
-            &[0.0; 4],
-            [1, 1, 2, 2],
-            &[0.0],
-            [1, 1, 1, 1],
-            Conv2dGeom::same(1),
-            1.0,
-            false,
-            &mut small,
-            [1, 1, 2, 2],
-        );
+        let args = cpu_bwd::BackwardInputArgs {
+            dy: &[0.0; 4],
+            dy_shape: [1, 1, 2, 2],
+            w: &[0.0],
+            w_shape: [1, 1, 1, 1],
+            dx: &mut small,
+            dx_shape: [1, 1, 2, 2],
+        };
+        let bad = cpu_bwd::conv2d_backward_input(args, opts(Conv2dGeom::same(1), false));
         assert!(matches!(bad, Err(Error::Shape { .. })));
     }
 
@@ -1036,7 +1053,7 @@ mod tests {
         ] {
             let x_shape = [n, cin, hw, hw];
             let w_shape = [cout, cin, k, k];
-            let dy_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+            let dy_shape = geom.output_shape(&x_shape, &w_shape).unwrap();
             let numel = |s: &[usize]| s.iter().product::<usize>();
             let mut t = |shape: &[usize], scale: f32| {
                 Tensor::from_slice(gpu, shape, &rng.normals(numel(shape), scale), "t").unwrap()
@@ -1068,18 +1085,21 @@ mod tests {
                     })
                     .fold(f64::INFINITY, f64::min)
             };
-            let fwd = time(vec![conv2d(
-                gpu,
-                &x,
-                &w,
-                &b,
+            let inputs = Conv2dInputs {
+                x: &x,
+                w: &w,
+                bias: &b,
+            };
+            let fwd = time(vec![
+                conv2d(gpu, inputs, geom, &Epilogue::default(), &out).unwrap()
+            ]);
+            let opts = Conv2dGradOptions {
                 geom,
-                &Epilogue::default(),
-                &out,
-            )
-            .unwrap()]);
-            let bin = time(conv2d_backward_input(gpu, &dy, &w, geom, 1.0, true, &dx).unwrap());
-            let bw = time(conv2d_backward_weight(gpu, &dy, &x, geom, 1.0, true, &dw, &db).unwrap());
+                out_scale: 1.0,
+                accumulate: true,
+            };
+            let bin = time(conv2d_backward_input(gpu, &dy, &w, opts, &dx).unwrap());
+            let bw = time(conv2d_backward_weight(gpu, &dy, &x, opts, &dw, &db).unwrap());
             let rate = |dt: f64| flops / dt / 1e9;
             println!(
                 "N={n:2} {cin:3}→{cout:3} {hw:2}×{hw:2} k={k} s={} up={}: GFLOP/s forward {:6.2} | \

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{
     grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
 };
-use crate::ops::conv2d::{check_supported, output_shape, Conv2dGeom, Epilogue};
+use crate::ops::conv2d::{check_supported, Conv2dInputs, Epilogue};
+use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -92,18 +93,17 @@ fn to_u32(what: &str, v: usize) -> Result<u32> {
 
 /// Exactly [`crate::ops::conv2d::conv2d`] (same arguments, checks and result:
 /// `out = (conv(x, w) + bias + temb + residual) * out_scale`, `w` packed by
-/// [`crate::ops::conv2d::pack_weight`], k ∈ {1, 3}, stride ∈ {1, 2}, any padding, optional
+/// [`crate::ops::conv_pack::pack_weight`], k ∈ {1, 3}, stride ∈ {1, 2}, any padding, optional
 /// upsampling), computed by the workgroup-tiled implicit-GEMM kernel. `out` must not be any of
 /// the inputs. The device must satisfy [`tiled_fits`].
 pub fn conv2d_tiled(
     gpu: &Gpu,
-    x: &Tensor,
-    w: &Tensor,
-    bias: &Tensor,
+    inputs: Conv2dInputs,
     geom: Conv2dGeom,
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    let Conv2dInputs { x, w, bias } = inputs;
     let &[cout] = &bias.shape[..] else {
         return Err(Error::Invalid(format!(
             "conv2d_tiled bias must be 1-D [Cout], got {:?}",
@@ -124,7 +124,7 @@ pub fn conv2d_tiled(
             got: w.shape.clone(),
         });
     }
-    let out_shape = output_shape(&x.shape, &[cout, wcin, kh, kw], geom)?;
+    let out_shape = geom.output_shape(&x.shape, &[cout, wcin, kh, kw])?;
     let [n, _, ho, wo] = out_shape;
     let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
     check_supported("conv2d_tiled", k, geom.stride)?;
@@ -274,23 +274,24 @@ mod tests {
             1.0 / ((c.cin * c.k * c.k) as f32).sqrt(),
         );
         let b = rng.normals(c.cout, 0.5);
-        let out_shape = output_shape(&x_shape, &w_shape, c.geom).unwrap();
+        let out_shape = c.geom.output_shape(&x_shape, &w_shape).unwrap();
         let temb = c.temb.then(|| rng.normals(c.n * c.cout, 1.0));
         let res = c
             .residual
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
-        let (want, shape) = cpu::conv2d::conv2d(
-            &x,
+        let inputs = cpu::conv2d::Conv2dInputs {
+            x: &x,
             x_shape,
-            &w,
+            w: &w,
             w_shape,
-            &b,
-            c.geom,
-            temb.as_deref(),
-            res.as_deref(),
-            c.out_scale,
-        )
-        .unwrap();
+            bias: &b,
+        };
+        let cpu_epi = cpu::conv2d::Epilogue {
+            temb: temb.as_deref(),
+            residual: res.as_deref(),
+            out_scale: c.out_scale,
+        };
+        let (want, shape) = cpu::conv2d::conv2d(inputs, c.geom, &cpu_epi).unwrap();
         assert_eq!(shape, out_shape);
 
         let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
@@ -311,7 +312,12 @@ mod tests {
             out_scale: c.out_scale,
             accumulate: false,
         };
-        let d = conv2d_tiled(gpu, &tx, &tw, &tb, c.geom, &epi, &out).unwrap();
+        let inputs = Conv2dInputs {
+            x: &tx,
+            w: &tw,
+            bias: &tb,
+        };
+        let d = conv2d_tiled(gpu, inputs, c.geom, &epi, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();
         let got = out.read_blocking(gpu).unwrap();
         let what = format!(
@@ -372,7 +378,7 @@ mod tests {
         let same = Conv2dGeom::same(3);
         let none = Epilogue::default();
         let run = |x: &Tensor, w: &Tensor, b: &Tensor, g: Conv2dGeom, e: &Epilogue, o: &Tensor| {
-            conv2d_tiled(gpu, x, w, b, g, e, o)
+            conv2d_tiled(gpu, Conv2dInputs { x, w, bias: b }, g, e, o)
         };
         let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
         let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
@@ -412,15 +418,20 @@ mod tests {
         let geom = Conv2dGeom::same(k);
         let x_shape = [n, cin, hw, hw];
         let w_shape = [cout, cin, k, k];
-        let out_shape = output_shape(&x_shape, &w_shape, geom).unwrap();
+        let out_shape = geom.output_shape(&x_shape, &w_shape).unwrap();
         let tx =
             Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x").unwrap();
         let tw = upload_weight(gpu, &rng.normals(cout * cin * k * k, 0.1), w_shape, "w").unwrap();
         let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
         let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
         let epi = Epilogue::default();
-        let tiled = conv2d_tiled(gpu, &tx, &tw, &tb, geom, &epi, &out).unwrap();
-        let plain = crate::ops::conv2d::conv2d(gpu, &tx, &tw, &tb, geom, &epi, &out).unwrap();
+        let inputs = Conv2dInputs {
+            x: &tx,
+            w: &tw,
+            bias: &tb,
+        };
+        let tiled = conv2d_tiled(gpu, inputs, geom, &epi, &out).unwrap();
+        let plain = crate::ops::conv2d::conv2d(gpu, inputs, geom, &epi, &out).unwrap();
         let gflop = 2.0 * (out_shape.iter().product::<usize>() * cin * k * k) as f64 / 1e9;
         for (name, d) in [("conv2d_tiled", &tiled), ("conv2d", &plain)] {
             pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();

@@ -1,9 +1,70 @@
-//! `shaders/conv_pack.wgsl`: PyTorch conv weights → the conv kernel's packed layout, on the GPU
-//! (training refreshes the packed copies after every optimizer step). Reference:
-//! [`crate::cpu::conv2d::pack_weight`].
+//! The conv kernels' packed weight layout `[ceil(Cout/4), Cin, k, k, 4]`, made on the host
+//! ([`pack_weight`], which weight uploads go through, and its inverse [`unpack_weight`]) or on
+//! the GPU by `shaders/conv_pack.wgsl` (training refreshes the packed copies after every
+//! optimizer step; tested against [`pack_weight`]). A layout of the GPU path only: the CPU
+//! reference convolves PyTorch-layout weights, so packing lives here, not in [`crate::cpu`].
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
+
+/// Packs PyTorch weights `[Cout, Cin, k, k]` into the GPU kernel's layout
+/// `[ceil(Cout/4), Cin, k, k, 4]`: weight `(co, ci, ky, kx)` sits at
+/// `(((co/4 · Cin + ci) · k + ky) · k + kx) · 4 + co % 4`, channels past `Cout` are zero.
+/// Returns the packed data and its shape.
+pub fn pack_weight(w: &[f32], w_shape: [usize; 4]) -> Result<(Vec<f32>, [usize; 5])> {
+    let [cout, cin, kh, kw] = w_shape;
+    if w.len() != w_shape.iter().product::<usize>() {
+        return Err(shape_err("conv2d weight data", &w_shape, &[w.len()]));
+    }
+    let inner = cin * kh * kw;
+    let shape = [cout.div_ceil(4), cin, kh, kw, 4];
+    let mut packed = vec![0f32; shape.iter().product()];
+    for co in 0..cout {
+        for i in 0..inner {
+            packed[((co / 4) * inner + i) * 4 + co % 4] = w[co * inner + i];
+        }
+    }
+    Ok((packed, shape))
+}
+
+/// Inverse of [`pack_weight`]: `[ceil(Cout/4), Cin, k, k, 4]` back to `[Cout, Cin, k, k]`.
+pub fn unpack_weight(
+    packed: &[f32],
+    packed_shape: [usize; 5],
+    cout: usize,
+) -> Result<(Vec<f32>, [usize; 4])> {
+    let [cq, cin, kh, kw, four] = packed_shape;
+    if four != 4 || cq != cout.div_ceil(4) {
+        return Err(shape_err(
+            "packed conv2d weight",
+            &[cout.div_ceil(4), cin, kh, kw, 4],
+            &packed_shape,
+        ));
+    }
+    if packed.len() != packed_shape.iter().product::<usize>() {
+        return Err(shape_err(
+            "packed conv2d weight data",
+            &packed_shape,
+            &[packed.len()],
+        ));
+    }
+    let inner = cin * kh * kw;
+    let w = (0..cout * inner)
+        .map(|e| {
+            let (co, i) = (e / inner, e % inner);
+            packed[((co / 4) * inner + i) * 4 + co % 4]
+        })
+        .collect();
+    Ok((w, [cout, cin, kh, kw]))
+}
+
+fn shape_err(what: &str, expected: &[usize], got: &[usize]) -> Error {
+    Error::Shape {
+        what: what.to_string(),
+        expected: expected.to_vec(),
+        got: got.to_vec(),
+    }
+}
 
 const fn spec(entry: &'static str) -> KernelSpec {
     KernelSpec {
@@ -68,7 +129,7 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
 /// Packs the weight of the convolution that computes a stride-1 conv's input gradient:
 /// `w' [Cin, Cout, k, k]`, `w'[ci, co, ky, kx] = w[co, ci, k-1-ky, k-1-kx]`, from `w`
 /// (`[Cout, Cin, k, k]`) into `packed` (`[ceil(Cin/4), Cout, k, k, 4]`). Reference:
-/// [`crate::cpu::conv2d::flip_transpose`] then [`crate::cpu::conv2d::pack_weight`].
+/// [`crate::cpu::conv2d::flip_transpose`] then [`pack_weight`].
 pub fn pack_flipped_transposed(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
     let &[cout, cin, k, k2] = &w.shape[..] else {
         return Err(Error::Invalid(format!(
@@ -112,8 +173,20 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::conv2d::pack_weight;
     use crate::testing::{gpu, Rng};
+
+    #[test]
+    fn pack_weight_layout_and_roundtrip() {
+        let w_shape = [6, 2, 3, 3];
+        let w: Vec<f32> = (0..108).map(|v| v as f32).collect();
+        let (packed, shape) = pack_weight(&w, w_shape).unwrap();
+        assert_eq!(shape, [2, 2, 3, 3, 4]);
+        // (co 5, ci 1, ky 2, kx 0) = w[((5·2 + 1)·3 + 2)·3] = w[105] → quad 1, lane 1.
+        assert_eq!(packed[(((2 + 1) * 3 + 2) * 3) * 4 + 1], 105.0);
+        // Channels 6 and 7 are zero padding.
+        assert!(packed[72..].chunks(4).all(|q| q[2] == 0.0 && q[3] == 0.0));
+        assert_eq!(unpack_weight(&packed, shape, 6).unwrap(), (w, w_shape));
+    }
 
     #[test]
     fn pack_matches_cpu() {

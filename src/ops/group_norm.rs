@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::options::GroupNormOptions;
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -49,34 +50,39 @@ uniform_params! {
 /// Invocations per workgroup of `group_norm`.
 const WG: usize = 256;
 
-/// out = GroupNorm(x)·gamma + beta per channel, then SiLU when `silu`.
-/// x, out: [N, C, ...] (e.g. [N, C, H, W] or [N, C, L]); gamma, beta: [C]; C % groups == 0.
-/// Picks the kernel variant suited to the adapter (CPU driver or GPU); both give the same result.
-#[allow(clippy::too_many_arguments)]
+/// The operands of a GroupNorm: `x [N, C, ...]` (e.g. `[N, C, H, W]` or `[N, C, L]`) and the
+/// per-channel affine `gamma`, `beta [C]` (also what
+/// [`crate::ops::group_norm_backward`] differentiates). CPU twin:
+/// `cpu::group_norm::GroupNormInputs`.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupNormInputs<'a> {
+    pub x: &'a Tensor,
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+}
+
+/// out = GroupNorm(x)·gamma + beta per channel, then SiLU when `opts.silu`; out has x's shape,
+/// C % groups == 0. Picks the kernel variant suited to the adapter (CPU driver or GPU); both
+/// give the same result.
 pub fn group_norm(
     gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    groups: usize,
-    eps: f32,
-    silu: bool,
+    inputs: GroupNormInputs,
+    opts: GroupNormOptions,
     out: &Tensor,
 ) -> Result<Dispatch> {
     let serial = gpu.is_cpu();
-    build(gpu, x, gamma, beta, groups, eps, silu, out, serial)
+    build(gpu, inputs, opts, out, serial)
 }
 
 /// Checks the operands [`group_norm`] and its backward share: x `[N, C, ...]`, `groups` dividing
 /// C, eps ≥ 0, gamma and beta `[C]`. Returns (N, C, spatial size).
 pub(crate) fn check_operands(
     op: &str,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    groups: usize,
-    eps: f32,
+    inputs: GroupNormInputs,
+    opts: GroupNormOptions,
 ) -> Result<(usize, usize, usize)> {
+    let GroupNormInputs { x, gamma, beta } = inputs;
+    let GroupNormOptions { groups, eps, .. } = opts;
     if x.shape.len() < 2 {
         return Err(Error::Invalid(format!(
             "{op}: x must be [N, C, ...], got shape {:?}",
@@ -99,19 +105,16 @@ pub(crate) fn check_operands(
 }
 
 /// [`group_norm`] with an explicit variant: `serial` selects `group_norm_serial`.
-#[allow(clippy::too_many_arguments)]
 fn build(
     gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    groups: usize,
-    eps: f32,
-    silu: bool,
+    inputs: GroupNormInputs,
+    opts: GroupNormOptions,
     out: &Tensor,
     serial: bool,
 ) -> Result<Dispatch> {
-    let (n, c, spatial) = check_operands("group_norm", x, gamma, beta, groups, eps)?;
+    let (n, c, spatial) = check_operands("group_norm", inputs, opts)?;
+    let GroupNormInputs { x, gamma, beta } = inputs;
+    let GroupNormOptions { groups, eps, silu } = opts;
     crate::ops::same_shape("group_norm out", &x.shape, &out.shape)?;
     let n_groups = (n * groups) as u32;
     let params = Params {
@@ -169,10 +172,24 @@ mod tests {
         let tx = Tensor::from_slice(gpu, shape, &x, "x").unwrap();
         let tg = Tensor::from_slice(gpu, &[c], &gamma, "gamma").unwrap();
         let tb = Tensor::from_slice(gpu, &[c], &beta, "beta").unwrap();
-        let want = cpu::group_norm::group_norm(&x, n, c, spatial, &gamma, &beta, groups, eps, silu);
+        let opts = GroupNormOptions { groups, eps, silu };
+        let cpu_inputs = cpu::group_norm::GroupNormInputs {
+            x: &x,
+            n,
+            c,
+            spatial,
+            gamma: &gamma,
+            beta: &beta,
+        };
+        let want = cpu::group_norm::group_norm(cpu_inputs, opts);
+        let inputs = GroupNormInputs {
+            x: &tx,
+            gamma: &tg,
+            beta: &tb,
+        };
         for serial in [false, true] {
             let out = Tensor::zeros(gpu, shape, "out").unwrap();
-            let d = build(gpu, &tx, &tg, &tb, groups, eps, silu, &out, serial).unwrap();
+            let d = build(gpu, inputs, opts, &out, serial).unwrap();
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
             let what = format!(
@@ -217,7 +234,17 @@ mod tests {
         let g = Tensor::from_slice(gpu, &[2], &[1.0, 2.0], "g").unwrap();
         let b = Tensor::from_slice(gpu, &[2], &[0.0, 1.0], "b").unwrap();
         let out = Tensor::zeros(gpu, &[1, 2, 2], "out").unwrap();
-        let d = group_norm(gpu, &x, &g, &b, 1, 0.0, false, &out).unwrap();
+        let inputs = GroupNormInputs {
+            x: &x,
+            gamma: &g,
+            beta: &b,
+        };
+        let opts = GroupNormOptions {
+            groups: 1,
+            eps: 0.0,
+            silu: false,
+        };
+        let d = group_norm(gpu, inputs, opts, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();
         let s = 3.5f32.sqrt();
         let want = [-2.0 / s, -1.0 / s, 1.0, 6.0 / s + 1.0];
@@ -230,7 +257,16 @@ mod tests {
         let x = Tensor::zeros(gpu, &[1, 6, 2, 2], "x").unwrap();
         let g = Tensor::zeros(gpu, &[6], "g").unwrap();
         let out = Tensor::zeros(gpu, &[1, 6, 2, 2], "out").unwrap();
-        let Err(err) = group_norm(gpu, &x, &g, &g, 4, 1e-5, false, &out) else {
+        let run = |x: &Tensor, gamma: &Tensor, groups: usize, out: &Tensor| {
+            let inputs = GroupNormInputs { x, gamma, beta: &g };
+            let opts = GroupNormOptions {
+                groups,
+                eps: 1e-5,
+                silu: false,
+            };
+            group_norm(gpu, inputs, opts, out)
+        };
+        let Err(err) = run(&x, &g, 4, &out) else {
             panic!("6 channels in 4 groups accepted");
         };
         assert!(
@@ -238,12 +274,12 @@ mod tests {
                 .contains("6 channels do not split into 4 groups"),
             "{err}"
         );
-        assert!(group_norm(gpu, &x, &g, &g, 0, 1e-5, false, &out).is_err());
+        assert!(run(&x, &g, 0, &out).is_err());
         let g5 = Tensor::zeros(gpu, &[5], "g5").unwrap();
-        assert!(group_norm(gpu, &x, &g5, &g, 3, 1e-5, false, &out).is_err());
+        assert!(run(&x, &g5, 3, &out).is_err());
         let bad_out = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
-        assert!(group_norm(gpu, &x, &g, &g, 3, 1e-5, false, &bad_out).is_err());
+        assert!(run(&x, &g, 3, &bad_out).is_err());
         let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
-        assert!(group_norm(gpu, &flat, &g, &g, 3, 1e-5, false, &flat).is_err());
+        assert!(run(&flat, &g, 3, &flat).is_err());
     }
 }

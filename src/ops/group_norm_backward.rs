@@ -3,8 +3,9 @@
 
 use crate::error::Result;
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::check_no_alias;
-use crate::ops::same_shape;
+use crate::ops::group_norm::GroupNormInputs;
+use crate::ops::{check_no_alias, same_shape, Accumulate};
+use crate::options::GroupNormOptions;
 
 const SOURCE: &str = include_str!("../../shaders/group_norm_backward.wgsl");
 
@@ -68,66 +69,46 @@ uniform_params! {
     }
 }
 
-/// Gradient of `y = group_norm(x, gamma, beta, groups, eps, silu)`: from dy (x's shape
-/// [N, C, ...]) writes dx (x's shape) and dgamma, dbeta [C]. Each output is overwritten, or
-/// added to when its `accumulate_*` flag is set. Two dispatches (run them in order): statistics,
-/// dx and per-(n, c) partial sums (an internal [N, C, 2] scratch buffer), then dγ/dβ over N.
-/// Picks the kernel variant suited to the adapter, like the forward.
-#[allow(clippy::too_many_arguments)]
+/// The gradients [`group_norm_backward`] writes: `dx` (x's shape), `dgamma`, `dbeta [C]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GroupNormGrads<'a> {
+    pub dx: &'a Tensor,
+    pub dgamma: &'a Tensor,
+    pub dbeta: &'a Tensor,
+}
+
+/// Gradient of `y = group_norm(inputs, opts)`: from dy (x's shape [N, C, ...]) writes `grads`.
+/// Each is overwritten, or added to as `acc` says (`acc.dx` for dx, `acc.params` for dγ, dβ).
+/// Two dispatches (run them in order): statistics, dx and per-(n, c) partial sums (an internal
+/// [N, C, 2] scratch buffer), then dγ/dβ over N. Picks the kernel variant suited to the
+/// adapter, like the forward.
 pub fn group_norm_backward(
     gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
+    inputs: GroupNormInputs,
     dy: &Tensor,
-    groups: usize,
-    eps: f32,
-    silu: bool,
-    accumulate_dx: bool,
-    dx: &Tensor,
-    accumulate_params: bool,
-    dgamma: &Tensor,
-    dbeta: &Tensor,
+    opts: GroupNormOptions,
+    grads: GroupNormGrads,
+    acc: Accumulate,
 ) -> Result<Vec<Dispatch>> {
     let serial = gpu.is_cpu();
-    build(
-        gpu,
-        x,
-        gamma,
-        beta,
-        dy,
-        groups,
-        eps,
-        silu,
-        accumulate_dx,
-        dx,
-        accumulate_params,
-        dgamma,
-        dbeta,
-        serial,
-    )
+    build(gpu, inputs, dy, opts, grads, acc, serial)
 }
 
 /// [`group_norm_backward`] with an explicit variant: `serial` selects `gn_backward_serial`.
-#[allow(clippy::too_many_arguments)]
 fn build(
     gpu: &Gpu,
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
+    inputs: GroupNormInputs,
     dy: &Tensor,
-    groups: usize,
-    eps: f32,
-    silu: bool,
-    accumulate_dx: bool,
-    dx: &Tensor,
-    accumulate_params: bool,
-    dgamma: &Tensor,
-    dbeta: &Tensor,
+    opts: GroupNormOptions,
+    grads: GroupNormGrads,
+    acc: Accumulate,
     serial: bool,
 ) -> Result<Vec<Dispatch>> {
     let (n, c, spatial) =
-        crate::ops::group_norm::check_operands("group_norm_backward", x, gamma, beta, groups, eps)?;
+        crate::ops::group_norm::check_operands("group_norm_backward", inputs, opts)?;
+    let GroupNormInputs { x, gamma, beta } = inputs;
+    let GroupNormGrads { dx, dgamma, dbeta } = grads;
+    let GroupNormOptions { groups, eps, silu } = opts;
     same_shape("group_norm_backward dy", &x.shape, &dy.shape)?;
     same_shape("group_norm_backward dx", &x.shape, &dx.shape)?;
     same_shape("group_norm_backward dgamma", &[c], &dgamma.shape)?;
@@ -146,7 +127,7 @@ fn build(
         cpg: (c / groups) as u32,
         spatial: spatial as u32,
         eps,
-        flags: silu as u32 | (accumulate_dx as u32) << 1 | (accumulate_params as u32) << 2,
+        flags: silu as u32 | (acc.dx as u32) << 1 | (acc.params as u32) << 2,
         n: n as u32,
         c: c as u32,
     };
@@ -196,16 +177,8 @@ mod tests {
     use crate::cpu;
     use crate::testing::{assert_close, gpu, Rng};
 
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        rng: &mut Rng,
-        shape: &[usize],
-        groups: usize,
-        eps: f32,
-        silu: bool,
-        acc: bool,
-        offset: f32,
-    ) {
+    fn check(rng: &mut Rng, shape: &[usize], opts: GroupNormOptions, acc: bool, offset: f32) {
+        let GroupNormOptions { groups, silu, .. } = opts;
         let gpu = gpu();
         let (n, c) = (shape[0], shape[1]);
         let spatial: usize = shape[2..].iter().product();
@@ -214,9 +187,15 @@ mod tests {
         let gamma = rng.normals(c, 1.0);
         let beta = rng.normals(c, 1.0);
         let dy = rng.normals(numel, 1.0);
-        let want = cpu::group_norm_backward::group_norm_backward(
-            &x, n, c, spatial, &gamma, &beta, &dy, groups, eps, silu,
-        );
+        let cpu_inputs = cpu::group_norm::GroupNormInputs {
+            x: &x,
+            n,
+            c,
+            spatial,
+            gamma: &gamma,
+            beta: &beta,
+        };
+        let want = cpu::group_norm_backward::group_norm_backward(cpu_inputs, &dy, opts);
         // Accumulation: outputs start from random values the gradients are added to.
         let dx0 = if acc {
             rng.normals(numel, 1.0)
@@ -248,10 +227,21 @@ mod tests {
             let tdx = Tensor::from_slice(gpu, shape, &dx0, "dx").unwrap();
             let tdg = Tensor::from_slice(gpu, &[c], &dg0, "dgamma").unwrap();
             let tdb = Tensor::from_slice(gpu, &[c], &db0, "dbeta").unwrap();
-            let ds = build(
-                gpu, &tx, &tg, &tb, &tdy, groups, eps, silu, acc, &tdx, acc, &tdg, &tdb, serial,
-            )
-            .unwrap();
+            let inputs = GroupNormInputs {
+                x: &tx,
+                gamma: &tg,
+                beta: &tb,
+            };
+            let grads = GroupNormGrads {
+                dx: &tdx,
+                dgamma: &tdg,
+                dbeta: &tdb,
+            };
+            let both = Accumulate {
+                dx: acc,
+                params: acc,
+            };
+            let ds = build(gpu, inputs, &tdy, opts, grads, both, serial).unwrap();
             pollster::block_on(gpu.run(&ds)).unwrap();
             let what = format!(
                 "group_norm_backward {shape:?} groups {groups} silu {silu} acc {acc} serial {serial}"
@@ -299,15 +289,21 @@ mod tests {
             (&[2, 6], 3),
         ];
         for (i, (shape, groups)) in cases.iter().enumerate() {
-            check(&mut rng, shape, *groups, 1e-5, i % 2 == 1, i % 3 != 0, 0.0);
+            let opts = GroupNormOptions {
+                groups: *groups,
+                eps: 1e-5,
+                silu: i % 2 == 1,
+            };
+            check(&mut rng, shape, opts, i % 3 != 0, 0.0);
         }
     }
 
     #[test]
     fn group_norm_backward_offset_and_eps() {
         let mut rng = Rng::new(32);
-        check(&mut rng, &[2, 16, 9, 9], 4, 1e-6, true, false, 100.0);
-        check(&mut rng, &[1, 4, 3, 3], 2, 0.5, false, true, 0.0);
+        let opts = |groups, eps, silu| GroupNormOptions { groups, eps, silu };
+        check(&mut rng, &[2, 16, 9, 9], opts(4, 1e-6, true), false, 100.0);
+        check(&mut rng, &[1, 4, 3, 3], opts(2, 0.5, false), true, 0.0);
     }
 
     #[test]
@@ -320,9 +316,22 @@ mod tests {
         let dg = Tensor::zeros(gpu, &[6], "dg").unwrap();
         let db = Tensor::zeros(gpu, &[6], "db").unwrap();
         let run = |x: &Tensor, dy: &Tensor, dx: &Tensor, groups: usize, dg: &Tensor| {
-            group_norm_backward(
-                gpu, x, &g, &g, dy, groups, 1e-5, true, false, dx, false, dg, &db,
-            )
+            let inputs = GroupNormInputs {
+                x,
+                gamma: &g,
+                beta: &g,
+            };
+            let opts = GroupNormOptions {
+                groups,
+                eps: 1e-5,
+                silu: true,
+            };
+            let grads = GroupNormGrads {
+                dx,
+                dgamma: dg,
+                dbeta: &db,
+            };
+            group_norm_backward(gpu, inputs, dy, opts, grads, Accumulate::default())
         };
         assert!(run(&x, &dy, &dx, 3, &dg).is_ok());
         let Err(err) = run(&x, &dy, &dx, 4, &dg) else {

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::options::LinearOptions;
 
 const LINEAR: KernelSpec = KernelSpec {
     name: "linear",
@@ -32,13 +33,18 @@ uniform_params! {
     }
 }
 
+/// The operands of a Linear: `x [N, In]`, `w [Out, In]`, `b [Out]` (also what
+/// [`crate::ops::linear_backward`] differentiates). CPU twin: `cpu::linear::LinearInputs`.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearInputs<'a> {
+    pub x: &'a Tensor,
+    pub w: &'a Tensor,
+    pub b: &'a Tensor,
+}
+
 /// Checks x `[N, In]`, w `[Out, In]` and b `[Out]` for `op`; returns (N, In, Out).
-pub(crate) fn check_operands(
-    op: &str,
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-) -> Result<(usize, usize, usize)> {
+pub(crate) fn check_operands(op: &str, inputs: LinearInputs) -> Result<(usize, usize, usize)> {
+    let LinearInputs { x, w, b } = inputs;
     let &[n, in_f] = &x.shape[..] else {
         return Err(Error::Invalid(format!(
             "{op}: x must be [N, In], got shape {:?}",
@@ -59,18 +65,17 @@ pub(crate) fn check_operands(
     Ok((n, in_f, out_f))
 }
 
-/// out [N, Out] = g(f(x [N, In]) · wᵀ + b), w [Out, In], b [Out]; f = SiLU when `silu_in`,
-/// g = SiLU when `silu_out` (identity otherwise).
+/// `out [N, Out] = g(f(x [N, In]) · wᵀ + b)`, `w [Out, In]`, `b [Out]`; f = SiLU when
+/// `opts.silu_in`, g = SiLU when `opts.silu_out` (identity otherwise).
 pub fn linear(
     gpu: &Gpu,
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    silu_in: bool,
-    silu_out: bool,
+    inputs: LinearInputs,
+    opts: LinearOptions,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let (n, in_f, out_f) = check_operands("linear", x, w, b)?;
+    let (n, in_f, out_f) = check_operands("linear", inputs)?;
+    let LinearInputs { x, w, b } = inputs;
+    let LinearOptions { silu_in, silu_out } = opts;
     crate::ops::same_shape("linear out", &[n, out_f], &out.shape)?;
     let total = (n * out_f) as u32;
     let params = Params {
@@ -100,23 +105,27 @@ mod tests {
     use crate::cpu;
     use crate::testing::{assert_close, gpu, Rng};
 
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        x: &[f32],
-        n: usize,
-        in_f: usize,
-        w: &[f32],
-        out_f: usize,
-        b: &[f32],
-        silu_in: bool,
-        silu_out: bool,
-    ) -> Vec<f32> {
+    /// The GPU op on the CPU reference's operands.
+    fn run(inputs: cpu::linear::LinearInputs, opts: LinearOptions) -> Vec<f32> {
         let gpu = gpu();
+        let cpu::linear::LinearInputs {
+            x,
+            n,
+            in_f,
+            w,
+            out_f,
+            b,
+        } = inputs;
         let tx = Tensor::from_slice(gpu, &[n, in_f], x, "x").unwrap();
         let tw = Tensor::from_slice(gpu, &[out_f, in_f], w, "w").unwrap();
         let tb = Tensor::from_slice(gpu, &[out_f], b, "b").unwrap();
         let out = Tensor::zeros(gpu, &[n, out_f], "out").unwrap();
-        let d = linear(gpu, &tx, &tw, &tb, silu_in, silu_out, &out).unwrap();
+        let inputs = LinearInputs {
+            x: &tx,
+            w: &tw,
+            b: &tb,
+        };
+        let d = linear(gpu, inputs, opts, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();
         out.read_blocking(gpu).unwrap()
     }
@@ -138,8 +147,20 @@ mod tests {
             let w = rng.normals(out_f * in_f, 1.0 / (in_f as f32).sqrt());
             let b = rng.normals(out_f, 0.5);
             let (si, so) = (i % 2 == 1, i % 3 == 1);
-            let got = run(&x, n, in_f, &w, out_f, &b, si, so);
-            let want = cpu::linear::linear(&x, n, in_f, &w, out_f, &b, si, so);
+            let inputs = cpu::linear::LinearInputs {
+                x: &x,
+                n,
+                in_f,
+                w: &w,
+                out_f,
+                b: &b,
+            };
+            let opts = LinearOptions {
+                silu_in: si,
+                silu_out: so,
+            };
+            let got = run(inputs, opts);
+            let want = cpu::linear::linear(inputs, opts);
             let what = format!("linear n {n} in {in_f} out {out_f} silu {si}/{so}");
             assert_close(&got, &want, 1e-5, 1e-5, &what);
         }
@@ -148,19 +169,30 @@ mod tests {
     #[test]
     fn linear_hand_checked() {
         let w = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
-        let got = run(
-            &[1.0, 2.0, 3.0, 0.0, 0.0, 1.0],
-            2,
-            3,
-            &w,
-            2,
-            &[0.5, -1.0],
-            false,
-            false,
-        );
+        let inputs = cpu::linear::LinearInputs {
+            x: &[1.0, 2.0, 3.0, 0.0, 0.0, 1.0],
+            n: 2,
+            in_f: 3,
+            w: &w,
+            out_f: 2,
+            b: &[0.5, -1.0],
+        };
+        let got = run(inputs, LinearOptions::default());
         assert_close(&got, &[-1.5, 3.0, -0.5, -1.0], 1e-6, 0.0, "linear hand");
         // SiLU(2) = 2 / (1 + e^-2) ≈ 1.7615942 on the input; SiLU of the output after.
-        let got = run(&[0.0, 2.0], 1, 2, &[1.0, 1.0], 1, &[0.0], true, true);
+        let inputs = cpu::linear::LinearInputs {
+            x: &[0.0, 2.0],
+            n: 1,
+            in_f: 2,
+            w: &[1.0, 1.0],
+            out_f: 1,
+            b: &[0.0],
+        };
+        let both = LinearOptions {
+            silu_in: true,
+            silu_out: true,
+        };
+        let got = run(inputs, both);
         let s = 1.761_594_2f32;
         assert_close(&got, &[s / (1.0 + (-s).exp())], 1e-6, 1e-6, "linear silu");
     }
@@ -172,14 +204,17 @@ mod tests {
         let w = Tensor::zeros(gpu, &[4, 3], "w").unwrap();
         let b = Tensor::zeros(gpu, &[4], "b").unwrap();
         let out = Tensor::zeros(gpu, &[2, 4], "out").unwrap();
-        assert!(linear(gpu, &x, &w, &b, false, false, &out).is_ok());
+        let run = |x: &Tensor, w: &Tensor, b: &Tensor, out: &Tensor| {
+            linear(gpu, LinearInputs { x, w, b }, LinearOptions::default(), out)
+        };
+        assert!(run(&x, &w, &b, &out).is_ok());
         let w_bad = Tensor::zeros(gpu, &[4, 2], "w").unwrap();
-        assert!(linear(gpu, &x, &w_bad, &b, false, false, &out).is_err());
+        assert!(run(&x, &w_bad, &b, &out).is_err());
         let b_bad = Tensor::zeros(gpu, &[3], "b").unwrap();
-        assert!(linear(gpu, &x, &w, &b_bad, false, false, &out).is_err());
+        assert!(run(&x, &w, &b_bad, &out).is_err());
         let out_bad = Tensor::zeros(gpu, &[2, 3], "o").unwrap();
-        assert!(linear(gpu, &x, &w, &b, false, false, &out_bad).is_err());
+        assert!(run(&x, &w, &b, &out_bad).is_err());
         let x3 = Tensor::zeros(gpu, &[1, 2, 3], "x3").unwrap();
-        assert!(linear(gpu, &x3, &w, &b, false, false, &out).is_err());
+        assert!(run(&x3, &w, &b, &out).is_err());
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::error::Result;
 use crate::gpu::{grid, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::linear::{Params, WG};
-use crate::ops::{check_no_alias, same_shape};
+use crate::ops::linear::{LinearInputs, Params, WG};
+use crate::ops::{check_no_alias, same_shape, Accumulate};
+use crate::options::LinearOptions;
 
 const SOURCE: &str = include_str!("../../shaders/linear_backward.wgsl");
 
@@ -41,27 +42,31 @@ const LINEAR_BACKWARD: KernelSpec = KernelSpec {
     params: &Params::LAYOUT,
 };
 
-/// Gradient of `y [N, Out] = linear(x [N, In], w [Out, In], b [Out], silu_in, silu_out)` from
-/// dy [N, Out]: dx [N, In] (skipped when `None`, e.g. for a network input), dw [Out, In],
-/// db [Out]. Each output is overwritten, or added to when its `accumulate_*` flag is set.
-/// One dispatch, two when `silu_out` (the pre-activation is recomputed into an internal
+/// The gradients [`linear_backward`] writes: `dx [N, In]` (skipped when `None`, e.g. for a
+/// network input), `dw [Out, In]`, `db [Out]`.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearGrads<'a> {
+    pub dx: Option<&'a Tensor>,
+    pub dw: &'a Tensor,
+    pub db: &'a Tensor,
+}
+
+/// Gradient of `y [N, Out] = linear(inputs, opts)` from dy [N, Out]: writes `grads`, each
+/// overwritten or added to as `acc` says (`acc.dx` for dx, `acc.params` for dw, db).
+/// One dispatch, two when `opts.silu_out` (the pre-activation is recomputed into an internal
 /// [N, Out] scratch buffer first); run them in order.
-#[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
     gpu: &Gpu,
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
+    inputs: LinearInputs,
     dy: &Tensor,
-    silu_in: bool,
-    silu_out: bool,
-    accumulate_dx: bool,
-    dx: Option<&Tensor>,
-    accumulate_params: bool,
-    dw: &Tensor,
-    db: &Tensor,
+    opts: LinearOptions,
+    grads: LinearGrads,
+    acc: Accumulate,
 ) -> Result<Vec<Dispatch>> {
-    let (n, in_f, out_f) = crate::ops::linear::check_operands("linear_backward", x, w, b)?;
+    let (n, in_f, out_f) = crate::ops::linear::check_operands("linear_backward", inputs)?;
+    let LinearInputs { x, w, b } = inputs;
+    let LinearGrads { dx, dw, db } = grads;
+    let LinearOptions { silu_in, silu_out } = opts;
     same_shape("linear_backward dy", &[n, out_f], &dy.shape)?;
     same_shape("linear_backward dw", &w.shape, &dw.shape)?;
     same_shape("linear_backward db", &[out_f], &db.shape)?;
@@ -82,8 +87,8 @@ pub fn linear_backward(
         out_f: out_f as u32,
         flags: silu_in as u32
             | (silu_out as u32) << 1
-            | (accumulate_dx as u32) << 2
-            | (accumulate_params as u32) << 3
+            | (acc.dx as u32) << 2
+            | (acc.params as u32) << 3
             | (dx.is_some() as u32) << 4,
     };
     let mut dispatches = Vec::with_capacity(2);
@@ -180,8 +185,19 @@ mod tests {
             let dy = rng.normals(n * out_f, 1.0);
             let (si, so) = (i % 2 == 1, i % 4 >= 2);
             let (acc_dx, acc_p, with_dx) = (i % 3 == 1, i % 3 == 2, i != 5);
-            let want =
-                cpu::linear_backward::linear_backward(&x, n, in_f, &w, out_f, &b, &dy, si, so);
+            let opts = LinearOptions {
+                silu_in: si,
+                silu_out: so,
+            };
+            let cpu_inputs = cpu::linear::LinearInputs {
+                x: &x,
+                n,
+                in_f,
+                w: &w,
+                out_f,
+                b: &b,
+            };
+            let want = cpu::linear_backward::linear_backward(cpu_inputs, &dy, opts);
             let dx0 = init(&mut rng, n * in_f, acc_dx);
             let dw0 = init(&mut rng, out_f * in_f, acc_p);
             let db0 = init(&mut rng, out_f, acc_p);
@@ -192,21 +208,21 @@ mod tests {
             let tdx = Tensor::from_slice(gpu, &[n, in_f], &dx0, "dx").unwrap();
             let tdw = Tensor::from_slice(gpu, &[out_f, in_f], &dw0, "dw").unwrap();
             let tdb = Tensor::from_slice(gpu, &[out_f], &db0, "db").unwrap();
-            let ds = linear_backward(
-                gpu,
-                &tx,
-                &tw,
-                &tb,
-                &tdy,
-                si,
-                so,
-                acc_dx,
-                with_dx.then_some(&tdx),
-                acc_p,
-                &tdw,
-                &tdb,
-            )
-            .unwrap();
+            let inputs = LinearInputs {
+                x: &tx,
+                w: &tw,
+                b: &tb,
+            };
+            let grads = LinearGrads {
+                dx: with_dx.then_some(&tdx),
+                dw: &tdw,
+                db: &tdb,
+            };
+            let acc = Accumulate {
+                dx: acc_dx,
+                params: acc_p,
+            };
+            let ds = linear_backward(gpu, inputs, &tdy, opts, grads, acc).unwrap();
             assert_eq!(ds.len(), 1 + so as usize);
             pollster::block_on(gpu.run(&ds)).unwrap();
             let what = format!("linear_backward n {n} in {in_f} out {out_f} silu {si}/{so}");
@@ -250,21 +266,18 @@ mod tests {
         let t = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
         let (x, w, b, dy) = (t(&[2, 3]), t(&[4, 3]), t(&[4]), t(&[2, 4]));
         let (dx, dw, db) = (t(&[2, 3]), t(&[4, 3]), t(&[4]));
+        let silu = LinearOptions {
+            silu_in: true,
+            silu_out: true,
+        };
         let run = |x: &Tensor, w: &Tensor, dy: &Tensor, dx: &Tensor, dw: &Tensor, db: &Tensor| {
-            linear_backward(
-                gpu,
-                x,
-                w,
-                &b,
-                dy,
-                true,
-                true,
-                false,
-                Some(dx),
-                false,
+            let grads = LinearGrads {
+                dx: Some(dx),
                 dw,
                 db,
-            )
+            };
+            let inputs = LinearInputs { x, w, b: &b };
+            linear_backward(gpu, inputs, dy, silu, grads, Accumulate::default())
         };
         assert!(run(&x, &w, &dy, &dx, &dw, &db).is_ok());
         assert!(run(&x, &t(&[4, 2]), &dy, &dx, &dw, &db).is_err());
@@ -280,19 +293,23 @@ mod tests {
         let sq = t(&[3, 3]);
         let (xs, ws, dys) = (t(&[3, 3]), t(&[3, 3]), t(&[3, 3]));
         let b3 = t(&[3]);
+        let inputs = LinearInputs {
+            x: &xs,
+            w: &ws,
+            b: &b3,
+        };
+        let grads = LinearGrads {
+            dx: Some(&sq),
+            dw: &sq,
+            db: &t(&[3]),
+        };
         let r = linear_backward(
             gpu,
-            &xs,
-            &ws,
-            &b3,
+            inputs,
             &dys,
-            false,
-            false,
-            false,
-            Some(&sq),
-            false,
-            &sq,
-            &t(&[3]),
+            LinearOptions::default(),
+            grads,
+            Accumulate::default(),
         );
         assert!(r.is_err());
     }

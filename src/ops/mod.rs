@@ -1,5 +1,7 @@
 //! GPU ops: each module dispatches one WGSL kernel family from `shaders/` and is tested against
-//! its reference in [`crate::cpu`] (same module name).
+//! its reference in [`crate::cpu`] (same module name). An op takes its tensors (grouped as
+//! `…Inputs` / `…Grads` structs where there are several) and an option type of
+//! [`crate::options`] that its CPU reference takes too.
 
 pub mod attention;
 pub mod attention_backward;
@@ -23,6 +25,15 @@ pub mod upsample;
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
+
+/// Which gradients a backward op adds to instead of overwriting (the training graph's first
+/// contribution to a gradient overwrites it, later ones add): `dx` for the input's gradient,
+/// `params` for the parameters' (weight and bias, or γ and β). The default overwrites both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accumulate {
+    pub dx: bool,
+    pub params: bool,
+}
 
 /// A digest of the sources of every kernel that has variants (part of the key of the on-disk
 /// cache of timed choices, so that a changed kernel is timed again).

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
+use crate::options::AdamWParams;
 
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
 
@@ -71,80 +72,6 @@ uniform_params! {
         max_norm: f32,
         decay: f32,
         _pad1: [u32; 3],
-    }
-}
-
-/// AdamW hyper-parameters for one step (torch.optim.AdamW names; `max_grad_norm` as in
-/// torch.nn.utils.clip_grad_norm_, 0 = no clipping).
-#[derive(Clone, Copy, Debug, PartialEq)]
-/// f64 like torch's Python floats, so that e.g. 1 − β2 is formed exactly as torch forms it.
-pub struct AdamWParams {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// 1-based step number (bias correction uses β^step).
-    pub step: u32,
-    pub max_grad_norm: f64,
-}
-
-/// The per-step constants of an AdamW update, formed in f64 as torch does, used as f32.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamWCoefficients {
-    /// 1 − lr·weight_decay.
-    pub wd_mul: f32,
-    pub one_minus_b1: f32,
-    pub beta2: f32,
-    pub one_minus_b2: f32,
-    pub eps: f32,
-    pub max_grad_norm: f32,
-    /// lr / (1 − β1^step).
-    pub step_size: f32,
-    /// √(1 − β2^step).
-    pub bc2_sqrt: f32,
-}
-
-impl AdamWParams {
-    /// Errors on values torch would reject (or that make no sense).
-    pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(Error::Invalid(format!("AdamW: {what} ({self:?})")));
-        if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad("lr must be finite and ≥ 0");
-        }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return bad("betas must be in [0, 1)");
-        }
-        if !(self.eps >= 0.0 && self.eps.is_finite()) {
-            return bad("eps must be finite and ≥ 0");
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight_decay must be finite and ≥ 0");
-        }
-        if self.step == 0 {
-            return bad("step is 1-based");
-        }
-        if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
-            return bad("max_grad_norm must be finite and ≥ 0 (0 = no clipping)");
-        }
-        Ok(())
-    }
-
-    /// The step's constants (bias corrections in f64, as torch computes them in Python floats).
-    pub fn coefficients(&self) -> AdamWCoefficients {
-        let (b1, b2) = (self.beta1, self.beta2);
-        let bc1 = 1.0 - b1.powi(self.step as i32);
-        let bc2 = 1.0 - b2.powi(self.step as i32);
-        AdamWCoefficients {
-            wd_mul: (1.0 - self.lr * self.weight_decay) as f32,
-            one_minus_b1: (1.0 - b1) as f32,
-            beta2: b2 as f32,
-            one_minus_b2: (1.0 - b2) as f32,
-            eps: self.eps as f32,
-            max_grad_norm: self.max_grad_norm as f32,
-            step_size: (self.lr / bc1) as f32,
-            bc2_sqrt: bc2.sqrt() as f32,
-        }
     }
 }
 

@@ -39,7 +39,7 @@ fn top12(v: f64) -> f32 {
 fn frequency_table(half: usize, freq_shift: f32) -> Vec<f32> {
     let mut table = vec![0f32; 4 * half.max(1)];
     for (i, row) in table.chunks_mut(4).take(half).enumerate() {
-        let turns = crate::cpu::timestep::frequency(i, half, freq_shift) / std::f64::consts::TAU;
+        let turns = crate::options::timestep_frequency(i, half, freq_shift) / std::f64::consts::TAU;
         let f1 = top12(turns);
         let r1 = turns - f1 as f64;
         let f2 = top12(r1);

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::{unet, UNetConfig, Weights};
 use crate::ops;
-use crate::ops::optim::AdamWParams;
+use crate::options::AdamWParams;
 use crate::schedule::SchedulerConfig;
 use tape::{Params, Tape};
 

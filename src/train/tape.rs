@@ -9,18 +9,19 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::cpu::conv2d::Conv2dGeom;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::record::{view, Recorded, Recorder};
 use crate::ops;
+use crate::ops::Accumulate;
+use crate::options::{Conv2dGeom, Conv2dGradOptions, GroupNormOptions, LinearOptions};
 
 /// Trainable parameters on the GPU: the master copy in PyTorch layout (updated by AdamW) and,
 /// for convolutions, the packed copy the conv kernels read (refreshed after every update).
 pub struct Params {
     /// Master tensors by name (attention q/k/v stacked as `{prefix}.to_qkv`, `[3C, C, 1, 1]`).
     pub master: HashMap<String, Tensor>,
-    /// Packed conv weights by name (see `ops::conv2d::pack_weight`).
+    /// Packed conv weights by name (see `ops::conv_pack::pack_weight`).
     pub packed: HashMap<String, Tensor>,
 }
 
@@ -49,8 +50,7 @@ enum Op {
     Linear {
         x: usize,
         prefix: String,
-        silu_in: bool,
-        silu_out: bool,
+        opts: LinearOptions,
         out: usize,
     },
     Conv {
@@ -65,9 +65,7 @@ enum Op {
     GroupNorm {
         x: usize,
         prefix: String,
-        groups: usize,
-        eps: f32,
-        silu: bool,
+        opts: GroupNormOptions,
         out: usize,
     },
     Attention {
@@ -183,8 +181,7 @@ impl<'a> Tape<'a> {
                 Op::Linear {
                     x,
                     prefix,
-                    silu_in,
-                    silu_out,
+                    opts,
                     out,
                 } => {
                     let Some(dy) = grads[*out].clone() else {
@@ -192,19 +189,27 @@ impl<'a> Tape<'a> {
                     };
                     let [w, b, dw, db] = weight_and_bias(&mut grad_for, prefix)?;
                     let dx = grad_of(&mut grads, *x)?;
+                    let inputs = ops::linear::LinearInputs {
+                        x: &self.nodes[*x],
+                        w: &w,
+                        b: &b,
+                    };
+                    let layer_grads = ops::linear_backward::LinearGrads {
+                        dx: dx.as_ref().map(|g| &g.0),
+                        dw: &dw,
+                        db: &db,
+                    };
+                    let acc = Accumulate {
+                        dx: dx.as_ref().is_some_and(|g| g.1),
+                        params: false,
+                    };
                     d.extend(ops::linear_backward::linear_backward(
                         gpu,
-                        &self.nodes[*x],
-                        &w,
-                        &b,
+                        inputs,
                         &dy,
-                        *silu_in,
-                        *silu_out,
-                        dx.as_ref().is_some_and(|g| g.1),
-                        dx.as_ref().map(|g| &g.0),
-                        false,
-                        &dw,
-                        &db,
+                        *opts,
+                        layer_grads,
+                        acc,
                     )?);
                 }
                 Op::Conv {
@@ -222,19 +227,26 @@ impl<'a> Tape<'a> {
                     let [w, _, dw, db] = weight_and_bias(&mut grad_for, prefix)?;
                     let w4 = conv_view(&w);
                     let dw4 = conv_view(&dw);
+                    let opts = |accumulate| Conv2dGradOptions {
+                        geom: *geom,
+                        out_scale: *scale,
+                        accumulate,
+                    };
                     d.extend(ops::conv2d_backward::conv2d_backward_weight(
                         gpu,
                         &dy,
                         &self.nodes[*x],
-                        *geom,
-                        *scale,
-                        false,
+                        opts(false),
                         &dw4,
                         &db,
                     )?);
                     if let Some((dx, acc)) = grad_of(&mut grads, *x)? {
                         d.extend(ops::conv2d_backward::conv2d_backward_input(
-                            gpu, &dy, &w4, *geom, *scale, acc, &dx,
+                            gpu,
+                            &dy,
+                            &w4,
+                            opts(acc),
+                            &dx,
                         )?);
                     }
                     if let Some(t) = temb {
@@ -251,9 +263,7 @@ impl<'a> Tape<'a> {
                 Op::GroupNorm {
                     x,
                     prefix,
-                    groups,
-                    eps,
-                    silu,
+                    opts,
                     out,
                 } => {
                     let Some(dy) = grads[*out].clone() else {
@@ -263,20 +273,27 @@ impl<'a> Tape<'a> {
                     let Some((dx, acc)) = grad_of(&mut grads, *x)? else {
                         return Err(Error::Invalid("group norm of a constant".into()));
                     };
+                    let inputs = ops::group_norm::GroupNormInputs {
+                        x: &self.nodes[*x],
+                        gamma: &gamma,
+                        beta: &beta,
+                    };
+                    let layer_grads = ops::group_norm_backward::GroupNormGrads {
+                        dx: &dx,
+                        dgamma: &dgamma,
+                        dbeta: &dbeta,
+                    };
+                    let acc = Accumulate {
+                        dx: acc,
+                        params: false,
+                    };
                     d.extend(ops::group_norm_backward::group_norm_backward(
                         gpu,
-                        &self.nodes[*x],
-                        &gamma,
-                        &beta,
+                        inputs,
                         &dy,
-                        *groups,
-                        *eps,
-                        *silu,
+                        *opts,
+                        layer_grads,
                         acc,
-                        &dx,
-                        false,
-                        &dgamma,
-                        &dbeta,
                     )?);
                 }
                 Op::Attention { qkv, heads, out } => {
@@ -379,14 +396,12 @@ impl Recorder for Tape<'_> {
             Recorded::Linear {
                 x,
                 prefix,
-                silu_in,
-                silu_out,
+                opts,
                 out,
             } => Op::Linear {
                 x: x.id,
                 prefix: prefix.to_string(),
-                silu_in,
-                silu_out,
+                opts,
                 out: out.id,
             },
             Recorded::Conv {
@@ -410,16 +425,12 @@ impl Recorder for Tape<'_> {
             Recorded::GroupNorm {
                 x,
                 prefix,
-                groups,
-                eps,
-                silu,
+                opts,
                 out,
             } => Op::GroupNorm {
                 x: x.id,
                 prefix: prefix.to_string(),
-                groups,
-                eps,
-                silu,
+                opts,
                 out: out.id,
             },
             Recorded::Attention { qkv, heads, out } => Op::Attention {
