@@ -1,4 +1,4 @@
-//! Reference for `shaders/mse_loss.wgsl`.
+//! Reference for `shaders/loss.wgsl`.
 
 /// (L, dL/dpred, per-sample mean losses) for L = mean((pred − target)²) over all elements, pred
 /// and target holding `n` samples of equal size. f64 sums.

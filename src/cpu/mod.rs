@@ -19,6 +19,5 @@ pub mod loss;
 pub mod optim;
 pub mod sampling;
 pub mod timestep;
-pub mod upsample;
 
 pub use elementwise::axpby;

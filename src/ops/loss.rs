@@ -1,4 +1,4 @@
-//! `shaders/mse_loss.wgsl`: the DDPM training loss L_simple = mean((ε̂ − ε)²) and its gradient,
+//! `shaders/loss.wgsl`: the DDPM training loss L_simple = mean((ε̂ − ε)²) and its gradient,
 //! reference [`crate::cpu::loss`]. Stays on the GPU: the trainer reads the loss only to log it.
 
 use crate::error::{Error, Result};
@@ -6,7 +6,7 @@ use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor
 use crate::ops::check_no_alias;
 use crate::ops::same_shape;
 
-const SOURCE: &str = include_str!("../../shaders/mse_loss.wgsl");
+const SOURCE: &str = include_str!("../../shaders/loss.wgsl");
 
 const MSE_PARTIAL: KernelSpec = KernelSpec {
     name: "mse_loss",

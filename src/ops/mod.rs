@@ -21,7 +21,6 @@ pub mod loss;
 pub mod optim;
 pub mod sampling;
 pub mod timestep;
-pub mod upsample;
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
@@ -64,7 +63,6 @@ pub(crate) fn all_kernels() -> Vec<crate::gpu::KernelCheck> {
         optim::kernels(),
         sampling::kernels(),
         timestep::kernels(),
-        upsample::kernels(),
     ]
     .into_iter()
     .flatten()
