@@ -36,6 +36,20 @@ pub(super) fn wire_controls() {
                 .and_then(export::gif),
         );
     });
+    dom::set_hidden("export-webm", !export::can_record_video());
+    dom::on::<web_sys::Event>("export-webm", "click", |_| {
+        spawn_local(async {
+            // The frames are copied out so no borrow is held while the video records.
+            let frames = app().frames.borrow().clone();
+            dom::set_disabled("export-webm", true);
+            let result = match frames {
+                Some(f) => export::webm(&f).await,
+                None => Err("no run yet".into()),
+            };
+            dom::set_disabled("export-webm", false);
+            report_export(result);
+        })
+    });
     dom::on::<web_sys::Event>("export-npy", "click", |_| {
         let app = app();
         let samples = app.last_samples.borrow();

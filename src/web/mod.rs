@@ -18,7 +18,7 @@
 //! - reverse-process viewer: `canvas-xt`, `canvas-eps` (ε̂ over ±3σ), `canvas-x0`, `view-t`
 //!   (frame index: 0 = x_T … last = the sample), `view-t-label`, `step-math`; player: `play`,
 //!   `step-back`, `step-fwd`, `replay`, `play-speed` (frames/s); downloads: `export-png`,
-//!   `export-gif`, `export-npy`; compare mode: `compare` (checkbox), `compare-with`
+//!   `export-gif`, `export-webm` (shown where MediaRecorder exists), `export-npy`; compare mode: `compare` (checkbox), `compare-with`
 //!   (`ddim-0` | `ddim-1` | `ddpm-small` | `ddpm-large`), `compare-view`, `cmp-xt`, `cmp-diff`,
 //!   `cmp-x0`, `cmp-label`;
 //! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,

@@ -108,6 +108,7 @@ impl RunConfig {
 /// with the last step's x̂0 and ε̂. A snapshot after step s (see
 /// [`Snapshot`]) completes frame s − 1 (its x̂0) and starts frame s (its x). To stay within the
 /// byte budget only every `stride`-th frame is kept (always the last one).
+#[derive(Clone)]
 pub struct Frames {
     /// `[n, C, H, W]` of the whole grid.
     pub shape: [usize; 4],

@@ -17,6 +17,7 @@ pub(super) fn enable_viewer() {
             drop(frames);
             player::set_enabled(true);
             dom::set_disabled("export-gif", false);
+            dom::set_disabled("export-webm", false);
             show_selected_frame();
         }
         _ => slider.set_disabled(true),

@@ -168,6 +168,13 @@ test('the viewer explains each step: ε̂ beside x_t and x̂0, play and step, GI
     const g = readFileSync(await gif.path());
     assert.equal(g.toString('latin1', 0, 6), 'GIF89a');
     assert.deepEqual([g.readUInt16LE(6), g.readUInt16LE(8)], [2 * 28 + 3 * 2, 2 * 28 + 3 * 2]);
+    // WebM where the browser records video (headless Chromium does): an EBML (Matroska) file.
+    assert.equal(await page.isVisible('#export-webm'), true, 'Chromium has MediaRecorder');
+    const [webm] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), page.click('#export-webm')]);
+    assert.equal(webm.suggestedFilename(), 'ddpm-seed7-trajectory.webm');
+    const v = readFileSync(await webm.path());
+    assert.deepEqual([...v.subarray(0, 4)], [0x1a, 0x45, 0xdf, 0xa3], 'not a WebM file');
+    assert.ok(v.length > 1000, `a ${v.length}-byte video`);
     const [npy] = await Promise.all([page.waitForEvent('download'), page.click('#export-npy')]);
     assert.equal(npy.suggestedFilename(), 'ddpm-seed7.npy');
     const saved = readNpy(await npy.path());
@@ -325,6 +332,31 @@ test('the shipped-models menu switches models; the forward view shows the model\
     await page.click('#fwd-denoise');
     assert.equal(await waitBody(page, 'run', ['done', 'error']), 'error');
     assert.match(await page.textContent('#run-error'), /This image is 1×28×28, the model draws 1×16×16/);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test('the phone layout: every view fits a 390 px wide screen', async () => {
+  const { page, close } = await openWithGpu(PLACEHOLDER);
+  try {
+    await page.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    await page.check('#compare');
+    await generate(page, { n: 4, sampler: 'ddim', steps: 5, seed: 1 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error'], 120_000), 'done', await page.textContent('#run-error'));
+    await page.click('#fwd-denoise');
+    assert.equal(await waitBody(page, 'run', ['done', 'error'], 120_000), 'error', 'the 28×28 digits do not fit the 16×16 model');
+    const wide = await page.evaluate(() => {
+      const w = document.documentElement.clientWidth;
+      return [...document.querySelectorAll('body *')]
+        .filter((e) => e.offsetParent !== null && e.getBoundingClientRect().right > w + 1)
+        .map((e) => e.id || e.tagName);
+    });
+    assert.deepEqual(wide, [], 'elements wider than the screen');
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth));
+    await page.screenshot({ path: resolve(join(OUT, 'phone.png')), fullPage: true });
     assert.deepEqual(page.errors, []);
   } finally {
     await close();
