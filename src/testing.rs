@@ -86,3 +86,40 @@ pub fn gpu() -> &'static crate::gpu::Gpu {
         crate::gpu::Gpu::new_blocking().expect("tests need a GPU adapter (lavapipe works)")
     })
 }
+
+/// The comma-separated values of a WGSL file's leading `// key:` comment lines (the headers
+/// `requires:`, `fragment:` and `features:`; see `tests/wgsl_validate.rs`).
+pub fn wgsl_header(source: &str, key: &str) -> Vec<String> {
+    source
+        .lines()
+        .take_while(|l| l.trim_start().starts_with("//"))
+        .filter_map(|l| {
+            l.trim_start()
+                .trim_start_matches('/')
+                .trim()
+                .strip_prefix(key)
+                .map(str::to_string)
+        })
+        .flat_map(|list| {
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Shader source `own` with the helper files its `// requires:` header names (read from `dir`)
+/// prepended in order, as the Rust side's `concat!(include_str!(…), …)` composes it; the error
+/// names a helper that cannot be read.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn wgsl_with_requires(dir: &std::path::Path, own: &str) -> Result<String, String> {
+    let mut source = String::new();
+    for helper in wgsl_header(own, "requires:") {
+        let text = std::fs::read_to_string(dir.join(&helper))
+            .map_err(|e| format!("requires {helper}: {e}"))?;
+        source.push_str(&text);
+    }
+    source.push_str(own);
+    Ok(source)
+}

@@ -9,30 +9,11 @@
 
 use std::path::Path;
 
-/// The comma-separated values of a shader's `// key:` header lines.
-fn header(source: &str, key: &str) -> Vec<String> {
-    source
-        .lines()
-        .take_while(|l| l.trim_start().starts_with("//"))
-        .filter_map(|l| {
-            l.trim_start()
-                .trim_start_matches('/')
-                .trim()
-                .strip_prefix(key)
-                .map(str::to_string)
-        })
-        .flat_map(|list| {
-            list.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty())
-        .collect()
-}
+use ddpm::testing::{wgsl_header, wgsl_with_requires};
 
 /// The helper files a shader's `// requires:` header lines name.
 fn requires(source: &str) -> Vec<String> {
-    header(source, "requires:")
+    wgsl_header(source, "requires:")
 }
 
 #[test]
@@ -47,24 +28,23 @@ fn all_shaders_validate() {
         }
         count += 1;
         let own = std::fs::read_to_string(&path).unwrap();
-        if !header(&own, "fragment:").is_empty() {
+        if !wgsl_header(&own, "fragment:").is_empty() {
             continue;
         }
         let mut caps = naga::valid::Capabilities::empty();
-        for feature in header(&own, "features:") {
+        for feature in wgsl_header(&own, "features:") {
             match feature.as_str() {
                 "subgroup" => caps |= naga::valid::Capabilities::SUBGROUP,
                 other => failures.push(format!("{}: unknown feature {other}", path.display())),
             }
         }
-        let mut source = String::new();
-        for helper in requires(&own) {
-            match std::fs::read_to_string(dir.join(&helper)) {
-                Ok(text) => source.push_str(&text),
-                Err(e) => failures.push(format!("{}: requires {helper}: {e}", path.display())),
+        let source = match wgsl_with_requires(&dir, &own) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{}: {e}", path.display()));
+                continue;
             }
-        }
-        source.push_str(&own);
+        };
         let module = match naga::front::wgsl::parse_str(&source) {
             Ok(m) => m,
             Err(e) => {

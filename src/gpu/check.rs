@@ -25,6 +25,7 @@ use naga::valid::{Capabilities, ModuleInfo, ShaderStages, SubgroupOperationSet, 
 use naga::{AddressSpace, Expression, Literal, Module, ScalarKind, StorageAccess, TypeInner};
 
 use super::{Access, KernelSpec, ParamsLayout};
+use crate::testing::{wgsl_header, wgsl_with_requires};
 
 /// One registered kernel and the Rust constants its shader must agree with.
 pub(crate) struct KernelCheck {
@@ -450,28 +451,6 @@ fn check_kernel(k: &KernelCheck, parsed: &Parsed, failures: &mut Vec<String>, su
     }
 }
 
-/// The comma-separated values of a shader's leading `// key:` comment lines (as in
-/// `tests/wgsl_validate.rs`).
-fn header(source: &str, key: &str) -> Vec<String> {
-    source
-        .lines()
-        .take_while(|l| l.trim_start().starts_with("//"))
-        .filter_map(|l| {
-            l.trim_start()
-                .trim_start_matches('/')
-                .trim()
-                .strip_prefix(key)
-                .map(str::to_string)
-        })
-        .flat_map(|list| {
-            list.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Every `shaders/*.wgsl` that is not a fragment, with its `// requires:` files prepended:
 /// (file name, full source).
 fn shader_sources(dir: &Path) -> Vec<(String, String)> {
@@ -484,14 +463,10 @@ fn shader_sources(dir: &Path) -> Vec<(String, String)> {
     names.sort();
     for path in names {
         let own = std::fs::read_to_string(&path).unwrap();
-        if !header(&own, "fragment:").is_empty() {
+        if !wgsl_header(&own, "fragment:").is_empty() {
             continue;
         }
-        let mut source = String::new();
-        for helper in header(&own, "requires:") {
-            source.push_str(&std::fs::read_to_string(dir.join(&helper)).unwrap());
-        }
-        source.push_str(&own);
+        let source = wgsl_with_requires(dir, &own).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         out.push((name, source));
     }
