@@ -87,33 +87,55 @@ pub struct PlotSeries<'a> {
     pub log_snr: &'a [f32],
 }
 
-/// Plots ᾱ_t, β_t / max β and log SNR (rescaled to its range) against t, with a marker at `t`.
-pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsValue> {
+/// A plot's 2d context on canvas `id`, sized to its CSS width × `aspect` at device resolution
+/// (so lines stay sharp) and cleared, with the grid's stroke and label style set; returns the
+/// context and the CSS size.
+fn plot_canvas(id: &str, aspect: f64) -> Result<(CanvasRenderingContext2d, f64, f64), JsValue> {
     let canvas = dom::el::<HtmlCanvasElement>(id);
-    // Render at device resolution so lines stay sharp.
     let dpr = dom::window().device_pixel_ratio().clamp(1.0, 3.0);
-    let css_w = canvas.client_width().max(240) as f64;
-    let css_h = css_w * 220.0 / 480.0;
-    let (pw, ph) = ((css_w * dpr).round() as u32, (css_h * dpr).round() as u32);
+    let w = canvas.client_width().max(240) as f64;
+    let h = w * aspect;
+    let (pw, ph) = ((w * dpr).round() as u32, (h * dpr).round() as u32);
     if canvas.width() != pw || canvas.height() != ph {
         canvas.set_width(pw);
         canvas.set_height(ph);
     }
     let ctx = context_2d(&canvas)?;
     ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
-    let (w, h) = (css_w, css_h);
-    let (left, right, top, bottom) = (34.0, 10.0, 10.0, 24.0);
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let n = s.abar.len().max(1);
-    let last = (n - 1).max(1) as f64;
-
     ctx.set_fill_style_str("#0a0b0e");
     ctx.fill_rect(0.0, 0.0, w, h);
-    // Axes and grid.
     ctx.set_stroke_style_str("#2a2f3a");
     ctx.set_line_width(1.0);
     ctx.set_font("11px ui-monospace, monospace");
     ctx.set_fill_style_str("#9aa3b2");
+    Ok((ctx, w, h))
+}
+
+/// Five timestep labels along the bottom (0, T/4, T/2, 3T/4, T−1 of `n` timesteps), `x_of`
+/// placing t; centred, the last kept inside the canvas of width `w` and height `h`.
+fn t_axis_labels(
+    ctx: &CanvasRenderingContext2d,
+    n: usize,
+    x_of: impl Fn(usize) -> f64,
+    w: f64,
+    h: f64,
+) -> Result<(), JsValue> {
+    for k in 0..=4 {
+        let t = if k == 4 { n - 1 } else { n * k / 4 };
+        let label = t.to_string();
+        let half = 3.3 * label.len() as f64;
+        ctx.fill_text(&label, (x_of(t) - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
+    }
+    Ok(())
+}
+
+/// Plots ᾱ_t, β_t / max β and log SNR (rescaled to its range) against t, with a marker at `t`.
+pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsValue> {
+    let (ctx, w, h) = plot_canvas(id, 220.0 / 480.0)?;
+    let (left, right, top, bottom) = (34.0, 10.0, 10.0, 24.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let n = s.abar.len().max(1);
+    let last = (n - 1).max(1) as f64;
     for k in 0..=4 {
         let y = top + ph * k as f64 / 4.0;
         ctx.begin_path();
@@ -122,14 +144,7 @@ pub fn draw_schedule_plot(id: &str, s: &PlotSeries, t: usize) -> Result<(), JsVa
         ctx.stroke();
         ctx.fill_text(&format!("{:.2}", 1.0 - k as f64 / 4.0), 2.0, y + 4.0)?;
     }
-    for k in 0..=4 {
-        let t = if k == 4 { n - 1 } else { n * k / 4 };
-        let x = left + pw * t as f64 / last;
-        let label = t.to_string();
-        // Centre the tick label, keeping the last one inside the canvas.
-        let half = 3.3 * label.len() as f64;
-        ctx.fill_text(&label, (x - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
-    }
+    t_axis_labels(&ctx, n, |t| left + pw * t as f64 / last, w, h)?;
 
     let curve = |vals: &[f32], lo: f32, hi: f32, color: &str| {
         if vals.is_empty() {
@@ -188,22 +203,9 @@ pub fn draw_loss_plot(
     points: &[(usize, f64)],
     train_timesteps: usize,
 ) -> Result<(), JsValue> {
-    let canvas = dom::el::<HtmlCanvasElement>(id);
-    let dpr = dom::window().device_pixel_ratio().clamp(1.0, 3.0);
-    let css_w = canvas.client_width().max(240) as f64;
-    let css_h = css_w * 160.0 / 480.0;
-    let (pw, ph) = ((css_w * dpr).round() as u32, (css_h * dpr).round() as u32);
-    if canvas.width() != pw || canvas.height() != ph {
-        canvas.set_width(pw);
-        canvas.set_height(ph);
-    }
-    let ctx = context_2d(&canvas)?;
-    ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
-    let (w, h) = (css_w, css_h);
+    let (ctx, w, h) = plot_canvas(id, 160.0 / 480.0)?;
     let (left, right, top, bottom) = (46.0, 10.0, 10.0, 24.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
-    ctx.set_fill_style_str("#0a0b0e");
-    ctx.fill_rect(0.0, 0.0, w, h);
     let logs: Vec<f64> = points.iter().map(|p| p.1.max(1e-9).log10()).collect();
     let lo = logs.iter().cloned().fold(f64::INFINITY, f64::min).floor();
     let hi = logs
@@ -218,10 +220,6 @@ pub fn draw_loss_plot(
     let y_of = |l: f64| top + ph * (1.0 - (l - lo) / (hi - lo));
     let last = (train_timesteps.max(2) - 1) as f64;
     let x_of = |t: usize| left + pw * t as f64 / last;
-    ctx.set_stroke_style_str("#2a2f3a");
-    ctx.set_line_width(1.0);
-    ctx.set_font("11px ui-monospace, monospace");
-    ctx.set_fill_style_str("#9aa3b2");
     let mut decade = lo;
     while decade <= hi {
         let y = y_of(decade);
@@ -232,12 +230,7 @@ pub fn draw_loss_plot(
         ctx.fill_text(&format!("1e{decade}"), 2.0, y + 4.0)?;
         decade += 1.0;
     }
-    for k in 0..=4 {
-        let t = (train_timesteps.saturating_sub(1)) * k / 4;
-        let label = t.to_string();
-        let half = 3.3 * label.len() as f64;
-        ctx.fill_text(&label, (x_of(t) - half).min(w - 2.0 * half - 2.0), h - 6.0)?;
-    }
+    t_axis_labels(&ctx, train_timesteps.max(1), x_of, w, h)?;
     ctx.set_stroke_style_str("#5fd4a0");
     ctx.set_fill_style_str("#5fd4a0");
     ctx.set_line_width(1.8);

@@ -174,16 +174,7 @@ pub(super) async fn generate_inner(
             outcome = compare_run(app, &gpu, &mut engine, &model, &second).await;
         }
     }
-    let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
-        && app
-            .model
-            .borrow()
-            .as_ref()
-            .is_some_and(|m| m.id == engine.model_id);
-    // Keep the engine for the next Generate unless it is stale or failed (its state is unknown).
-    if current && outcome.is_ok() {
-        *app.engine.borrow_mut() = Some(engine);
-    }
+    put_back_engine(app, engine, generation, outcome.is_ok());
     outcome.map_err(|e| {
         if app.gpu.borrow().is_none() {
             format!("{e} (the GPU device was lost; press Generate to retry on a new device)")
@@ -191,6 +182,21 @@ pub(super) async fn generate_inner(
             e
         }
     })
+}
+
+/// Keeps `engine` (taken by [`take_engine`] on device `generation`) for the next run, unless
+/// the run failed (its state is unknown) or it is stale: the device was replaced or another
+/// model loaded meanwhile.
+pub(super) fn put_back_engine(app: &App, engine: Engine, generation: u32, ok: bool) {
+    let current = GPU_GENERATION.load(Ordering::SeqCst) == generation
+        && app
+            .model
+            .borrow()
+            .as_ref()
+            .is_some_and(|m| m.id == engine.model_id);
+    if ok && current {
+        *app.engine.borrow_mut() = Some(engine);
+    }
 }
 
 /// The engine of `model` on the current device: the kept one, or a new one.

@@ -108,15 +108,7 @@ async fn measure_inner(app: &Rc<App>) -> Result<LossCurve, String> {
     };
     let mut engine = super::take_engine(app, &gpu, generation, &model)?;
     let curve = engine.loss_curve(&gpu, &abar, &setup).await;
-    let current = super::GPU_GENERATION.load(Ordering::SeqCst) == generation
-        && app
-            .model
-            .borrow()
-            .as_ref()
-            .is_some_and(|m| m.id == engine.model_id);
-    if curve.is_ok() && current {
-        *app.engine.borrow_mut() = Some(engine);
-    }
+    super::put_back_engine(app, engine, generation, curve.is_ok());
     curve.map_err(|e| format!("Could not measure the loss: {e}"))
 }
 
