@@ -15,28 +15,36 @@ pub struct GroupNormInputs<'a> {
     pub beta: &'a [f32],
 }
 
+impl GroupNormInputs<'_> {
+    /// Asserts the sizes agree and `c` splits into `groups` groups (`op` names the caller).
+    pub fn check(&self, groups: usize, op: &str) {
+        let c = self.c;
+        assert!(
+            groups > 0 && c.is_multiple_of(groups),
+            "{op}: {c} channels do not split into {groups} groups"
+        );
+        assert_eq!(self.x.len(), self.n * c * self.spatial, "{op}: x length");
+        assert!(
+            self.gamma.len() == c && self.beta.len() == c,
+            "{op}: gamma/beta length"
+        );
+    }
+}
+
 /// GroupNorm of `x` with `opts.groups` groups (c.is_multiple_of(groups), checked by the caller
 /// or asserted here), then the affine, then SiLU when `opts.silu`. Mean and variance (two
 /// passes, mean of squared deviations) are accumulated in f64.
 pub fn group_norm(inputs: GroupNormInputs, opts: GroupNormOptions) -> Vec<f32> {
     let GroupNormInputs {
         x,
-        n,
         c,
         spatial,
         gamma,
         beta,
+        ..
     } = inputs;
     let GroupNormOptions { groups, eps, silu } = opts;
-    assert!(
-        groups > 0 && c.is_multiple_of(groups),
-        "group_norm: {c} channels do not split into {groups} groups"
-    );
-    assert_eq!(x.len(), n * c * spatial, "group_norm: x length");
-    assert!(
-        gamma.len() == c && beta.len() == c,
-        "group_norm: gamma/beta length"
-    );
+    inputs.check(groups, "group_norm");
     let cpg = c / groups;
     let len = cpg * spatial;
     let mut out = vec![0f32; x.len()];

@@ -21,23 +21,15 @@ pub fn group_norm_backward(
 ) -> GroupNormGrads {
     let GroupNormInputs {
         x,
-        n,
         c,
         spatial,
         gamma,
         beta,
+        ..
     } = inputs;
     let GroupNormOptions { groups, eps, silu } = opts;
-    assert!(
-        groups > 0 && c.is_multiple_of(groups),
-        "group_norm_backward: {c} channels do not split into {groups} groups"
-    );
-    assert_eq!(x.len(), n * c * spatial, "group_norm_backward: x length");
+    inputs.check(groups, "group_norm_backward");
     assert_eq!(dy.len(), x.len(), "group_norm_backward: dy length");
-    assert!(
-        gamma.len() == c && beta.len() == c,
-        "group_norm_backward: gamma/beta length"
-    );
     let cpg = c / groups;
     let len = cpg * spatial;
     let mut dx = vec![0f32; x.len()];

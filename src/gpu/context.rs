@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::kernel::{Dispatch, Kernel, KernelSpec};
+use super::tensor::Tensor;
 use super::tuning::{KernelPolicy, Tuner};
 use crate::error::{Error, Result};
 
@@ -19,6 +20,8 @@ pub struct Gpu {
     kernels: Mutex<HashMap<(&'static str, &'static str), Arc<Kernel>>>,
     errors: Arc<Mutex<Vec<String>>>,
     pub(crate) tuner: Tuner,
+    /// See [`Gpu::placeholder`].
+    placeholder: std::sync::OnceLock<Tensor>,
 }
 
 impl Gpu {
@@ -74,7 +77,18 @@ impl Gpu {
             kernels: Mutex::default(),
             errors,
             tuner,
+            placeholder: std::sync::OnceLock::new(),
         })
+    }
+
+    /// One shared one-element tensor that fills a binding a dispatch never touches (an
+    /// optional operand it was not given), so recording such dispatches allocates nothing.
+    pub(crate) fn placeholder(&self) -> Result<&Tensor> {
+        if let Some(t) = self.placeholder.get() {
+            return Ok(t);
+        }
+        let t = Tensor::zeros(self, &[1], "unused binding")?;
+        Ok(self.placeholder.get_or_init(|| t))
     }
 
     /// [`Gpu::new`], blocking (native only).

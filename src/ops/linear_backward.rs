@@ -105,14 +105,10 @@ pub fn linear_backward(
     } else {
         dy
     };
-    // Without dx a 1-element placeholder fills its binding (never touched).
-    let placeholder;
+    // Without dx the shared placeholder fills its binding (never touched).
     let dx_buf = match dx {
         Some(dx) => dx,
-        None => {
-            placeholder = Tensor::zeros(gpu, &[1], "linear_backward no dx")?;
-            &placeholder
-        }
+        None => gpu.placeholder()?,
     };
     let n_dx = if dx.is_some() { n * in_f } else { 0 };
     let total = (n_dx + out_f * in_f + out_f) as u32;

@@ -314,7 +314,7 @@ pub fn q_sample(
 }
 
 /// Checks the step operands; returns (n, z tensor, noise mode, seed, first element index), z
-/// being a one-element placeholder unless given. With `guided`, n is half the elements (the
+/// being [`Gpu::placeholder`] unless given. With `guided`, n is half the elements (the
 /// conditional half; see `shaders/ddpm_step.wgsl`).
 fn step_operands(
     gpu: &Gpu,
@@ -338,10 +338,9 @@ fn step_operands(
         }
         n /= 2;
     }
-    let placeholder = || Tensor::zeros(gpu, &[1], "step without z");
     Ok(match noise {
-        _ if sigma == 0.0 => (n, placeholder()?, 0, 0, 0),
-        StepNoise::Rng { seed, first } => (n, placeholder()?, 1, seed, first),
+        _ if sigma == 0.0 => (n, gpu.placeholder()?.clone(), 0, 0, 0),
+        StepNoise::Rng { seed, first } => (n, gpu.placeholder()?.clone(), 1, seed, first),
         StepNoise::Given(z) => {
             same_shape(&format!("{what} z"), &x.shape, &z.shape)?;
             check_no_alias(
