@@ -5,7 +5,7 @@ use ddpm::model::cpu_unet::{self, HostTensor};
 use ddpm::model::{UNetConfig, Weights};
 use ddpm::schedule::SchedulerConfig;
 use ddpm::testing::{gpu, Rng};
-use ddpm::train::{checkpoint, TrainOptions, Trainer};
+use ddpm::train::{checkpoint, LrDecay, TrainOptions, Trainer};
 
 fn tiny_config() -> UNetConfig {
     UNetConfig::from_json(
@@ -359,6 +359,71 @@ fn ema_warms_up_like_diffusers() {
         // A fixed 0.999 would have moved the EMA 1000× less than the warm-up does.
         assert!(moved > 1e-5, "step {step}: EMA moved at most {moved}");
     }
+}
+
+#[test]
+fn learning_rate_warms_up_then_follows_its_decay() {
+    let gpu = gpu();
+    let cfg = tiny_config();
+    let weights = Weights::init(&cfg, 4).unwrap();
+    let lr_of = |lr_decay: LrDecay| {
+        let options = TrainOptions {
+            warmup: 10,
+            lr_decay,
+            ..options(2)
+        };
+        let trainer = Trainer::new(
+            gpu,
+            cfg.clone(),
+            SchedulerConfig::default(),
+            &weights,
+            options,
+        )
+        .unwrap();
+        move |step: u64| trainer.lr(step)
+    };
+    let constant = lr_of(LrDecay::Constant);
+    assert_eq!(constant(0), 2e-3 / 10.0);
+    assert_eq!(constant(9), 2e-3);
+    assert_eq!(constant(1_000_000), 2e-3);
+    let cosine = lr_of(LrDecay::Cosine {
+        start: 10,
+        end: 110,
+    });
+    assert_eq!(cosine(4), constant(4), "the warm-up comes first");
+    assert_eq!(cosine(10), 2e-3);
+    assert!((cosine(60) - 1e-3).abs() < 1e-9, "halfway: {}", cosine(60));
+    assert!((cosine(35) - 2e-3 * 0.853_553_4).abs() < 1e-9);
+    assert_eq!(cosine(110), 0.0);
+    assert_eq!(cosine(500), 0.0);
+    for s in 10..110 {
+        assert!(cosine(s + 1) < cosine(s), "not decreasing at step {s}");
+    }
+
+    let backwards = TrainOptions {
+        lr_decay: LrDecay::Cosine { start: 50, end: 50 },
+        ..options(2)
+    };
+    let err = backwards.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("lr_decay") && err.contains("start < end"),
+        "{err}"
+    );
+
+    // Checkpoints written before the decay existed read as constant.
+    let mut json = serde_json::to_value(options(2)).unwrap();
+    json.as_object_mut().unwrap().remove("lr_decay");
+    let old: TrainOptions = serde_json::from_value(json).unwrap();
+    assert_eq!(old.lr_decay, LrDecay::Constant);
+    let round = serde_json::to_value(TrainOptions {
+        lr_decay: LrDecay::Cosine { start: 3, end: 9 },
+        ..options(2)
+    })
+    .unwrap();
+    assert_eq!(
+        round["lr_decay"],
+        serde_json::json!({"kind": "cosine", "start": 3, "end": 9})
+    );
 }
 
 /// A checkpoint file as (state JSON, tensors as (name, dtype, shape, bytes)).

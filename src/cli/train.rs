@@ -63,6 +63,11 @@ pub struct Args {
     /// Linear learning-rate warm-up steps.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Learning rate after the warm-up: `cosine` (down to 0 at --steps) or `constant`
+    /// [default: cosine; a resumed run keeps its checkpoint's unless this is given, and a
+    /// decay added on resume starts at the resumed step].
+    #[arg(long)]
+    lr_decay: Option<String>,
     #[arg(long, default_value_t = 0.999)]
     ema: f32,
     /// Global gradient-norm clip (0: off).
@@ -102,6 +107,34 @@ pub struct Args {
 /// moderate guidance, sharper class adherence than w = 1 (plain conditional) without the
 /// over-saturated strokes of large w; `ddpm sample --guidance` overrides it.
 const DEFAULT_GUIDANCE: f64 = 2.0;
+
+/// The decay `--lr-decay` names (None: not given, and a resumed run keeps its own): cosine
+/// from `start` to `steps`, or constant.
+fn lr_decay(
+    name: Option<&str>,
+    start: u64,
+    steps: u64,
+) -> anyhow::Result<Option<ddpm::train::LrDecay>> {
+    use ddpm::train::LrDecay;
+    Ok(match name {
+        None => None,
+        Some("constant") => Some(LrDecay::Constant),
+        Some("cosine") if start < steps => Some(LrDecay::Cosine { start, end: steps }),
+        Some("cosine") => bail!(
+            "--lr-decay cosine: the decay would start at step {start}, not before --steps {steps}"
+        ),
+        Some(other) => bail!("--lr-decay: unknown decay {other:?} (cosine or constant)"),
+    })
+}
+
+/// Whether two decays are the same schedule: a cosine given again on resume keeps its start.
+fn same_decay(a: ddpm::train::LrDecay, b: ddpm::train::LrDecay) -> bool {
+    use ddpm::train::LrDecay::*;
+    match (a, b) {
+        (Cosine { end: x, .. }, Cosine { end: y, .. }) => x == y,
+        (a, b) => a == b,
+    }
+}
 
 /// Makes `config` class-conditional over `classes` data classes (+ the null class last).
 fn make_conditional(config: &mut UNetConfig, classes: usize, source: Source) -> anyhow::Result<()> {
@@ -193,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None
     };
-    let (mut config, scheduler, options) = match &resumed {
+    let (mut config, scheduler, mut options) = match &resumed {
         Some(c) => (c.config()?, c.scheduler()?, c.state.options),
         None => (
             load_config(&args.config, source)?,
@@ -225,6 +258,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    let decay_start = match &resumed {
+        Some(c) => c.state.step.max(options.warmup as u64),
+        None => options.warmup as u64,
+    };
+    let decay_name = args
+        .lr_decay
+        .as_deref()
+        .or(resumed.is_none().then_some("cosine"));
+    let decay = lr_decay(decay_name, decay_start, args.steps)?;
+    match (decay, &resumed) {
+        (Some(d), None) => options.lr_decay = d,
+        (Some(d), Some(_)) if !same_decay(d, options.lr_decay) => {
+            eprintln!(
+                "--lr-decay: the learning rate now follows {d:?} (the checkpoint had {:?})",
+                options.lr_decay
+            );
+            options.lr_decay = d;
+        }
+        _ => {}
+    }
+    if let ddpm::train::LrDecay::Cosine { end, .. } = options.lr_decay {
+        if end < args.steps {
+            eprintln!(
+                "note: the learning rate decays to 0 at step {end}, before --steps {}; pass \
+                 --lr-decay cosine to decay over the new length from here",
+                args.steps
+            );
+        }
+    }
     options.validate()?;
 
     let changed = (args.beta_schedule.is_some()

@@ -24,6 +24,9 @@ pub struct TrainOptions {
     /// Peak learning rate (reached after `warmup` steps, linearly).
     pub lr: f32,
     pub warmup: usize,
+    /// What the learning rate does after the warm-up.
+    #[serde(default)]
+    pub lr_decay: LrDecay,
     pub beta1: f32,
     pub beta2: f32,
     pub adam_eps: f32,
@@ -38,6 +41,38 @@ pub struct TrainOptions {
     /// model's null class (classifier-free guidance training; 0 for none).
     #[serde(default)]
     pub label_dropout: f32,
+}
+
+/// The learning rate after the warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LrDecay {
+    /// The peak rate until the end.
+    #[default]
+    Constant,
+    /// Half a cosine from the peak rate at step `start` down to 0 at step `end` (0-based
+    /// steps; 0 after `end`). `start` is usually the warm-up's end; a resumed run that adds a
+    /// decay starts it where it resumed.
+    Cosine { start: u64, end: u64 },
+}
+
+impl LrDecay {
+    /// The factor applied to the peak rate at step `step`.
+    pub fn factor(&self, step: u64) -> f32 {
+        match *self {
+            LrDecay::Constant => 1.0,
+            LrDecay::Cosine { start, end } => {
+                if step <= start {
+                    1.0
+                } else if step >= end {
+                    0.0
+                } else {
+                    let progress = (step - start) as f64 / (end - start) as f64;
+                    (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())) as f32
+                }
+            }
+        }
+    }
 }
 
 /// Largest training batch accepted ([`TrainOptions::validate`]).
@@ -69,6 +104,15 @@ impl TrainOptions {
                 self.warmup.to_string(),
                 &format!("must be at most {MAX_STEPS} steps"),
             );
+        }
+        if let LrDecay::Cosine { start, end } = self.lr_decay {
+            if start >= end || end > MAX_STEPS {
+                return bad(
+                    "lr_decay",
+                    format!("cosine from step {start} to {end}"),
+                    &format!("needs start < end ≤ {MAX_STEPS}"),
+                );
+            }
         }
         let unit = |x: f32| (0.0..1.0).contains(&x);
         let non_negative = |x: f32| x.is_finite() && x >= 0.0;
@@ -127,6 +171,7 @@ impl Default for TrainOptions {
             batch: 32,
             lr: 1e-3,
             warmup: 100,
+            lr_decay: LrDecay::Constant,
             beta1: 0.9,
             beta2: 0.999,
             adam_eps: 1e-8,
@@ -483,14 +528,16 @@ impl Trainer {
         self.options.ema_decay.min(warm)
     }
 
-    /// The learning rate of step `step` (0-based): linear warm-up, then constant.
+    /// The learning rate of step `step` (0-based): linear warm-up, then
+    /// [`TrainOptions::lr_decay`].
     pub fn lr(&self, step: u64) -> f32 {
         let w = self.options.warmup as f32;
-        if w == 0.0 {
-            self.options.lr
+        let warm = if w == 0.0 {
+            1.0
         } else {
-            self.options.lr * ((step + 1) as f32 / w).min(1.0)
-        }
+            ((step + 1) as f32 / w).min(1.0)
+        };
+        self.options.lr * warm * self.options.lr_decay.factor(step)
     }
 
     /// The class labels step `step` trains on: the samples' `classes`, each replaced by the null
