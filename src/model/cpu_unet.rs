@@ -1,11 +1,11 @@
 //! The CPU reference U-Net: [`super::unet::forward`] over the plain-Rust ops of [`crate::cpu`].
 //! Slow and simple, it is the yardstick for the GPU U-Net.
 
-use super::unet::{self, Backend};
+use super::unet::{self, Backend, Conv};
 use super::{UNetConfig, Weights};
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::options::{Conv2dGeom, GroupNormOptions, LinearOptions};
+use crate::options::{GroupNormOptions, LinearOptions};
 
 /// A host tensor: shape and row-major data.
 #[derive(Clone, Debug)]
@@ -83,12 +83,14 @@ impl Backend for Cpu<'_> {
         &mut self,
         x: &HostTensor,
         prefix: &str,
+        out_features: usize,
         silu_in: bool,
         silu_out: bool,
     ) -> Result<HostTensor> {
         let (ws, w) = self.param(&format!("{prefix}.weight"))?;
         let (_, bias) = self.param(&format!("{prefix}.bias"))?;
         let (n, in_f, out_f) = (x.shape[0], x.shape[1], ws[0]);
+        super::check_declared(prefix, "output features", out_features, out_f)?;
         let inputs = cpu::linear::LinearInputs {
             x: &x.data,
             n,
@@ -107,13 +109,17 @@ impl Backend for Cpu<'_> {
         &mut self,
         x: &HostTensor,
         prefix: &str,
-        geom: Conv2dGeom,
+        conv: Conv,
         temb: Option<&HostTensor>,
         residual: Option<&HostTensor>,
         out_scale: f32,
     ) -> Result<HostTensor> {
         let (ws, w) = self.param(&format!("{prefix}.weight"))?;
         let (_, bias) = self.param(&format!("{prefix}.bias"))?;
+        let [cout, _, k, _] = conv_weight_shape(ws);
+        super::check_declared(prefix, "output channels", conv.out_channels, cout)?;
+        super::check_declared(prefix, "kernel size", conv.kernel, k)?;
+        let geom = conv.geom;
         let inputs = cpu::conv2d::Conv2dInputs {
             x: &x.data,
             x_shape: nchw(&x.shape),
@@ -157,21 +163,22 @@ impl Backend for Cpu<'_> {
         })
     }
 
-    fn attention(&mut self, x: &HostTensor, prefix: &str, heads: usize) -> Result<HostTensor> {
-        let [n, c, h, w] = nchw(&x.shape);
+    fn attention(
+        &mut self,
+        x: &HostTensor,
+        prefix: &str,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<HostTensor> {
+        let [n, _, h, w] = nchw(&x.shape);
+        let c = heads * head_dim;
         // q, k, v = 1×1 projections, stacked channel-wise into [N, 3C, H·W].
         let mut qkv = Vec::with_capacity(3 * x.data.len());
         let parts: Vec<HostTensor> = ["to_q", "to_k", "to_v"]
             .iter()
             .map(|p| {
-                self.conv(
-                    x,
-                    &format!("{prefix}.{p}"),
-                    Conv2dGeom::same(1),
-                    None,
-                    None,
-                    1.0,
-                )
+                let projection = Conv::projection(c);
+                self.conv(x, &format!("{prefix}.{p}"), projection, None, None, 1.0)
             })
             .collect::<Result<_>>()?;
         for b in 0..n {
@@ -192,10 +199,6 @@ impl Backend for Cpu<'_> {
             shape: vec![n, ca + cb, h, w],
             data: cpu::concat::concat_channels(&a.data, &b.data, n, ca, cb, h * w),
         })
-    }
-
-    fn has_param(&self, name: &str) -> bool {
-        self.weights.get(name).is_some()
     }
 }
 

@@ -369,10 +369,6 @@ impl Recorder for PlanRecorder<'_> {
         self.param(name)
     }
 
-    fn has_param(&self, name: &str) -> bool {
-        self.params.contains_key(name)
-    }
-
     fn record(&mut self, dispatch: Dispatch, flops: u64, op: Recorded<'_, Pooled>) {
         if let Recorded::Conv {
             x, k, geom, out, ..

@@ -6,8 +6,10 @@ pub mod cpu_unet;
 pub mod gpu_unet;
 pub mod presets;
 pub mod record;
+pub mod shapes;
 pub mod torch_bin;
 pub mod unet;
+mod validate;
 pub mod weights;
 
 pub use config::UNetConfig;
@@ -32,6 +34,19 @@ pub trait EpsModel {
 
 /// Checks that `x_shape` is `[N, in_channels, H, W]` with H, W divisible by the total
 /// downsampling factor, and that there is one timestep per sample.
+/// Checks that a weight tensor has the size the graph ([`unet::forward`]) declares for its
+/// layer: a model whose tensors disagree with its config is an error naming the layer, never a
+/// silently different network.
+pub(crate) fn check_declared(layer: &str, what: &str, declared: usize, found: usize) -> Result<()> {
+    if declared == found {
+        Ok(())
+    } else {
+        Err(Error::Weights(format!(
+            "`{layer}`: the config gives it {declared} {what}, its weights have {found}"
+        )))
+    }
+}
+
 /// Checks that class labels are given exactly when the model is class-conditional.
 pub fn check_conditioning(cfg: &UNetConfig, labels_given: bool) -> Result<()> {
     match (cfg.num_class_embeds, labels_given) {

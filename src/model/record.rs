@@ -4,7 +4,7 @@
 //! where tensors live and what it keeps of each op ([`Recorder`]); any recorder is a
 //! [`Backend`] of [`super::unet::forward`].
 
-use super::unet::Backend;
+use super::unet::{Backend, Conv};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops;
@@ -77,8 +77,6 @@ pub trait Recorder {
     fn param(&self, name: &str) -> Result<Tensor>;
     /// A conv weight packed for the conv kernels (see `ops::conv_pack::pack_weight`).
     fn conv_weight(&self, name: &str) -> Result<Tensor>;
-    /// Whether the model has parameter `name` (optional layers).
-    fn has_param(&self, name: &str) -> bool;
     /// Keeps the dispatch of `op`; `flops` counts its floating-point operations (an FMA is 2).
     fn record(&mut self, dispatch: Dispatch, flops: u64, op: Recorded<'_, Self::T>);
 }
@@ -108,9 +106,17 @@ impl<R: Recorder> Backend for R {
         Ok(out)
     }
 
-    fn linear(&mut self, x: &R::T, prefix: &str, silu_in: bool, silu_out: bool) -> Result<R::T> {
+    fn linear(
+        &mut self,
+        x: &R::T,
+        prefix: &str,
+        out_features: usize,
+        silu_in: bool,
+        silu_out: bool,
+    ) -> Result<R::T> {
         let w = self.param(&format!("{prefix}.weight"))?;
         let b = self.param(&format!("{prefix}.bias"))?;
+        super::check_declared(prefix, "output features", out_features, w.shape[0])?;
         let xt = R::tensor(x);
         let out = self.alloc(&[xt.shape[0], w.shape[0]])?;
         let o = R::tensor(&out);
@@ -136,7 +142,7 @@ impl<R: Recorder> Backend for R {
         &mut self,
         x: &R::T,
         prefix: &str,
-        geom: Conv2dGeom,
+        conv: Conv,
         temb: Option<&R::T>,
         residual: Option<&R::T>,
         out_scale: f32,
@@ -146,6 +152,9 @@ impl<R: Recorder> Backend for R {
         let b = self.param(&format!("{prefix}.bias"))?;
         let xt = R::tensor(x);
         let k = w.shape[2];
+        super::check_declared(prefix, "output channels", conv.out_channels, b.shape[0])?;
+        super::check_declared(prefix, "kernel size", conv.kernel, k)?;
+        let geom = conv.geom;
         let (ho, wo) = geom.out_hw(xt.shape[2], xt.shape[3], k);
         let out = self.alloc(&[xt.shape[0], b.shape[0], ho, wo])?;
         let o = R::tensor(&out);
@@ -207,9 +216,10 @@ impl<R: Recorder> Backend for R {
         Ok(out)
     }
 
-    fn attention(&mut self, x: &R::T, prefix: &str, heads: usize) -> Result<R::T> {
+    fn attention(&mut self, x: &R::T, prefix: &str, heads: usize, head_dim: usize) -> Result<R::T> {
         let qkv_prefix = format!("{prefix}.to_qkv");
-        let qkv = self.conv(x, &qkv_prefix, Conv2dGeom::same(1), None, None, 1.0)?;
+        let stacked = Conv::same(3 * heads * head_dim, 1);
+        let qkv = self.conv(x, &qkv_prefix, stacked, None, None, 1.0)?;
         let xt = R::tensor(x);
         let out = self.alloc(&xt.shape)?;
         let [n, c, h, w] = [xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3]];
@@ -267,9 +277,5 @@ impl<R: Recorder> Backend for R {
             Recorded::CenterInput { out: &out },
         );
         Ok(out)
-    }
-
-    fn has_param(&self, name: &str) -> bool {
-        Recorder::has_param(self, name)
     }
 }

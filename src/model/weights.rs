@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::config::{Layer, UNetConfig};
+pub use super::shapes::expected_params;
 use super::torch_bin::{self, NamedTensor};
+use super::UNetConfig;
 use crate::{Error, Result};
 
 /// File name of the weights in a diffusers model directory.
@@ -63,38 +64,6 @@ pub struct Weights {
     tensors: BTreeMap<String, HostTensor>,
     /// Where the weights came from (a path, or a label for bytes), for error messages.
     source: String,
-}
-
-/// The parameters (name, shape) of a `UNet2DModel` with `config`, in diffusers' `state_dict`
-/// order: conv weights `[out, in, kh, kw]`, linear weights `[out, in]`, every layer with a bias.
-pub fn expected_params(config: &UNetConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, w) = config.sample_hw().unwrap_or((1, 1));
-    let mut out = Vec::new();
-    for layer in config.layers(h, w) {
-        match layer {
-            Layer::Conv {
-                name, cin, cout, k, ..
-            } => {
-                out.push((format!("{name}.weight"), vec![cout, cin, k, k]));
-                out.push((format!("{name}.bias"), vec![cout]));
-            }
-            Layer::Linear {
-                name, inf, outf, ..
-            } => {
-                out.push((format!("{name}.weight"), vec![outf, inf]));
-                out.push((format!("{name}.bias"), vec![outf]));
-            }
-            Layer::GroupNorm { name, channels, .. } => {
-                out.push((format!("{name}.weight"), vec![channels]));
-                out.push((format!("{name}.bias"), vec![channels]));
-            }
-            Layer::AttnCore { .. } => {}
-            Layer::Embedding { name, rows, dim } => {
-                out.push((format!("{name}.weight"), vec![rows, dim]));
-            }
-        }
-    }
-    out
 }
 
 /// Maps pre-0.13 diffusers attention names to the current ones:

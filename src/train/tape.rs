@@ -380,10 +380,6 @@ impl Recorder for Tape<'_> {
         self.params.get_packed(name).cloned()
     }
 
-    fn has_param(&self, name: &str) -> bool {
-        self.params.master.contains_key(name)
-    }
-
     fn record(&mut self, dispatch: Dispatch, _flops: u64, op: Recorded<'_, Rc<Node>>) {
         self.forward.push(dispatch);
         let op = match op {
