@@ -1,27 +1,4 @@
-//! Reference for `shaders/grad_utils.wgsl`: gradients of concatenation, scaling and a
-//! per-(n, c) broadcast. Each returns the fresh contribution (callers add it to accumulate).
-
-/// Splits dy [n, ca + cb, spatial] into (da [n, ca, spatial], db [n, cb, spatial]): the gradient
-/// of `cpu::concat::concat_channels`.
-pub fn concat_backward(
-    dy: &[f32],
-    n: usize,
-    ca: usize,
-    cb: usize,
-    spatial: usize,
-) -> (Vec<f32>, Vec<f32>) {
-    let (la, lb) = (ca * spatial, cb * spatial);
-    assert_eq!(dy.len(), n * (la + lb), "concat_backward: dy length");
-    let mut da = Vec::with_capacity(n * la);
-    let mut db = Vec::with_capacity(n * lb);
-    if la + lb > 0 {
-        for row in dy.chunks(la + lb) {
-            da.extend_from_slice(&row[..la]);
-            db.extend_from_slice(&row[la..]);
-        }
-    }
-    (da, db)
-}
+//! Reference for `shaders/grad_utils.wgsl`: gradients of scaling and a per-(n, c) broadcast. Each returns the fresh contribution (callers add it to accumulate).
 
 /// scale·src.
 pub fn scale(src: &[f32], scale: f32) -> Vec<f32> {
@@ -47,6 +24,7 @@ pub fn reduce_spatial(dy: &[f32], nc: usize, spatial: usize, scale: f32) -> Vec<
 mod tests {
     use super::*;
     use crate::cpu::concat::concat_channels;
+    use crate::cpu::concat_backward::concat_backward;
     use crate::testing::Rng;
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {

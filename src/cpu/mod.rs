@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod attention_backward;
 pub mod concat;
+pub mod concat_backward;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod elementwise;

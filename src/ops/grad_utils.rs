@@ -1,5 +1,5 @@
-//! `shaders/grad_utils.wgsl`: small gradient kernels for the training tape (concatenation,
-//! scaled residual gradients, per-(n, c) broadcast), reference [`crate::cpu::grad_utils`].
+//! `shaders/grad_utils.wgsl`: small gradient kernels for the training tape (scaled residual
+//! gradients, per-(n, c) broadcast), reference [`crate::cpu::grad_utils`].
 //! Every output is overwritten, or added to when its `accumulate` flag is set.
 
 use crate::error::{Error, Result};
@@ -7,19 +7,6 @@ use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor
 use crate::ops::{check_no_alias, same_shape};
 
 const SOURCE: &str = include_str!("../../shaders/grad_utils.wgsl");
-
-const CONCAT_BACKWARD: KernelSpec = KernelSpec {
-    name: "grad_utils",
-    source: SOURCE,
-    entry: "concat_backward",
-    bindings: &[
-        Access::Uniform,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    params: &Params::LAYOUT,
-};
 
 const SCALE_INTO: KernelSpec = KernelSpec {
     name: "grad_utils",
@@ -37,7 +24,7 @@ const REDUCE_SPATIAL: KernelSpec = KernelSpec {
     params: &Params::LAYOUT,
 };
 
-/// Invocations per workgroup of `concat_backward` and `scale_into` (their `@workgroup_size`).
+/// Invocations per workgroup of `scale_into` (its `@workgroup_size`).
 const WG: u32 = 256;
 /// Invocations per workgroup of `reduce_spatial` (its `@workgroup_size`).
 const REDUCE_WG: u32 = 64;
@@ -51,53 +38,6 @@ uniform_params! {
         scale: f32,
         _pad: [u32; 3],
     }
-}
-
-/// Gradient of `concat_channels(a, b)`: dy [N, Ca + Cb, ...] → da [N, Ca, ...] and
-/// db [N, Cb, ...] (overwritten, or added to when `accumulate_a` / `accumulate_b`).
-pub fn concat_backward(
-    gpu: &Gpu,
-    dy: &Tensor,
-    accumulate_a: bool,
-    da: &Tensor,
-    accumulate_b: bool,
-    db: &Tensor,
-) -> Result<Dispatch> {
-    if dy.shape.len() < 2 || da.shape.len() != dy.shape.len() {
-        return Err(Error::Invalid(format!(
-            "concat_backward: dy and da must be [N, C, ...] of the same rank, got {:?} and {:?}",
-            dy.shape, da.shape
-        )));
-    }
-    let ca = da.shape[1];
-    let c = dy.shape[1];
-    if ca > c {
-        return Err(Error::Invalid(format!(
-            "concat_backward: da has {ca} channels but dy only {c}"
-        )));
-    }
-    let mut want = dy.shape.clone();
-    want[1] = ca;
-    same_shape("concat_backward da", &want, &da.shape)?;
-    want[1] = c - ca;
-    same_shape("concat_backward db", &want, &db.shape)?;
-    check_no_alias("concat_backward", &[("da", da), ("db", db)], &[("dy", dy)])?;
-    let spatial: usize = dy.shape[2..].iter().product();
-    let numel = dy.numel() as u32;
-    let params = Params {
-        numel,
-        len_a: (ca * spatial) as u32,
-        len_b: ((c - ca) * spatial) as u32,
-        flags: accumulate_a as u32 | (accumulate_b as u32) << 1,
-        scale: 1.0,
-        _pad: [0; 3],
-    };
-    Ok(gpu.dispatch(
-        &CONCAT_BACKWARD,
-        &params,
-        &[&dy.buffer, &da.buffer, &db.buffer],
-        grid(numel.div_ceil(WG)),
-    ))
 }
 
 /// dst (+)= scale·src (same shapes; overwrite unless `accumulate`).
@@ -166,7 +106,6 @@ pub fn reduce_spatial(
 pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
     use crate::gpu::kernel_check;
     vec![
-        kernel_check!(CONCAT_BACKWARD).workgroup_size([WG]),
         kernel_check!(SCALE_INTO).workgroup_size([WG]),
         kernel_check!(REDUCE_SPATIAL).workgroup_size([REDUCE_WG]),
     ]
@@ -192,51 +131,6 @@ mod tests {
             init.iter().zip(add).map(|(a, b)| a + b).collect()
         } else {
             add.to_vec()
-        }
-    }
-
-    #[test]
-    fn concat_backward_matches_cpu() {
-        let gpu = gpu();
-        let mut rng = Rng::new(51);
-        for (i, (n, ca, cb, hw)) in [
-            (1, 1, 1, vec![1, 1]),
-            (2, 3, 5, vec![4, 4]),
-            (3, 1, 7, vec![5, 3]),
-            (2, 13, 11, vec![9, 17]),
-            (2, 4, 0, vec![3, 3]),
-            (2, 6, 5, vec![]),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let s: usize = hw.iter().product();
-            let shape = |ch: usize| [&[n, ch][..], &hw].concat();
-            let dy = rng.normals(n * (ca + cb) * s, 1.0);
-            let (acc_a, acc_b) = (i % 2 == 1, i % 3 == 1);
-            let a0 = init(&mut rng, n * ca * s, acc_a);
-            let b0 = init(&mut rng, n * cb * s, acc_b);
-            let tdy = Tensor::from_slice(gpu, &shape(ca + cb), &dy, "dy").unwrap();
-            let ta = Tensor::from_slice(gpu, &shape(ca), &a0, "da").unwrap();
-            let tb = Tensor::from_slice(gpu, &shape(cb), &b0, "db").unwrap();
-            let d = concat_backward(gpu, &tdy, acc_a, &ta, acc_b, &tb).unwrap();
-            pollster::block_on(gpu.run(&[d])).unwrap();
-            let (wa, wb) = cpu::grad_utils::concat_backward(&dy, n, ca, cb, s);
-            let what = format!("concat_backward n {n} ca {ca} cb {cb} hw {hw:?}");
-            assert_close(
-                &ta.read_blocking(gpu).unwrap(),
-                &plus(&a0, &wa, acc_a),
-                1e-6,
-                1e-6,
-                &what,
-            );
-            assert_close(
-                &tb.read_blocking(gpu).unwrap(),
-                &plus(&b0, &wb, acc_b),
-                1e-6,
-                1e-6,
-                &what,
-            );
         }
     }
 
@@ -296,17 +190,7 @@ mod tests {
     fn grad_utils_reject_bad_args() {
         let gpu = gpu();
         let dy = Tensor::zeros(gpu, &[2, 5, 3, 3], "dy").unwrap();
-        let da = Tensor::zeros(gpu, &[2, 2, 3, 3], "da").unwrap();
-        let db = Tensor::zeros(gpu, &[2, 3, 3, 3], "db").unwrap();
-        assert!(concat_backward(gpu, &dy, false, &da, false, &db).is_ok());
-        assert!(concat_backward(gpu, &dy, false, &db, false, &da).is_ok());
-        assert!(concat_backward(gpu, &dy, false, &da, false, &da).is_err());
         let big = Tensor::zeros(gpu, &[2, 6, 3, 3], "big").unwrap();
-        assert!(concat_backward(gpu, &dy, false, &big, false, &db).is_err());
-        let hw = Tensor::zeros(gpu, &[2, 2, 3, 4], "hw").unwrap();
-        assert!(concat_backward(gpu, &dy, false, &hw, false, &db).is_err());
-        assert!(concat_backward(gpu, &dy, false, &dy, false, &db).is_err());
-
         assert!(scale_into(gpu, &dy, 1.0, true, &dy).is_err());
         assert!(scale_into(gpu, &dy, 1.0, true, &big).is_err());
 

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod attention_backward;
 pub mod concat;
+pub mod concat_backward;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv2d_tiled;
@@ -48,6 +49,7 @@ pub(crate) fn all_kernels() -> Vec<crate::gpu::KernelCheck> {
         attention::kernels(),
         attention_backward::kernels(),
         concat::kernels(),
+        concat_backward::kernels(),
         conv2d::kernels(),
         conv2d_backward::kernels(),
         conv2d_tiled::kernels(),

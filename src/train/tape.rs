@@ -341,7 +341,7 @@ impl<'a> Tape<'a> {
                     };
                     let da = grad_of(&mut grads, *a)?.expect("concat inputs need gradients");
                     let db = grad_of(&mut grads, *b)?.expect("concat inputs need gradients");
-                    d.push(ops::grad_utils::concat_backward(
+                    d.push(ops::concat_backward::concat_backward(
                         gpu, &dy, da.1, &da.0, db.1, &db.0,
                     )?);
                 }
