@@ -1,32 +1,33 @@
 //! The controls: event wiring, keyboard shortcuts, and reading the sampling settings.
 
+use super::ids;
 use super::*;
 
 pub(super) fn wire_controls() {
-    dom::on::<web_sys::Event>("generate", "click", |_| {
+    dom::on::<web_sys::Event>(ids::GENERATE, "click", |_| {
         // Mark the run as started before the click returns, so no one reads a stale state.
         if !app().running.get() {
             state::show(RunState::Running);
         }
         spawn_local(generate())
     });
-    dom::on::<web_sys::Event>("stop", "click", |_| {
+    dom::on::<web_sys::Event>(ids::STOP, "click", |_| {
         app().stop.set(true);
-        dom::set_text("run-status", "Stopping…");
+        dom::set_text(ids::RUN_STATUS, "Stopping…");
     });
-    dom::on::<web_sys::Event>("seed-random", "click", |_| {
+    dom::on::<web_sys::Event>(ids::SEED_RANDOM, "click", |_| {
         let seed = (js_sys::Math::random() * 1e9).floor();
-        dom::el::<HtmlInputElement>("seed").set_value_as_number(seed);
+        dom::el::<HtmlInputElement>(ids::SEED).set_value_as_number(seed);
     });
-    dom::on::<web_sys::Event>("sampler", "change", |_| show_sampler_options());
-    dom::on::<web_sys::Event>("guidance", "input", |_| show_guidance());
-    dom::on::<web_sys::Event>("n-samples", "change", |_| {
+    dom::on::<web_sys::Event>(ids::SAMPLER, "change", |_| show_sampler_options());
+    dom::on::<web_sys::Event>(ids::GUIDANCE, "input", |_| show_guidance());
+    dom::on::<web_sys::Event>(ids::N_SAMPLES, "change", |_| {
         let n = read_n();
-        dom::el::<HtmlInputElement>("n-samples").set_value_as_number(n as f64);
+        dom::el::<HtmlInputElement>(ids::N_SAMPLES).set_value_as_number(n as f64);
     });
-    dom::on::<web_sys::Event>("view-t", "input", |_| show_selected_frame());
-    dom::on::<web_sys::Event>("export-png", "click", |_| report_export(export::png()));
-    dom::on::<web_sys::Event>("export-gif", "click", |_| {
+    dom::on::<web_sys::Event>(ids::VIEW_T, "input", |_| show_selected_frame());
+    dom::on::<web_sys::Event>(ids::EXPORT_PNG, "click", |_| report_export(export::png()));
+    dom::on::<web_sys::Event>(ids::EXPORT_GIF, "click", |_| {
         let app = app();
         let frames = app.frames.borrow();
         report_export(
@@ -36,21 +37,21 @@ pub(super) fn wire_controls() {
                 .and_then(export::gif),
         );
     });
-    dom::set_hidden("export-webm", !export::can_record_video());
-    dom::on::<web_sys::Event>("export-webm", "click", |_| {
+    dom::set_hidden(ids::EXPORT_WEBM, !export::can_record_video());
+    dom::on::<web_sys::Event>(ids::EXPORT_WEBM, "click", |_| {
         spawn_local(async {
             // The frames are copied out so no borrow is held while the video records.
             let frames = app().frames.borrow().clone();
-            dom::set_disabled("export-webm", true);
+            dom::set_disabled(ids::EXPORT_WEBM, true);
             let result = match frames {
                 Some(f) => export::webm(&f).await,
                 None => Err("no run yet".into()),
             };
-            dom::set_disabled("export-webm", false);
+            dom::set_disabled(ids::EXPORT_WEBM, false);
             report_export(result);
         })
     });
-    dom::on::<web_sys::Event>("export-npy", "click", |_| {
+    dom::on::<web_sys::Event>(ids::EXPORT_NPY, "click", |_| {
         let app = app();
         let samples = app.last_samples.borrow();
         report_export(match samples.as_ref() {
@@ -58,54 +59,58 @@ pub(super) fn wire_controls() {
             None => Err("no finished run yet".into()),
         });
     });
-    dom::on::<web_sys::Event>("play", "click", |_| player::toggle());
-    dom::on::<web_sys::Event>("step-back", "click", |_| {
+    dom::on::<web_sys::Event>(ids::PLAY, "click", |_| player::toggle());
+    dom::on::<web_sys::Event>(ids::STEP_BACK, "click", |_| {
         player::pause();
         player::step(-1);
     });
-    dom::on::<web_sys::Event>("step-fwd", "click", |_| {
+    dom::on::<web_sys::Event>(ids::STEP_FWD, "click", |_| {
         player::pause();
         player::step(1);
     });
-    dom::on::<web_sys::Event>("replay", "click", |_| {
+    dom::on::<web_sys::Event>(ids::REPLAY, "click", |_| {
         player::jump(false);
         player::play();
     });
-    dom::on::<web_sys::Event>("loss-run", "click", |_| spawn_local(loss_view::measure()));
+    dom::on::<web_sys::Event>(
+        ids::LOSS_RUN,
+        "click",
+        |_| spawn_local(loss_view::measure()),
+    );
     draw_pad::wire(|x, shape| {
         let i = Rc::make_mut(&mut app().fwd.borrow_mut()).add_drawing(x, shape);
         refresh_forward_menu();
-        dom::el::<HtmlSelectElement>("fwd-image").set_value(&i.to_string());
+        dom::el::<HtmlSelectElement>(ids::FWD_IMAGE).set_value(&i.to_string());
         update_forward();
     });
-    dom::on::<web_sys::Event>("fwd-denoise", "click", |_| {
+    dom::on::<web_sys::Event>(ids::FWD_DENOISE, "click", |_| {
         if !app().running.get() {
             state::show(RunState::Running);
         }
         spawn_local(denoise())
     });
-    dom::on::<web_sys::Event>("fwd-t", "input", |_| update_forward());
-    dom::on::<web_sys::Event>("fwd-image", "change", |_| update_forward());
+    dom::on::<web_sys::Event>(ids::FWD_T, "input", |_| update_forward());
+    dom::on::<web_sys::Event>(ids::FWD_IMAGE, "change", |_| update_forward());
     dom::listen::<KeyboardEvent>(dom::document().as_ref(), "keydown", on_key);
     dom::listen::<web_sys::Event>(dom::window().as_ref(), "resize", |_| update_forward());
 
     // The models the page ships (assets/), by folder.
-    dom::on::<web_sys::Event>("model-menu", "change", |_| {
-        let base = dom::el::<HtmlSelectElement>("model-menu").value();
+    dom::on::<web_sys::Event>(ids::MODEL_MENU, "change", |_| {
+        let base = dom::el::<HtmlSelectElement>(ids::MODEL_MENU).value();
         if !base.is_empty() {
             spawn_local(async move { load_from_url(&base, None).await });
         }
     });
 
     // Models from the Hub: the paper's models in a menu, or any id.
-    dom::on::<web_sys::Event>("hub-menu", "change", |_| {
-        let id = dom::el::<HtmlSelectElement>("hub-menu").value();
+    dom::on::<web_sys::Event>(ids::HUB_MENU, "change", |_| {
+        let id = dom::el::<HtmlSelectElement>(ids::HUB_MENU).value();
         if !id.is_empty() {
-            dom::el::<HtmlInputElement>("hub-id").set_value(&id);
+            dom::el::<HtmlInputElement>(ids::HUB_ID).set_value(&id);
         }
     });
-    dom::on::<web_sys::Event>("hub-load", "click", |_| {
-        let text = dom::el::<HtmlInputElement>("hub-id").value();
+    dom::on::<web_sys::Event>(ids::HUB_LOAD, "click", |_| {
+        let text = dom::el::<HtmlInputElement>(ids::HUB_ID).value();
         let text = text.trim();
         let name = if text.starts_with(crate::hub::PREFIX) {
             text.to_string()
@@ -126,26 +131,26 @@ pub(super) fn wire_controls() {
     });
 
     // Model files: picker and drag & drop.
-    dom::on::<web_sys::Event>("model-files", "change", |_| {
-        let input = dom::el::<HtmlInputElement>("model-files");
+    dom::on::<web_sys::Event>(ids::MODEL_FILES, "change", |_| {
+        let input = dom::el::<HtmlInputElement>(ids::MODEL_FILES);
         if let Some(list) = input.files() {
             spawn_local(async move {
                 let result = files::read_user_files(&list).await;
-                dom::el::<HtmlInputElement>("model-files").set_value("");
+                dom::el::<HtmlInputElement>(ids::MODEL_FILES).set_value("");
                 apply_model_files(result, None).await;
             });
         }
     });
-    dom::on::<web_sys::DragEvent>("model-drop", "dragover", |e| {
+    dom::on::<web_sys::DragEvent>(ids::MODEL_DROP, "dragover", |e| {
         e.prevent_default();
-        dom::set_class("model-drop", "drop over");
+        dom::set_class(ids::MODEL_DROP, "drop over");
     });
-    dom::on::<web_sys::DragEvent>("model-drop", "dragleave", |_| {
-        dom::set_class("model-drop", "drop")
+    dom::on::<web_sys::DragEvent>(ids::MODEL_DROP, "dragleave", |_| {
+        dom::set_class(ids::MODEL_DROP, "drop")
     });
-    dom::on::<web_sys::DragEvent>("model-drop", "drop", |e| {
+    dom::on::<web_sys::DragEvent>(ids::MODEL_DROP, "drop", |e| {
         e.prevent_default();
-        dom::set_class("model-drop", "drop");
+        dom::set_class(ids::MODEL_DROP, "drop");
         if let Some(list) = e.data_transfer().and_then(|d| d.files()) {
             spawn_local(async move {
                 apply_model_files(files::read_user_files(&list).await, None).await
@@ -170,7 +175,7 @@ pub(super) fn on_key(e: KeyboardEvent) {
             return;
         }
     }
-    if dom::el::<HtmlInputElement>("view-t").disabled() {
+    if dom::el::<HtmlInputElement>(ids::VIEW_T).disabled() {
         return;
     }
     match e.key().as_str() {
@@ -191,32 +196,34 @@ pub(super) fn on_key(e: KeyboardEvent) {
 /// Shows a failed download in the run's error line.
 pub(super) fn report_export(result: Result<(), String>) {
     if let Err(e) = result {
-        dom::show_message("run-error", Some(&format!("export failed: {e}")));
+        dom::show_message(ids::RUN_ERROR, Some(&format!("export failed: {e}")));
     }
 }
 
 pub(super) fn read_n() -> usize {
-    dom::input_f64("n-samples", 16.0).round().clamp(1.0, 64.0) as usize
+    dom::input_f64(ids::N_SAMPLES, 16.0)
+        .round()
+        .clamp(1.0, 64.0) as usize
 }
 
 /// The sampling controls; DDIM steps are clamped to 1..=T of the model's schedule.
 pub(super) fn read_config(scheduler: &SchedulerConfig) -> RunConfig {
-    let steps = dom::input_f64("ddim-steps", 50.0)
+    let steps = dom::input_f64(ids::DDIM_STEPS, 50.0)
         .round()
         .clamp(1.0, scheduler.num_train_timesteps as f64) as usize;
-    let eta = dom::input_f64("ddim-eta", 0.0).clamp(0.0, 1.0) as f32;
+    let eta = dom::input_f64(ids::DDIM_ETA, 0.0).clamp(0.0, 1.0) as f32;
     RunConfig {
         n: read_n(),
-        seed: dom::input_f64("seed", 0.0).max(0.0) as u64,
-        kind: if dom::select_value("sampler") == "ddim" {
+        seed: dom::input_f64(ids::SEED, 0.0).max(0.0) as u64,
+        kind: if dom::select_value(ids::SAMPLER) == "ddim" {
             SamplerKind::Ddim { steps, eta }
         } else {
             SamplerKind::Ddpm
         },
-        variance: VarianceType::parse(&dom::select_value("variance"))
+        variance: VarianceType::parse(&dom::select_value(ids::VARIANCE))
             .unwrap_or(scheduler.variance_type),
-        class: dom::select_value("class").parse().ok(),
-        guidance: dom::input_f64("guidance", 1.0) as f32,
+        class: dom::select_value(ids::CLASS).parse().ok(),
+        guidance: dom::input_f64(ids::GUIDANCE, 1.0) as f32,
         start: None,
     }
 }
@@ -225,7 +232,7 @@ pub(super) fn read_config(scheduler: &SchedulerConfig) -> RunConfig {
 /// where the model names them), hides them otherwise.
 pub(super) fn show_class_controls(config: &crate::model::UNetConfig) {
     let classes = config.classes();
-    dom::set_hidden("class-options", classes.is_empty());
+    dom::set_hidden(ids::CLASS_OPTIONS, classes.is_empty());
     let names = config.ddpm_class_names.clone().unwrap_or_default();
     let mut html = String::from("<option value=\"each\" selected>One of each</option>");
     for (i, c) in classes.iter().enumerate() {
@@ -235,10 +242,10 @@ pub(super) fn show_class_controls(config: &crate::model::UNetConfig) {
             escape_html(&name)
         ));
     }
-    dom::set_html("class", &html);
+    dom::set_html(ids::CLASS, &html);
     let guided = config.ddpm_null_class.is_some();
     let w = config.ddpm_guidance_scale.unwrap_or(1.0);
-    let slider = dom::el::<HtmlInputElement>("guidance");
+    let slider = dom::el::<HtmlInputElement>(ids::GUIDANCE);
     slider.set_value_as_number(if guided { w } else { 1.0 });
     slider.set_disabled(!guided);
     show_guidance();
@@ -254,11 +261,11 @@ pub(super) fn escape_html(s: &str) -> String {
 
 /// The guidance value beside its slider.
 pub(super) fn show_guidance() {
-    let w = dom::input_f64("guidance", 1.0);
+    let w = dom::input_f64(ids::GUIDANCE, 1.0);
     let what = match w {
         0.0 => " (unconditional)",
         1.0 => " (plain conditional)",
         _ => "",
     };
-    dom::set_text("guidance-value", &format!("w = {w}{what}"));
+    dom::set_text(ids::GUIDANCE_VALUE, &format!("w = {w}{what}"));
 }

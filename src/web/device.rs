@@ -1,6 +1,7 @@
 //! The GPU device: created on first use and after a device loss, its adapter described in the
 //! page (`#gpu-status`, `#gpu-info`).
 
+use super::ids;
 use super::*;
 
 /// The current GPU, created on first use and again after a device loss.
@@ -18,23 +19,23 @@ pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
             rebuild_engine(&gpu);
             let label = adapter_label(&gpu).await;
             show_gpu_info(&gpu, &label);
-            dom::show_message("gpu-error", None);
+            dom::show_message(ids::GPU_ERROR, None);
             state::show(GpuState::Ready);
             set_gpu_pill("ready", &label);
             refresh_generate();
             if !app().running.get() {
-                dom::set_text("run-status", "Ready. Press Generate.");
+                dom::set_text(ids::RUN_STATUS, "Ready. Press Generate.");
             }
             Ok(gpu)
         }
         Err(msg) => {
             let msg = format!("WebGPU unavailable: {msg}");
-            dom::show_message("gpu-error", Some(&msg));
+            dom::show_message(ids::GPU_ERROR, Some(&msg));
             state::show(GpuState::Unavailable);
             set_gpu_pill("unavailable", "WebGPU unavailable");
             app().gpu_usable.set(false);
             refresh_generate();
-            dom::set_text("run-status", "Generate needs WebGPU.");
+            dom::set_text(ids::RUN_STATUS, "Generate needs WebGPU.");
             Err(msg)
         }
     }
@@ -77,7 +78,7 @@ pub(super) fn on_device_lost(why: &str) {
     state::show(GpuState::Lost);
     set_gpu_pill("lost", "GPU device lost");
     dom::show_message(
-        "gpu-error",
+        ids::GPU_ERROR,
         Some(&format!(
             "The GPU device was lost ({why}). Press Generate to start a new device."
         )),
@@ -86,9 +87,9 @@ pub(super) fn on_device_lost(why: &str) {
 }
 
 pub(super) fn set_gpu_pill(class: &str, text: &str) {
-    dom::set_class("gpu-status", &format!("pill {class}"));
-    dom::set_text("gpu-status", text);
-    dom::el::<web_sys::Element>("gpu-status")
+    dom::set_class(ids::GPU_STATUS, &format!("pill {class}"));
+    dom::set_text(ids::GPU_STATUS, text);
+    dom::el::<web_sys::Element>(ids::GPU_STATUS)
         .set_attribute("title", text)
         .ok();
 }
@@ -165,7 +166,7 @@ pub(super) fn show_gpu_info(gpu: &Gpu, label: &str) {
             l.max_compute_workgroups_per_dimension.to_string(),
         ),
     ];
-    dom::set_html("gpu-info", &table(&rows));
+    dom::set_html(ids::GPU_INFO, &table(&rows));
 }
 
 /// An HTML table of (label, value) rows, escaped.

@@ -2,6 +2,7 @@
 //! model's sample size, then offer it to the forward view as x_0 (`#draw-use`), to noise and
 //! denoise like a data example. Strokes are white on black, as MNIST digits.
 
+use super::ids;
 use std::cell::RefCell;
 
 use wasm_bindgen::JsCast;
@@ -32,7 +33,7 @@ thread_local! {
 /// Wires the pad's pointer events and buttons; `on_use` receives the drawing
 /// (`[1, C, H, W]`, channels equal).
 pub fn wire(on_use: impl Fn(Vec<f32>, [usize; 4]) + 'static) {
-    dom::on::<PointerEvent>("draw-pad", "pointerdown", |e| {
+    dom::on::<PointerEvent>(ids::DRAW_PAD, "pointerdown", |e| {
         e.prevent_default();
         if let Some(t) = e
             .target()
@@ -43,21 +44,21 @@ pub fn wire(on_use: impl Fn(Vec<f32>, [usize; 4]) + 'static) {
         PAD.with_borrow_mut(|p| p.drawing = true);
         paint(&e);
     });
-    dom::on::<PointerEvent>("draw-pad", "pointermove", |e| {
+    dom::on::<PointerEvent>(ids::DRAW_PAD, "pointermove", |e| {
         if PAD.with_borrow(|p| p.drawing) {
             paint(&e);
         }
     });
     for end in ["pointerup", "pointercancel", "pointerleave"] {
-        dom::on::<PointerEvent>("draw-pad", end, |_| {
+        dom::on::<PointerEvent>(ids::DRAW_PAD, end, |_| {
             PAD.with_borrow_mut(|p| p.drawing = false)
         });
     }
-    dom::on::<web_sys::Event>("draw-clear", "click", |_| {
+    dom::on::<web_sys::Event>(ids::DRAW_CLEAR, "click", |_| {
         PAD.with_borrow_mut(|p| p.ink.fill(-1.0));
         show();
     });
-    dom::on::<web_sys::Event>("draw-use", "click", move |_| {
+    dom::on::<web_sys::Event>(ids::DRAW_USE, "click", move |_| {
         let (x, shape) = PAD.with_borrow(|p| (p.ink.repeat(p.shape[1]), p.shape));
         on_use(x, shape);
     });
@@ -77,7 +78,7 @@ pub fn resize([c, h, w]: [usize; 3]) {
 
 /// Paints a soft disc under the pointer.
 fn paint(e: &PointerEvent) {
-    let canvas = dom::el::<HtmlCanvasElement>("draw-pad");
+    let canvas = dom::el::<HtmlCanvasElement>(ids::DRAW_PAD);
     let rect = canvas.get_bounding_client_rect();
     PAD.with_borrow_mut(|p| {
         let [_, _, h, w] = p.shape;
@@ -103,7 +104,7 @@ fn paint(e: &PointerEvent) {
 fn show() {
     let (q, [_, _, h, w]) = PAD.with_borrow(|p| (SnapshotData::quantise(&p.ink), p.shape));
     let img = crate::image::grid(&q, [1, 1, h, w], 1, 0, |v| v);
-    let canvas = dom::el::<HtmlCanvasElement>("draw-pad");
+    let canvas = dom::el::<HtmlCanvasElement>(ids::DRAW_PAD);
     if let Err(e) = draw::put_rgba(&canvas, img.width, img.height, &img.pixels) {
         web_sys::console::error_1(&e);
     }

@@ -3,6 +3,7 @@
 //! samples (NCHW float32 `.npy`, as `ddpm sample --npy` writes them); where the browser has
 //! `MediaRecorder`, the trajectory as WebM video too.
 
+use super::ids;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -13,14 +14,14 @@ use super::{dom, draw, run::Frames};
 
 /// The x_t canvas as shown, scaled up to at least 512 pixels, named after the seed and frame.
 pub fn png() -> Result<(), String> {
-    let label = dom::el::<web_sys::Element>("view-t-label")
+    let label = dom::el::<web_sys::Element>(ids::VIEW_T_LABEL)
         .text_content()
         .unwrap_or_default();
     let at = match label.strip_prefix("t = ") {
         Some(t) => format!("t{t}"),
         None => "sample".into(),
     };
-    let url = draw::png_data_url("canvas-xt", 512).map_err(dom::js_err)?;
+    let url = draw::png_data_url(ids::CANVAS_XT, 512).map_err(dom::js_err)?;
     draw::download(&url, &format!("{}-{at}.png", stem())).map_err(dom::js_err)
 }
 
@@ -145,7 +146,7 @@ pub fn npy(samples: &[f32], shape: [usize; 4]) -> Result<(), String> {
 
 /// `ddpm-seed{seed}`.
 fn stem() -> String {
-    format!("ddpm-seed{}", dom::input_f64("seed", 0.0) as u64)
+    format!("ddpm-seed{}", dom::input_f64(ids::SEED, 0.0) as u64)
 }
 
 /// Saves `bytes` as a download through a Blob URL.

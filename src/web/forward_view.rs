@@ -1,18 +1,19 @@
 //! The schedule summary and the forward-process view (q(x_t | x_0) of the chosen image).
 
+use super::ids;
 use super::*;
 
 pub(super) fn show_schedule() {
     let s = app().schedule.borrow().clone();
-    dom::set_text("schedule-info", &s.info);
-    let slider = dom::el::<HtmlInputElement>("fwd-t");
+    dom::set_text(ids::SCHEDULE_INFO, &s.info);
+    let slider = dom::el::<HtmlInputElement>(ids::FWD_T);
     slider.set_max(&(s.abar.len() - 1).to_string());
 }
 
 pub(super) fn refresh_forward_menu() {
     let app = app();
     let fwd = app.fwd.borrow();
-    let select = dom::el::<HtmlSelectElement>("fwd-image");
+    let select = dom::el::<HtmlSelectElement>(ids::FWD_IMAGE);
     let previous = select.value();
     let html: String = fwd
         .images
@@ -48,7 +49,7 @@ pub(super) fn update_forward() {
 
 /// The forward view's timestep (`#fwd-t`, within the schedule).
 pub(super) fn forward_t(s: &ScheduleView) -> usize {
-    (dom::el::<HtmlInputElement>("fwd-t")
+    (dom::el::<HtmlInputElement>(ids::FWD_T)
         .value_as_number()
         .max(0.0) as usize)
         .min(s.abar.len() - 1)
@@ -56,7 +57,9 @@ pub(super) fn forward_t(s: &ScheduleView) -> usize {
 
 /// The index of the forward view's chosen image (`None`: no images).
 pub(super) fn forward_selection(fwd: &Forward) -> Option<usize> {
-    let i = dom::select_value("fwd-image").parse::<usize>().unwrap_or(0);
+    let i = dom::select_value(ids::FWD_IMAGE)
+        .parse::<usize>()
+        .unwrap_or(0);
     (!fwd.images.is_empty()).then(|| i.min(fwd.images.len() - 1))
 }
 
@@ -72,11 +75,11 @@ pub(super) async fn forward_once(app: &Rc<App>) {
     let im = &fwd.images[i];
     let xt = fwd.xt(gpu.as_deref(), i, t, &s.abar).await;
     let q = crate::sampler::SnapshotData::quantise;
-    let r = draw::draw_grid("fwd-x0", &q(&im.x0), im.shape)
-        .and_then(|_| draw::draw_grid("fwd-xt", &q(&xt), im.shape))
+    let r = draw::draw_grid(ids::FWD_X0, &q(&im.x0), im.shape)
+        .and_then(|_| draw::draw_grid(ids::FWD_XT, &q(&xt), im.shape))
         .and_then(|_| {
             draw::draw_schedule_plot(
-                "fwd-plot",
+                ids::FWD_PLOT,
                 &draw::PlotSeries {
                     abar: &s.abar,
                     beta: &s.betas,
@@ -88,10 +91,10 @@ pub(super) async fn forward_once(app: &Rc<App>) {
     if let Err(e) = r {
         web_sys::console::error_1(&e);
     }
-    dom::set_text("fwd-t-label", &format!("t = {t}"));
+    dom::set_text(ids::FWD_T_LABEL, &format!("t = {t}"));
     let a = s.abar[t];
     dom::set_text(
-        "fwd-stats",
+        ids::FWD_STATS,
         &format!(
             "ᾱ_t = {a:.4} · β_t = {:.5} · SNR = {:.3e} · √(1−ᾱ_t) = {:.3}",
             s.betas[t],

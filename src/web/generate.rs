@@ -1,6 +1,7 @@
 //! Generate and its variants (denoise from the forward view, compare mode's second run): the
 //! reverse process in chunks between animation frames, drawn live.
 
+use super::ids;
 use super::*;
 
 /// Generate: samples from x_T (see [`run_reverse`]).
@@ -51,16 +52,16 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
     app.stop.set(false);
     refresh_generate();
     player::set_enabled(false);
-    dom::show_message("run-error", None);
+    dom::show_message(ids::RUN_ERROR, None);
     let outcome = generate_inner(&app, denoise.as_ref()).await;
     app.running.set(false);
-    dom::set_disabled("stop", true);
+    dom::set_disabled(ids::STOP, true);
     refresh_generate();
     let (state, status) = match outcome {
         Ok(true) => (RunState::Stopped, "Stopped."),
         Ok(false) => (RunState::Done, "Done."),
         Err(msg) => {
-            dom::show_message("run-error", Some(&msg));
+            dom::show_message(ids::RUN_ERROR, Some(&msg));
             (RunState::Error, "Failed (see below).")
         }
     };
@@ -71,7 +72,7 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
         ),
         _ => status.to_string(),
     };
-    dom::set_text("run-status", &status);
+    dom::set_text(ids::RUN_STATUS, &status);
     enable_viewer();
     if state == RunState::Done {
         let samples = app.last_samples.borrow().clone();
@@ -93,12 +94,12 @@ pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
     let mse = diff.iter().map(|v| (v * v) as f64).sum::<f64>() / diff.len().max(1) as f64;
     let max = diff.iter().fold(0f32, |m, &v| m.max(v));
     let shown: Vec<f32> = diff.iter().map(|v| v - 1.0).collect();
-    let r = draw::draw_grid("fwd-recon", &SnapshotData::quantise(x), d.shape)
-        .and_then(|_| draw::draw_grid("fwd-diff", &SnapshotData::quantise(&shown), d.shape));
+    let r = draw::draw_grid(ids::FWD_RECON, &SnapshotData::quantise(x), d.shape)
+        .and_then(|_| draw::draw_grid(ids::FWD_DIFF, &SnapshotData::quantise(&shown), d.shape));
     if let Err(e) = r {
         web_sys::console::error_1(&e);
     }
-    dom::set_hidden("fwd-recon-view", false);
+    dom::set_hidden(ids::FWD_RECON_VIEW, false);
     let t0 = app()
         .last_plan
         .borrow()
@@ -106,14 +107,14 @@ pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
         .and_then(|p| p.first().map(|s| s.t))
         .unwrap_or(d.t);
     dom::set_text(
-        "fwd-recon-stats",
+        ids::FWD_RECON_STATS,
         &format!(
             "from t = {t0}: MSE = {mse:.5} · PSNR = {:.1} dB · max |Δ| = {max:.3}",
             10.0 * (4.0 / mse.max(1e-12)).log10()
         ),
     );
-    let _ =
-        dom::el::<web_sys::Element>("fwd-recon-stats").set_attribute("data-mse", &mse.to_string());
+    let _ = dom::el::<web_sys::Element>(ids::FWD_RECON_STATS)
+        .set_attribute("data-mse", &mse.to_string());
 }
 
 /// Ok(stopped?) or a message for the page.
@@ -157,7 +158,7 @@ pub(super) async fn generate_inner(
     *app.last_plan.borrow_mut() = Some(plan);
     let mut engine = take_engine(app, &gpu, generation, &model)?;
     app.compare_frames.borrow_mut().take();
-    dom::set_hidden("compare-view", true);
+    dom::set_hidden(ids::COMPARE_VIEW, true);
     let pass = Pass {
         cfg: &cfg,
         timesteps,
@@ -165,10 +166,10 @@ pub(super) async fn generate_inner(
         target: Target::Main,
     };
     let mut outcome = run_batches(app, &gpu, &mut engine, &model, pass).await;
-    let compared = dom::el::<HtmlInputElement>("compare").checked() && denoise.is_none();
+    let compared = dom::el::<HtmlInputElement>(ids::COMPARE).checked() && denoise.is_none();
     if let (Ok(false), true) = (&outcome, compared) {
         if let Some(second) = cfg.compared(
-            &dom::select_value("compare-with"),
+            &dom::select_value(ids::COMPARE_WITH),
             model.scheduler.num_train_timesteps,
         ) {
             outcome = compare_run(app, &gpu, &mut engine, &model, &second).await;
@@ -240,9 +241,9 @@ pub(super) async fn compare_run(
     let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
         .map_err(|e| e.to_string())?;
     let timesteps = plan.iter().map(|p| p.t).collect();
-    dom::set_hidden("compare-view", false);
+    dom::set_hidden(ids::COMPARE_VIEW, false);
     let label = format!("x_t of {}", cfg.describe());
-    dom::set_text("cmp-label", &label);
+    dom::set_text(ids::CMP_LABEL, &label);
     let pass = Pass {
         cfg,
         timesteps,
@@ -293,7 +294,7 @@ pub(super) async fn run_batches(
     let (per, shape) = (c * h * w, [n, c, h, w]);
     let steps = timesteps.len();
     // Compare mode holds two runs' frames in the same budget.
-    let budget = if dom::el::<HtmlInputElement>("compare").checked() {
+    let budget = if dom::el::<HtmlInputElement>(ids::COMPARE).checked() {
         FRAME_BUDGET / 2
     } else {
         FRAME_BUDGET
@@ -307,8 +308,8 @@ pub(super) async fn run_batches(
     };
     let mut samples = vec![0f32; n * per];
 
-    dom::el::<HtmlInputElement>("view-t").set_disabled(true);
-    dom::set_disabled("stop", false);
+    dom::el::<HtmlInputElement>(ids::VIEW_T).set_disabled(true);
+    dom::set_disabled(ids::STOP, false);
     state::show(RunState::Running);
     let batches = if runs > 1 {
         format!(" in {runs} batches of {batch} (device limits)")
@@ -320,7 +321,7 @@ pub(super) async fn run_batches(
         Target::Compare => "Comparison: running",
     };
     dom::set_text(
-        "run-status",
+        ids::RUN_STATUS,
         &format!("{what} {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
     );
     let total = runs * steps;
@@ -413,17 +414,17 @@ pub(super) fn guided_null_class(model: &Model, cfg: &RunConfig) -> Option<usize>
 }
 
 pub(super) fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
-    let p = dom::el::<web_sys::HtmlProgressElement>("run-progress");
+    let p = dom::el::<web_sys::HtmlProgressElement>(ids::RUN_PROGRESS);
     p.set_max(total.max(1) as f64);
     p.set_value(done as f64);
-    dom::set_text("stat-steps", &format!("{done} / {total}"));
+    dom::set_text(ids::STAT_STEPS, &format!("{done} / {total}"));
     let rate = if elapsed_ms > 0.0 {
         done as f64 / (elapsed_ms / 1e3)
     } else {
         0.0
     };
     dom::set_text(
-        "stat-rate",
+        ids::STAT_RATE,
         &if done > 0 {
             format!("{rate:.1}")
         } else {
@@ -436,7 +437,10 @@ pub(super) fn update_stats(done: usize, total: usize, elapsed_ms: f64) {
     } else {
         String::new()
     };
-    dom::set_text("stat-elapsed", &format!("{:.1} s{left}", elapsed_ms / 1e3));
+    dom::set_text(
+        ids::STAT_ELAPSED,
+        &format!("{:.1} s{left}", elapsed_ms / 1e3),
+    );
 }
 
 /// `42 s`, `3 min 5 s` or `2 h 7 min`.
@@ -463,13 +467,13 @@ pub(super) fn schedule_live_draw() {
             Some(f) if f.target == Target::Main => {
                 let p = &f.pictures;
                 draw_frame(&p.x, &p.x0, &p.eps, p.shape);
-                dom::set_text("view-t-label", &f.label);
-                dom::set_disabled("export-png", false);
+                dom::set_text(ids::VIEW_T_LABEL, &f.label);
+                dom::set_disabled(ids::EXPORT_PNG, false);
             }
             Some(f) => {
                 let p = &f.pictures;
-                let r = draw::draw_grid("cmp-xt", &p.x, p.shape)
-                    .and_then(|_| draw::draw_grid("cmp-x0", &p.x0, p.shape));
+                let r = draw::draw_grid(ids::CMP_XT, &p.x, p.shape)
+                    .and_then(|_| draw::draw_grid(ids::CMP_X0, &p.x0, p.shape));
                 if let Err(e) = r {
                     web_sys::console::error_1(&e);
                 }
@@ -481,9 +485,9 @@ pub(super) fn schedule_live_draw() {
 
 /// Draws x_t, ε̂ and x̂0 of one frame.
 pub(super) fn draw_frame(x: &[u8], x0: &[u8], eps: &[u8], shape: [usize; 4]) {
-    let r = draw::draw_grid("canvas-xt", x, shape)
-        .and_then(|_| draw::draw_grid("canvas-x0", x0, shape))
-        .and_then(|_| draw::draw_grid("canvas-eps", eps, shape));
+    let r = draw::draw_grid(ids::CANVAS_XT, x, shape)
+        .and_then(|_| draw::draw_grid(ids::CANVAS_X0, x0, shape))
+        .and_then(|_| draw::draw_grid(ids::CANVAS_EPS, eps, shape));
     if let Err(e) = r {
         web_sys::console::error_1(&e);
     }

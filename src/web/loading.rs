@@ -1,6 +1,7 @@
 //! Model loading: the default or `?model=` folder, the shipped-models menu, the Hub, the user's
 //! files; installing a model re-plans the engine and the views.
 
+use super::ids;
 use super::*;
 
 /// Loads the default model named by `?model=URL/` (or `?model=hf:owner/name[@revision]`, from
@@ -38,7 +39,7 @@ pub(super) async fn load_default_model() {
     };
     let Some(mut base) = base.filter(|s| !s.is_empty()) else {
         dom::set_text(
-            "model-status",
+            ids::MODEL_STATUS,
             "No default model bundled: load your own below.",
         );
         return;
@@ -53,7 +54,7 @@ pub(super) async fn load_default_model() {
 pub(super) async fn load_from_url(base: &str, note: Option<String>) {
     start_download();
     let result = files::fetch_model(base, show_download).await;
-    dom::set_hidden("model-progress", true);
+    dom::set_hidden(ids::MODEL_PROGRESS, true);
     apply_model_files(result, note).await;
 }
 
@@ -61,7 +62,7 @@ pub(super) async fn load_from_url(base: &str, note: Option<String>) {
 pub(super) async fn load_from_hub(endpoint: &str, id: &crate::hub::HubId) {
     start_download();
     let result = files::fetch_hub_model(endpoint, id, show_download).await;
-    dom::set_hidden("model-progress", true);
+    dom::set_hidden(ids::MODEL_PROGRESS, true);
     apply_model_files(result, None).await;
 }
 
@@ -71,25 +72,25 @@ pub(super) fn start_download() {
     app.model_loading.set(true);
     refresh_generate();
     state::show(ModelState::Loading);
-    dom::set_hidden("model-progress", false);
+    dom::set_hidden(ids::MODEL_PROGRESS, false);
 }
 
 /// Download progress of file `name` in the model section.
 pub(super) fn show_download(name: &str, done: u64, total: Option<u64>) {
-    let progress = dom::el::<web_sys::HtmlProgressElement>("model-progress");
+    let progress = dom::el::<web_sys::HtmlProgressElement>(ids::MODEL_PROGRESS);
     match total {
         Some(t) if t > 0 => {
             progress.set_max(t as f64);
             progress.set_value(done as f64);
             dom::set_text(
-                "model-status",
+                ids::MODEL_STATUS,
                 &format!("Downloading {name}: {} / {}", files::mb(done), files::mb(t)),
             );
         }
         _ => {
             progress.remove_attribute("value").ok();
             dom::set_text(
-                "model-status",
+                ids::MODEL_STATUS,
                 &format!("Downloading {name}: {}", files::mb(done)),
             );
         }
@@ -110,7 +111,7 @@ pub(super) fn rebuild_engine(gpu: &Gpu) {
     {
         Ok(e) => *app.engine.borrow_mut() = Some(e),
         Err(e) => dom::show_message(
-            "model-error",
+            ids::MODEL_ERROR,
             Some(&format!(
                 "Could not put the model on the new GPU device: {e}"
             )),
@@ -122,14 +123,14 @@ pub(super) fn rebuild_engine(gpu: &Gpu) {
 /// `note` (the default model's) is shown in a banner.
 pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: Option<String>) {
     let app = app();
-    dom::show_message("model-error", None);
+    dom::show_message(ids::MODEL_ERROR, None);
     app.model_loading.set(true);
     refresh_generate();
     state::show(ModelState::Loading);
     let loaded = match files {
         Ok(files) => {
             dom::set_text(
-                "model-status",
+                ids::MODEL_STATUS,
                 &format!("Loading model from {}…", files.source),
             );
             // Let the status paint before the (synchronous) parse and upload.
@@ -142,22 +143,22 @@ pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: O
     match loaded {
         Ok(()) => {
             let model = app.model.borrow().clone().expect("installed");
-            dom::set_html("model-info", &table(&model.facts));
-            dom::set_hidden("model-info", false);
+            dom::set_html(ids::MODEL_INFO, &table(&model.facts));
+            dom::set_hidden(ids::MODEL_INFO, false);
             dom::set_text(
-                "model-status",
+                ids::MODEL_STATUS,
                 &format!("Model loaded: {}.", model.summary()),
             );
-            dom::show_message("model-note", note.as_deref());
+            dom::show_message(ids::MODEL_NOTE, note.as_deref());
             state::show(ModelState::Ready);
         }
         Err(msg) => {
             dom::show_message(
-                "model-error",
+                ids::MODEL_ERROR,
                 Some(&format!("Could not load the model: {msg}")),
             );
             dom::set_text(
-                "model-status",
+                ids::MODEL_STATUS,
                 if app.model.borrow().is_some() {
                     "Keeping the previous model."
                 } else {
@@ -174,7 +175,7 @@ pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: O
 
 /// Shows the DDIM options when DDIM is selected.
 pub(super) fn show_sampler_options() {
-    dom::set_hidden("ddim-options", dom::select_value("sampler") != "ddim");
+    dom::set_hidden(ids::DDIM_OPTIONS, dom::select_value(ids::SAMPLER) != "ddim");
 }
 
 /// FLOPs per image and step above which a loaded model starts on DDIM 50.
@@ -199,15 +200,15 @@ pub(super) fn install_model(app: &App, files: ModelFiles) -> Result<(), String> 
     // The controls follow the model's scheduler; costly models (the paper's CIFAR-10 net, 12
     // GFLOP per image and step, and its 256×256 ones) start on DDIM 50, DDPM one click away.
     if model.config.forward_flops(1) > BIG_MODEL_FLOPS {
-        dom::el::<HtmlSelectElement>("sampler").set_value("ddim");
-        dom::el::<HtmlInputElement>("ddim-steps").set_value("50");
+        dom::el::<HtmlSelectElement>(ids::SAMPLER).set_value("ddim");
+        dom::el::<HtmlInputElement>(ids::DDIM_STEPS).set_value("50");
         show_sampler_options();
     }
-    dom::el::<HtmlSelectElement>("variance").set_value(model.scheduler.variance_type.name());
+    dom::el::<HtmlSelectElement>(ids::VARIANCE).set_value(model.scheduler.variance_type.name());
     show_class_controls(&model.config);
     draw_pad::resize(model.sample);
     // The shipped-models menu shows the one loaded, or "your own model".
-    let menu = dom::el::<HtmlSelectElement>("model-menu");
+    let menu = dom::el::<HtmlSelectElement>(ids::MODEL_MENU);
     menu.set_value(&model.files.source);
     if menu.value() != model.files.source {
         menu.set_value("");
@@ -218,7 +219,7 @@ pub(super) fn install_model(app: &App, files: ModelFiles) -> Result<(), String> 
     *app.fwd.borrow_mut() = Rc::new(Forward::with_examples(source));
     refresh_forward_menu();
     update_forward();
-    dom::el::<HtmlInputElement>("ddim-steps")
+    dom::el::<HtmlInputElement>(ids::DDIM_STEPS)
         .set_max(&model.scheduler.num_train_timesteps.to_string());
     *app.schedule.borrow_mut() = Rc::new(ScheduleView::new(&model.scheduler));
     *app.engine.borrow_mut() = engine;

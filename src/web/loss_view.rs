@@ -3,6 +3,7 @@
 //! size — the curve `ddpm loss --timesteps 10 --draws 1 --seed 0` prints for the same examples.
 //! `<body data-loss>` is idle | running | done | error.
 
+use super::ids;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -43,7 +44,7 @@ pub async fn measure() {
     app.running.set(true);
     super::refresh_generate();
     state::show(LossState::Running);
-    dom::set_text("loss-stats", "Measuring…");
+    dom::set_text(ids::LOSS_STATS, "Measuring…");
     let result = measure_inner(&app).await;
     app.running.set(false);
     super::refresh_generate();
@@ -54,7 +55,7 @@ pub async fn measure() {
             state::show(LossState::Done);
         }
         Err(e) => {
-            dom::set_text("loss-stats", &e);
+            dom::set_text(ids::LOSS_STATS, &e);
             state::show(LossState::Error);
         }
     }
@@ -119,8 +120,8 @@ fn show(curve: &LossCurve, train_timesteps: usize) {
         .copied()
         .zip(curve.loss.iter().copied())
         .collect();
-    dom::set_hidden("loss-view", false);
-    if let Err(e) = draw::draw_loss_plot("loss-plot", &points, train_timesteps) {
+    dom::set_hidden(ids::LOSS_VIEW, false);
+    if let Err(e) = draw::draw_loss_plot(ids::LOSS_PLOT, &points, train_timesteps) {
         web_sys::console::error_1(&e);
     }
     let (worst, best) = points
@@ -132,7 +133,7 @@ fn show(curve: &LossCurve, train_timesteps: usize) {
             )
         });
     dom::set_text(
-        "loss-stats",
+        ids::LOSS_STATS,
         &format!(
             "L_simple = ‖ε − ε̂‖² / D: highest {:.4} at t = {}, lowest {:.4} at t = {}, mean {:.4}",
             worst.1,

@@ -9,28 +9,7 @@
 //! - [`loading`] over [`files`]: model folders, the Hub, the user's files;
 //! - [`dom`], [`draw`]: element access and canvas pixels.
 //!
-//! Stable element ids (used by `web/e2e/`):
-//! - sampling controls: `n-samples`, `seed`, `seed-random`, `sampler` (`ddpm`|`ddim`),
-//!   `ddim-options`, `ddim-steps`, `ddim-eta`, `variance` (`fixed_small`|`fixed_large`),
-//!   `class-options`, `class` (`each` or a class index), `guidance` (0–8), `guidance-value`,
-//!   `generate`, `stop`;
-//! - progress: `run-progress`, `stat-steps`, `stat-rate`, `stat-elapsed`, `run-status`, `run-error`;
-//! - reverse-process viewer: `canvas-xt`, `canvas-eps` (ε̂ over ±3σ), `canvas-x0`, `view-t`
-//!   (frame index: 0 = x_T … last = the sample), `view-t-label`, `step-math`; player: `play`,
-//!   `step-back`, `step-fwd`, `replay`, `play-speed` (frames/s); downloads: `export-png`,
-//!   `export-gif`, `export-webm` (shown where MediaRecorder exists), `export-npy`; compare mode: `compare` (checkbox), `compare-with`
-//!   (`ddim-0` | `ddim-1` | `ddpm-small` | `ddpm-large`), `compare-view`, `cmp-xt`, `cmp-diff`,
-//!   `cmp-x0`, `cmp-label`;
-//! - forward process: `fwd-image`, `fwd-t` (timestep, 0..T−1), `fwd-t-label`, `fwd-x0`, `fwd-xt`,
-//!   `fwd-plot`, `fwd-stats`, `schedule-info`; noise-then-denoise: `fwd-denoise`,
-//!   `fwd-recon-view`, `fwd-recon`, `fwd-diff`, `fwd-recon-stats` (its `data-mse`); loss per
-//!   timestep: `loss-run`, `loss-view`, `loss-plot`, `loss-stats`; drawing pad: `draw-pad`,
-//!   `draw-use` (adds "Your drawing" to `fwd-image`), `draw-clear`;
-//! - model: `model-menu` (the shipped models' folders), `model-status`, `model-progress`, `model-info`, `model-files`, `model-drop`,
-//!   `model-error`, `model-note` (the default model's `data-note`, e.g. "untrained placeholder"),
-//!   `hub-id` (a Hub id, `owner/name[@revision]`), `hub-menu` (the DDPM paper's models),
-//!   `hub-load`;
-//! - GPU: `gpu-status`, `gpu-error`, `gpu-info`.
+//! Element ids: [`ids`], the one list of them (`web/e2e/` selects the same).
 //!
 //! `<body>` carries the page state ([`state`]): `data-gpu` = pending | ready | unavailable | lost,
 //! `data-run` = idle | running | done | stopped | error, `data-model` = none | loading | ready | error,
@@ -51,6 +30,7 @@ mod files;
 mod forward;
 mod forward_view;
 mod generate;
+pub mod ids;
 mod loading;
 mod loss_view;
 mod player;
@@ -330,7 +310,7 @@ fn refresh_generate() {
         && !app.running.get()
         && !app.model_loading.get()
         && app.model.borrow().is_some();
-    dom::set_disabled("generate", !ready);
-    dom::set_disabled("fwd-denoise", !ready);
-    dom::set_disabled("loss-run", !ready);
+    dom::set_disabled(ids::GENERATE, !ready);
+    dom::set_disabled(ids::FWD_DENOISE, !ready);
+    dom::set_disabled(ids::LOSS_RUN, !ready);
 }

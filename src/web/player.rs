@@ -2,6 +2,7 @@
 //! frames per second, driven by animation frames (late frames are skipped to keep the speed).
 //! `<body data-play>` is `playing` or `paused`.
 
+use super::ids;
 use std::cell::Cell;
 
 use web_sys::HtmlInputElement;
@@ -10,7 +11,7 @@ use super::dom;
 use super::state::{self, PlayState};
 
 /// The player's buttons, enabled together once a run has frames.
-const BUTTONS: [&str; 4] = ["replay", "step-back", "play", "step-fwd"];
+const BUTTONS: [&str; 4] = [ids::REPLAY, ids::STEP_BACK, ids::PLAY, ids::STEP_FWD];
 
 thread_local! {
     /// Bumped whenever playback starts or stops, so a pending loop sees it is stale.
@@ -31,7 +32,7 @@ pub fn set_enabled(enabled: bool) {
 /// Moves the slider by `delta` frames (clamped to its range) and shows that frame; whether it
 /// moved.
 pub fn step(delta: i64) -> bool {
-    let slider = dom::el::<HtmlInputElement>("view-t");
+    let slider = dom::el::<HtmlInputElement>(ids::VIEW_T);
     if slider.disabled() {
         return false;
     }
@@ -57,7 +58,7 @@ pub fn toggle() {
 
 /// Plays from the frame shown (from x_T when at the end) to the sample.
 pub fn play() {
-    let slider = dom::el::<HtmlInputElement>("view-t");
+    let slider = dom::el::<HtmlInputElement>(ids::VIEW_T);
     if slider.disabled() {
         return;
     }
@@ -84,7 +85,7 @@ fn tick(generation: u32, last_ms: f64) {
         if GENERATION.get() != generation {
             return;
         }
-        let fps = dom::select_value("play-speed")
+        let fps = dom::select_value(ids::PLAY_SPEED)
             .parse::<f64>()
             .unwrap_or(30.0)
             .clamp(1.0, 120.0);
@@ -93,7 +94,7 @@ fn tick(generation: u32, last_ms: f64) {
         let mut last = last_ms;
         if due >= 1.0 {
             last += due * 1e3 / fps;
-            let slider = dom::el::<HtmlInputElement>("view-t");
+            let slider = dom::el::<HtmlInputElement>(ids::VIEW_T);
             if !step(due as i64) || slider.value_as_number() >= last_frame(&slider) {
                 pause();
                 return;
@@ -109,7 +110,7 @@ fn last_frame(slider: &HtmlInputElement) -> f64 {
 
 fn show_state() {
     let playing = PLAYING.get();
-    let button = dom::el::<web_sys::HtmlElement>("play");
+    let button = dom::el::<web_sys::HtmlElement>(ids::PLAY);
     button.set_text_content(Some(if playing { "❙❙" } else { "▶︎" }));
     let _ = button.set_attribute("aria-label", if playing { "Pause" } else { "Play" });
     state::show(if playing {

@@ -1,6 +1,7 @@
 //! The timestep viewer: the stored frames (x_t, ε̂, x̂0) at the slider's position, the update
 //! that step takes, and compare mode's frame beside it.
 
+use super::ids;
 use super::*;
 
 pub(super) fn enable_viewer() {
@@ -8,7 +9,7 @@ pub(super) fn enable_viewer() {
     // A live frame still waiting for its animation frame would overwrite the selected one.
     app.live.borrow_mut().take();
     let frames = app.frames.borrow();
-    let slider = dom::el::<HtmlInputElement>("view-t");
+    let slider = dom::el::<HtmlInputElement>(ids::VIEW_T);
     match frames.as_ref() {
         Some(f) if !f.is_empty() => {
             slider.set_max(&(f.len() - 1).to_string());
@@ -16,13 +17,13 @@ pub(super) fn enable_viewer() {
             slider.set_disabled(false);
             drop(frames);
             player::set_enabled(true);
-            dom::set_disabled("export-gif", false);
-            dom::set_disabled("export-webm", false);
+            dom::set_disabled(ids::EXPORT_GIF, false);
+            dom::set_disabled(ids::EXPORT_WEBM, false);
             show_selected_frame();
         }
         _ => slider.set_disabled(true),
     }
-    dom::set_disabled("export-npy", app.last_samples.borrow().is_none());
+    dom::set_disabled(ids::EXPORT_NPY, app.last_samples.borrow().is_none());
 }
 
 pub(super) fn show_selected_frame() {
@@ -34,14 +35,14 @@ pub(super) fn show_selected_frame() {
     let Some(f) = frames.as_ref().filter(|f| !f.is_empty()) else {
         return;
     };
-    let i = (dom::el::<HtmlInputElement>("view-t")
+    let i = (dom::el::<HtmlInputElement>(ids::VIEW_T)
         .value_as_number()
         .max(0.0) as usize)
         .min(f.len() - 1);
     draw_frame(f.x(i), f.x0(i), f.eps(i), f.shape);
     show_compared_frame(f, i);
-    dom::set_text("view-t-label", &f.label(i));
-    dom::set_disabled("export-png", false);
+    dom::set_text(ids::VIEW_T_LABEL, &f.label(i));
+    dom::set_disabled(ids::EXPORT_PNG, false);
     let step = app
         .last_plan
         .borrow()
@@ -49,7 +50,7 @@ pub(super) fn show_selected_frame() {
         .and_then(|p| p.get(i).copied());
     let schedule = app.schedule.borrow().clone();
     dom::set_text(
-        "step-math",
+        ids::STEP_MATH,
         &step.map_or(String::new(), |s| step_math(&s, &schedule)),
     );
 }
@@ -71,13 +72,13 @@ pub(super) fn show_compared_frame(main: &Frames, i: usize) {
         .zip(c.x(j))
         .map(|(a, b)| a.abs_diff(*b))
         .collect();
-    let r = draw::draw_grid("cmp-xt", c.x(j), c.shape)
-        .and_then(|_| draw::draw_grid("cmp-x0", c.x0(j), c.shape))
-        .and_then(|_| draw::draw_grid("cmp-diff", &diff, c.shape));
+    let r = draw::draw_grid(ids::CMP_XT, c.x(j), c.shape)
+        .and_then(|_| draw::draw_grid(ids::CMP_X0, c.x0(j), c.shape))
+        .and_then(|_| draw::draw_grid(ids::CMP_DIFF, &diff, c.shape));
     if let Err(e) = r {
         web_sys::console::error_1(&e);
     }
-    dom::set_text("cmp-label", &format!("x_t′ at {}", c.label(j)));
+    dom::set_text(ids::CMP_LABEL, &format!("x_t′ at {}", c.label(j)));
 }
 
 /// The update frame `step` takes, written out with its numbers (the DDPM paper's form for DDPM,
