@@ -33,7 +33,7 @@ pub(super) fn wire_controls() {
         report_export(
             frames
                 .as_ref()
-                .ok_or("no run yet".into())
+                .ok_or(PageError::Nothing("run"))
                 .and_then(export::gif),
         );
     });
@@ -45,7 +45,7 @@ pub(super) fn wire_controls() {
             dom::set_disabled(ids::EXPORT_WEBM, true);
             let result = match frames {
                 Some(f) => export::webm(&f).await,
-                None => Err("no run yet".into()),
+                None => Err(PageError::Nothing("run")),
             };
             dom::set_disabled(ids::EXPORT_WEBM, false);
             report_export(result);
@@ -56,7 +56,7 @@ pub(super) fn wire_controls() {
         let samples = app.last_samples.borrow();
         report_export(match samples.as_ref() {
             Some((x, shape)) => export::npy(x, *shape),
-            None => Err("no finished run yet".into()),
+            None => Err(PageError::Nothing("finished run")),
         });
     });
     dom::on::<web_sys::Event>(ids::PLAY, "click", |_| player::toggle());
@@ -125,7 +125,7 @@ pub(super) fn wire_controls() {
         spawn_local(async move {
             match crate::hub::HubId::parse(&name).expect("prefixed above") {
                 Ok(id) => load_from_hub(&endpoint, &id).await,
-                Err(e) => apply_model_files(Err(e.to_string()), None).await,
+                Err(e) => apply_model_files(Err(e.into()), None).await,
             }
         });
     });
@@ -194,7 +194,7 @@ pub(super) fn on_key(e: KeyboardEvent) {
 }
 
 /// Shows a failed download in the run's error line.
-pub(super) fn report_export(result: Result<(), String>) {
+pub(super) fn report_export(result: PageResult<()>) {
     if let Err(e) = result {
         dom::show_message(ids::RUN_ERROR, Some(&format!("export failed: {e}")));
     }

@@ -5,7 +5,7 @@ use super::ids;
 use super::*;
 
 /// The current GPU, created on first use and again after a device loss.
-pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
+pub(super) async fn ensure_gpu() -> PageResult<Rc<Gpu>> {
     if let Some(gpu) = app().gpu.borrow().as_ref() {
         return Ok(gpu.clone());
     }
@@ -28,38 +28,39 @@ pub(super) async fn ensure_gpu() -> Result<Rc<Gpu>, String> {
             }
             Ok(gpu)
         }
-        Err(msg) => {
-            let msg = format!("WebGPU unavailable: {msg}");
-            dom::show_message(ids::GPU_ERROR, Some(&msg));
+        Err(e) => {
+            dom::show_message(ids::GPU_ERROR, Some(&e.to_string()));
             state::show(GpuState::Unavailable);
             set_gpu_pill("unavailable", "WebGPU unavailable");
             app().gpu_usable.set(false);
             refresh_generate();
             dom::set_text(ids::RUN_STATUS, "Generate needs WebGPU.");
-            Err(msg)
+            Err(e)
         }
     }
 }
 
-pub(super) async fn create_gpu() -> Result<Gpu, String> {
+pub(super) async fn create_gpu() -> PageResult<Gpu> {
     let navigator = dom::window().navigator();
     let has_gpu = js_sys::Reflect::get(&navigator, &"gpu".into())
         .map(|v| !v.is_undefined() && !v.is_null())
         .unwrap_or(false);
     if !has_gpu {
-        return Err(
+        return Err(PageError::NoGpu(
             "this browser does not expose WebGPU (navigator.gpu is missing). \
                     Use a recent Chrome or Edge (113+), or Firefox / Safari with WebGPU enabled; \
                     WebGPU also needs a secure context (https:// or http://localhost)."
                 .into(),
-        );
+        ));
     }
-    let gpu = Gpu::new().await.map_err(|e| match e {
-        crate::Error::NoAdapter(_) => "the browser supports WebGPU but gave no GPU adapter (the GPU may be \
-             blocklisted or WebGPU turned off; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu \
-             or --enable-unsafe-webgpu)."
-            .to_string(),
-        other => format!("{other}."),
+    let gpu = Gpu::new().await.map_err(|e| {
+        PageError::NoGpu(match e {
+            crate::Error::NoAdapter(_) => "the browser supports WebGPU but gave no GPU adapter (the GPU may be \
+                 blocklisted or WebGPU turned off; on Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu \
+                 or --enable-unsafe-webgpu)."
+                .to_string(),
+            other => format!("{other}."),
+        })
     })?;
     let generation = GPU_GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
     gpu.device.set_device_lost_callback(move |reason, message| {

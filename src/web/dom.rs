@@ -1,7 +1,7 @@
 //! Small DOM helpers: element lookup by id, text, events, timers.
 
 use wasm_bindgen::closure::Closure;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use web_sys::{Document, Element, HtmlElement, Window};
 
 pub fn window() -> Window {
@@ -90,14 +90,6 @@ pub async fn yield_now() {
 pub fn request_frame(f: impl FnOnce() + 'static) {
     let cb = Closure::once_into_js(f);
     let _ = window().request_animation_frame(cb.unchecked_ref());
-}
-
-/// `String(value)` for error values coming from JS.
-pub fn js_err(value: JsValue) -> String {
-    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
-        return String::from(e.message());
-    }
-    value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
 /// Reads a number input, falling back to `default` when empty or not a number.

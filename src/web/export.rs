@@ -10,10 +10,11 @@ use std::rc::Rc;
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
 use web_sys::HtmlCanvasElement;
 
+use super::error::{PageError, PageResult};
 use super::{dom, draw, run::Frames};
 
 /// The x_t canvas as shown, scaled up to at least 512 pixels, named after the seed and frame.
-pub fn png() -> Result<(), String> {
+pub fn png() -> PageResult<()> {
     let label = dom::el::<web_sys::Element>(ids::VIEW_T_LABEL)
         .text_content()
         .unwrap_or_default();
@@ -21,16 +22,15 @@ pub fn png() -> Result<(), String> {
         Some(t) => format!("t{t}"),
         None => "sample".into(),
     };
-    let url = draw::png_data_url(ids::CANVAS_XT, 512).map_err(dom::js_err)?;
-    draw::download(&url, &format!("{}-{at}.png", stem())).map_err(dom::js_err)
+    let url = draw::png_data_url(ids::CANVAS_XT, 512).map_err(browser("reading the canvas"))?;
+    draw::download(&url, &format!("{}-{at}.png", stem())).map_err(browser(DOWNLOADING))
 }
 
 /// Every kept frame of x_t, all images on one grid.
-pub fn gif(frames: &Frames) -> Result<(), String> {
+pub fn gif(frames: &Frames) -> PageResult<()> {
     let views: Vec<&[u8]> = (0..frames.len()).map(|i| frames.x(i)).collect();
     let cols = crate::image::grid_columns(frames.shape[0]);
-    let bytes =
-        crate::image::trajectory_gif(&views, frames.shape, cols).map_err(|e| e.to_string())?;
+    let bytes = crate::image::trajectory_gif(&views, frames.shape, cols)?;
     download_bytes(&bytes, "image/gif", &format!("{}-trajectory.gif", stem()))
 }
 
@@ -46,34 +46,40 @@ pub fn can_record_video() -> bool {
 
 /// The trajectory as WebM: the stored x_t frames drawn at [`WEBM_FPS`] onto a canvas that a
 /// `MediaRecorder` captures (so it takes as long as the video lasts).
-pub async fn webm(frames: &Frames) -> Result<(), String> {
+pub async fn webm(frames: &Frames) -> PageResult<()> {
     if !can_record_video() {
-        return Err("this browser cannot record video (no MediaRecorder)".into());
+        return Err(PageError::Browser {
+            doing: RECORDING,
+            message: "this browser has no MediaRecorder".into(),
+        });
     }
     let cols = crate::image::grid_columns(frames.shape[0]);
     let images: Vec<_> = (0..frames.len())
         .map(|i| crate::image::grid(frames.x(i), frames.shape, cols, 2, |v| v))
         .collect();
-    let first = images.first().ok_or("no trajectory to record")?;
+    let first = images.first().ok_or(PageError::Nothing("trajectory"))?;
     let (w, h) = (first.width * WEBM_SCALE, first.height * WEBM_SCALE);
     let canvas = dom::document()
         .create_element("canvas")
-        .map_err(dom::js_err)?
+        .map_err(browser(RECORDING))?
         .dyn_into::<HtmlCanvasElement>()
-        .map_err(|_| "not a canvas")?;
-    let show = |img: &crate::image::Rgba| -> Result<(), String> {
+        .map_err(|_| PageError::Browser {
+            doing: RECORDING,
+            message: "not a canvas".into(),
+        })?;
+    let show = |img: &crate::image::Rgba| -> PageResult<()> {
         let big = upscale(img, WEBM_SCALE);
-        draw::put_rgba(&canvas, w, h, &big).map_err(dom::js_err)
+        draw::put_rgba(&canvas, w, h, &big).map_err(browser(RECORDING))
     };
     show(first)?;
     let stream = canvas
         .capture_stream_with_frame_request_rate(WEBM_FPS)
-        .map_err(dom::js_err)?;
+        .map_err(browser(RECORDING))?;
     let opts = web_sys::MediaRecorderOptions::new();
     opts.set_mime_type("video/webm");
     let recorder =
         web_sys::MediaRecorder::new_with_media_stream_and_media_recorder_options(&stream, &opts)
-            .map_err(dom::js_err)?;
+            .map_err(browser(RECORDING))?;
     let chunks = Rc::new(RefCell::new(js_sys::Array::new()));
     let on_data = {
         let chunks = chunks.clone();
@@ -92,7 +98,7 @@ pub async fn webm(frames: &Frames) -> Result<(), String> {
         }
     });
     recorder.set_onstop(Some(on_stop.as_ref().unchecked_ref()));
-    recorder.start().map_err(dom::js_err)?;
+    recorder.start().map_err(browser(RECORDING))?;
     let frame_ms = 1e3 / WEBM_FPS;
     for img in &images[1..] {
         sleep_ms(frame_ms).await;
@@ -100,15 +106,15 @@ pub async fn webm(frames: &Frames) -> Result<(), String> {
     }
     // Hold the sample, as the GIF does.
     sleep_ms(frame_ms * crate::image::TRAJECTORY_HOLD_FRAMES as f64).await;
-    recorder.stop().map_err(dom::js_err)?;
+    recorder.stop().map_err(browser(RECORDING))?;
     let _ = rx.await;
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type("video/webm");
     let blob = web_sys::Blob::new_with_blob_sequence_and_options(&chunks.borrow(), &opts)
-        .map_err(dom::js_err)?;
+        .map_err(browser(RECORDING))?;
     drop((on_data, on_stop));
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(dom::js_err)?;
-    draw::download(&url, &format!("{}-trajectory.webm", stem())).map_err(dom::js_err)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(browser(RECORDING))?;
+    draw::download(&url, &format!("{}-trajectory.webm", stem())).map_err(browser(DOWNLOADING))?;
     revoke_later(url)
 }
 
@@ -135,13 +141,22 @@ async fn sleep_ms(ms: f64) {
 }
 
 /// The final samples, `shape` = `[N, C, H, W]`.
-pub fn npy(samples: &[f32], shape: [usize; 4]) -> Result<(), String> {
-    let bytes = crate::npy::to_bytes(&shape, samples).map_err(|e| e.to_string())?;
+pub fn npy(samples: &[f32], shape: [usize; 4]) -> PageResult<()> {
+    let bytes = crate::npy::to_bytes(&shape, samples)?;
     download_bytes(
         &bytes,
         "application/octet-stream",
         &format!("{}.npy", stem()),
     )
+}
+
+/// What a failed browser call was doing.
+const DOWNLOADING: &str = "starting the download";
+const RECORDING: &str = "recording the video";
+
+/// Maps a JS exception to a [`PageError::Browser`] while `doing`.
+fn browser(doing: &'static str) -> impl Fn(JsValue) -> PageError {
+    move |e| PageError::browser(doing, e)
 }
 
 /// `ddpm-seed{seed}`.
@@ -150,24 +165,24 @@ fn stem() -> String {
 }
 
 /// Saves `bytes` as a download through a Blob URL.
-fn download_bytes(bytes: &[u8], mime: &str, name: &str) -> Result<(), String> {
+fn download_bytes(bytes: &[u8], mime: &str, name: &str) -> PageResult<()> {
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type(mime);
     let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts)
-        .map_err(dom::js_err)?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(dom::js_err)?;
-    draw::download(&url, name).map_err(dom::js_err)?;
+        .map_err(browser(DOWNLOADING))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(browser(DOWNLOADING))?;
+    draw::download(&url, name).map_err(browser(DOWNLOADING))?;
     revoke_later(url)
 }
 
 /// Revokes a Blob URL a minute later (once its download has surely started).
-fn revoke_later(url: String) -> Result<(), String> {
+fn revoke_later(url: String) -> PageResult<()> {
     let revoke = Closure::once_into_js(move || {
         let _ = web_sys::Url::revoke_object_url(&url);
     });
     dom::window()
         .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000)
         .map(|_| ())
-        .map_err(dom::js_err)
+        .map_err(browser(DOWNLOADING))
 }

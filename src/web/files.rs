@@ -4,7 +4,8 @@ use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use super::dom::{self, js_err};
+use super::dom;
+use super::error::{js_message, PageError, PageResult};
 use crate::hub::{self, HubId};
 
 /// Weights file name inside a diffusers model folder.
@@ -22,34 +23,28 @@ pub struct ModelFiles {
 }
 
 /// Downloads `url`, calling `progress(bytes so far, total if the server said)` as it goes.
-pub async fn fetch_bytes(
-    url: &str,
-    progress: impl FnMut(u64, Option<u64>),
-) -> Result<Vec<u8>, String> {
+pub async fn fetch_bytes(url: &str, progress: impl FnMut(u64, Option<u64>)) -> PageResult<Vec<u8>> {
     fetch_maybe(url, progress)
         .await?
-        .ok_or_else(|| format!("{url}: HTTP 404 Not Found"))
+        .ok_or_else(|| PageError::file(url, "HTTP 404 Not Found"))
 }
 
 /// [`fetch_bytes`], but `None` when the server answers 404.
 pub async fn fetch_maybe(
     url: &str,
     progress: impl FnMut(u64, Option<u64>),
-) -> Result<Option<Vec<u8>>, String> {
+) -> PageResult<Option<Vec<u8>>> {
     let resp = JsFuture::from(dom::window().fetch_with_str(url))
         .await
-        .map_err(|e| format!("{url}: {}", js_err(e)))?
+        .map_err(|e| PageError::file(url, js_message(e)))?
         .dyn_into::<web_sys::Response>()
-        .map_err(|_| format!("{url}: not a fetch Response"))?;
+        .map_err(|_| PageError::file(url, "not a fetch Response"))?;
     if resp.status() == 404 {
         return Ok(None);
     }
     if !resp.ok() {
-        return Err(format!(
-            "{url}: HTTP {} {}",
-            resp.status(),
-            resp.status_text()
-        ));
+        let status = format!("HTTP {} {}", resp.status(), resp.status_text());
+        return Err(PageError::file(url, status));
     }
     read_body(&resp, url, progress).await.map(Some)
 }
@@ -60,7 +55,7 @@ async fn read_body(
     resp: &web_sys::Response,
     url: &str,
     mut progress: impl FnMut(u64, Option<u64>),
-) -> Result<Vec<u8>, String> {
+) -> PageResult<Vec<u8>> {
     let total = resp
         .headers()
         .get("content-length")
@@ -73,13 +68,13 @@ async fn read_body(
     let reader = body
         .get_reader()
         .dyn_into::<web_sys::ReadableStreamDefaultReader>()
-        .map_err(|_| format!("{url}: no stream reader"))?;
+        .map_err(|_| PageError::file(url, "no stream reader"))?;
     let mut out = Vec::with_capacity(total.unwrap_or(0).min(1 << 31) as usize);
     progress(0, total);
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
-            .map_err(|e| format!("{url}: download failed: {}", js_err(e)))?
+            .map_err(|e| PageError::file(url, format!("download failed: {}", js_message(e))))?
             .unchecked_into::<web_sys::ReadableStreamReadResult>();
         if chunk.get_done().unwrap_or(false) {
             break;
@@ -91,10 +86,11 @@ async fn read_body(
         progress(out.len() as u64, total);
     }
     if let Some(t) = total.filter(|&t| t != out.len() as u64) {
-        return Err(format!(
-            "{url}: truncated download ({} of {t} bytes); reload to retry",
+        let why = format!(
+            "truncated download ({} of {t} bytes); reload to retry",
             out.len()
-        ));
+        );
+        return Err(PageError::file(url, why));
     }
     Ok(out)
 }
@@ -116,7 +112,7 @@ async fn cached_fetch(
     cache: Option<&web_sys::Cache>,
     url: &str,
     progress: impl FnMut(u64, Option<u64>),
-) -> Result<Option<(Vec<u8>, bool)>, String> {
+) -> PageResult<Option<(Vec<u8>, bool)>> {
     if let Some(cache) = cache {
         if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
             if let Ok(resp) = hit.dyn_into::<web_sys::Response>() {
@@ -154,22 +150,20 @@ pub async fn fetch_hub_model(
     endpoint: &str,
     id: &HubId,
     mut progress: impl FnMut(&str, u64, Option<u64>),
-) -> Result<ModelFiles, String> {
+) -> PageResult<ModelFiles> {
     let cache = hub_cache().await;
     let mut from_cache = true;
     let get = async |file: &str| -> crate::Result<Option<Vec<u8>>> {
         let url = id.url(endpoint, file);
         let got = cached_fetch(cache.as_ref(), &url, |d, t| progress(file, d, t))
             .await
-            .map_err(crate::Error::Hub)?;
+            .map_err(|e| crate::Error::Hub(e.to_string()))?;
         Ok(got.map(|(bytes, hit)| {
             from_cache &= hit;
             bytes
         }))
     };
-    let located = hub::locate_model(id, |file| id.url(endpoint, file), get)
-        .await
-        .map_err(|e| e.to_string())?;
+    let located = hub::locate_model(id, |file| id.url(endpoint, file), get).await?;
     Ok(ModelFiles {
         source: format!(
             "{id} ({})",
@@ -190,7 +184,7 @@ pub async fn fetch_hub_model(
 pub async fn fetch_model(
     base: &str,
     mut progress: impl FnMut(&str, u64, Option<u64>),
-) -> Result<ModelFiles, String> {
+) -> PageResult<ModelFiles> {
     let config = fetch_bytes(&format!("{base}config.json"), |d, t| {
         progress("config.json", d, t)
     })
@@ -211,14 +205,16 @@ pub async fn fetch_model(
 /// Reads the files the user picked or dropped: one `*.safetensors` (or PyTorch `*.bin`), one
 /// `config.json` (any other `*.json` name works if it is the only one) and optionally
 /// `scheduler_config.json`.
-pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, String> {
+pub async fn read_user_files(list: &web_sys::FileList) -> PageResult<ModelFiles> {
     let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
     let names: Vec<String> = files.iter().map(|f| f.name()).collect();
     let find = |pred: &dyn Fn(&str) -> bool| files.iter().find(|f| pred(&f.name()));
     let weights = find(&|n| n.ends_with(".safetensors"))
         .or_else(|| find(&|n| n.ends_with(".bin")))
         .ok_or_else(|| {
-            format!("no .safetensors or .bin weights file among {names:?} (expected {WEIGHTS})")
+            PageError::Input(format!(
+                "no .safetensors or .bin weights file among {names:?} (expected {WEIGHTS})"
+            ))
         })?;
     let scheduler = find(&|n| n == SCHEDULER);
     let config = find(&|n| n == "config.json")
@@ -229,7 +225,7 @@ pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, Str
                 .collect();
             (other.len() == 1).then(|| other[0])
         })
-        .ok_or_else(|| format!("no config.json among {names:?}"))?;
+        .ok_or_else(|| PageError::Input(format!("no config.json among {names:?}")))?;
     let scheduler = match scheduler {
         Some(f) => Some(read_file(f).await?),
         None => None,
@@ -242,10 +238,10 @@ pub async fn read_user_files(list: &web_sys::FileList) -> Result<ModelFiles, Str
     })
 }
 
-async fn read_file(f: &web_sys::File) -> Result<Vec<u8>, String> {
+async fn read_file(f: &web_sys::File) -> PageResult<Vec<u8>> {
     let buf = JsFuture::from(f.array_buffer())
         .await
-        .map_err(|e| format!("{}: {}", f.name(), js_err(e)))?;
+        .map_err(|e| PageError::file(f.name(), js_message(e)))?;
     Ok(Uint8Array::new(&buf).to_vec())
 }
 

@@ -60,8 +60,8 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
     let (state, status) = match outcome {
         Ok(true) => (RunState::Stopped, "Stopped."),
         Ok(false) => (RunState::Done, "Done."),
-        Err(msg) => {
-            dom::show_message(ids::RUN_ERROR, Some(&msg));
+        Err(e) => {
+            dom::show_message(ids::RUN_ERROR, Some(&e.to_string()));
             (RunState::Error, "Failed (see below).")
         }
     };
@@ -117,34 +117,26 @@ pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
         .set_attribute("data-mse", &mse.to_string());
 }
 
-/// Ok(stopped?) or a message for the page.
-pub(super) async fn generate_inner(
-    app: &Rc<App>,
-    denoise: Option<&Denoise>,
-) -> Result<bool, String> {
+/// Ok(stopped?) or why it failed.
+pub(super) async fn generate_inner(app: &Rc<App>, denoise: Option<&Denoise>) -> PageResult<bool> {
     let gpu = ensure_gpu().await?;
     let generation = GPU_GENERATION.load(Ordering::SeqCst);
-    let model = app
-        .model
-        .borrow()
-        .clone()
-        .ok_or("No model loaded: load one below.")?;
+    let model = app.model.borrow().clone().ok_or(PageError::NoModel)?;
     let mut cfg = read_config(&model.scheduler);
     if let Some(d) = denoise {
         if d.shape[1..] != model.sample {
             let [c, h, w] = model.sample;
-            return Err(format!(
+            return Err(PageError::Input(format!(
                 "This image is {}×{}×{}, the model draws {c}×{h}×{w}: denoising needs an image of                  the model's size (generate one first, it joins the menu).",
                 d.shape[1], d.shape[2], d.shape[3]
-            ));
+            )));
         }
         cfg.n = 1;
         cfg.start = Some(d.t);
         cfg.class = d.label.or(cfg.class);
     }
     // Check the settings (DDIM steps, η, schedule) before touching the GPU.
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
-        .map_err(|e| e.to_string())?;
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
     let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
     // A denoising run starts from the image noised to the plan's first timestep.
     let initial = match denoise {
@@ -176,12 +168,9 @@ pub(super) async fn generate_inner(
         }
     }
     put_back_engine(app, engine, generation, outcome.is_ok());
-    outcome.map_err(|e| {
-        if app.gpu.borrow().is_none() {
-            format!("{e} (the GPU device was lost; press Generate to retry on a new device)")
-        } else {
-            e
-        }
+    outcome.map_err(|e| match app.gpu.borrow().is_none() {
+        true => PageError::DeviceLost(Box::new(e)),
+        false => e,
     })
 }
 
@@ -206,7 +195,7 @@ pub(super) fn take_engine(
     gpu: &Gpu,
     generation: u32,
     model: &Model,
-) -> Result<Engine, String> {
+) -> PageResult<Engine> {
     let kept = app.engine.borrow_mut().take();
     match kept {
         Some(e) if e.generation == generation && e.model_id == model.id => Ok(e),
@@ -215,7 +204,7 @@ pub(super) fn take_engine(
             model
                 .weights()
                 .and_then(|w| Engine::new(gpu, generation, model, &w))
-                .map_err(|e| format!("Could not put the model on the GPU: {e}"))
+                .map_err(PageError::engine("Could not put the model on the GPU"))
         }
     }
 }
@@ -237,9 +226,8 @@ pub(super) async fn compare_run(
     engine: &mut Engine,
     model: &Model,
     cfg: &RunConfig,
-) -> Result<bool, String> {
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))
-        .map_err(|e| e.to_string())?;
+) -> PageResult<bool> {
+    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
     let timesteps = plan.iter().map(|p| p.t).collect();
     dom::set_hidden(ids::COMPARE_VIEW, false);
     let label = format!("x_t of {}", cfg.describe());
@@ -262,14 +250,13 @@ pub(super) async fn run_batches(
     engine: &mut Engine,
     model: &Model,
     pass: Pass<'_>,
-) -> Result<bool, String> {
+) -> PageResult<bool> {
     let Pass {
         cfg,
         timesteps,
         initial,
         target,
     } = pass;
-    let err = |e: crate::Error| e.to_string();
     let n = cfg.n;
     let store = match target {
         Target::Main => &app.frames,
@@ -280,15 +267,13 @@ pub(super) async fn run_batches(
     if target == Target::Main {
         app.last_samples.borrow_mut().take();
     }
-    let batch = engine
-        .prepare(
-            gpu,
-            &model.scheduler,
-            n,
-            app.batch_cap.get(),
-            &cfg.options_for(&model.config, &model.scheduler, 0),
-        )
-        .map_err(err)?;
+    let batch = engine.prepare(
+        gpu,
+        &model.scheduler,
+        n,
+        app.batch_cap.get(),
+        &cfg.options_for(&model.config, &model.scheduler, 0),
+    )?;
     let runs = n.div_ceil(batch);
     let [c, h, w] = model.sample;
     let (per, shape) = (c * h * w, [n, c, h, w]);
@@ -336,12 +321,14 @@ pub(super) async fn run_batches(
         if !classes.is_empty() {
             let null = guided_null_class(model, cfg);
             let labels = crate::sampler::batch_labels(&classes, null);
-            engine.set_labels(gpu, &labels).map_err(err)?;
+            engine.set_labels(gpu, &labels)?;
         }
-        let sampler = engine.sampler().ok_or("no sampler was prepared")?;
+        let sampler = engine
+            .sampler()
+            .ok_or(crate::Error::Invalid("no sampler was prepared".into()))?;
         if r > 0 {
             // The step noise of images first.. (keyed by their index in the whole run).
-            sampler.restart(gpu, seed, first as u64).map_err(err)?;
+            sampler.restart(gpu, seed, first as u64)?;
         }
         // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
         // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
@@ -352,7 +339,7 @@ pub(super) async fn run_batches(
                 crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64)
             }
         };
-        sampler.set_initial(gpu, &x_t).map_err(err)?;
+        sampler.set_initial(gpu, &x_t)?;
         if let Some(f) = store.borrow_mut().as_mut() {
             f.begin_run(r, &x_t);
         }
@@ -361,9 +348,9 @@ pub(super) async fn run_batches(
             if app.stop.get() {
                 return Ok(true);
             }
-            sampler.capture(1, CHUNK_CAPTURE_BUDGET).map_err(err)?;
+            sampler.capture(1, CHUNK_CAPTURE_BUDGET)?;
             let (c0, before) = (dom::now_ms(), sampler.progress().step);
-            let p = sampler.run_steps(gpu, chunk).await.map_err(err)?;
+            let p = sampler.run_steps(gpu, chunk).await?;
             let dt = dom::now_ms() - c0;
             let snaps = sampler.trajectory().map_or(&[][..], |t| t.snapshots());
             if let Some(f) = store.borrow_mut().as_mut() {
@@ -397,7 +384,7 @@ pub(super) async fn run_batches(
                 .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
             dom::yield_now().await;
         }
-        let x = sampler.read_sample(gpu).await.map_err(err)?;
+        let x = sampler.read_sample(gpu).await?;
         samples[first * per..(first + count) * per].copy_from_slice(&x[..count * per]);
     }
     if target == Target::Main {

@@ -22,7 +22,7 @@ pub(super) async fn load_default_model() {
         let endpoint = param("hub").unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
         match id {
             Ok(id) => load_from_hub(&endpoint, &id).await,
-            Err(e) => apply_model_files(Err(e.to_string()), None).await,
+            Err(e) => apply_model_files(Err(e.into()), None).await,
         }
         return;
     }
@@ -121,7 +121,7 @@ pub(super) fn rebuild_engine(gpu: &Gpu) {
 
 /// Loads model files (or shows why they could not be read) and makes the model current;
 /// `note` (the default model's) is shown in a banner.
-pub(super) async fn apply_model_files(files: Result<ModelFiles, String>, note: Option<String>) {
+pub(super) async fn apply_model_files(files: PageResult<ModelFiles>, note: Option<String>) {
     let app = app();
     dom::show_message(ids::MODEL_ERROR, None);
     app.model_loading.set(true);
@@ -183,17 +183,17 @@ pub(super) const BIG_MODEL_FLOPS: u128 = 1_000_000_000;
 
 /// Parses `files` and, if a device exists and no Generate runs, puts the model on it (so
 /// problems show now); then makes it the current model.
-pub(super) fn install_model(app: &App, files: ModelFiles) -> Result<(), String> {
+pub(super) fn install_model(app: &App, files: ModelFiles) -> PageResult<()> {
     let id = app.loads.get() + 1;
     app.loads.set(id);
-    let (model, weights) = Model::load(id, files).map_err(|e| e.to_string())?;
+    let (model, weights) = Model::load(id, files)?;
     let gpu = app.gpu.borrow().clone();
     let engine = match gpu {
         Some(gpu) if !app.running.get() => {
             // Free the previous model's GPU memory first.
             app.engine.borrow_mut().take();
             let generation = GPU_GENERATION.load(Ordering::SeqCst);
-            Some(Engine::new(&gpu, generation, &model, &weights).map_err(|e| e.to_string())?)
+            Some(Engine::new(&gpu, generation, &model, &weights)?)
         }
         _ => None,
     };

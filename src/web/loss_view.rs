@@ -3,6 +3,7 @@
 //! size — the curve `ddpm loss --timesteps 10 --draws 1 --seed 0` prints for the same examples.
 //! `<body data-loss>` is idle | running | done | error.
 
+use super::error::{PageError, PageResult};
 use super::ids;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -55,20 +56,16 @@ pub async fn measure() {
             state::show(LossState::Done);
         }
         Err(e) => {
-            dom::set_text(ids::LOSS_STATS, &e);
+            dom::set_text(ids::LOSS_STATS, &e.to_string());
             state::show(LossState::Error);
         }
     }
 }
 
-async fn measure_inner(app: &Rc<App>) -> Result<LossCurve, String> {
+async fn measure_inner(app: &Rc<App>) -> PageResult<LossCurve> {
     let gpu = super::ensure_gpu().await?;
     let generation = super::GPU_GENERATION.load(Ordering::SeqCst);
-    let model = app
-        .model
-        .borrow()
-        .clone()
-        .ok_or("No model loaded: load one below.")?;
+    let model = app.model.borrow().clone().ok_or(PageError::NoModel)?;
     let fwd = app.fwd.borrow().clone();
     let examples: Vec<_> = fwd
         .images
@@ -77,9 +74,9 @@ async fn measure_inner(app: &Rc<App>) -> Result<LossCurve, String> {
         .collect();
     let Some(first) = examples.first() else {
         let [c, h, w] = model.sample;
-        return Err(format!(
+        return Err(PageError::Input(format!(
             "The bundled examples are 1×28×28 MNIST digits; this model draws {c}×{h}×{w}."
-        ));
+        )));
     };
     let shape = [
         examples.len(),
@@ -110,7 +107,7 @@ async fn measure_inner(app: &Rc<App>) -> Result<LossCurve, String> {
     let mut engine = super::take_engine(app, &gpu, generation, &model)?;
     let curve = engine.loss_curve(&gpu, &abar, &setup).await;
     super::put_back_engine(app, engine, generation, curve.is_ok());
-    curve.map_err(|e| format!("Could not measure the loss: {e}"))
+    curve.map_err(PageError::engine("Could not measure the loss"))
 }
 
 fn show(curve: &LossCurve, train_timesteps: usize) {
