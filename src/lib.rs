@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod generation;
 pub mod gpu;
 pub mod hub;
 pub mod image;

@@ -279,13 +279,14 @@ impl SnapshotData {
     }
 }
 
-/// x_t, x̂0 and ε̂ after a step (each `[N, C, H, W]` flattened).
+/// x_t, x̂0 and ε̂ after a step (each `[N, C, H, W]` flattened); step 0 is the start, x_T (or
+/// the given initial x), with x̂0 and ε̂ zero as nothing was predicted yet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
-    /// Steps completed when taken (1-based).
+    /// Steps completed when taken (0: none, the initial x).
     pub step: usize,
     /// The timestep of that step (x̂0 and ε̂ were predicted at it; `x` is x at the next
-    /// timestep).
+    /// timestep); for step 0, the first step's timestep (`x` is its input).
     pub timestep: usize,
     pub x: SnapshotData,
     pub x0: SnapshotData,
@@ -367,7 +368,8 @@ impl Trajectory {
         self.snapshots.clear();
     }
 
-    /// Whether the snapshot after completed step `step` of `total` is wanted.
+    /// Whether the snapshot after completed step `step` of `total` is wanted (step 0, the
+    /// initial x, always is).
     pub fn wants(&self, step: usize, total: usize) -> bool {
         step.is_multiple_of(self.every) || step == total
     }
@@ -614,9 +616,21 @@ impl Sampler {
         if self.pending_init {
             pass_list.push(&self.init);
         }
-        let mut snaps: Vec<(usize, u64)> = Vec::new(); // (step index, staging offset)
+        // (steps completed, staging offset)
+        let mut snaps: Vec<(usize, u64)> = Vec::new();
         let mut pending_copies: Vec<(Vec<&Dispatch>, Option<u64>)> = Vec::new();
         let mut offset = 0u64;
+        if self.next == 0
+            && self
+                .trajectory
+                .as_ref()
+                .is_some_and(|tr| tr.wants(0, total))
+        {
+            // The initial x, once drawn (or as given).
+            pending_copies.push((std::mem::take(&mut pass_list), Some(offset)));
+            snaps.push((0, offset));
+            offset += snap_bytes;
+        }
         let end = (self.next + k).min(total);
         let mut i = self.next;
         while i < end {
@@ -633,7 +647,7 @@ impl Sampler {
             pass_list.push(step);
             if wants {
                 pending_copies.push((std::mem::take(&mut pass_list), Some(offset)));
-                snaps.push((i, offset));
+                snaps.push((i + 1, offset));
                 offset += snap_bytes;
             }
             i += 1;
@@ -679,13 +693,18 @@ impl Sampler {
                     .expect("snapshots imply a trajectory");
                 for (step, off) in snaps {
                     let at = off as usize / 4;
+                    let part = |k: usize| match step {
+                        // Before the first step x̂0 and ε̂ hold nothing of this run.
+                        0 if k > 0 => SnapshotData::F32(vec![0.0; n]),
+                        _ => SnapshotData::F32(floats[at + k * n..at + (k + 1) * n].to_vec()),
+                    };
                     tr.push(
                         Snapshot {
-                            step: step + 1,
-                            timestep: self.plan[step].t,
-                            x: SnapshotData::F32(floats[at..at + n].to_vec()),
-                            x0: SnapshotData::F32(floats[at + n..at + 2 * n].to_vec()),
-                            eps: SnapshotData::F32(floats[at + 2 * n..at + 3 * n].to_vec()),
+                            step,
+                            timestep: self.plan[step.saturating_sub(1)].t,
+                            x: part(0),
+                            x0: part(1),
+                            eps: part(2),
                         },
                         total,
                     );

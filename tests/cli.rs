@@ -134,6 +134,20 @@ fn sample_writes_png_and_npy() {
     assert!(text.contains("in 2 batch(es) of 2"), "{text}");
     let batched = ddpm::npy::read(&npy).unwrap().1;
     ddpm::testing::assert_close(&batched, &x, 1e-4, 1e-4, "--batch 2 vs one batch");
+    // The trajectory of all images over both batches: x_T and 4 steps.
+    let gif = tmp("trajectory.gif");
+    let (ok, text) = ddpm(&[&args[..], &["--batch", "2", "--gif", gif.to_str().unwrap()]].concat());
+    assert!(ok, "{text}");
+    assert!(text.contains("(5 frames)"), "{text}");
+    let bytes = std::fs::read(&gif).unwrap();
+    assert!(bytes.starts_with(b"GIF89a"));
+    // Logical screen: the 3-image grid (2 columns, 2 px padding) at the GIF's scale.
+    let (w, h) = (
+        u16::from_le_bytes([bytes[6], bytes[7]]),
+        u16::from_le_bytes([bytes[8], bytes[9]]),
+    );
+    assert_eq!(w, h);
+    assert_eq!(w as usize % (2 * 16 + 3 * 2), 0, "{w}");
 }
 
 /// Without `--model`, `ddpm sample` uses the trained MNIST model bundled from assets/mnist: the

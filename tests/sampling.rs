@@ -282,15 +282,24 @@ fn chunks_report_progress_and_capture_the_trajectory() {
     let x0 = pollster::block_on(sampler.read_x0(gpu)).unwrap();
     let tr = sampler.trajectory().unwrap();
     let steps: Vec<usize> = tr.snapshots().iter().map(|s| s.step).collect();
-    assert_eq!(steps, vec![3, 6, 9, 12, 15, 18, 20]);
+    assert_eq!(steps, vec![0, 3, 6, 9, 12, 15, 18, 20]);
     assert!(!tr.is_quantised());
+    // Step 0 is x_T as drawn on the GPU (the CPU twin of its RNG), nothing predicted yet.
+    let start = &tr.snapshots()[0];
+    assert_eq!(start.timestep, sampler.plan()[0].t);
+    assert_eq!(
+        start.x,
+        SnapshotData::F32(cpu::noise(x.len(), 7, INIT_STREAM, 0))
+    );
+    assert_eq!(start.x0, SnapshotData::F32(vec![0.0; x.len()]));
+    assert_eq!(start.eps, SnapshotData::F32(vec![0.0; x.len()]));
     let last = tr.snapshots().last().unwrap();
     assert_eq!(last.timestep, 0);
     assert_eq!(last.x, SnapshotData::F32(x.clone()));
     assert_eq!(last.x0, SnapshotData::F32(x0));
     // A mid-run snapshot equals the CPU run stopped at that step.
     let n = x.len();
-    let snap = &tr.snapshots()[2];
+    let snap = &tr.snapshots()[3];
     let (want, want_x0) = sample_cpu(
         &sampler.plan()[..snap.step],
         cpu::noise(n, 7, INIT_STREAM, 0),

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use ddpm::generation::{Generation, Generator, Request};
 use ddpm::gpu::Gpu;
 use ddpm::image::{grid, grid_columns, to_byte, Rgba};
-use ddpm::model::{EpsModel, UNet, UNetConfig};
-use ddpm::sampler::{Sampler, SamplerKind, SamplerOptions, Snapshot};
+use ddpm::model::{UNet, UNetConfig};
+use ddpm::sampler::{SamplerKind, SamplerOptions};
 use ddpm::schedule::VarianceType;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,8 +17,9 @@ use super::{display, ModelArgs};
 
 /// More samples than this in one call is almost certainly a typo.
 const MAX_SAMPLES: usize = 100_000;
-/// Frames kept for `--gif` (each a grid of x_t).
-const GIF_FRAMES: usize = 60;
+/// Bytes of trajectory frames kept for `--gif` (x_t, x̂0 and ε̂ of all images per frame; the
+/// stride over the steps follows, as in the page).
+const GIF_BUDGET: usize = 64 << 20;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -166,23 +168,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total_steps = ddpm::sampler::plan(&sched, &opts)?.len();
 
     let gpu = super::gpu()?;
-    let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
-    let copies = opts.copies_per_image();
-    let plan = unet.plan_fitting(&gpu, &unet.sample_shape(copies * args.batch.min(args.n))?)?;
-    let mut shape = plan.x().shape.clone();
-    let batch = shape[0] / copies;
-    if batch == 0 {
-        bail!("the device cannot hold the two halves of a guided batch of one image");
-    }
-    shape[0] = batch;
-    let per_image: usize = shape[1..].iter().product();
+    let mut generator = Generator::new(UNet::new(&gpu, cfg.clone(), &weights)?);
+    let request = Request {
+        n: args.n,
+        options: opts,
+        classes: labels,
+        batch_cap: args.batch,
+        initial: None,
+        frames_budget: args.gif.is_some().then_some(GIF_BUDGET),
+    };
+    let mut generation = Generation::new(&mut generator, &gpu, &sched, request)?;
+    let [_, c, h, w] = generation.shape();
+    let batch = generation.batch();
     let runs = args.n.div_ceil(batch);
     eprintln!(
-        "sampling {} images {}×{}×{} from {} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
+        "sampling {} images {c}×{h}×{w} from {} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
         args.n,
-        shape[1],
-        shape[2],
-        shape[3],
         weights.source(),
         args.seed
     );
@@ -193,47 +194,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .expect("valid template"),
     );
     let start = Instant::now();
-    let mut samples = Vec::with_capacity(args.n * per_image);
-    let mut frames: Vec<Snapshot> = Vec::new();
-    for run in 0..runs {
-        // Noise is keyed by each image's index in the whole run: same images whatever --batch.
-        opts.first_image = (run * batch) as u64;
-        if let Some(all) = &labels {
-            // This batch's classes (the padding of the last one repeats its last image's), then
-            // the null class for the unconditional half.
-            let classes: Vec<f32> = (0..batch)
-                .map(|i| all[(run * batch + i).min(args.n - 1)])
-                .collect();
-            plan.set_labels(
-                &gpu,
-                Some(&ddpm::sampler::batch_labels(&classes, null_class)),
-            )?;
-        }
-        let mut sampler = Sampler::new(&gpu, &plan, &sched, &opts)?;
-        if run == 0 && args.gif.is_some() {
-            let every = total_steps.div_ceil(GIF_FRAMES).max(1);
-            sampler.capture(every, 256 << 20)?;
-        }
-        let chunk = 10;
-        loop {
-            let p = sampler.run_steps_blocking(&gpu, chunk)?;
-            bar.set_position((run * total_steps + p.step) as u64);
-            bar.set_message(format!(
-                "batch {}/{runs}, t={}",
-                run + 1,
-                p.next_timestep.unwrap_or(0)
-            ));
-            if p.done() {
-                break;
-            }
-        }
-        let x = pollster::block_on(sampler.read_sample(&gpu))?;
-        let keep = (args.n - samples.len() / per_image).min(batch);
-        samples.extend_from_slice(&x[..keep * per_image]);
-        if let Some(tr) = sampler.trajectory() {
-            frames = tr.snapshots().to_vec();
-        }
-    }
+    generation.run_blocking(&mut generator, &gpu, 10, |s| {
+        bar.set_position(s.steps_done() as u64);
+        bar.set_message(format!(
+            "batch {}/{runs}, t={}",
+            (s.run + 1).min(runs),
+            s.progress.next_timestep.unwrap_or(0)
+        ));
+    })?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -242,6 +210,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (runs * total_steps) as f64 / secs,
         args.n as f64 / secs
     );
+    let (samples, frames) = generation.into_parts();
+    let shape = [0, c, h, w];
 
     let n = args.n;
     let img = grid(
@@ -257,20 +227,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ddpm::npy::write(path, &[n, shape[1], shape[2], shape[3]], &samples)?;
         eprintln!("wrote {}", display(path));
     }
-    if let Some(path) = &args.gif {
-        let b = batch.min(n);
-        let bytes: Vec<Vec<u8>> = frames
-            .iter()
-            .map(|s| s.x.to_u8(1.0)[..b * per_image].to_vec())
-            .collect();
-        let views: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-        let gif = ddpm::image::trajectory_gif(
-            &views,
-            [b, shape[1], shape[2], shape[3]],
-            grid_columns(b),
-        )?;
-        std::fs::write(path, gif).with_context(|| format!("writing {}", display(path)))?;
-        eprintln!("wrote {} ({} frames)", display(path), views.len());
+    if let (Some(path), Some(frames)) = (&args.gif, &frames) {
+        std::fs::write(path, frames.gif()?)
+            .with_context(|| format!("writing {}", display(path)))?;
+        eprintln!("wrote {} ({} frames)", display(path), frames.len());
     }
     check_gpu(&gpu)
 }

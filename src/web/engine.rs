@@ -1,15 +1,15 @@
 //! The engine as the page drives it: a loaded [`Model`] (validated files, config, scheduler) and,
-//! on one GPU device, its [`Engine`]: the U-Net's weights, one recorded forward pass for the
-//! batch size in use and one sampler, both reused across Generates while the model, device,
-//! batch and sampler settings stay the same (so repeated Generates do not grow memory).
+//! on one GPU device, its [`Engine`]: the U-Net's weights and the [`Generator`] whose forward
+//! pass and sampler are reused across Generates while the model, device, batch and sampler
+//! settings stay the same (so repeated Generates do not grow memory).
 
 use safetensors::SafeTensors;
 
 use super::files::{mb, ModelFiles};
 use crate::error::{Error, Result};
+use crate::generation::Generator;
 use crate::gpu::Gpu;
-use crate::model::{EpsModel, UNet, UNetConfig, UNetPlan, Weights};
-use crate::sampler::{Sampler, SamplerOptions};
+use crate::model::{UNet, UNetConfig, Weights};
 use crate::schedule::SchedulerConfig;
 
 /// A model the page has loaded: validated files, ready to be put on a GPU.
@@ -137,19 +137,13 @@ fn parse_weights(files: &ModelFiles) -> Result<(UNetConfig, Weights)> {
     )
 }
 
-/// A model on one GPU device: weights uploaded, plus the current forward-pass plan and sampler.
+/// A model on one GPU device: its weights uploaded, with the [`Generator`] that keeps the
+/// current forward-pass plan and sampler.
 pub struct Engine {
     /// The device generation it was built on (see `GPU_GENERATION` in the page).
     pub generation: u32,
     pub model_id: u64,
-    unet: UNet,
-    plan: Option<UNetPlan>,
-    sampler: Option<Sampler>,
-    /// The largest batch known to fit the device's limits (learned from failed plans).
-    max_batch: usize,
-    /// Forward passes recorded and samplers created so far (reuse shows as small counts).
-    pub plans_recorded: usize,
-    pub samplers_created: usize,
+    pub generator: Generator,
 }
 
 impl Engine {
@@ -158,84 +152,8 @@ impl Engine {
         Ok(Engine {
             generation,
             model_id: model.id,
-            unet: UNet::new(gpu, model.config.clone(), weights)?,
-            plan: None,
-            sampler: None,
-            max_batch: usize::MAX,
-            plans_recorded: 0,
-            samplers_created: 0,
+            generator: Generator::new(UNet::new(gpu, model.config.clone(), weights)?),
         })
-    }
-
-    /// Readies a sampler for `n` samples with `opts` and returns its batch size: the forward
-    /// pass is recorded for min(n, `cap`, what fits), halving the batch while the device's
-    /// limits refuse it ([`Error::Limit`]); the current plan and sampler are reused when they
-    /// match.
-    pub fn prepare(
-        &mut self,
-        gpu: &Gpu,
-        scheduler: &SchedulerConfig,
-        n: usize,
-        cap: usize,
-        opts: &SamplerOptions,
-    ) -> Result<usize> {
-        let copies = opts.copies_per_image();
-        let want = copies * n.min(cap).clamp(1, self.max_batch);
-        if self.plan_batch() != Some(want) {
-            // Free the old plan (and the sampler over it) before recording a new one.
-            self.sampler = None;
-            self.plan = None;
-            let plan = self
-                .unet
-                .plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
-            let batch = plan.x().shape[0];
-            if batch < copies {
-                return Err(Error::Invalid(
-                    "the device cannot hold the two halves of a guided batch of one image".into(),
-                ));
-            }
-            if batch < want {
-                self.max_batch = batch / copies;
-            }
-            self.plan = Some(plan);
-            self.plans_recorded += 1;
-        }
-        let reuse = self.sampler.as_ref().is_some_and(|s| {
-            let o = s.options();
-            (o.kind, o.variance, o.clip, o.guidance, o.start)
-                == (
-                    opts.kind,
-                    opts.variance,
-                    opts.clip,
-                    opts.guidance,
-                    opts.start,
-                )
-        });
-        if reuse {
-            let s = self.sampler.as_mut().expect("checked above");
-            s.restart(gpu, opts.seed, opts.first_image)?;
-        } else {
-            self.sampler = None;
-            let plan = self.plan.as_ref().expect("planned above");
-            self.sampler = Some(Sampler::new(gpu, plan, scheduler, opts)?);
-            self.samplers_created += 1;
-        }
-        Ok(self.plan_batch().expect("planned above") / copies)
-    }
-
-    /// The batch size of the recorded forward pass (twice the images when guided).
-    fn plan_batch(&self) -> Option<usize> {
-        self.plan.as_ref().map(|p| p.x().shape[0])
-    }
-
-    /// Writes the class labels of the recorded forward pass (see
-    /// [`crate::sampler::batch_labels`]).
-    pub fn set_labels(&self, gpu: &Gpu, labels: &[f32]) -> Result<()> {
-        let plan = self
-            .plan
-            .as_ref()
-            .ok_or_else(|| Error::Invalid("no forward pass is recorded".into()))?;
-        plan.set_labels(gpu, Some(labels))
     }
 
     /// L_simple per timestep of the model (see [`crate::loss_curve`]); the sampling plan is
@@ -246,13 +164,8 @@ impl Engine {
         alphas_cumprod: &[f32],
         setup: &crate::loss_curve::LossSetup<'_>,
     ) -> Result<crate::loss_curve::LossCurve> {
-        self.sampler = None;
-        self.plan = None;
-        crate::loss_curve::loss_per_timestep(gpu, &self.unet, alphas_cumprod, setup).await
-    }
-
-    /// The sampler readied by [`Engine::prepare`].
-    pub fn sampler(&mut self) -> Option<&mut Sampler> {
-        self.sampler.as_mut()
+        self.generator.release();
+        let unet = self.generator.unet();
+        crate::loss_curve::loss_per_timestep(gpu, unet, alphas_cumprod, setup).await
     }
 }

@@ -11,7 +11,8 @@ use wasm_bindgen::{closure::Closure, JsCast, JsValue};
 use web_sys::HtmlCanvasElement;
 
 use super::error::{PageError, PageResult};
-use super::{dom, draw, run::Frames};
+use super::{dom, draw};
+use crate::generation::Frames;
 
 /// The x_t canvas as shown, scaled up to at least 512 pixels, named after the seed and frame.
 pub fn png() -> PageResult<()> {
@@ -28,9 +29,7 @@ pub fn png() -> PageResult<()> {
 
 /// Every kept frame of x_t, all images on one grid.
 pub fn gif(frames: &Frames) -> PageResult<()> {
-    let views: Vec<&[u8]> = (0..frames.len()).map(|i| frames.x(i)).collect();
-    let cols = crate::image::grid_columns(frames.shape[0]);
-    let bytes = crate::image::trajectory_gif(&views, frames.shape, cols)?;
+    let bytes = frames.gif()?;
     download_bytes(&bytes, "image/gif", &format!("{}-trajectory.gif", stem()))
 }
 

@@ -241,9 +241,9 @@ pub(super) async fn compare_run(
     run_batches(app, gpu, engine, model, pass).await
 }
 
-/// Samples `cfg.n` images in batches (as large as the device allows), filling the slider's
-/// frames (of `pass.target`) and the live view as chunks complete, from x_T drawn for the seed
-/// or from `pass.initial` (one batch). Ok(stopped?).
+/// Samples `cfg.n` images over [`crate::generation`] (batches as large as the device allows),
+/// filling the slider's frames (of `pass.target`) and the live view as chunks complete, from
+/// x_T drawn for the seed or from `pass.initial` (one image). Ok(stopped?).
 pub(super) async fn run_batches(
     app: &Rc<App>,
     gpu: &Gpu,
@@ -267,31 +267,33 @@ pub(super) async fn run_batches(
     if target == Target::Main {
         app.last_samples.borrow_mut().take();
     }
-    let batch = engine.prepare(
-        gpu,
-        &model.scheduler,
-        n,
-        app.batch_cap.get(),
-        &cfg.options_for(&model.config, &model.scheduler, 0),
-    )?;
-    let runs = n.div_ceil(batch);
-    let [c, h, w] = model.sample;
-    let (per, shape) = (c * h * w, [n, c, h, w]);
-    let steps = timesteps.len();
     // Compare mode holds two runs' frames in the same budget.
     let budget = if dom::el::<HtmlInputElement>(ids::COMPARE).checked() {
         FRAME_BUDGET / 2
     } else {
         FRAME_BUDGET
     };
-    *store.borrow_mut() = Some(Frames::new(shape, batch, timesteps, budget));
+    let classes = cfg.classes(&model.config, 0, n);
+    let request = Request {
+        n,
+        options: cfg.options_for(&model.config, &model.scheduler, 0),
+        classes: (!classes.is_empty()).then_some(classes),
+        batch_cap: app.batch_cap.get(),
+        initial,
+        frames_budget: Some(budget),
+    };
+    let mut generation = Generation::new(&mut engine.generator, gpu, &model.scheduler, request)?;
+    let (batch, shape) = (generation.batch(), generation.shape());
+    let [_, c, h, w] = shape;
+    let per = c * h * w;
+    let steps = timesteps.len();
+    let runs = n.div_ceil(batch);
     let mut live = Pictures {
         x: vec![0u8; n * per],
         x0: vec![0u8; n * per],
         eps: vec![0u8; n * per],
         shape,
     };
-    let mut samples = vec![0f32; n * per];
 
     dom::el::<HtmlInputElement>(ids::VIEW_T).set_disabled(true);
     dom::set_disabled(ids::STOP, false);
@@ -309,95 +311,58 @@ pub(super) async fn run_batches(
         ids::RUN_STATUS,
         &format!("{what} {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
     );
-    let total = runs * steps;
-    update_stats(0, total, 0.0);
+    update_stats(0, runs * steps, 0.0);
 
     let t0 = dom::now_ms();
     let mut chunk = 1usize;
-    for r in 0..runs {
-        let first = r * batch;
-        let seed = cfg.seed;
-        let classes = cfg.classes(&model.config, first, batch);
-        if !classes.is_empty() {
-            let null = guided_null_class(model, cfg);
-            let labels = crate::sampler::batch_labels(&classes, null);
-            engine.set_labels(gpu, &labels)?;
+    let stopped = loop {
+        if app.stop.get() {
+            break true;
         }
-        let sampler = engine
-            .sampler()
-            .ok_or(crate::Error::Invalid("no sampler was prepared".into()))?;
-        if r > 0 {
-            // The step noise of images first.. (keyed by their index in the whole run).
-            sampler.restart(gpu, seed, first as u64)?;
+        let (c0, before) = (dom::now_ms(), generation.status().steps_done());
+        let status = generation
+            .advance(&mut engine.generator, gpu, chunk)
+            .await?;
+        let dt = dom::now_ms() - c0;
+        if let Some(latest) = generation.latest() {
+            let range = latest.first * per..(latest.first + latest.count) * per;
+            let len = latest.count * per;
+            let snap = &latest.snapshot;
+            live.x[range.clone()].copy_from_slice(&snap.x.to_u8(1.0)[..len]);
+            live.x0[range.clone()].copy_from_slice(&snap.x0.to_u8(1.0)[..len]);
+            live.eps[range].copy_from_slice(&snap.eps.to_u8(EPS_RANGE)[..len]);
+            let label = match (snap.step, status.progress.next_timestep) {
+                (s, _) if s == steps => "x₀ (sample)".into(),
+                (_, Some(t)) => format!("t = {t}"),
+                (_, None) => "x₀ (sample)".into(),
+            };
+            *app.live.borrow_mut() = Some(LiveFrame {
+                label,
+                pictures: live.clone(),
+                target,
+            });
+            schedule_live_draw();
         }
-        // x_T from the CPU twin of the GPU's RNG (same seed, stream and element index, bit-equal
-        // to `ops::noise`): the first trajectory frame needs it on the CPU anyway, so drawing it
-        // here saves a GPU read-back.
-        let x_t = match &initial {
-            Some(x) => x.clone(),
-            None => {
-                crate::cpu::sampling::noise(batch * per, seed, INIT_STREAM, (first * per) as u64)
-            }
-        };
-        sampler.set_initial(gpu, &x_t)?;
-        if let Some(f) = store.borrow_mut().as_mut() {
-            f.begin_run(r, &x_t);
+        update_stats(
+            status.steps_done(),
+            status.steps_total(),
+            dom::now_ms() - t0,
+        );
+        if status.done() {
+            break false;
         }
-        let count = batch.min(n - first);
-        loop {
-            if app.stop.get() {
-                return Ok(true);
-            }
-            sampler.capture(1, CHUNK_CAPTURE_BUDGET)?;
-            let (c0, before) = (dom::now_ms(), sampler.progress().step);
-            let p = sampler.run_steps(gpu, chunk).await?;
-            let dt = dom::now_ms() - c0;
-            let snaps = sampler.trajectory().map_or(&[][..], |t| t.snapshots());
-            if let Some(f) = store.borrow_mut().as_mut() {
-                for s in snaps {
-                    f.push(s);
-                }
-            }
-            if let Some(last) = snaps.last() {
-                let range = first * per..(first + count) * per;
-                live.x[range.clone()].copy_from_slice(&last.x.to_u8(1.0)[..count * per]);
-                live.x0[range.clone()].copy_from_slice(&last.x0.to_u8(1.0)[..count * per]);
-                live.eps[range].copy_from_slice(&last.eps.to_u8(EPS_RANGE)[..count * per]);
-                let label = match p.next_timestep {
-                    Some(t) => format!("t = {t}"),
-                    None => "x₀ (sample)".into(),
-                };
-                *app.live.borrow_mut() = Some(LiveFrame {
-                    label,
-                    pictures: live.clone(),
-                    target,
-                });
-                schedule_live_draw();
-            }
-            update_stats(r * steps + p.step, total, dom::now_ms() - t0);
-            if p.done() {
-                break;
-            }
-            // Size the next chunk so that one takes about CHUNK_TARGET_MS.
-            let per_step = dt / (p.step - before).max(1) as f64;
-            chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
-                .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
-            dom::yield_now().await;
-        }
-        let x = sampler.read_sample(gpu).await?;
-        samples[first * per..(first + count) * per].copy_from_slice(&x[..count * per]);
-    }
-    if target == Target::Main {
+        // Size the next chunk so that one takes about CHUNK_TARGET_MS.
+        let per_step = dt / status.steps_done().saturating_sub(before).max(1) as f64;
+        chunk = ((CHUNK_TARGET_MS / per_step.max(0.01)) as usize)
+            .clamp((chunk / 2).max(1), (chunk * 2).min(MAX_CHUNK));
+        dom::yield_now().await;
+    };
+    let (samples, frames) = generation.into_parts();
+    *store.borrow_mut() = frames;
+    if target == Target::Main && !stopped {
         *app.last_samples.borrow_mut() = Some((samples, shape));
     }
-    Ok(false)
-}
-
-/// The null class of a guided run of `model` under `cfg` (`None`: no guidance).
-pub(super) fn guided_null_class(model: &Model, cfg: &RunConfig) -> Option<usize> {
-    cfg.options_for(&model.config, &model.scheduler, 0)
-        .guidance
-        .and(model.config.ddpm_null_class)
+    Ok(stopped)
 }
 
 pub(super) fn update_stats(done: usize, total: usize, elapsed_ms: f64) {

@@ -3,7 +3,7 @@
 //! the entry point and the test hooks; by concern:
 //! - [`device`]: the WebGPU device and its loss; [`controls`]: events, keys, settings;
 //! - [`generate`]: Generate, denoise-from-t and compare runs over [`engine`] (U-Net + sampler),
-//!   filling [`run::Frames`]; [`viewer`], [`player`], [`export`]: showing, playing and saving them;
+//!   filling [`crate::generation::Frames`]; [`viewer`], [`player`], [`export`]: showing, playing and saving them;
 //! - [`forward_view`] over [`forward`] (q(x_t | x_0) of examples, samples and [`draw_pad`]
 //!   drawings), [`loss_view`]: L_simple per timestep;
 //! - [`loading`] over [`files`]: model folders, the Hub, the user's files;
@@ -47,14 +47,15 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 
+use crate::generation::{Frames, Generation, Request};
 use crate::gpu::Gpu;
-use crate::sampler::{SamplerKind, SnapshotData, EPS_RANGE, INIT_STREAM};
+use crate::sampler::{SamplerKind, SnapshotData, EPS_RANGE};
 use crate::schedule::{SchedulerConfig, VarianceType};
 use engine::{Engine, Model};
 use error::{PageError, PageResult};
 use files::ModelFiles;
 use forward::Forward;
-use run::{Frames, RunConfig};
+use run::RunConfig;
 use state::{GpuState, LossState, ModelState, PlayState, RunState};
 
 use controls::*;
@@ -70,8 +71,6 @@ const FRAME_BUDGET: usize = 128 << 20;
 const CHUNK_TARGET_MS: f64 = 60.0;
 /// Largest chunk of steps between two yields.
 const MAX_CHUNK: usize = 200;
-/// Byte budget of the per-chunk snapshot capture (the chunk's own staging limit binds first).
-const CHUNK_CAPTURE_BUDGET: usize = 1 << 30;
 
 /// A frame waiting to be drawn: its label and pictures.
 struct LiveFrame {
@@ -300,7 +299,8 @@ pub fn debug_max_batch(k: usize) {
 #[wasm_bindgen]
 pub fn debug_engine_stats() -> Vec<u32> {
     app().engine.borrow().as_ref().map_or(Vec::new(), |e| {
-        vec![e.plans_recorded as u32, e.samplers_created as u32]
+        let g = &e.generator;
+        vec![g.plans_recorded as u32, g.samplers_created as u32]
     })
 }
 
