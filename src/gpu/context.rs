@@ -24,9 +24,31 @@ pub struct Gpu {
     placeholder: std::sync::OnceLock<Tensor>,
 }
 
+/// Which device [`Gpu::request`] asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DeviceKind {
+    /// The adapter's full limits and the optional features the kernels use.
+    Full,
+    /// WebGPU's defaults, as a browser may give.
+    BrowserLike,
+}
+
 impl Gpu {
     /// Requests a high-performance adapter and a device with the adapter's full limits.
     pub async fn new() -> Result<Self> {
+        Self::request(DeviceKind::Full).await
+    }
+
+    /// A device as a browser may give one: WebGPU's default limits (128 MiB storage bindings,
+    /// 256 invocations and 16 KiB of workgroup memory per workgroup, …), no optional features,
+    /// kernels chosen by the heuristic without timing, as the page does. For tests of what the
+    /// page can run.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn browser_like_blocking() -> Result<Self> {
+        pollster::block_on(Self::request(DeviceKind::BrowserLike))
+    }
+
+    async fn request(kind: DeviceKind) -> Result<Self> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
@@ -44,15 +66,21 @@ impl Gpu {
                 ))
             })?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = match kind {
+            DeviceKind::Full => adapter.limits(),
+            DeviceKind::BrowserLike => wgpu::Limits::default(),
+        };
         // Optional features some kernel variants use (see `gpu::tuning`). Not in the browser:
         // WGSL there needs `enable subgroups;`, which naga does not parse yet.
-        let features = if cfg!(target_arch = "wasm32") {
+        let features = if cfg!(target_arch = "wasm32") || kind == DeviceKind::BrowserLike {
             wgpu::Features::empty()
         } else {
             adapter.features() & wgpu::Features::SUBGROUP
         };
-        let policy = KernelPolicy::from_env()?;
+        let policy = match kind {
+            DeviceKind::Full => KernelPolicy::from_env()?,
+            DeviceKind::BrowserLike => KernelPolicy::Heuristic,
+        };
         let tuner = Tuner::new(policy);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
