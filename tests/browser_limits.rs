@@ -96,7 +96,7 @@ fn a_guided_generation_matches_the_full_device() {
 fn a_training_step_runs_under_default_limits() {
     use ddpm::train::{TrainOptions, Trainer};
     let gpu = browser();
-    let (cfg, weights) = Weights::load_dir(&fixture_dir("unet_tiny")).unwrap();
+    let (cfg, weights) = Weights::load_dir(fixture_dir("unet_tiny")).unwrap();
     let options = TrainOptions {
         batch: 4,
         ..TrainOptions::default()
