@@ -134,6 +134,7 @@ pub fn trajectory_gif(frames: &[&[u8]], shape: [usize; 4], cols: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::err_text;
 
     #[test]
     fn grid_places_tiles_and_maps_values() {
@@ -189,8 +190,10 @@ mod tests {
             frames += 1;
         }
         assert_eq!(frames, 2);
-        assert!(gif_bytes(&[], 8).is_err());
+        let e = err_text(gif_bytes(&[], 8), "no frames");
+        assert!(e.contains("a GIF needs at least one frame"), "{e}");
         let wide = grid(&[0.0; 6], [1, 1, 2, 3], 1, 0, to_byte);
-        assert!(gif_bytes(&[img, wide], 8).is_err());
+        let e = err_text(gif_bytes(&[img, wide], 8), "frames of two sizes");
+        assert!(e.contains("GIF frames differ in size"), "{e}");
     }
 }

@@ -397,6 +397,7 @@ pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::err_text;
 
     /// Bytes of a header + data as NumPy writes them.
     fn npy(version: u8, dict: &str, data: &[u8]) -> Vec<u8> {
@@ -421,7 +422,8 @@ mod tests {
             assert_eq!(bytes.len() % 64, (4 * n) % 64, "header aligned to 64");
             assert_eq!(from_bytes(&bytes, "x").unwrap(), (shape, data));
         }
-        assert!(to_bytes(&[2, 2], &[1.0]).is_err());
+        let e = err_text(to_bytes(&[2, 2], &[1.0]), "1 value for [2, 2]");
+        assert!(e.contains("npy: shape [2, 2] needs 4 values, got 1"), "{e}");
     }
 
     #[test]

@@ -784,6 +784,7 @@ async fn map_read(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::err_text;
 
     fn snap(step: usize, n: usize) -> Snapshot {
         Snapshot {
@@ -839,7 +840,11 @@ mod tests {
 
     #[test]
     fn trajectory_rejects_zero_stride() {
-        assert!(Trajectory::new(0, 1).is_err());
+        let e = err_text(Trajectory::new(0, 1), "stride 0");
+        assert!(
+            e.contains("trajectory stride must be at least 1 step"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -701,6 +701,7 @@ pub struct DdimCoefs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::err_text;
 
     #[test]
     fn round_half_even_matches_numpy() {
@@ -748,11 +749,24 @@ mod tests {
             steps_offset: usize::MAX,
             ..SchedulerConfig::default()
         };
-        assert!(c.ddim_timesteps(10).is_err());
+        let e = err_text(c.ddim_timesteps(10), "steps_offset usize::MAX");
+        assert!(e.contains("unsupported config: `steps_offset`"), "{e}");
         let c = SchedulerConfig {
             num_train_timesteps: usize::MAX,
             ..SchedulerConfig::default()
         };
-        assert!(c.ddim_timesteps(10).is_err() && c.schedule().is_err());
+        let e = err_text(
+            c.ddim_timesteps(10),
+            "num_train_timesteps usize::MAX (DDIM)",
+        );
+        assert!(
+            e.contains("unsupported config: `num_train_timesteps`"),
+            "{e}"
+        );
+        let e = err_text(c.schedule(), "num_train_timesteps usize::MAX (schedule)");
+        assert!(
+            e.contains("unsupported config: `num_train_timesteps`"),
+            "{e}"
+        );
     }
 }

@@ -123,3 +123,13 @@ pub fn wgsl_with_requires(dir: &std::path::Path, own: &str) -> Result<String, St
     source.push_str(own);
     Ok(source)
 }
+
+/// The Display text of `r`'s error; panics (naming `what`) if `r` is Ok. (Takes no `Debug`
+/// bound on `T`, since many ops return a `Dispatch`, which has none.)
+#[track_caller]
+pub fn err_text<T>(r: crate::Result<T>, what: &str) -> String {
+    match r {
+        Ok(_) => panic!("{what}: expected an error, got Ok"),
+        Err(e) => e.to_string(),
+    }
+}

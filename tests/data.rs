@@ -378,12 +378,22 @@ fn batches_are_nchw_and_checked() {
     let e = err_string(ds.batch(&[0, 2, 1], &mut out));
     assert!(e.contains("index 2 out of range"), "{e}");
     assert!(ds.batch(&[], &mut []).is_ok());
-    assert!(Images::new("bad", 1, 2, vec![0; 5], None).is_err());
-    assert!(Images::new("bad", 1, 2, vec![], None).is_err());
-    assert!(Images::new("bad", 1, 2, vec![0; 8], Some(vec![1])).is_err());
+    let e = err_string(Images::new("bad", 1, 2, vec![0; 5], None));
+    assert!(
+        e.contains("bad: 5 bytes is not a positive multiple of one 1×2×2 image"),
+        "{e}"
+    );
+    let e = err_string(Images::new("bad", 1, 2, vec![], None));
+    assert!(
+        e.contains("bad: 0 bytes is not a positive multiple of one 1×2×2 image"),
+        "{e}"
+    );
+    let e = err_string(Images::new("bad", 1, 2, vec![0; 8], Some(vec![1])));
+    assert!(e.contains("bad: 1 labels for 2 images"), "{e}");
     let small = ds.clone().truncate(1).unwrap();
     assert_eq!((small.len(), small.labels()), (1, Some(&[0u8][..])));
-    assert!(ds.truncate(0).is_err());
+    let e = err_string(ds.truncate(0));
+    assert!(e.contains("cannot keep 0 images"), "{e}");
 }
 
 #[test]
@@ -557,7 +567,11 @@ fn batcher_resumes_exactly_from_saved_state() {
     })
     .unwrap();
     assert_eq!((end.epoch(), end.position()), (state.epoch + 1, 0));
-    assert!(Batcher::new(0, 1).is_err());
+    let e = err_string(Batcher::new(0, 1));
+    assert!(
+        e.contains("batch sampler: the dataset has no images"),
+        "{e}"
+    );
     // Large seeds survive JSON exactly.
     let s = BatcherState {
         seed: u64::MAX - 3,

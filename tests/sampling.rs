@@ -10,7 +10,7 @@ use ddpm::sampler::{
     plan, sample_cpu, Sampler, SamplerKind, SamplerOptions, SnapshotData, INIT_STREAM,
 };
 use ddpm::schedule::{SchedulerConfig, VarianceType};
-use ddpm::testing::{assert_close, gpu, max_abs_diff, Rng};
+use ddpm::testing::{assert_close, err_text, gpu, max_abs_diff, Rng};
 use ddpm::Error;
 
 // ---------------------------------------------------------------------------------------------
@@ -447,7 +447,8 @@ fn bad_sampler_input_is_a_clear_error() {
     assert!(m.contains("steps_offset"), "{m}");
     let mut bad_clip = opts(SamplerKind::Ddpm);
     bad_clip.clip = Some(-1.0);
-    assert!(plan(&cfg, &bad_clip).is_err());
+    let e = err_text(plan(&cfg, &bad_clip), "clip -1");
+    assert!(e.contains("clip range must be positive, got -1"), "{e}");
 
     let gpu = gpu();
     let model = MockModel::new(gpu, &SHAPE, 1000);
@@ -458,23 +459,40 @@ fn bad_sampler_input_is_a_clear_error() {
         &opts(SamplerKind::Ddim { steps: 5, eta: 0.0 }),
     )
     .unwrap();
-    assert!(s.capture(0, 100).is_err());
+    let e = err_text(s.capture(0, 100), "capture every 0 steps");
+    assert!(
+        e.contains("trajectory stride must be at least 1 step"),
+        "{e}"
+    );
     assert!(matches!(
         s.set_initial(gpu, &[0.0; 3]),
         Err(Error::Shape { .. })
     ));
-    assert!(Sampler::new(
-        gpu,
-        &model,
-        &cfg,
-        &opts(SamplerKind::Ddim { steps: 0, eta: 0.0 })
-    )
-    .is_err());
+    let e = err_text(
+        Sampler::new(
+            gpu,
+            &model,
+            &cfg,
+            &opts(SamplerKind::Ddim { steps: 0, eta: 0.0 }),
+        ),
+        "a sampler of 0 DDIM steps",
+    );
+    assert!(e.contains("DDIM needs at least 1 inference step"), "{e}");
     let sched = cfg.schedule().unwrap();
-    assert!(sched
-        .ddpm_coefs(1000, Some(999), VarianceType::FixedSmall, None)
-        .is_err());
-    assert!(sched
-        .ddpm_coefs(5, Some(5), VarianceType::FixedSmall, None)
-        .is_err());
+    let e = err_text(
+        sched.ddpm_coefs(1000, Some(999), VarianceType::FixedSmall, None),
+        "t = T",
+    );
+    assert!(
+        e.contains("timestep 1000 out of range for a schedule of 1000 steps"),
+        "{e}"
+    );
+    let e = err_text(
+        sched.ddpm_coefs(5, Some(5), VarianceType::FixedSmall, None),
+        "prev = t",
+    );
+    assert!(
+        e.contains("previous timestep 5 must be smaller than timestep 5"),
+        "{e}"
+    );
 }

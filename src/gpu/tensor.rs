@@ -127,7 +127,7 @@ fn check_size(gpu: &Gpu, shape: &[usize], label: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::gpu;
+    use crate::testing::{err_text, gpu};
 
     #[test]
     fn oversized_tensors_are_a_limit_error() {
@@ -146,7 +146,15 @@ mod tests {
         let gpu = gpu();
         let t = Tensor::from_slice(gpu, &[2, 3], &[1., 2., 3., 4., 5., 6.], "t").unwrap();
         assert_eq!(t.read_blocking(gpu).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
-        assert!(t.write(gpu, &[1.0]).is_err());
-        assert!(Tensor::from_slice(gpu, &[2], &[1.0], "bad").is_err());
+        let e = err_text(t.write(gpu, &[1.0]), "1 value into 6");
+        assert!(e.contains("shape mismatch for tensor write"), "{e}");
+        let e = err_text(
+            Tensor::from_slice(gpu, &[2], &[1.0], "bad"),
+            "1 value for [2]",
+        );
+        assert!(
+            e.contains("shape mismatch for bad data (1 elements)"),
+            "{e}"
+        );
     }
 }

@@ -288,6 +288,7 @@ fn fastest<V: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::err_text;
 
     #[test]
     fn policy_parses() {
@@ -300,7 +301,8 @@ mod tests {
             KernelPolicy::parse(" reg ").unwrap(),
             KernelPolicy::Force("reg".into())
         );
-        assert!(KernelPolicy::parse("").is_err());
+        let e = err_text(KernelPolicy::parse(""), "empty policy");
+        assert!(e.contains("empty kernel policy"), "{e}");
     }
 
     fn cand(variant: usize, name: &'static str, timed: bool) -> Candidate<usize> {
@@ -322,7 +324,11 @@ mod tests {
         ];
         assert_eq!(fastest(&c, |v| Ok(times[v])).unwrap(), Some(1));
         assert_eq!(fastest(&c[3..], |v| Ok(times[v])).unwrap(), None);
-        assert!(fastest(&c, |_| Err(Error::Invalid("x".into()))).is_err());
+        let e = err_text(
+            fastest(&c, |_| Err(Error::Invalid("timer failed".into()))),
+            "a failing timer",
+        );
+        assert!(e.contains("timer failed"), "{e}");
     }
 
     #[test]

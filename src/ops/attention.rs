@@ -135,7 +135,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     /// Runs GPU and CPU on `data` and compares.
     fn check_data(n: usize, c: usize, l: usize, heads: usize, data: &[f32], what: &str) {
@@ -222,21 +222,32 @@ mod tests {
         let qkv = Tensor::zeros(gpu, &[1, 12, 5], "qkv").unwrap();
         let out = Tensor::zeros(gpu, &[1, 4, 5], "out").unwrap();
         assert!(attention(gpu, &qkv, 1, &out).is_ok());
+        let e = err_text(attention(gpu, &qkv, 3, &out), "3 heads do not divide 4");
         assert!(
-            attention(gpu, &qkv, 3, &out).is_err(),
-            "3 heads do not divide 4"
+            e.contains("attention: 3 heads do not divide C = 4 channels"),
+            "{e}"
         );
-        assert!(attention(gpu, &qkv, 0, &out).is_err(), "zero heads");
-        let wrong_out = Tensor::zeros(gpu, &[1, 4, 6], "out").unwrap();
+        let e = err_text(attention(gpu, &qkv, 0, &out), "zero heads");
         assert!(
-            attention(gpu, &qkv, 2, &wrong_out).is_err(),
-            "out L differs"
+            e.contains("attention: 0 heads do not divide C = 4 channels"),
+            "{e}"
+        );
+        let wrong_out = Tensor::zeros(gpu, &[1, 4, 6], "out").unwrap();
+        let e = err_text(attention(gpu, &qkv, 2, &wrong_out), "out L differs");
+        assert!(
+            e.contains("shape mismatch for attention out [N, C, L]"),
+            "{e}"
         );
         let not3 = Tensor::zeros(gpu, &[1, 10, 5], "qkv").unwrap();
         let out10 = Tensor::zeros(gpu, &[1, 10, 5], "out").unwrap();
-        assert!(attention(gpu, &not3, 1, &out10).is_err(), "10 is not 3·C");
+        let e = err_text(attention(gpu, &not3, 1, &out10), "10 is not 3·C");
+        assert!(
+            e.contains("attention: qkv [1, 10, 5] has 10 channels, not 3·C"),
+            "{e}"
+        );
         let flat = Tensor::zeros(gpu, &[60], "qkv").unwrap();
-        assert!(attention(gpu, &flat, 1, &out).is_err(), "not 3-D");
+        let e = err_text(attention(gpu, &flat, 1, &out), "not 3-D");
+        assert!(e.contains("attention: qkv must be [N, 3C, L]"), "{e}");
     }
 
     /// Timing on the local device: `cargo test --release --lib ops::attention -- --ignored

@@ -259,7 +259,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     /// Runs GPU and CPU on `qkv`, `d_out` with `d_qkv` pre-filled with `init` and compares;
     /// `dims` = (n, c, l, heads), as in the case tables.
@@ -404,37 +404,65 @@ mod tests {
         let d_out = Tensor::zeros(gpu, &[1, 4, 5], "d_out").unwrap();
         let grad = Tensor::zeros(gpu, &[1, 12, 5], "d_qkv").unwrap();
         assert!(attention_backward(gpu, &qkv, &d_out, 2, false, &grad).is_ok());
-        assert!(
-            attention_backward(gpu, &qkv, &d_out, 3, false, &grad).is_err(),
-            "3 heads do not divide 4"
+        let e = err_text(
+            attention_backward(gpu, &qkv, &d_out, 3, false, &grad),
+            "3 heads do not divide 4",
         );
         assert!(
-            attention_backward(gpu, &qkv, &d_out, 0, false, &grad).is_err(),
-            "zero heads"
+            e.contains("attention_backward: 3 heads do not divide C = 4 channels"),
+            "{e}"
+        );
+        let e = err_text(
+            attention_backward(gpu, &qkv, &d_out, 0, false, &grad),
+            "zero heads",
+        );
+        assert!(
+            e.contains("attention_backward: 0 heads do not divide C = 4 channels"),
+            "{e}"
         );
         let wrong = Tensor::zeros(gpu, &[1, 4, 6], "d_out").unwrap();
+        let e = err_text(
+            attention_backward(gpu, &qkv, &wrong, 1, false, &grad),
+            "d_out L differs",
+        );
         assert!(
-            attention_backward(gpu, &qkv, &wrong, 1, false, &grad).is_err(),
-            "d_out L differs"
+            e.contains("shape mismatch for attention_backward d_out [N, C, L]"),
+            "{e}"
         );
         let wrong = Tensor::zeros(gpu, &[1, 12, 6], "d_qkv").unwrap();
-        assert!(
-            attention_backward(gpu, &qkv, &d_out, 1, false, &wrong).is_err(),
-            "d_qkv L differs"
+        let e = err_text(
+            attention_backward(gpu, &qkv, &d_out, 1, false, &wrong),
+            "d_qkv L differs",
         );
         assert!(
-            attention_backward(gpu, &qkv, &d_out, 1, true, &qkv).is_err(),
-            "d_qkv aliases qkv"
+            e.contains("shape mismatch for attention_backward d_qkv [N, 3C, L]"),
+            "{e}"
+        );
+        let e = err_text(
+            attention_backward(gpu, &qkv, &d_out, 1, true, &qkv),
+            "d_qkv aliases qkv",
+        );
+        assert!(
+            e.contains("attention_backward: d_qkv and qkv are the same buffer"),
+            "{e}"
         );
         let not3 = Tensor::zeros(gpu, &[1, 10, 5], "qkv").unwrap();
+        let e = err_text(
+            attention_backward(gpu, &not3, &d_out, 1, false, &grad),
+            "10 is not 3·C",
+        );
         assert!(
-            attention_backward(gpu, &not3, &d_out, 1, false, &grad).is_err(),
-            "10 is not 3·C"
+            e.contains("attention_backward: qkv [1, 10, 5] has 10 channels, not 3·C"),
+            "{e}"
         );
         let flat = Tensor::zeros(gpu, &[60], "qkv").unwrap();
+        let e = err_text(
+            attention_backward(gpu, &flat, &d_out, 1, false, &grad),
+            "not 3-D",
+        );
         assert!(
-            attention_backward(gpu, &flat, &d_out, 1, false, &grad).is_err(),
-            "not 3-D"
+            e.contains("attention_backward: qkv must be [N, 3C, L]"),
+            "{e}"
         );
     }
 

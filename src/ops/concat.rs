@@ -81,7 +81,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{gpu, Rng};
+    use crate::testing::{err_text, gpu, Rng};
 
     fn run(a: &[f32], b: &[f32], n: usize, ca: usize, cb: usize, hw: [usize; 2]) -> Vec<f32> {
         let gpu = gpu();
@@ -134,12 +134,22 @@ mod tests {
         let out = Tensor::zeros(gpu, &[2, 8, 4, 4], "out").unwrap();
         assert!(concat_channels(gpu, &a, &b, &out).is_ok());
         let b_hw = Tensor::zeros(gpu, &[2, 5, 4, 3], "b").unwrap();
-        assert!(concat_channels(gpu, &a, &b_hw, &out).is_err());
+        let e = err_text(concat_channels(gpu, &a, &b_hw, &out), "b of another W");
+        assert!(
+            e.contains("shape mismatch for concat_channels b (N and trailing dims of a)"),
+            "{e}"
+        );
         let b_n = Tensor::zeros(gpu, &[1, 5, 4, 4], "b").unwrap();
-        assert!(concat_channels(gpu, &a, &b_n, &out).is_err());
+        let e = err_text(concat_channels(gpu, &a, &b_n, &out), "b of another N");
+        assert!(
+            e.contains("shape mismatch for concat_channels b (N and trailing dims of a)"),
+            "{e}"
+        );
         let out_bad = Tensor::zeros(gpu, &[2, 7, 4, 4], "o").unwrap();
-        assert!(concat_channels(gpu, &a, &b, &out_bad).is_err());
+        let e = err_text(concat_channels(gpu, &a, &b, &out_bad), "out of 7 channels");
+        assert!(e.contains("shape mismatch for concat_channels out"), "{e}");
         let flat = Tensor::zeros(gpu, &[4], "flat").unwrap();
-        assert!(concat_channels(gpu, &flat, &b, &out).is_err());
+        let e = err_text(concat_channels(gpu, &flat, &b, &out), "a of rank 1");
+        assert!(e.contains("concat_channels: a must be [N, C, ...]"), "{e}");
     }
 }

@@ -594,7 +594,7 @@ mod tests {
     use super::*;
     use crate::cpu;
     use crate::ops::conv_pack::unpack_weight;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     struct Case {
         n: usize,
@@ -983,8 +983,16 @@ mod tests {
         };
         let bad = cpu::conv2d::conv2d(inputs, one, &cpu::conv2d::Epilogue::default());
         assert!(matches!(bad, Err(Error::Shape { .. })));
-        assert!(pack_weight(&[0.0; 5], [1, 1, 3, 3]).is_err());
-        assert!(unpack_weight(&[0.0; 36], [1, 1, 3, 3, 4], 5).is_err());
+        let e = err_text(pack_weight(&[0.0; 5], [1, 1, 3, 3]), "5 values for 9");
+        assert!(e.contains("shape mismatch for conv2d weight data"), "{e}");
+        let e = err_text(
+            unpack_weight(&[0.0; 36], [1, 1, 3, 3, 4], 5),
+            "1 group of 4 for 5 channels",
+        );
+        assert!(
+            e.contains("shape mismatch for packed conv2d weight: expected [2, 1, 3, 3, 4]"),
+            "{e}"
+        );
     }
 
     /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).

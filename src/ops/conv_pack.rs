@@ -173,7 +173,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{gpu, Rng};
+    use crate::testing::{err_text, gpu, Rng};
 
     #[test]
     fn pack_weight_layout_and_roundtrip() {
@@ -231,6 +231,10 @@ mod tests {
         let gpu = gpu();
         let w = Tensor::zeros(gpu, &[5, 3, 3, 3], "w").unwrap();
         let p = Tensor::zeros(gpu, &[1, 3, 3, 3, 4], "p").unwrap();
-        assert!(pack(gpu, &w, &p).is_err());
+        let e = err_text(pack(gpu, &w, &p), "packed for 4 of 5 channels");
+        assert!(
+            e.contains("shape mismatch for conv_pack packed weight"),
+            "{e}"
+        );
     }
 }

@@ -66,7 +66,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     #[test]
     fn axpby_matches_cpu() {
@@ -91,6 +91,7 @@ mod tests {
         let gpu = gpu();
         let a = Tensor::zeros(gpu, &[4], "a").unwrap();
         let b = Tensor::zeros(gpu, &[5], "b").unwrap();
-        assert!(axpby(gpu, 1.0, &a, 1.0, &b, 0.0, &a).is_err());
+        let e = err_text(axpby(gpu, 1.0, &a, 1.0, &b, 0.0, &a), "b of 5 for a of 4");
+        assert!(e.contains("shape mismatch for axpby b"), "{e}");
     }
 }

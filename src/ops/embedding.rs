@@ -134,7 +134,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{gpu, Rng};
+    use crate::testing::{err_text, gpu, Rng};
 
     #[test]
     fn matches_cpu_on_awkward_shapes() {
@@ -191,9 +191,37 @@ mod tests {
         let gpu = gpu();
         let z = |s: &[usize]| Tensor::zeros(gpu, s, "t").unwrap();
         let (emb, table, labels) = (z(&[2, 4]), z(&[3, 4]), z(&[2]));
-        assert!(add_class_embedding(gpu, &emb, &z(&[3, 5]), &labels, &emb).is_err());
-        assert!(add_class_embedding(gpu, &emb, &table, &z(&[3]), &z(&[2, 4])).is_err());
-        assert!(add_class_embedding(gpu, &emb, &table, &labels, &z(&[2, 5])).is_err());
-        assert!(add_class_embedding(gpu, &z(&[8]), &table, &labels, &z(&[8])).is_err());
+        let e = err_text(
+            add_class_embedding(gpu, &emb, &z(&[3, 5]), &labels, &emb),
+            "table of the wrong dim",
+        );
+        assert!(
+            e.contains("shape mismatch for add_class_embedding table"),
+            "{e}"
+        );
+        let e = err_text(
+            add_class_embedding(gpu, &emb, &table, &z(&[3]), &z(&[2, 4])),
+            "3 labels for 2 rows",
+        );
+        assert!(
+            e.contains("shape mismatch for add_class_embedding labels"),
+            "{e}"
+        );
+        let e = err_text(
+            add_class_embedding(gpu, &emb, &table, &labels, &z(&[2, 5])),
+            "out of the wrong shape",
+        );
+        assert!(
+            e.contains("shape mismatch for add_class_embedding out"),
+            "{e}"
+        );
+        let e = err_text(
+            add_class_embedding(gpu, &z(&[8]), &table, &labels, &z(&[8])),
+            "emb of rank 1",
+        );
+        assert!(
+            e.contains("add_class_embedding: emb must be [N, dim]"),
+            "{e}"
+        );
     }
 }

@@ -115,7 +115,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     /// Initial output contents: random when accumulating, NaN (must be overwritten) otherwise.
     fn init(rng: &mut Rng, n: usize, acc: bool) -> Vec<f32> {
@@ -191,14 +191,27 @@ mod tests {
         let gpu = gpu();
         let dy = Tensor::zeros(gpu, &[2, 5, 3, 3], "dy").unwrap();
         let big = Tensor::zeros(gpu, &[2, 6, 3, 3], "big").unwrap();
-        assert!(scale_into(gpu, &dy, 1.0, true, &dy).is_err());
-        assert!(scale_into(gpu, &dy, 1.0, true, &big).is_err());
+        let e = err_text(scale_into(gpu, &dy, 1.0, true, &dy), "dst = src");
+        assert!(
+            e.contains("scale_into: dst and src are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(
+            scale_into(gpu, &dy, 1.0, true, &big),
+            "dst of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for scale_into dst"), "{e}");
 
         let out = Tensor::zeros(gpu, &[2, 5], "out").unwrap();
         assert!(reduce_spatial(gpu, &dy, 1.0, false, &out).is_ok());
         let out_bad = Tensor::zeros(gpu, &[2, 5, 1], "out").unwrap();
-        assert!(reduce_spatial(gpu, &dy, 1.0, false, &out_bad).is_err());
+        let e = err_text(
+            reduce_spatial(gpu, &dy, 1.0, false, &out_bad),
+            "out of rank 3",
+        );
+        assert!(e.contains("shape mismatch for reduce_spatial out"), "{e}");
         let flat = Tensor::zeros(gpu, &[5], "flat").unwrap();
-        assert!(reduce_spatial(gpu, &flat, 1.0, false, &out).is_err());
+        let e = err_text(reduce_spatial(gpu, &flat, 1.0, false, &out), "dy of rank 1");
+        assert!(e.contains("reduce_spatial: dy must be [N, C, ...]"), "{e}");
     }
 }

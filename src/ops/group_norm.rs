@@ -158,7 +158,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     fn check(rng: &mut Rng, shape: &[usize], groups: usize, eps: f32, silu: bool, offset: f32) {
         let gpu = gpu();
@@ -274,12 +274,19 @@ mod tests {
                 .contains("6 channels do not split into 4 groups"),
             "{err}"
         );
-        assert!(run(&x, &g, 0, &out).is_err());
+        let e = err_text(run(&x, &g, 0, &out), "0 groups");
+        assert!(
+            e.contains("group_norm: 6 channels do not split into 0 groups"),
+            "{e}"
+        );
         let g5 = Tensor::zeros(gpu, &[5], "g5").unwrap();
-        assert!(run(&x, &g5, 3, &out).is_err());
+        let e = err_text(run(&x, &g5, 3, &out), "gamma of 5");
+        assert!(e.contains("shape mismatch for group_norm gamma"), "{e}");
         let bad_out = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
-        assert!(run(&x, &g, 3, &bad_out).is_err());
+        let e = err_text(run(&x, &g, 3, &bad_out), "out of the wrong shape");
+        assert!(e.contains("shape mismatch for group_norm out"), "{e}");
         let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
-        assert!(run(&flat, &g, 3, &flat).is_err());
+        let e = err_text(run(&flat, &g, 3, &flat), "x of rank 1");
+        assert!(e.contains("group_norm: x must be [N, C, ...]"), "{e}");
     }
 }

@@ -175,7 +175,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     fn check(rng: &mut Rng, shape: &[usize], opts: GroupNormOptions, acc: bool, offset: f32) {
         let GroupNormOptions { groups, silu, .. } = opts;
@@ -342,18 +342,38 @@ mod tests {
                 .contains("6 channels do not split into 4 groups"),
             "{err}"
         );
-        assert!(run(&x, &dy, &dx, 0, &dg).is_err());
+        let e = err_text(run(&x, &dy, &dx, 0, &dg), "0 groups");
+        assert!(
+            e.contains("group_norm_backward: 6 channels do not split into 0 groups"),
+            "{e}"
+        );
         let bad = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
-        assert!(run(&x, &bad, &dx, 3, &dg).is_err());
-        assert!(run(&x, &dy, &bad, 3, &dg).is_err());
+        let e = err_text(run(&x, &bad, &dx, 3, &dg), "dy of the wrong shape");
+        assert!(
+            e.contains("shape mismatch for group_norm_backward dy"),
+            "{e}"
+        );
+        let e = err_text(run(&x, &dy, &bad, 3, &dg), "dx of the wrong shape");
+        assert!(
+            e.contains("shape mismatch for group_norm_backward dx"),
+            "{e}"
+        );
         let dg5 = Tensor::zeros(gpu, &[5], "dg5").unwrap();
-        assert!(run(&x, &dy, &dx, 3, &dg5).is_err());
+        let e = err_text(run(&x, &dy, &dx, 3, &dg5), "dgamma of 5");
+        assert!(
+            e.contains("shape mismatch for group_norm_backward dgamma"),
+            "{e}"
+        );
         // dx aliasing dy would be a read/write hazard within one dispatch.
         let Err(err) = run(&x, &dy, &dy, 3, &dg) else {
             panic!("dx aliasing dy accepted");
         };
         assert!(err.to_string().contains("same buffer"), "{err}");
         let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
-        assert!(run(&flat, &flat, &dx, 3, &dg).is_err());
+        let e = err_text(run(&flat, &flat, &dx, 3, &dg), "x of rank 1");
+        assert!(
+            e.contains("group_norm_backward: x must be [N, C, ...]"),
+            "{e}"
+        );
     }
 }

@@ -103,7 +103,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     /// The GPU op on the CPU reference's operands.
     fn run(inputs: cpu::linear::LinearInputs, opts: LinearOptions) -> Vec<f32> {
@@ -209,12 +209,19 @@ mod tests {
         };
         assert!(run(&x, &w, &b, &out).is_ok());
         let w_bad = Tensor::zeros(gpu, &[4, 2], "w").unwrap();
-        assert!(run(&x, &w_bad, &b, &out).is_err());
+        let e = err_text(run(&x, &w_bad, &b, &out), "w of the wrong in-features");
+        assert!(
+            e.contains("shape mismatch for linear weight (x has 3 features)"),
+            "{e}"
+        );
         let b_bad = Tensor::zeros(gpu, &[3], "b").unwrap();
-        assert!(run(&x, &w, &b_bad, &out).is_err());
+        let e = err_text(run(&x, &w, &b_bad, &out), "b of the wrong size");
+        assert!(e.contains("shape mismatch for linear bias"), "{e}");
         let out_bad = Tensor::zeros(gpu, &[2, 3], "o").unwrap();
-        assert!(run(&x, &w, &b, &out_bad).is_err());
+        let e = err_text(run(&x, &w, &b, &out_bad), "out of the wrong shape");
+        assert!(e.contains("shape mismatch for linear out"), "{e}");
         let x3 = Tensor::zeros(gpu, &[1, 2, 3], "x3").unwrap();
-        assert!(run(&x3, &w, &b, &out).is_err());
+        let e = err_text(run(&x3, &w, &b, &out), "x of rank 3");
+        assert!(e.contains("linear: x must be [N, In]"), "{e}");
     }
 }

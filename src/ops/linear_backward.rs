@@ -142,7 +142,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     fn init(rng: &mut Rng, n: usize, acc: bool) -> Vec<f32> {
         if acc {
@@ -276,16 +276,52 @@ mod tests {
             linear_backward(gpu, inputs, dy, silu, grads, Accumulate::default())
         };
         assert!(run(&x, &w, &dy, &dx, &dw, &db).is_ok());
-        assert!(run(&x, &t(&[4, 2]), &dy, &dx, &dw, &db).is_err());
-        assert!(run(&x, &w, &t(&[2, 3]), &dx, &dw, &db).is_err());
-        assert!(run(&x, &w, &dy, &t(&[3, 2]), &dw, &db).is_err());
-        assert!(run(&x, &w, &dy, &dx, &t(&[3, 4]), &db).is_err());
-        assert!(run(&x, &w, &dy, &dx, &dw, &t(&[3])).is_err());
-        assert!(run(&t(&[1, 2, 3]), &w, &dy, &dx, &dw, &db).is_err());
+        let e = err_text(
+            run(&x, &t(&[4, 2]), &dy, &dx, &dw, &db),
+            "w of the wrong in-features",
+        );
+        assert!(
+            e.contains("shape mismatch for linear_backward weight (x has 3 features)"),
+            "{e}"
+        );
+        let e = err_text(
+            run(&x, &w, &t(&[2, 3]), &dx, &dw, &db),
+            "dy of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for linear_backward dy"), "{e}");
+        let e = err_text(
+            run(&x, &w, &dy, &t(&[3, 2]), &dw, &db),
+            "dx of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for linear_backward dx"), "{e}");
+        let e = err_text(
+            run(&x, &w, &dy, &dx, &t(&[3, 4]), &db),
+            "dw of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for linear_backward dw"), "{e}");
+        let e = err_text(
+            run(&x, &w, &dy, &dx, &dw, &t(&[3])),
+            "db of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for linear_backward db"), "{e}");
+        let e = err_text(run(&t(&[1, 2, 3]), &w, &dy, &dx, &dw, &db), "x of rank 3");
+        assert!(e.contains("linear_backward: x must be [N, In]"), "{e}");
         // Outputs must not alias inputs or each other.
-        assert!(run(&x, &w, &dy, &x, &dw, &db).is_err());
-        assert!(run(&x, &w, &dy, &dx, &w, &db).is_err());
-        assert!(run(&x, &w, &dy, &dx, &dw, &b).is_err());
+        let e = err_text(run(&x, &w, &dy, &x, &dw, &db), "dx = x");
+        assert!(
+            e.contains("linear_backward: dx and x are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(run(&x, &w, &dy, &dx, &w, &db), "dw = w");
+        assert!(
+            e.contains("linear_backward: dw and w are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(run(&x, &w, &dy, &dx, &dw, &b), "db = b");
+        assert!(
+            e.contains("linear_backward: db and b are the same buffer"),
+            "{e}"
+        );
         let sq = t(&[3, 3]);
         let (xs, ws, dys) = (t(&[3, 3]), t(&[3, 3]), t(&[3, 3]));
         let b3 = t(&[3]);
@@ -307,6 +343,10 @@ mod tests {
             grads,
             Accumulate::default(),
         );
-        assert!(r.is_err());
+        let e = err_text(r, "dx = dw");
+        assert!(
+            e.contains("linear_backward: dw and dx are the same buffer"),
+            "{e}"
+        );
     }
 }

@@ -125,7 +125,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     #[test]
     fn mse_loss_matches_cpu() {
@@ -167,10 +167,30 @@ mod tests {
         let target = t(&[2, 3]);
         assert!(mse_loss(gpu, &p, &target, &g, &l).is_ok());
         assert!(mse_loss(gpu, &p, &target, &g, &t(&[2])).is_ok());
-        assert!(mse_loss(gpu, &p, &target, &g, &t(&[3])).is_err());
-        assert!(mse_loss(gpu, &p, &t(&[3, 2]), &g, &l).is_err());
-        assert!(mse_loss(gpu, &p, &target, &t(&[6]), &l).is_err());
-        assert!(mse_loss(gpu, &p, &target, &p, &l).is_err());
-        assert!(mse_loss(gpu, &t(&[0, 3]), &t(&[0, 3]), &t(&[0, 3]), &l).is_err());
+        let e = err_text(mse_loss(gpu, &p, &target, &g, &t(&[3])), "loss_out of 3");
+        assert!(
+            e.contains("mse_loss: loss_out must be [1] or [N] = [2]"),
+            "{e}"
+        );
+        let e = err_text(
+            mse_loss(gpu, &p, &t(&[3, 2]), &g, &l),
+            "target of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for mse_loss target"), "{e}");
+        let e = err_text(
+            mse_loss(gpu, &p, &target, &t(&[6]), &l),
+            "dpred of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for mse_loss dpred"), "{e}");
+        let e = err_text(mse_loss(gpu, &p, &target, &p, &l), "dpred = pred");
+        assert!(
+            e.contains("mse_loss: dpred and pred are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(
+            mse_loss(gpu, &t(&[0, 3]), &t(&[0, 3]), &t(&[0, 3]), &l),
+            "empty pred",
+        );
+        assert!(e.contains("mse_loss: pred has no elements"), "{e}");
     }
 }

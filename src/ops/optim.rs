@@ -224,7 +224,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     fn upload(gpu: &Gpu, data: &[f32], what: &str) -> Tensor {
         Tensor::from_slice(gpu, &[data.len()], data, what).unwrap()
@@ -252,8 +252,16 @@ mod tests {
         assert_close(&[got], &[want], 0.0, 1e-5, "grad_norm_sq");
 
         let small = Tensor::zeros(gpu, &[len - 1], "small").unwrap();
-        assert!(grad_norm_sq(gpu, &refs, &small).is_err());
-        assert!(grad_norm_sq(gpu, &[&partials], &partials).is_err());
+        let e = err_text(grad_norm_sq(gpu, &refs, &small), "partials too small");
+        assert!(e.contains("grad_norm_sq: partials has"), "{e}");
+        let e = err_text(
+            grad_norm_sq(gpu, &[&partials], &partials),
+            "partials as a grad",
+        );
+        assert!(
+            e.contains("grad_norm_sq: partials and grads[0] are the same buffer"),
+            "{e}"
+        );
     }
 
     /// Several steps with fresh random gradients, clipping active on some: GPU = CPU reference.
@@ -528,37 +536,45 @@ mod tests {
             max_grad_norm: 0.0,
         };
         assert!(adamw_step(gpu, &p, &g, &m, &v, &nsq, &hp).is_ok());
-        assert!(adamw_step(gpu, &p, &g, &m, &v, &nsq, &AdamWParams { step: 0, ..hp }).is_err());
-        assert!(adamw_step(gpu, &p, &g, &m, &v, &nsq, &AdamWParams { beta1: 1.0, ..hp }).is_err());
-        assert!(adamw_step(
-            gpu,
-            &p,
-            &g,
-            &m,
-            &v,
-            &nsq,
-            &AdamWParams { lr: f64::NAN, ..hp }
-        )
-        .is_err());
-        assert!(adamw_step(
-            gpu,
-            &p,
-            &g,
-            &m,
-            &v,
-            &nsq,
+        let adamw = |hp: &AdamWParams, what: &str| {
+            err_text(adamw_step(gpu, &p, &g, &m, &v, &nsq, hp), what)
+        };
+        let e = adamw(&AdamWParams { step: 0, ..hp }, "step 0");
+        assert!(e.contains("AdamW: step is 1-based"), "{e}");
+        let e = adamw(&AdamWParams { beta1: 1.0, ..hp }, "beta1 1");
+        assert!(e.contains("AdamW: betas must be in [0, 1)"), "{e}");
+        let e = adamw(&AdamWParams { lr: f64::NAN, ..hp }, "lr NaN");
+        assert!(e.contains("AdamW: lr must be finite"), "{e}");
+        let e = adamw(
             &AdamWParams {
                 max_grad_norm: -1.0,
                 ..hp
-            }
-        )
-        .is_err());
-        assert!(adamw_step(gpu, &p, &t(3), &m, &v, &nsq, &hp).is_err());
-        assert!(adamw_step(gpu, &p, &g, &m, &m, &nsq, &hp).is_err());
-        assert!(adamw_step(gpu, &p, &p, &m, &v, &nsq, &hp).is_err());
-        assert!(adamw_step(gpu, &p, &g, &m, &v, &t(0), &hp).is_err());
-        assert!(ema_update(gpu, &p, &g, 1.5).is_err());
-        assert!(ema_update(gpu, &p, &t(3), 0.9).is_err());
-        assert!(ema_update(gpu, &p, &p, 0.9).is_err());
+            },
+            "max_grad_norm < 0",
+        );
+        assert!(
+            e.contains("AdamW: max_grad_norm must be finite and ≥ 0"),
+            "{e}"
+        );
+        let e = err_text(adamw_step(gpu, &p, &t(3), &m, &v, &nsq, &hp), "grad of 3");
+        assert!(e.contains("shape mismatch for adamw_step grad"), "{e}");
+        let e = err_text(adamw_step(gpu, &p, &g, &m, &m, &nsq, &hp), "v = m");
+        assert!(e.contains("adamw_step: m and v are the same buffer"), "{e}");
+        let e = err_text(adamw_step(gpu, &p, &p, &m, &v, &nsq, &hp), "grad = param");
+        assert!(
+            e.contains("adamw_step: param and grad are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(adamw_step(gpu, &p, &g, &m, &v, &t(0), &hp), "empty norm_sq");
+        assert!(e.contains("adamw_step: norm_sq is empty"), "{e}");
+        let e = err_text(ema_update(gpu, &p, &g, 1.5), "decay 1.5");
+        assert!(e.contains("ema_update: decay must be in [0, 1]"), "{e}");
+        let e = err_text(ema_update(gpu, &p, &t(3), 0.9), "param of 3");
+        assert!(e.contains("shape mismatch for ema_update param"), "{e}");
+        let e = err_text(ema_update(gpu, &p, &p, 0.9), "param = ema");
+        assert!(
+            e.contains("ema_update: ema and param are the same buffer"),
+            "{e}"
+        );
     }
 }

@@ -463,7 +463,7 @@ mod tests {
     use super::*;
     use crate::cpu::sampling as cpu;
     use crate::schedule::{BetaSchedule, Schedule, VarianceType};
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     const SIZES: [usize; 5] = [1, 7, 255, 257, 3001];
 
@@ -714,22 +714,59 @@ mod tests {
             ddpm_step(gpu, &a, &odd, &b, &c, noise, None),
             Err(Error::Shape { .. })
         ));
-        assert!(
-            ddpm_step(gpu, &a, &b, &a, &c, noise, None).is_err(),
-            "aliased output"
+        let e = err_text(
+            ddpm_step(gpu, &a, &b, &a, &c, noise, None),
+            "aliased output",
         );
-        assert!(ddpm_step(gpu, &a, &b, &odd, &c, noise, None).is_err());
-        assert!(ddpm_step(gpu, &a, &b, &odd, &c, StepNoise::Given(&odd), None).is_err());
+        assert!(
+            e.contains("ddpm_step: x and x0_out are the same buffer"),
+            "{e}"
+        );
+        let e = err_text(
+            ddpm_step(gpu, &a, &b, &odd, &c, noise, None),
+            "x0_out of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for ddpm_step x0_out"), "{e}");
+        // x0_out is checked before z, so this is rejected for x0_out's shape …
+        let e = err_text(
+            ddpm_step(gpu, &a, &b, &odd, &c, StepNoise::Given(&odd), None),
+            "x0_out and z of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for ddpm_step x0_out"), "{e}");
+        // … and with a good x0_out, for z's.
+        let x0 = Tensor::zeros(gpu, &[2, 3], "x0").unwrap();
+        let e = err_text(
+            ddpm_step(gpu, &a, &b, &x0, &c, StepNoise::Given(&odd), None),
+            "z of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for ddpm_step z"), "{e}");
         let t = Tensor::zeros(gpu, &[3], "t").unwrap();
         let tab = Tensor::zeros(gpu, &[10], "tab").unwrap();
-        assert!(q_sample(gpu, &a, &t, &tab, &b, None, &odd).is_err());
+        let e = err_text(
+            q_sample(gpu, &a, &t, &tab, &b, None, &odd),
+            "t of 3 for a batch of 2",
+        );
+        assert!(e.contains("shape mismatch for q_sample t"), "{e}");
         let t2 = Tensor::zeros(gpu, &[2], "t2").unwrap();
+        let e = err_text(q_sample(gpu, &a, &t2, &tab, &b, None, &a), "aliased");
         assert!(
-            q_sample(gpu, &a, &t2, &tab, &b, None, &a).is_err(),
-            "aliased"
+            e.contains("q_sample: out and x0 are the same buffer"),
+            "{e}"
         );
         let empty = Tensor::zeros(gpu, &[0], "empty").unwrap();
-        assert!(q_sample(gpu, &a, &t2, &empty, &b, None, &odd).is_err());
-        assert!(rng_bits(gpu, &a, 0, 0, 0).is_err());
+        // out is checked before the table, so this is rejected for out's shape …
+        let e = err_text(
+            q_sample(gpu, &a, &t2, &empty, &b, None, &odd),
+            "empty table and out of the wrong shape",
+        );
+        assert!(e.contains("shape mismatch for q_sample out"), "{e}");
+        // … and with a good out, for the empty table.
+        let e = err_text(q_sample(gpu, &a, &t2, &empty, &b, None, &x0), "empty table");
+        assert!(
+            e.contains("q_sample: alphas_cumprod must be a non-empty [T] table"),
+            "{e}"
+        );
+        let e = err_text(rng_bits(gpu, &a, 0, 0, 0), "out not [n, 4]");
+        assert!(e.contains("shape mismatch for rng_bits out"), "{e}");
     }
 }

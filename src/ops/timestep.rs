@@ -108,7 +108,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, Rng};
 
     fn run(t: &[f32], dim: usize, flip: bool, shift: f32) -> Vec<f32> {
         let gpu = gpu();
@@ -162,10 +162,29 @@ mod tests {
         let t = Tensor::zeros(gpu, &[3], "t").unwrap();
         let out = Tensor::zeros(gpu, &[3, 8], "out").unwrap();
         assert!(timestep_embedding(gpu, &t, 8, false, 1.0, &out).is_ok());
-        assert!(timestep_embedding(gpu, &t, 8, false, 4.0, &out).is_err());
-        assert!(timestep_embedding(gpu, &t, 6, false, 0.0, &out).is_err());
-        assert!(timestep_embedding(gpu, &t, 0, false, 0.0, &out).is_err());
+        let e = err_text(
+            timestep_embedding(gpu, &t, 8, false, 4.0, &out),
+            "freq_shift = dim/2",
+        );
+        assert!(
+            e.contains("timestep_embedding: dim/2 − freq_shift must be a finite non-zero number"),
+            "{e}"
+        );
+        let e = err_text(
+            timestep_embedding(gpu, &t, 6, false, 0.0, &out),
+            "dim 6 into out [3, 8]",
+        );
+        assert!(
+            e.contains("shape mismatch for timestep_embedding out"),
+            "{e}"
+        );
+        let e = err_text(timestep_embedding(gpu, &t, 0, false, 0.0, &out), "dim 0");
+        assert!(e.contains("timestep_embedding: dim must be ≥ 1"), "{e}");
         let t2 = Tensor::zeros(gpu, &[3, 1], "t2").unwrap();
-        assert!(timestep_embedding(gpu, &t2, 8, false, 0.0, &out).is_err());
+        let e = err_text(
+            timestep_embedding(gpu, &t2, 8, false, 0.0, &out),
+            "t of rank 2",
+        );
+        assert!(e.contains("timestep_embedding: t must be [N]"), "{e}");
     }
 }
