@@ -95,12 +95,12 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
         )));
     }
     let params = Params {
-        l: l as u32,
-        d: d as u32,
-        c: c as u32,
-        heads: heads as u32,
-        tiles: tiles as u32,
-        total: total as u32,
+        l: to_u32("L", l)?,
+        d: to_u32("head dim", d)?,
+        c: to_u32("C", c)?,
+        heads: to_u32("heads", heads)?,
+        tiles: to_u32("tiles", tiles)?,
+        total: to_u32("N·heads·tiles", total)?,
         scale: 1.0 / (d as f32).sqrt(),
         _pad: 0,
     };
@@ -113,8 +113,12 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
         spec,
         &params,
         &[&qkv.buffer, &out.buffer],
-        grid(total.div_ceil(WG) as u32),
+        grid(to_u32("workgroups", total.div_ceil(WG))?),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("attention", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -157,19 +157,24 @@ pub fn attention_backward(
     }
     let tiles = l.div_ceil(TILE);
     let total = n * heads * tiles;
-    let params = |accumulate: bool| Params {
-        l: l as u32,
-        l4: (lp / 4) as u32,
-        d: d as u32,
-        c: c as u32,
-        heads: heads as u32,
-        tiles: tiles as u32,
-        total: total as u32,
-        accumulate: accumulate as u32,
+    let (l_u32, l4) = (to_u32("L", l)?, to_u32("Lp/4", lp / 4)?);
+    let params = Params {
+        l: l_u32,
+        l4,
+        d: to_u32("head dim", d)?,
+        c: to_u32("C", c)?,
+        heads: to_u32("heads", heads)?,
+        tiles: to_u32("tiles", tiles)?,
+        total: to_u32("N·heads·tiles", total)?,
+        accumulate: 0,
         scale: 1.0 / (d as f32).sqrt(),
         _pad: [0; 3],
     };
-    let workgroups = grid(total.div_ceil(WG) as u32);
+    let params = |accumulate: bool| Params {
+        accumulate: accumulate as u32,
+        ..params
+    };
+    let workgroups = grid(to_u32("workgroups", total.div_ceil(WG))?);
     let stats = Tensor::zeros(gpu, &[n, heads, 2, lp], "attention_backward stats")?;
     let mut dispatches = Vec::new();
     // The kernels' inputs and output, rows padded to Lp where L % 4 != 0.
@@ -183,10 +188,10 @@ pub fn attention_backward(
         let groups_a = n * 3 * c * lp / 4;
         let total = groups_a + n * c * lp / 4;
         let params = PackParams {
-            groups_a: groups_a as u32,
-            total: total as u32,
-            l: l as u32,
-            l4: (lp / 4) as u32,
+            groups_a: to_u32("qkv groups", groups_a)?,
+            total: to_u32("groups", total)?,
+            l: l_u32,
+            l4,
             accumulate: 0,
             _pad: [0; 3],
         };
@@ -194,7 +199,7 @@ pub fn attention_backward(
             &PACK,
             &params,
             &[&qkv.buffer, &d_out.buffer, &qkv_p.buffer, &d_out_p.buffer],
-            grid(total.div_ceil(PACK_WG) as u32),
+            grid(to_u32("workgroups", total.div_ceil(PACK_WG))?),
         ));
         (&qkv_p, &d_out_p, &d_qkv_p, false)
     };
@@ -216,9 +221,9 @@ pub fn attention_backward(
         let total = n * 3 * c * lp / 4;
         let params = PackParams {
             groups_a: 0,
-            total: total as u32,
-            l: l as u32,
-            l4: (lp / 4) as u32,
+            total: to_u32("groups", total)?,
+            l: l_u32,
+            l4,
             accumulate: accumulate as u32,
             _pad: [0; 3],
         };
@@ -226,10 +231,14 @@ pub fn attention_backward(
             &UNPACK,
             &params,
             &[&dst.buffer, &d_qkv.buffer],
-            grid(total.div_ceil(PACK_WG) as u32),
+            grid(to_u32("workgroups", total.div_ceil(PACK_WG))?),
         ));
     }
     Ok(dispatches)
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("attention_backward", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

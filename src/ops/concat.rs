@@ -53,11 +53,11 @@ pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Resul
     out_want[1] = ca + cb;
     crate::ops::same_shape("concat_channels out", &out_want, &out.shape)?;
     let spatial: usize = a.shape[2..].iter().product();
-    let numel = out.numel() as u32;
+    let numel = to_u32("elements", out.numel())?;
     let params = Params {
         numel,
-        a_len: (ca * spatial) as u32,
-        b_len: (cb * spatial) as u32,
+        a_len: to_u32("Ca·spatial", ca * spatial)?,
+        b_len: to_u32("Cb·spatial", cb * spatial)?,
         _pad: 0,
     };
     Ok(gpu.dispatch(
@@ -66,6 +66,10 @@ pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Resul
         &[&a.buffer, &b.buffer, &out.buffer],
         grid(numel.div_ceil(PER * WG)),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("concat_channels", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -60,11 +60,11 @@ pub fn concat_backward(
     same_shape("concat_backward db", &want, &db.shape)?;
     check_no_alias("concat_backward", &[("da", da), ("db", db)], &[("dy", dy)])?;
     let spatial: usize = dy.shape[2..].iter().product();
-    let numel = dy.numel() as u32;
+    let numel = to_u32("elements", dy.numel())?;
     let params = Params {
         numel,
-        len_a: (ca * spatial) as u32,
-        len_b: ((c - ca) * spatial) as u32,
+        len_a: to_u32("Ca·spatial", ca * spatial)?,
+        len_b: to_u32("Cb·spatial", (c - ca) * spatial)?,
         flags: accumulate_a as u32 | (accumulate_b as u32) << 1,
     };
     Ok(gpu.dispatch(
@@ -73,6 +73,10 @@ pub fn concat_backward(
         &[&dy.buffer, &da.buffer, &db.buffer],
         grid(numel.div_ceil(WG)),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("concat_backward", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

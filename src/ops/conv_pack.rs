@@ -112,17 +112,18 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
             got: packed.shape.clone(),
         });
     }
+    let total = to_u32("packed size", total)?;
     let params = Params {
-        cout: cout as u32,
-        inner: inner as u32,
-        total: total as u32,
+        cout: to_u32("Cout", cout)?,
+        inner: to_u32("Cin·k²", inner)?,
+        total,
         k: 0,
     };
     Ok(gpu.dispatch(
         &PACK,
         &params,
         &[&w.buffer, &packed.buffer],
-        grid((total as u32).div_ceil(WG)),
+        grid(total.div_ceil(WG)),
     ))
 }
 
@@ -146,18 +147,23 @@ pub fn pack_flipped_transposed(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result
             got: packed.shape.clone(),
         });
     }
+    let total = to_u32("packed size", total)?;
     let params = Params {
-        cout: crate::ops::to_u32("conv_pack", "Cin", cin)?,
-        inner: crate::ops::to_u32("conv_pack", "Cout·k²", inner)?,
-        total: crate::ops::to_u32("conv_pack", "packed size", total)?,
-        k: k as u32,
+        cout: to_u32("Cin", cin)?,
+        inner: to_u32("Cout·k²", inner)?,
+        total,
+        k: to_u32("k", k)?,
     };
     Ok(gpu.dispatch(
         &PACK_FLIPPED_T,
         &params,
         &[&w.buffer, &packed.buffer],
-        grid((total as u32).div_ceil(WG)),
+        grid(total.div_ceil(WG)),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("conv_pack", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -40,7 +40,7 @@ pub fn axpby(
 ) -> Result<Dispatch> {
     crate::ops::same_shape("axpby b", &a.shape, &b.shape)?;
     crate::ops::same_shape("axpby out", &a.shape, &out.shape)?;
-    let n = a.numel() as u32;
+    let n = crate::ops::to_u32("axpby", "elements", a.numel())?;
     let params = Params {
         n,
         alpha,

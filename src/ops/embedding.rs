@@ -65,8 +65,8 @@ pub fn add_class_embedding(
     crate::ops::same_shape("add_class_embedding out", &emb.shape, &out.shape)?;
     let total = crate::ops::to_u32("add_class_embedding", "elements", n * dim)?;
     let params = Params {
-        n: n as u32,
-        dim: dim as u32,
+        n: crate::ops::to_u32("add_class_embedding", "samples", n)?,
+        dim: crate::ops::to_u32("add_class_embedding", "dim", dim)?,
         rows: crate::ops::to_u32("add_class_embedding", "rows", rows)?,
         _pad: 0,
     };
@@ -108,8 +108,8 @@ pub fn class_embedding_grad(
     let total = crate::ops::to_u32("class_embedding_grad", "elements", rows * dim)?;
     let params = Params {
         n: crate::ops::to_u32("class_embedding_grad", "samples", n)?,
-        dim: dim as u32,
-        rows: rows as u32,
+        dim: crate::ops::to_u32("class_embedding_grad", "dim", dim)?,
+        rows: crate::ops::to_u32("class_embedding_grad", "rows", rows)?,
         _pad: 0,
     };
     Ok(gpu.dispatch(

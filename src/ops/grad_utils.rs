@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::{check_no_alias, same_shape};
+use crate::ops::{check_no_alias, same_shape, to_u32};
 
 const SOURCE: &str = include_str!("../../shaders/grad_utils.wgsl");
 
@@ -50,7 +50,7 @@ pub fn scale_into(
 ) -> Result<Dispatch> {
     same_shape("scale_into dst", &src.shape, &dst.shape)?;
     check_no_alias("scale_into", &[("dst", dst)], &[("src", src)])?;
-    let numel = src.numel() as u32;
+    let numel = to_u32("scale_into", "elements", src.numel())?;
     let params = Params {
         numel,
         len_a: 0,
@@ -84,10 +84,11 @@ pub fn reduce_spatial(
     }
     same_shape("reduce_spatial out", &dy.shape[..2], &out.shape)?;
     check_no_alias("reduce_spatial", &[("out", out)], &[("dy", dy)])?;
-    let nc = (dy.shape[0] * dy.shape[1]) as u32;
+    let nc = to_u32("reduce_spatial", "N·C", dy.shape[0] * dy.shape[1])?;
+    let spatial = dy.shape[2..].iter().product::<usize>();
     let params = Params {
         numel: nc,
-        len_a: dy.shape[2..].iter().product::<usize>() as u32,
+        len_a: to_u32("reduce_spatial", "spatial size", spatial)?,
         len_b: 0,
         flags: accumulate as u32,
         scale,

@@ -116,12 +116,12 @@ fn build(
     let GroupNormInputs { x, gamma, beta } = inputs;
     let GroupNormOptions { groups, eps, silu } = opts;
     crate::ops::same_shape("group_norm out", &x.shape, &out.shape)?;
-    let n_groups = (n * groups) as u32;
+    let n_groups = to_u32("N·groups", n * groups)?;
     let params = Params {
         n_groups,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        spatial: spatial as u32,
+        groups: to_u32("groups", groups)?,
+        cpg: to_u32("channels per group", c / groups)?,
+        spatial: to_u32("spatial size", spatial)?,
         eps,
         silu: silu as u32,
         step_c: (WG / spatial.max(1)) as u32,
@@ -138,6 +138,10 @@ fn build(
         &[&x.buffer, &gamma.buffer, &beta.buffer, &out.buffer],
         workgroups,
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("group_norm", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -119,18 +119,19 @@ fn build(
         &[("x", x), ("gamma", gamma), ("beta", beta), ("dy", dy)],
     )?;
 
-    let partial = Tensor::zeros(gpu, &[n, c, 2], "group_norm_backward partial")?;
-    let n_groups = (n * groups) as u32;
+    let n_groups = to_u32("N·groups", n * groups)?;
+    let c_u32 = to_u32("C", c)?;
     let params = Params {
         n_groups,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        spatial: spatial as u32,
+        groups: to_u32("groups", groups)?,
+        cpg: to_u32("channels per group", c / groups)?,
+        spatial: to_u32("spatial size", spatial)?,
         eps,
         flags: silu as u32 | (acc.dx as u32) << 1 | (acc.params as u32) << 2,
-        n: n as u32,
-        c: c as u32,
+        n: to_u32("N", n)?,
+        c: c_u32,
     };
+    let partial = Tensor::zeros(gpu, &[n, c, 2], "group_norm_backward partial")?;
     let (spec, workgroups) = if serial {
         (&GN_BACKWARD_SERIAL, grid(n_groups.div_ceil(SERIAL_WG)))
     } else {
@@ -153,9 +154,13 @@ fn build(
         &GN_BACKWARD_PARAMS,
         &params,
         &[&partial.buffer, &dgamma.buffer, &dbeta.buffer],
-        grid((c as u32).div_ceil(PARAMS_WG)),
+        grid(c_u32.div_ceil(PARAMS_WG)),
     );
     Ok(vec![main, reduce])
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("group_norm_backward", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -77,11 +77,11 @@ pub fn linear(
     let LinearInputs { x, w, b } = inputs;
     let LinearOptions { silu_in, silu_out } = opts;
     crate::ops::same_shape("linear out", &[n, out_f], &out.shape)?;
-    let total = (n * out_f) as u32;
+    let total = to_u32("N·Out", n * out_f)?;
     let params = Params {
-        n: n as u32,
-        in_f: in_f as u32,
-        out_f: out_f as u32,
+        n: to_u32("N", n)?,
+        in_f: to_u32("In", in_f)?,
+        out_f: to_u32("Out", out_f)?,
         flags: silu_in as u32 | (silu_out as u32) << 1,
     };
     Ok(gpu.dispatch(
@@ -90,6 +90,10 @@ pub fn linear(
         &[&x.buffer, &w.buffer, &b.buffer, &out.buffer],
         grid(total.div_ceil(WG)),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("linear", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -82,15 +82,17 @@ pub fn linear_backward(
     )?;
 
     let params = Params {
-        n: n as u32,
-        in_f: in_f as u32,
-        out_f: out_f as u32,
+        n: to_u32("N", n)?,
+        in_f: to_u32("In", in_f)?,
+        out_f: to_u32("Out", out_f)?,
         flags: silu_in as u32
             | (silu_out as u32) << 1
             | (acc.dx as u32) << 2
             | (acc.params as u32) << 3
             | (dx.is_some() as u32) << 4,
     };
+    let n_dx = if dx.is_some() { n * in_f } else { 0 };
+    let total = to_u32("dx + dw + db elements", n_dx + out_f * in_f + out_f)?;
     let mut dispatches = Vec::with_capacity(2);
     let scratch;
     let da = if silu_out {
@@ -99,7 +101,7 @@ pub fn linear_backward(
             &LINEAR_BACKWARD_DA,
             &params,
             &[&x.buffer, &w.buffer, &b.buffer, &dy.buffer, &scratch.buffer],
-            grid(((n * out_f) as u32).div_ceil(WG)),
+            grid(to_u32("N·Out", n * out_f)?.div_ceil(WG)),
         ));
         &scratch
     } else {
@@ -110,8 +112,6 @@ pub fn linear_backward(
         Some(dx) => dx,
         None => gpu.placeholder()?,
     };
-    let n_dx = if dx.is_some() { n * in_f } else { 0 };
-    let total = (n_dx + out_f * in_f + out_f) as u32;
     dispatches.push(gpu.dispatch(
         &LINEAR_BACKWARD,
         &params,
@@ -126,6 +126,10 @@ pub fn linear_backward(
         grid(total.div_ceil(WG)),
     ));
     Ok(dispatches)
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("linear_backward", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

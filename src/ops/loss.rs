@@ -77,9 +77,10 @@ pub fn mse_loss(
     )?;
     let per = numel / n;
     let per_sample = loss_out.shape == [n];
+    let n_u32 = to_u32("N", n)?;
     let params = Params {
-        per_sample: per as u32,
-        n: n as u32,
+        per_sample: to_u32("elements per sample", per)?,
+        n: n_u32,
         grad_scale: 2.0 / numel as f32,
         out_scale: if per_sample {
             1.0 / per as f32
@@ -92,7 +93,7 @@ pub fn mse_loss(
             &MSE_PARTIAL,
             &params,
             &[&pred.buffer, &target.buffer, &dpred.buffer, &out.buffer],
-            grid(n as u32),
+            grid(n_u32),
         )
     };
     if per_sample {
@@ -108,6 +109,10 @@ pub fn mse_loss(
             [1, 1, 1],
         ),
     ])
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("mse_loss", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
-use crate::ops::check_no_alias;
 use crate::ops::same_shape;
+use crate::ops::{check_no_alias, to_u32};
 use crate::options::AdamWParams;
 
 const SOURCE: &str = include_str!("../../shaders/optim.wgsl");
@@ -107,22 +107,23 @@ pub fn grad_norm_sq(gpu: &Gpu, grads: &[&Tensor], partials: &Tensor) -> Result<V
         if lanes == 0 {
             continue;
         }
+        let lanes_u32 = to_u32("grad_norm_sq", "lanes", lanes)?;
         let params = Params {
-            numel: g.numel() as u32,
-            lanes: lanes as u32,
-            offset: offset as u32,
+            numel: to_u32("grad_norm_sq", &format!("{name} elements"), g.numel())?,
+            lanes: lanes_u32,
+            offset: to_u32("grad_norm_sq", "partials offset", offset)?,
             ..Default::default()
         };
         dispatches.push(gpu.dispatch(
             &GRAD_NORM_PARTIAL,
             &params,
             &[&g.buffer, &partials.buffer],
-            grid((lanes as u32).div_ceil(PARTIAL_WG)),
+            grid(lanes_u32.div_ceil(PARTIAL_WG)),
         ));
         offset += lanes;
     }
     let params = Params {
-        offset: (need - 1) as u32,
+        offset: to_u32("grad_norm_sq", "partial slots", need - 1)?,
         ..Default::default()
     };
     dispatches.push(gpu.dispatch(&GRAD_NORM_FINISH, &params, &[&partials.buffer], [1, 1, 1]));
@@ -156,7 +157,7 @@ pub fn adamw_step(
         &[("grad", grad), ("norm_sq", norm_sq)],
     )?;
     let k = hp.coefficients();
-    let numel = param.numel() as u32;
+    let numel = to_u32("adamw_step", "elements", param.numel())?;
     let params = Params {
         numel,
         wd_mul: k.wd_mul,
@@ -193,7 +194,7 @@ pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f32) -> Result
     }
     same_shape("ema_update param", &ema.shape, &param.shape)?;
     check_no_alias("ema_update", &[("ema", ema)], &[("param", param)])?;
-    let numel = ema.numel() as u32;
+    let numel = to_u32("ema_update", "elements", ema.numel())?;
     let params = Params {
         numel,
         decay,

@@ -225,7 +225,7 @@ pub fn noise_repeated(
         )));
     }
     let mut params = RngParams::new(n, seed, stream, first);
-    params.period = period as u32;
+    params.period = crate::ops::to_u32("noise", "period", period)?;
     Ok(gpu.dispatch(&NOISE, &params, &[&out.buffer], workgroups(n)))
 }
 
@@ -291,8 +291,12 @@ pub fn q_sample(
     let (seed, stream) = draw.unwrap_or((0, 0));
     let params = QSampleParams {
         n,
-        per_sample: (x0.numel() / batch.max(1)).max(1) as u32,
-        n_t: alphas_cumprod.numel() as u32,
+        per_sample: crate::ops::to_u32(
+            "q_sample",
+            "elements per sample",
+            (x0.numel() / batch.max(1)).max(1),
+        )?,
+        n_t: numel_u32("q_sample alphas_cumprod", alphas_cumprod)?,
         draw: draw.is_some() as u32,
         seed_lo: seed as u32,
         seed_hi: (seed >> 32) as u32,

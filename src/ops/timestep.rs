@@ -76,25 +76,29 @@ pub fn timestep_embedding(
         )));
     }
     crate::ops::same_shape("timestep_embedding out", &[n, dim], &out.shape)?;
+    let params = Params {
+        n: to_u32("N", n)?,
+        dim: to_u32("dim", dim)?,
+        half: to_u32("dim/2", half)?,
+        flip: flip_sin_to_cos as u32,
+    };
+    let invocations = to_u32("N·(dim − dim/2)", n * (dim - half))?;
     let table = Tensor::from_slice(
         gpu,
         &[half.max(1), 4],
         &frequency_table(half, freq_shift),
         "timestep frequencies",
     )?;
-    let params = Params {
-        n: n as u32,
-        dim: dim as u32,
-        half: half as u32,
-        flip: flip_sin_to_cos as u32,
-    };
-    let invocations = (n * (dim - half)) as u32;
     Ok(gpu.dispatch(
         &TIMESTEP,
         &params,
         &[&t.buffer, &table.buffer, &out.buffer],
         grid(invocations.div_ceil(WG)),
     ))
+}
+
+fn to_u32(what: &str, v: usize) -> Result<u32> {
+    crate::ops::to_u32("timestep_embedding", what, v)
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
