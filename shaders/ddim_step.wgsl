@@ -2,6 +2,7 @@
 // One fused DDIM step (Song et al. 2021; diffusers' DDIMScheduler.step), in place on x
 // (coefficients from `Schedule::ddim_coefs`):
 //   x0 = clamp((x - sqrt_1m_ab * eps) / sqrt_ab, -clip_range, clip_range)   (clamp if clip)
+//   eps = (x - sqrt_ab * x0) / sqrt_1m_ab   (if clip and clipped_eps: the ε̂ of the clipped x0)
 //   x  = sqrt_ab_prev * x0 + c_dir * eps + sigma * z
 // z: none (noise_mode 0, eta = 0), RNG (seed, stream = t, element index first + i) (1), or the
 // `z` buffer (2).
@@ -28,6 +29,10 @@ struct Params {
     first_hi: u32,
     guided: u32,
     guidance: f32,
+    clipped_eps: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,6 +57,9 @@ fn ddim_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     var x0 = (xt - p.sqrt_1m_ab * e) / p.sqrt_ab;
     if p.clip != 0u {
         x0 = clamp(x0, -p.clip_range, p.clip_range);
+        if p.clipped_eps != 0u {
+            e = (xt - p.sqrt_ab * x0) / p.sqrt_1m_ab;
+        }
     }
     var xp = p.sqrt_ab_prev * x0 + p.c_dir * e;
     if p.noise_mode == 1u {

@@ -87,14 +87,17 @@ impl Generator {
         }
         let reuse = self.sampler.as_ref().is_some_and(|s| {
             let o = s.options();
-            (o.kind, o.variance, o.clip, o.guidance, o.start)
-                == (
-                    opts.kind,
-                    opts.variance,
-                    opts.clip,
-                    opts.guidance,
-                    opts.start,
+            let settings = |o: &SamplerOptions| {
+                (
+                    o.kind,
+                    o.variance,
+                    o.clip,
+                    o.guidance,
+                    o.clipped_model_output,
+                    o.start,
                 )
+            };
+            settings(o) == settings(opts)
         });
         if reuse {
             let s = self.sampler.as_mut().expect("checked above");

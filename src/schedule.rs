@@ -661,6 +661,7 @@ impl Schedule {
             sqrt_ab_prev: ab_prev.sqrt() as f32,
             c_dir: (1.0 - ab_prev - std * std).max(0.0).sqrt() as f32,
             sigma: std as f32,
+            clipped_eps: false,
         })
     }
 }
@@ -696,6 +697,10 @@ pub struct DdimCoefs {
     pub c_dir: f32,
     /// σ_t = η·√β̃ (0 when η = 0).
     pub sigma: f32,
+    /// With `clip`: the ε̂ of the direction term re-derived from the clipped x̂0,
+    /// ε̂ ← (x_t − √ᾱ·x̂0)/√(1−ᾱ) (diffusers' `use_clipped_model_output`, as in GLIDE), so the
+    /// step stays consistent with the x̂0 it clipped.
+    pub clipped_eps: bool,
 }
 
 #[cfg(test)]

@@ -729,7 +729,8 @@ fn train_killed_resumes_without_repeating_loss_rows() {
 
 /// `ddpm sample --class 3 --guidance 2.5` on a class-conditional model draws what the CPU
 /// reference computes with ε̂ = ε̂_u + w·(ε̂_c − ε̂_u) (conditional on class 3, unconditional
-/// on the null class), whatever the batching; bad classes and guidance are clear errors.
+/// on the null class; DDIM's direction term from the clipped x̂0), whatever the batching; bad
+/// classes and guidance are clear errors.
 #[test]
 fn sample_with_class_and_guidance_matches_the_cpu_reference() {
     use ddpm::cpu::sampling as cpu;
@@ -779,7 +780,9 @@ fn sample_with_class_and_guidance_matches_the_cpu_reference() {
     let (config, weights) = ddpm::model::load_dir(&dir).unwrap();
     let sched = ddpm::schedule::SchedulerConfig::default();
     let kind = SamplerKind::Ddim { steps: 4, eta: 0.0 };
-    let opts = SamplerOptions::new(&sched, kind, 5);
+    let mut opts = SamplerOptions::new(&sched, kind, 5);
+    // The guided plan: DDIM re-derives ε̂ from the clipped x̂0.
+    opts.guidance = Some(2.5);
     let steps = plan(&sched, &opts).unwrap();
     let x_t = cpu::noise(3 * 256, 5, INIT_STREAM, 0);
     let (want, _) = sample_cpu(&steps, x_t, 5, 0, &mut |x, t| {

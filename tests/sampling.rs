@@ -496,3 +496,36 @@ fn bad_sampler_input_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// Guided DDIM re-derives the direction term's ε̂ from the clipped x̂0 unless told otherwise;
+/// unguided DDIM keeps diffusers' default.
+#[test]
+fn guided_ddim_uses_the_clipped_model_output_by_default() {
+    let cfg = SchedulerConfig::default();
+    let clipped = |opts: &SamplerOptions| -> Vec<bool> {
+        ddpm::sampler::plan(&cfg, opts)
+            .unwrap()
+            .iter()
+            .map(|p| match p.coefs {
+                ddpm::sampler::StepCoefs::Ddim(c) => c.clipped_eps,
+                ddpm::sampler::StepCoefs::Ddpm(_) => panic!("a DDIM plan"),
+            })
+            .collect()
+    };
+    let mut opts = SamplerOptions::new(
+        &cfg,
+        SamplerKind::Ddim {
+            steps: 10,
+            eta: 0.0,
+        },
+        0,
+    );
+    assert!(clipped(&opts).iter().all(|&c| !c), "unguided: off");
+    opts.guidance = Some(2.0);
+    assert!(clipped(&opts).iter().all(|&c| c), "guided: on");
+    opts.clipped_model_output = Some(false);
+    assert!(clipped(&opts).iter().all(|&c| !c), "guided, turned off");
+    opts.guidance = None;
+    opts.clipped_model_output = Some(true);
+    assert!(clipped(&opts).iter().all(|&c| c), "unguided, turned on");
+}

@@ -46,6 +46,11 @@ pub struct Args {
     /// Clip x̂0 to [-1, 1]: true/false; default from the scheduler config.
     #[arg(long)]
     clip: Option<bool>,
+    /// DDIM with clipping: true to re-derive the direction term's ε̂ from the clipped x̂0
+    /// (diffusers' use_clipped_model_output); default: on with guidance, off without (as
+    /// diffusers).
+    #[arg(long)]
+    clipped_model_output: Option<bool>,
     /// diffusers scheduler_config.json (default: next to the model, else DDPM's linear schedule).
     #[arg(long)]
     scheduler: Option<PathBuf>,
@@ -149,6 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(c) = args.clip {
         opts.clip = c.then_some(sched.clip_sample_range as f32);
     }
+    opts.clipped_model_output = args.clipped_model_output;
     let (labels, columns) = class_labels(&cfg, args.class.as_deref(), args.n)?;
     let guidance = args
         .guidance

@@ -192,6 +192,10 @@ pub fn ddim_step(x: &[f32], eps: &[f32], c: &DdimCoefs, z: &[f32]) -> (Vec<f32>,
     let mut x0s = Vec::with_capacity(x.len());
     for (i, (&xt, &e)) in x.iter().zip(eps).enumerate() {
         let x0 = pred_x0(xt, e, c.sqrt_ab, c.sqrt_1m_ab, c.clip);
+        let e = match (c.clipped_eps, c.clip) {
+            (true, Some(_)) => (xt - c.sqrt_ab * x0) / c.sqrt_1m_ab,
+            _ => e,
+        };
         let mut xp = c.sqrt_ab_prev * x0 + c.c_dir * e;
         if c.sigma != 0.0 {
             xp += c.sigma * z[i];
@@ -214,6 +218,38 @@ fn pred_x0(xt: f32, e: f32, sqrt_ab: f32, sqrt_1m_ab: f32, clip: Option<f32>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With clipping, the direction term uses ε̂ re-derived from the clipped x̂0 when asked.
+    #[test]
+    fn ddim_direction_uses_the_clipped_eps_when_asked() {
+        let mut c = DdimCoefs {
+            t: 500,
+            sqrt_ab: 0.6,
+            sqrt_1m_ab: 0.8,
+            clip: Some(1.0),
+            sqrt_ab_prev: 0.8,
+            c_dir: 0.6,
+            sigma: 0.0,
+            clipped_eps: false,
+        };
+        // x̂0 = (1.0 − 0.8·(−2))/0.6 = 4.33 → clipped to 1.
+        let (x, eps) = ([1.0f32], [-2.0f32]);
+        let (plain, x0) = ddim_step(&x, &eps, &c, &[0.0]);
+        assert_eq!(x0, vec![1.0]);
+        assert!((plain[0] - (0.8 * 1.0 + 0.6 * -2.0)).abs() < 1e-6);
+        c.clipped_eps = true;
+        let (clipped, _) = ddim_step(&x, &eps, &c, &[0.0]);
+        // ε̂ of the clipped x̂0: (1 − 0.6·1)/0.8 = 0.5.
+        assert!(
+            (clipped[0] - (0.8 * 1.0 + 0.6 * 0.5)).abs() < 1e-6,
+            "{clipped:?}"
+        );
+        // Without clipping there is nothing to re-derive.
+        c.clip = None;
+        let (a, _) = ddim_step(&x, &eps, &c, &[0.0]);
+        c.clipped_eps = false;
+        assert_eq!(ddim_step(&x, &eps, &c, &[0.0]).0, a);
+    }
 
     #[test]
     fn mulhilo_is_the_64_bit_product() {

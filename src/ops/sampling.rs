@@ -175,6 +175,8 @@ uniform_params! {
         first_hi: u32,
         guided: u32,
         guidance: f32,
+        clipped_eps: u32,
+        _pad: [u32; 3],
     }
 }
 
@@ -439,6 +441,8 @@ pub fn ddim_step(
         first_hi: (first >> 32) as u32,
         guided: guidance.is_some() as u32,
         guidance: guidance.unwrap_or(1.0),
+        clipped_eps: c.clipped_eps as u32,
+        _pad: [0; 3],
     };
     Ok(gpu.dispatch(
         &DDIM_STEP,
@@ -627,7 +631,9 @@ mod tests {
                 cpu::noise(m, seed, t as u32, first)
             };
             let (d, (want, want_x0)) = if ddim {
-                let c = sched.ddim_coefs(t, prev, 1.0, 0.7, clip).unwrap();
+                let mut c = sched.ddim_coefs(t, prev, 1.0, 0.7, clip).unwrap();
+                // Both ways of the direction term's ε̂ (re-derived from the clipped x̂0 or not).
+                c.clipped_eps = clip.is_some() && !given;
                 (
                     ddim_step(gpu, &tx, &te, &tx0, &c, noise, guidance).unwrap(),
                     cpu::ddim_step(&xc, &ec, &c, &zz),
