@@ -1,6 +1,7 @@
 // End-to-end tests of the browser demo in headless Debian chromium (node --test; see run.sh).
-// The page's default model is the trained MNIST model in assets/mnist (1×28×28); most tests use
-// the smaller untrained placeholder assets/placeholder (= the test fixture tests/fixtures/unet_tiny,
+// The page's default model is the class-conditional MNIST model in assets/mnist-cond (1×28×28);
+// the unconditional one (assets/mnist) comes through ?model=, as it does for most tests
+// and for the smaller untrained placeholder assets/placeholder (= the test fixture tests/fixtures/unet_tiny,
 // 1×16×16) through ?model=. WebGPU runs on Chromium's SwiftShader, which is slow (a few steps/s),
 // so runs are short.
 import { test } from 'node:test';
@@ -13,12 +14,17 @@ mkdirSync(OUT, { recursive: true });
 
 /** `ddpm sample --model assets/placeholder --n 4 --seed 7 --sampler ddim --steps 10 --npy …`. */
 const NATIVE_NPY = new URL('./fixtures/placeholder-ddim10-seed7.npy', import.meta.url).pathname;
+/** `ddpm sample --model assets/mnist-cond --n 4 --seed 7 --sampler ddim --steps 10 --npy …`
+ * (classes 0–3, the model's guidance w = 2). */
+const MNIST_COND_NPY = new URL('./fixtures/mnist-cond-ddim10-seed7.npy', import.meta.url).pathname;
 /** `ddpm sample --n 4 --seed 7 --sampler ddim --steps 20 --npy …` (the bundled MNIST model). */
 const MNIST_NPY = new URL('./fixtures/mnist-ddim20-seed7.npy', import.meta.url).pathname;
 /** `ddpm loss --timesteps 10 --draws 1 --seed 0 --csv …` (the bundled MNIST model and examples). */
 const MNIST_LOSS_CSV = new URL('./fixtures/mnist-loss-t10.csv', import.meta.url).pathname;
 /** Largest |page − native| allowed: SwiftShader vs lavapipe float rounding through the U-Net. */
 const NATIVE_TOL = 1e-3;
+/** The page with the unconditional MNIST model instead of the default. */
+const MNIST = `${BASE}?model=assets/mnist/`;
 /** The page with the small placeholder model instead of the default. */
 const PLACEHOLDER = `${BASE}?model=assets/placeholder/`;
 
@@ -55,8 +61,46 @@ function maxAbsDiff(mine, native) {
   return maxDiff;
 }
 
-test('the default model is the trained MNIST model: it draws what the CLI draws', async () => {
+/** MNIST-like: mostly dark background, some bright strokes. */
+function assertMnistLike(x) {
+  const background = x.filter((v) => v < -0.8).length / x.length;
+  const ink = x.filter((v) => v > 0.5).length / x.length;
+  assert.ok(background > 0.6 && background < 0.95 && ink > 0.03 && ink < 0.3, `not MNIST-like: ${background} background, ${ink} ink`);
+}
+
+test('the default model is the class-conditional MNIST model: it draws what the CLI draws', async () => {
   const b = await openWithGpu();
+  const { page, close } = b;
+  try {
+    assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
+    console.log(`page load: WebGPU ready ${b.loadMs} ms, conditional MNIST ready ${Date.now() - b.t0} ms after navigation`);
+    assert.match(await page.textContent('#model-info'), /assets\/mnist-cond\//);
+    assert.equal(await page.inputValue('#model-menu'), 'assets/mnist-cond/');
+    assert.equal(await page.isVisible('#class-options'), true);
+    assert.equal(await page.inputValue('#class'), 'each');
+    assert.match(await page.textContent('#guidance-value'), /w = 2\b/);
+    assert.equal(await page.isHidden('#model-note'), true, 'the trained model needs no caveat');
+
+    // Guided: 8 images per forward, so SwiftShader takes ~5 s a step.
+    await generate(page, { n: 4, sampler: 'ddim', steps: 10, seed: 7 });
+    assert.equal(await waitBody(page, 'run', ['done', 'error'], 180_000), 'done', await page.textContent('#run-error'));
+    console.log(`conditional MNIST DDIM 10 steps, N = 4 (guided: 8 per forward): ${await page.textContent('#stat-rate')} steps/s`);
+    const mine = await page.evaluate(() => Array.from(window.ddpm.debug_last_samples()));
+    const native = readNpy(MNIST_COND_NPY);
+    assert.deepEqual(await page.evaluate(() => Array.from(window.ddpm.debug_last_shape())), native.shape);
+    const diff = maxAbsDiff(mine, native.data);
+    console.log(`page vs native ddpm sample (conditional MNIST): max |Δ| = ${diff.toExponential(2)}`);
+    assert.ok(diff < NATIVE_TOL, `page samples differ from the native CLI's by ${diff}`);
+    assertMnistLike(mine);
+    await page.screenshot({ path: resolve(join(OUT, 'mnist-cond.png')), fullPage: true });
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test('the unconditional MNIST model draws what the CLI draws', async () => {
+  const b = await openWithGpu(MNIST);
   const { page, close } = b;
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
@@ -77,10 +121,7 @@ test('the default model is the trained MNIST model: it draws what the CLI draws'
     const diff = maxAbsDiff(mine, native.data);
     console.log(`page vs native ddpm sample (MNIST): max |Δ| = ${diff.toExponential(2)} over ${mine.length} values`);
     assert.ok(diff < NATIVE_TOL, `page samples differ from the native CLI's by ${diff}`);
-    // MNIST-like: mostly dark background, some bright strokes.
-    const background = mine.filter((v) => v < -0.8).length / mine.length;
-    const ink = mine.filter((v) => v > 0.5).length / mine.length;
-    assert.ok(background > 0.6 && background < 0.95 && ink > 0.03 && ink < 0.3, `not MNIST-like: ${background} background, ${ink} ink`);
+    assertMnistLike(mine);
     await page.screenshot({ path: resolve(join(OUT, 'mnist.png')), fullPage: true });
     assert.deepEqual(page.errors, []);
   } finally {
@@ -100,7 +141,7 @@ function linearAlphaBar() {
 }
 
 test('the viewer explains each step: ε̂ beside x_t and x̂0, play and step, GIF and .npy downloads', async () => {
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(MNIST);
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
     assert.equal(await page.isDisabled('#play'), true, 'nothing to play before a run');
@@ -189,7 +230,7 @@ test('the viewer explains each step: ε̂ beside x_t and x̂0, play and step, GI
 });
 
 test('noise it, then denoise it: from a small t the digit comes back, from a large t a new one', async () => {
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(MNIST);
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
     await page.selectOption('#fwd-image', { label: 'MNIST digit 3' });
@@ -241,7 +282,7 @@ test('noise it, then denoise it: from a small t the digit comes back, from a lar
 });
 
 test('loss per timestep: the page measures the curve ddpm loss prints', async () => {
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(MNIST);
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
     await page.click('#loss-run');
@@ -304,16 +345,22 @@ test('the shipped-models menu switches models; the forward view shows the model\
   const { page, close } = await openWithGpu();
   try {
     assert.equal(await waitBody(page, 'model', ['ready', 'error']), 'ready', await page.textContent('#model-error'));
-    assert.equal(await page.inputValue('#model-menu'), 'assets/mnist/');
+    assert.equal(await page.inputValue('#model-menu'), 'assets/mnist-cond/');
     const digits = await page.locator('#fwd-image option').allTextContents();
     assert.ok(digits.includes('MNIST digit 3'), digits.join(', '));
-    const mnistId = await page.textContent('#model-info');
+    const condId = await page.textContent('#model-info');
     await page.selectOption('#model-menu', 'assets/placeholder/');
     await page.waitForFunction(() => /1×16×16/.test(document.getElementById('model-status').textContent));
     assert.match(await page.textContent('#model-info'), /assets\/placeholder\//);
+    assert.equal(await page.isVisible('#class-options'), false, 'an unconditional model has no class picker');
     await page.selectOption('#model-menu', 'assets/mnist/');
-    await page.waitForFunction(() => /1×28×28/.test(document.getElementById('model-status').textContent));
-    assert.equal(await page.textContent('#model-info'), mnistId);
+    await page.waitForFunction(() => /assets\/mnist\//.test(document.getElementById('model-info').textContent));
+    assert.match(await page.textContent('#model-status'), /1×28×28/);
+    assert.equal(await page.isVisible('#class-options'), false);
+    await page.selectOption('#model-menu', 'assets/mnist-cond/');
+    await page.waitForFunction(() => /assets\/mnist-cond\//.test(document.getElementById('model-info').textContent));
+    assert.equal(await page.textContent('#model-info'), condId);
+    assert.equal(await page.isVisible('#class-options'), true);
 
     // A model trained on Fashion-MNIST (config key ddpm_dataset) gets Fashion-MNIST examples,
     // and the menu shows "your own model".
@@ -559,7 +606,7 @@ test('device loss is reported and the next Generate recovers', async () => {
 test('load your own model: files, errors, URL with progress', async () => {
   // The fixture's weights at sample size 32 (the U-Net is convolutional): a 1×32×32 model.
   const { config, weights } = fixtureModel({ sample_size: 32 });
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(MNIST);
   try {
     await waitBody(page, 'model', ['ready']);
     // Missing weights: a clear error in the page.
@@ -682,7 +729,7 @@ test('no navigator.gpu at all: the page says so', async () => {
 // E2E_BENCH_SECONDS (default 60) unless it finishes; prints steps/s.
 test('benchmark: DDPM, N = 16', { skip: !process.env.E2E_BENCH }, async () => {
   const seconds = Number(process.env.E2E_BENCH_SECONDS ?? 60);
-  const { page, close } = await openWithGpu();
+  const { page, close } = await openWithGpu(MNIST);
   try {
     await generate(page, { n: 16, sampler: 'ddpm' });
     await page.waitForFunction(() => document.body.dataset.run !== 'running', null, { timeout: seconds * 1000 }).catch(() => {});
