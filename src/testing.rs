@@ -133,3 +133,23 @@ pub fn err_text<T>(r: crate::Result<T>, what: &str) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// The starting contents of an output a kernel may accumulate into: random when it
+/// accumulates, NaN otherwise (so an output that is not overwritten shows).
+pub fn initial_output(rng: &mut Rng, n: usize, accumulate: bool) -> Vec<f32> {
+    if accumulate {
+        rng.normals(n, 1.0)
+    } else {
+        vec![f32::NAN; n]
+    }
+}
+
+/// What an output started at `init` should hold after `add`: `init + add` when accumulating,
+/// else `add`.
+pub fn accumulated(init: &[f32], add: &[f32], accumulate: bool) -> Vec<f32> {
+    if accumulate {
+        init.iter().zip(add).map(|(a, b)| a + b).collect()
+    } else {
+        add.to_vec()
+    }
+}

@@ -90,24 +90,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, gpu, Rng};
-
-    /// Initial output contents: random when accumulating, NaN (must be overwritten) otherwise.
-    fn init(rng: &mut Rng, n: usize, acc: bool) -> Vec<f32> {
-        if acc {
-            rng.normals(n, 1.0)
-        } else {
-            vec![f32::NAN; n]
-        }
-    }
-
-    fn plus(init: &[f32], add: &[f32], acc: bool) -> Vec<f32> {
-        if acc {
-            init.iter().zip(add).map(|(a, b)| a + b).collect()
-        } else {
-            add.to_vec()
-        }
-    }
+    use crate::testing::{accumulated as plus, assert_close, gpu, initial_output as init, Rng};
 
     #[test]
     fn concat_backward_matches_cpu() {
