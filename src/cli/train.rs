@@ -64,8 +64,9 @@ pub struct Args {
     #[arg(long, default_value_t = 200)]
     warmup: usize,
     /// Learning rate after the warm-up: `cosine` (down to 0 at --steps) or `constant`
-    /// [default: cosine; a resumed run keeps its checkpoint's unless this is given, and a
-    /// decay added on resume starts at the resumed step].
+    /// [default: cosine, or constant when the warm-up lasts the whole run; a resumed run keeps
+    /// its checkpoint's unless this is given, and a decay added on resume starts at the resumed
+    /// step].
     #[arg(long)]
     lr_decay: Option<String>,
     #[arg(long, default_value_t = 0.999)]
@@ -262,11 +263,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => c.state.step.max(options.warmup as u64),
         None => options.warmup as u64,
     };
-    let decay_name = args
-        .lr_decay
-        .as_deref()
-        .or(resumed.is_none().then_some("cosine"));
-    let decay = lr_decay(decay_name, decay_start, args.steps)?;
+    // A new run decays by default, unless its warm-up fills it (then there is nothing to decay).
+    let default = (resumed.is_none() && decay_start < args.steps).then_some("cosine");
+    let decay = lr_decay(
+        args.lr_decay.as_deref().or(default),
+        decay_start,
+        args.steps,
+    )?;
     match (decay, &resumed) {
         (Some(d), None) => options.lr_decay = d,
         (Some(d), Some(_)) if !same_decay(d, options.lr_decay) => {
