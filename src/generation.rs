@@ -240,18 +240,17 @@ impl Generation {
                 )));
             }
         }
-        let timesteps: Vec<usize> = crate::sampler::plan(scheduler, &request.options)?
-            .iter()
-            .map(|p| p.t)
-            .collect();
         let mut opts = request.options;
         opts.first_image = 0;
         let batch = generator.prepare(gpu, scheduler, n, request.batch_cap, &opts)?;
+        // The prepared sampler's plan (planned once, from these options).
+        let sampler = generator.prepared()?.1;
+        let progress = sampler.progress();
+        let timesteps: Vec<usize> = sampler.plan().iter().map(|p| p.t).collect();
         let shape = [n, c, h, w];
         let frames = request
             .frames_budget
-            .map(|budget| Frames::new(shape, batch, timesteps.clone(), budget));
-        let progress = generator.prepared()?.1.progress();
+            .map(|budget| Frames::new(shape, batch, timesteps, budget));
         let mut g = Generation {
             request,
             null_class,
