@@ -246,17 +246,14 @@ fn forward_splits_batches_that_exceed_the_device_limits() {
 #[test]
 fn unet_res_prefixed_block_names_match_diffusers() {
     let f = fixture("unet_ddpm_style");
-    let mut cfg = f.cfg.clone();
-    for name in cfg
-        .down_block_types
-        .iter_mut()
-        .chain(cfg.up_block_types.iter_mut())
-    {
-        *name = format!("UNetRes{name}");
-    }
-    assert!(cfg
-        .down_block_types
-        .contains(&"UNetResAttnDownBlock2D".to_string()));
+    let json = f.cfg.to_json();
+    let prefixed = json
+        .replace("\"AttnDownBlock2D\"", "\"UNetResAttnDownBlock2D\"")
+        .replace("\"DownBlock2D\"", "\"UNetResDownBlock2D\"")
+        .replace("\"AttnUpBlock2D\"", "\"UNetResAttnUpBlock2D\"")
+        .replace("\"UpBlock2D\"", "\"UNetResUpBlock2D\"");
+    assert!(prefixed.contains("UNetResAttnDownBlock2D") && prefixed.contains("UNetResUpBlock2D"));
+    let cfg = UNetConfig::from_json(&prefixed).unwrap();
     let cpu = cpu_unet::forward(&cfg, &f.weights, &f.x, &f.t).unwrap();
     assert_close(&cpu.data, &f.eps, 2e-5, 0.0, "CPU, UNetRes names");
     let gpu = gpu_forward(&cfg, &f.weights, &f.x, &f.t);

@@ -97,9 +97,10 @@ pub struct UNetConfig {
     pub time_embedding_dim: Option<usize>,
     pub freq_shift: f64,
     pub flip_sin_to_cos: bool,
-    pub down_block_types: Vec<String>,
+    /// Resolved at load ([`BlockType::parse`]); written back by their canonical names.
+    pub down_block_types: Vec<BlockType>,
     pub mid_block_type: Option<String>,
-    pub up_block_types: Vec<String>,
+    pub up_block_types: Vec<BlockType>,
     pub block_out_channels: Vec<usize>,
     pub layers_per_block: usize,
     pub mid_block_scale_factor: f64,
@@ -148,7 +149,7 @@ fn default_norm_num_groups() -> Option<usize> {
 impl Default for UNetConfig {
     /// diffusers' defaults (note: `sample_size` is `None`, which [`UNetConfig::validate`] rejects).
     fn default() -> Self {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        use BlockType::*;
         UNetConfig {
             sample_size: None,
             in_channels: 3,
@@ -158,19 +159,14 @@ impl Default for UNetConfig {
             time_embedding_dim: None,
             freq_shift: 0.0,
             flip_sin_to_cos: true,
-            down_block_types: s(&[
-                "DownBlock2D",
-                "AttnDownBlock2D",
-                "AttnDownBlock2D",
-                "AttnDownBlock2D",
-            ]),
+            down_block_types: vec![
+                DownBlock2D,
+                AttnDownBlock2D,
+                AttnDownBlock2D,
+                AttnDownBlock2D,
+            ],
             mid_block_type: Some("UNetMidBlock2D".into()),
-            up_block_types: s(&[
-                "AttnUpBlock2D",
-                "AttnUpBlock2D",
-                "AttnUpBlock2D",
-                "UpBlock2D",
-            ]),
+            up_block_types: vec![AttnUpBlock2D, AttnUpBlock2D, AttnUpBlock2D, UpBlock2D],
             block_out_channels: vec![224, 448, 672, 896],
             layers_per_block: 2,
             mid_block_scale_factor: 1.0,
@@ -229,9 +225,74 @@ pub(super) fn cfg_err(
     }
 }
 
-/// A block type name as diffusers resolves it (`UNetResDownBlock2D` → `DownBlock2D`).
-pub(super) fn block_kind(name: &str) -> &str {
-    name.strip_prefix("UNetRes").unwrap_or(name)
+/// A down or up block of the U-Net, resolved from its `config.json` name once, at load, the way
+/// diffusers resolves it (a `UNetRes` prefix is dropped: `UNetResAttnDownBlock2D` is
+/// `AttnDownBlock2D`). The graph ([`super::unet`]) only ever sees these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockType {
+    DownBlock2D,
+    AttnDownBlock2D,
+    UpBlock2D,
+    AttnUpBlock2D,
+    /// Any other name, as written; [`UNetConfig::validate`] rejects it, naming the key.
+    Unsupported(String),
+}
+
+impl BlockType {
+    /// The block a `config.json` name stands for.
+    pub fn parse(name: &str) -> Self {
+        match name.strip_prefix("UNetRes").unwrap_or(name) {
+            "DownBlock2D" => BlockType::DownBlock2D,
+            "AttnDownBlock2D" => BlockType::AttnDownBlock2D,
+            "UpBlock2D" => BlockType::UpBlock2D,
+            "AttnUpBlock2D" => BlockType::AttnUpBlock2D,
+            _ => BlockType::Unsupported(name.to_string()),
+        }
+    }
+
+    /// The canonical diffusers name (an unsupported one as written).
+    pub fn name(&self) -> &str {
+        match self {
+            BlockType::DownBlock2D => "DownBlock2D",
+            BlockType::AttnDownBlock2D => "AttnDownBlock2D",
+            BlockType::UpBlock2D => "UpBlock2D",
+            BlockType::AttnUpBlock2D => "AttnUpBlock2D",
+            BlockType::Unsupported(name) => name,
+        }
+    }
+
+    /// Whether the block has attention after each resnet.
+    pub fn has_attention(&self) -> bool {
+        matches!(self, BlockType::AttnDownBlock2D | BlockType::AttnUpBlock2D)
+    }
+
+    /// Whether it belongs in `down_block_types`.
+    pub fn is_down(&self) -> bool {
+        matches!(self, BlockType::DownBlock2D | BlockType::AttnDownBlock2D)
+    }
+
+    /// Whether it belongs in `up_block_types`.
+    pub fn is_up(&self) -> bool {
+        matches!(self, BlockType::UpBlock2D | BlockType::AttnUpBlock2D)
+    }
+
+    /// `[DownBlock2D, AttnDownBlock2D, …]`, for messages.
+    pub fn list(blocks: &[BlockType]) -> String {
+        let names: Vec<&str> = blocks.iter().map(BlockType::name).collect();
+        format!("[{}]", names.join(", "))
+    }
+}
+
+impl Serialize for BlockType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(BlockType::parse(&String::deserialize(d)?))
+    }
 }
 
 impl UNetConfig {
@@ -350,12 +411,12 @@ impl UNetConfig {
 
     /// Whether down block `i` is an `AttnDownBlock2D`.
     pub fn down_has_attention(&self, i: usize) -> bool {
-        block_kind(&self.down_block_types[i]) == "AttnDownBlock2D"
+        self.down_block_types[i].has_attention()
     }
 
     /// Whether up block `i` (counted from the lowest resolution) is an `AttnUpBlock2D`.
     pub fn up_has_attention(&self, i: usize) -> bool {
-        block_kind(&self.up_block_types[i]) == "AttnUpBlock2D"
+        self.up_block_types[i].has_attention()
     }
 }
 
@@ -553,9 +614,50 @@ mod tests {
         v["num_train_timesteps"] = 1000.into();
         v["_name_or_path"] = "google/ddpm-cifar10-32".into();
         assert!(UNetConfig::from_json(&v.to_string()).is_ok());
-        // Block names with diffusers' UNetRes prefix resolve like diffusers does.
+        // Block names with diffusers' UNetRes prefix resolve like diffusers does, to the same
+        // config as the plain names; written back, they take the canonical name.
+        let plain = UNetConfig::from_json(&base.to_string()).unwrap();
         let mut v = base;
         v["down_block_types"][0] = "UNetResDownBlock2D".into();
-        assert!(UNetConfig::from_json(&v.to_string()).is_ok());
+        v["up_block_types"][2] = "UNetResAttnUpBlock2D".into();
+        let prefixed = UNetConfig::from_json(&v.to_string()).unwrap();
+        assert_eq!(prefixed, plain);
+        assert!(!prefixed.to_json().contains("UNetRes"));
+    }
+
+    #[test]
+    fn block_types_resolve_once() {
+        use BlockType::*;
+        for (name, block, attn) in [
+            ("DownBlock2D", DownBlock2D, false),
+            ("UNetResAttnDownBlock2D", AttnDownBlock2D, true),
+            ("UpBlock2D", UpBlock2D, false),
+            ("AttnUpBlock2D", AttnUpBlock2D, true),
+        ] {
+            let b = BlockType::parse(name);
+            assert_eq!(b, block, "{name}");
+            assert_eq!(b.has_attention(), attn, "{name}");
+            assert_eq!(b.is_down(), name.contains("Down"), "{name}");
+            assert_eq!(BlockType::parse(b.name()), b, "{name} round trip");
+        }
+        // Unknown names are kept as written, and validation names them with the key.
+        let skip = BlockType::parse("SkipDownBlock2D");
+        assert_eq!(skip, Unsupported("SkipDownBlock2D".into()));
+        assert!(!skip.is_down() && !skip.is_up() && !skip.has_attention());
+        let mut c = UNetConfig::from_json(ddpm_cifar10()).unwrap();
+        c.down_block_types[2] = skip;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("down_block_types") && msg.contains("SkipDownBlock2D"),
+            "{msg}"
+        );
+        // An up block among the down blocks is refused too.
+        let mut c = UNetConfig::from_json(ddpm_cifar10()).unwrap();
+        c.down_block_types[0] = UpBlock2D;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("down_block_types") && msg.contains("UpBlock2D"),
+            "{msg}"
+        );
     }
 }

@@ -12,7 +12,7 @@ pub mod unet;
 mod validate;
 pub mod weights;
 
-pub use config::UNetConfig;
+pub use config::{BlockType, UNetConfig};
 pub use gpu_unet::{UNet, UNetPlan};
 pub use weights::Weights;
 

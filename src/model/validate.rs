@@ -2,7 +2,7 @@
 //! checks that walk the graph (through [`super::shapes`]).
 
 use super::config::{
-    block_kind, cfg_err, UNetConfig, MAX_CHANNELS, MAX_CLASSES, MAX_LAYERS_PER_BLOCK, MAX_LEVELS,
+    cfg_err, BlockType, UNetConfig, MAX_CHANNELS, MAX_CLASSES, MAX_LAYERS_PER_BLOCK, MAX_LEVELS,
     MAX_PARAMS, MAX_SAMPLE_SIZE, MAX_SCALE_FACTOR,
 };
 use super::shapes::{self, Layer};
@@ -26,32 +26,32 @@ impl UNetConfig {
         if self.down_block_types.len() != levels {
             return Err(cfg_err(
                 "down_block_types",
-                format!("{:?}", self.down_block_types),
+                BlockType::list(&self.down_block_types),
                 format!("must have one entry per block_out_channels entry ({levels})"),
             ));
         }
         if self.up_block_types.len() != levels {
             return Err(cfg_err(
                 "up_block_types",
-                format!("{:?}", self.up_block_types),
+                BlockType::list(&self.up_block_types),
                 format!("must have one entry per block_out_channels entry ({levels})"),
             ));
         }
         self.check_bounds()?;
         for t in &self.down_block_types {
-            if !matches!(block_kind(t), "DownBlock2D" | "AttnDownBlock2D") {
+            if !t.is_down() {
                 return Err(cfg_err(
                     "down_block_types",
-                    t,
+                    t.name(),
                     "unsupported block type (supported: DownBlock2D, AttnDownBlock2D)",
                 ));
             }
         }
         for t in &self.up_block_types {
-            if !matches!(block_kind(t), "UpBlock2D" | "AttnUpBlock2D") {
+            if !t.is_up() {
                 return Err(cfg_err(
                     "up_block_types",
-                    t,
+                    t.name(),
                     "unsupported block type (supported: UpBlock2D, AttnUpBlock2D)",
                 ));
             }
