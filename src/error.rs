@@ -77,7 +77,8 @@ pub enum Error {
          checkpoint is kept"
     )]
     Diverged { step: u64, loss: f32 },
-    /// Any other invalid argument.
+    /// Any other invalid argument, not yet typed: conv2d's own operand checks and geometry
+    /// (`Conv2dGeom::output_shape`), an output aliasing another binding, an unprepared generator.
     #[error("{0}")]
     Invalid(String),
     /// I/O with the path that failed. The I/O error is part of the message, not a separate
