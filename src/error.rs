@@ -44,7 +44,41 @@ pub enum Error {
     /// A model on the Hugging Face Hub could not be fetched (URL, status, what was found).
     #[error("Hub: {0}")]
     Hub(String),
-    /// Any other invalid argument.
+    /// A tensor op refused one of its operands: `op` names the op (`conv2d`, `attention`…),
+    /// `operand` the argument (`x`, `weight`, `bias`, `qkv`, `out`…), `reason` what is wrong.
+    #[error("{op}: {operand}: {reason}")]
+    Operand {
+        op: String,
+        operand: &'static str,
+        reason: String,
+    },
+    /// An op was asked for something its kernels do not implement (a kernel size or stride, a
+    /// size past u32 indexing or the workgroup grid, kernel timing in the browser).
+    #[error("{op}: {what}")]
+    Unsupported { op: String, what: String },
+    /// A dataset cannot be read or used: `what` names the file, dataset or batch sampler.
+    #[error("{what}: {reason}")]
+    Data { what: String, reason: String },
+    /// A file or stream is not valid `format` (`npy`, `JSON`, `GIF`…) or cannot be encoded as
+    /// it: `what` names the file or stream.
+    #[error("{what}: {reason}")]
+    Format {
+        format: &'static str,
+        what: String,
+        reason: String,
+    },
+    /// A sampling, schedule, generation or training setting that cannot be used: `name` says
+    /// which (`eta`, `steps`, `guidance`, `class labels`…), `reason` is the whole sentence.
+    #[error("{reason}")]
+    Setting { name: &'static str, reason: String },
+    /// Training diverged: the loss of `step` was not finite.
+    #[error(
+        "the loss became {loss} at step {step}: training diverged (try a lower --lr); the last \
+         checkpoint is kept"
+    )]
+    Diverged { step: u64, loss: f32 },
+    /// Any other invalid argument, not yet typed: conv2d's own operand checks and geometry
+    /// (`Conv2dGeom::output_shape`), an output aliasing another binding, an unprepared generator.
     #[error("{0}")]
     Invalid(String),
     /// I/O with the path that failed. The I/O error is part of the message, not a separate
@@ -65,6 +99,56 @@ impl Error {
         Error::Io {
             path: path.as_ref().display().to_string(),
             reason: source,
+        }
+    }
+
+    /// An [`Error::Operand`].
+    pub fn operand(
+        op: impl Into<String>,
+        operand: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Operand {
+            op: op.into(),
+            operand,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Unsupported`].
+    pub fn unsupported(op: impl Into<String>, what: impl Into<String>) -> Self {
+        Error::Unsupported {
+            op: op.into(),
+            what: what.into(),
+        }
+    }
+
+    /// An [`Error::Data`].
+    pub fn data(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Format`].
+    pub fn format(
+        format: &'static str,
+        what: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Format {
+            format,
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Setting`].
+    pub fn setting(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::Setting {
+            name,
+            reason: reason.into(),
         }
     }
 }

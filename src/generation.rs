@@ -75,8 +75,9 @@ impl Generator {
                 .plan_fitting(gpu, &self.unet.sample_shape(want)?)?;
             let batch = plan.x().shape[0];
             if batch < copies {
-                return Err(Error::Invalid(
-                    "the device cannot hold the two halves of a guided batch of one image".into(),
+                return Err(Error::setting(
+                    "guidance",
+                    "the device cannot hold the two halves of a guided batch of one image",
                 ));
             }
             if batch < want {
@@ -204,8 +205,9 @@ impl Generation {
         let null_of_model = generator.unet.config.ddpm_null_class;
         let n = request.n;
         if n == 0 {
-            return Err(Error::Invalid(
-                "a generation needs at least one image".into(),
+            return Err(Error::setting(
+                "images",
+                "a generation needs at least one image",
             ));
         }
         let [_, c, h, w] = generator.unet.sample_shape(1)?;
@@ -213,31 +215,38 @@ impl Generation {
         let null_class = match (request.options.guidance, &request.classes) {
             (None, _) => None,
             (Some(_), None) => {
-                return Err(Error::Invalid(
-                    "guidance needs the class of every image (a class-conditional model)".into(),
+                return Err(Error::setting(
+                    "guidance",
+                    "guidance needs the class of every image (a class-conditional model)",
                 ))
             }
             (Some(w), Some(_)) => Some(null_of_model.ok_or_else(|| {
-                Error::Invalid(format!(
-                    "guidance {w}: the model has no unconditional class (config.json key \
-                     ddpm_null_class), so only guidance 1 (plain conditional) is possible"
-                ))
+                Error::setting(
+                    "guidance",
+                    format!(
+                        "guidance {w}: the model has no unconditional class (config.json key \
+                         ddpm_null_class), so only guidance 1 (plain conditional) is possible"
+                    ),
+                )
             })?),
         };
         if let Some(classes) = &request.classes {
             if classes.len() != n {
-                return Err(Error::Invalid(format!(
-                    "{} class labels for {n} images",
-                    classes.len()
-                )));
+                return Err(Error::setting(
+                    "class labels",
+                    format!("{} class labels for {n} images", classes.len()),
+                ));
             }
         }
         if let Some(x) = &request.initial {
             if x.len() != n * per_image {
-                return Err(Error::Invalid(format!(
-                    "an initial x of {} values for {n} images of {c}×{h}×{w}",
-                    x.len()
-                )));
+                return Err(Error::setting(
+                    "initial x",
+                    format!(
+                        "an initial x of {} values for {n} images of {c}×{h}×{w}",
+                        x.len()
+                    ),
+                ));
             }
         }
         let mut opts = request.options;

@@ -67,7 +67,7 @@ pub fn grid<T: Copy>(
 
 /// `img` encoded as an 8-bit RGBA PNG.
 pub fn png_bytes(img: &Rgba) -> Result<Vec<u8>> {
-    let bad = |e: png::EncodingError| Error::Invalid(format!("encoding PNG: {e}"));
+    let bad = |e: png::EncodingError| Error::format("PNG", "encoding PNG", e.to_string());
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, img.width as u32, img.height as u32);
     enc.set_color(png::ColorType::Rgba);
@@ -83,22 +83,26 @@ pub fn png_bytes(img: &Rgba) -> Result<Vec<u8>> {
 pub fn gif_bytes(frames: &[Rgba], delay_cs: u16) -> Result<Vec<u8>> {
     let first = frames
         .first()
-        .ok_or_else(|| Error::Invalid("a GIF needs at least one frame".into()))?;
+        .ok_or_else(|| Error::format("GIF", "GIF", "needs at least one frame"))?;
     let side = |v: usize| {
-        u16::try_from(v).map_err(|_| Error::Invalid(format!("GIF side {v} exceeds 65535")))
+        u16::try_from(v).map_err(|_| Error::format("GIF", "GIF", format!("side {v} exceeds 65535")))
     };
     let (w, h) = (side(first.width)?, side(first.height)?);
-    let bad = |e: gif::EncodingError| Error::Invalid(format!("encoding GIF: {e}"));
+    let bad = |e: gif::EncodingError| Error::format("GIF", "encoding GIF", e.to_string());
     let mut out = Vec::new();
     {
         let mut enc = gif::Encoder::new(&mut out, w, h, &[]).map_err(bad)?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(bad)?;
         for f in frames {
             if (f.width, f.height) != (first.width, first.height) {
-                return Err(Error::Invalid(format!(
-                    "GIF frames differ in size: {}×{} and {}×{}",
-                    first.width, first.height, f.width, f.height
-                )));
+                return Err(Error::format(
+                    "GIF",
+                    "GIF",
+                    format!(
+                        "frames differ in size: {}×{} and {}×{}",
+                        first.width, first.height, f.width, f.height
+                    ),
+                ));
             }
             let mut pixels = f.pixels.clone();
             let mut frame = gif::Frame::from_rgba_speed(w, h, &mut pixels, 10);
@@ -126,7 +130,7 @@ pub fn trajectory_gif(frames: &[&[u8]], shape: [usize; 4], cols: usize) -> Resul
     let last = imgs
         .last()
         .cloned()
-        .ok_or_else(|| Error::Invalid("no trajectory was captured".into()))?;
+        .ok_or_else(|| Error::format("GIF", "trajectory GIF", "no trajectory was captured"))?;
     imgs.extend(std::iter::repeat_n(last, TRAJECTORY_HOLD_FRAMES));
     gif_bytes(&imgs, TRAJECTORY_FRAME_CS)
 }
@@ -190,10 +194,12 @@ mod tests {
             frames += 1;
         }
         assert_eq!(frames, 2);
-        let e = err_text(gif_bytes(&[], 8), "no frames");
-        assert!(e.contains("a GIF needs at least one frame"), "{e}");
+        let r = gif_bytes(&[], 8);
+        assert!(matches!(r, Err(Error::Format { format: "GIF", .. })));
+        let e = err_text(r, "no frames");
+        assert!(e.contains("GIF: needs at least one frame"), "{e}");
         let wide = grid(&[0.0; 6], [1, 1, 2, 3], 1, 0, to_byte);
         let e = err_text(gif_bytes(&[img, wide], 8), "frames of two sizes");
-        assert!(e.contains("GIF frames differ in size"), "{e}");
+        assert!(e.contains("GIF: frames differ in size"), "{e}");
     }
 }

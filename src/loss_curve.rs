@@ -66,19 +66,31 @@ impl LossSetup<'_> {
             });
         }
         if self.draws == 0 || self.timesteps.is_empty() {
-            return Err(Error::Invalid(
-                "the loss needs at least one timestep and one noise draw".into(),
+            let name = if self.draws == 0 {
+                "draws"
+            } else {
+                "timesteps"
+            };
+            return Err(Error::setting(
+                name,
+                "the loss needs at least one timestep and one noise draw",
             ));
         }
         if let Some(&t) = self.timesteps.iter().find(|&&t| t >= alphas_cumprod.len()) {
-            return Err(Error::Invalid(format!(
-                "timestep {t} is outside the schedule's 0..={}",
-                alphas_cumprod.len() - 1
-            )));
+            return Err(Error::setting(
+                "timesteps",
+                format!(
+                    "timestep {t} is outside the schedule's 0..={}",
+                    alphas_cumprod.len() - 1
+                ),
+            ));
         }
         if let Some(l) = self.labels {
             if l.len() != n {
-                return Err(Error::Invalid(format!("{} labels for {n} images", l.len())));
+                return Err(Error::setting(
+                    "class labels",
+                    format!("{} labels for {n} images", l.len()),
+                ));
             }
         }
         // ε of (draw d, image j), shared by every t.

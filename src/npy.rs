@@ -9,7 +9,7 @@ use crate::{Error, Result};
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 fn bad(source: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("{source}: {msg}"))
+    Error::format("npy", source, msg.to_string())
 }
 
 /// Reads an `.npy` file: (shape, data) with data in C order.
@@ -348,11 +348,15 @@ impl Parser<'_> {
 pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(data.len()) {
-        return Err(Error::Invalid(format!(
-            "npy: shape {shape:?} needs {} values, got {}",
-            n.map_or("too many".into(), |n| n.to_string()),
-            data.len()
-        )));
+        return Err(Error::format(
+            "npy",
+            "npy",
+            format!(
+                "shape {shape:?} needs {} values, got {}",
+                n.map_or("too many".into(), |n| n.to_string()),
+                data.len()
+            ),
+        ));
     }
     let dims = match shape {
         [] => String::new(),

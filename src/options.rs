@@ -175,24 +175,29 @@ pub struct AdamWCoefficients {
 impl AdamWParams {
     /// Errors on values torch would reject (or that make no sense).
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(Error::Invalid(format!("AdamW: {what} ({self:?})")));
+        let bad = |name: &'static str, what: &str| {
+            Err(Error::setting(name, format!("AdamW: {what} ({self:?})")))
+        };
         if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad("lr must be finite and ≥ 0");
+            return bad("lr", "lr must be finite and ≥ 0");
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return bad("betas must be in [0, 1)");
+            return bad("betas", "betas must be in [0, 1)");
         }
         if !(self.eps >= 0.0 && self.eps.is_finite()) {
-            return bad("eps must be finite and ≥ 0");
+            return bad("eps", "eps must be finite and ≥ 0");
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad("weight_decay must be finite and ≥ 0");
+            return bad("weight_decay", "weight_decay must be finite and ≥ 0");
         }
         if self.step == 0 {
-            return bad("step is 1-based");
+            return bad("step", "step is 1-based");
         }
         if !(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite()) {
-            return bad("max_grad_norm must be finite and ≥ 0 (0 = no clipping)");
+            return bad(
+                "max_grad_norm",
+                "max_grad_norm must be finite and ≥ 0 (0 = no clipping)",
+            );
         }
         Ok(())
     }

@@ -32,9 +32,10 @@ impl SamplerKind {
         match name.to_ascii_lowercase().as_str() {
             "ddpm" => Ok(SamplerKind::Ddpm),
             "ddim" => Ok(SamplerKind::Ddim { steps, eta }),
-            _ => Err(Error::Invalid(format!(
-                "unknown sampler {name:?}: expected \"ddpm\" or \"ddim\""
-            ))),
+            _ => Err(Error::setting(
+                "sampler",
+                format!("unknown sampler {name:?}: expected \"ddpm\" or \"ddim\""),
+            )),
         }
     }
 }
@@ -114,9 +115,10 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
     let schedule = config.schedule()?;
     if let Some(r) = opts.clip {
         if r.is_nan() || r <= 0.0 {
-            return Err(Error::Invalid(format!(
-                "clip range must be positive, got {r}"
-            )));
+            return Err(Error::setting(
+                "clip",
+                format!("clip range must be positive, got {r}"),
+            ));
         }
     }
     let steps: Vec<PlannedStep> = match opts.kind {
@@ -134,9 +136,10 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
             .collect::<Result<_>>()?,
         SamplerKind::Ddim { steps, eta } => {
             if !(0.0..=1.0).contains(&eta) {
-                return Err(Error::Invalid(format!(
-                    "DDIM eta must lie in [0, 1], got {eta}"
-                )));
+                return Err(Error::setting(
+                    "eta",
+                    format!("DDIM eta must lie in [0, 1], got {eta}"),
+                ));
             }
             let ts = config.ddim_timesteps(steps)?;
             let ratio = config.num_train_timesteps / steps;
@@ -165,10 +168,14 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
     };
     let kept: Vec<PlannedStep> = steps.into_iter().filter(|p| p.t <= start).collect();
     if start >= schedule.len() || kept.is_empty() {
-        return Err(Error::Invalid(format!(
-            "start timestep {start}: expected 0..={} with at least one planned step at or below it",
-            schedule.len() - 1
-        )));
+        return Err(Error::setting(
+            "start",
+            format!(
+                "start timestep {start}: expected 0..={} with at least one planned step at or \
+                 below it",
+                schedule.len() - 1
+            ),
+        ));
     }
     Ok(kept)
 }
@@ -334,8 +341,9 @@ impl Trajectory {
     /// Captures every `every` (≥ 1) steps within `budget_bytes`.
     pub fn new(every: usize, budget_bytes: usize) -> Result<Self> {
         if every == 0 {
-            return Err(Error::Invalid(
-                "trajectory stride must be at least 1 step".into(),
+            return Err(Error::setting(
+                "trajectory stride",
+                "trajectory stride must be at least 1 step",
             ));
         }
         Ok(Trajectory {
@@ -426,10 +434,13 @@ pub fn batch_labels(classes: &[f32], null: Option<usize>) -> Vec<f32> {
 fn first_element(x: &Tensor, opts: &SamplerOptions) -> Result<u64> {
     let per_image = x.shape.get(1..).unwrap_or(&[]).iter().product::<usize>() as u64;
     opts.first_image.checked_mul(per_image).ok_or_else(|| {
-        Error::Invalid(format!(
-            "first image {} × {per_image} elements overflows the RNG's 64-bit index",
-            opts.first_image
-        ))
+        Error::setting(
+            "first image",
+            format!(
+                "first image {} × {per_image} elements overflows the RNG's 64-bit index",
+                opts.first_image
+            ),
+        )
     })
 }
 
@@ -465,16 +476,19 @@ impl Sampler {
         let batch = *x
             .shape
             .first()
-            .ok_or_else(|| Error::Invalid("model input x must be [N, C, H, W]".into()))?;
+            .ok_or_else(|| Error::operand("sampler", "x", "model input must be [N, C, H, W]"))?;
         crate::ops::same_shape("model eps", &x.shape, &eps.shape)?;
         crate::ops::same_shape("model t", &[batch], &t.shape)?;
         let plan = plan(config, opts)?;
         if let Some(w) = opts.guidance {
             if !w.is_finite() || !batch.is_multiple_of(2) {
-                return Err(Error::Invalid(format!(
-                    "guidance {w} needs a finite scale and an even model batch (conditional and \
-                     unconditional halves), got batch {batch}"
-                )));
+                return Err(Error::setting(
+                    "guidance",
+                    format!(
+                        "guidance {w} needs a finite scale and an even model batch (conditional \
+                         and unconditional halves), got batch {batch}"
+                    ),
+                ));
             }
         }
         let x0 = Tensor::zeros(gpu, &x.shape, "x0 prediction")?;

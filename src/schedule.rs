@@ -176,10 +176,12 @@ impl SchedulerConfig {
     /// unsupported values and unknown keys are an [`Error::Config`] naming the key.
     pub fn from_json(text: &str) -> Result<Self> {
         let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::Invalid(format!("scheduler_config.json: {e}")))?;
+            .map_err(|e| Error::format("JSON", "scheduler_config.json", e.to_string()))?;
         let Value::Object(map) = value else {
-            return Err(Error::Invalid(
-                "scheduler_config.json: expected a JSON object".into(),
+            return Err(Error::format(
+                "JSON",
+                "scheduler_config.json",
+                "expected a JSON object",
             ));
         };
         Self::from_map(&map)
@@ -191,7 +193,11 @@ impl SchedulerConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_json(&text).map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            Error::Format { format, reason, .. } => Error::Format {
+                format,
+                what: path.display().to_string(),
+                reason,
+            },
             Error::Config { key, value, reason } => Error::Config {
                 key,
                 value,
@@ -340,14 +346,16 @@ impl SchedulerConfig {
             ));
         }
         if steps == 0 {
-            return Err(Error::Invalid(
-                "DDIM needs at least 1 inference step (got 0)".into(),
+            return Err(Error::setting(
+                "steps",
+                "DDIM needs at least 1 inference step (got 0)",
             ));
         }
         if steps > t {
-            return Err(Error::Invalid(format!(
-                "{steps} inference steps exceed num_train_timesteps = {t}"
-            )));
+            return Err(Error::setting(
+                "steps",
+                format!("{steps} inference steps exceed num_train_timesteps = {t}"),
+            ));
         }
         let ts: Vec<i64> = match self.timestep_spacing {
             TimestepSpacing::Leading => {
@@ -573,16 +581,20 @@ impl Schedule {
 
     fn check_t(&self, t: usize, prev: Option<usize>) -> Result<()> {
         if t >= self.len() {
-            return Err(Error::Invalid(format!(
-                "timestep {t} out of range for a schedule of {} steps",
-                self.len()
-            )));
+            return Err(Error::setting(
+                "timestep",
+                format!(
+                    "timestep {t} out of range for a schedule of {} steps",
+                    self.len()
+                ),
+            ));
         }
         if let Some(p) = prev {
             if p >= t {
-                return Err(Error::Invalid(format!(
-                    "previous timestep {p} must be smaller than timestep {t}"
-                )));
+                return Err(Error::setting(
+                    "previous timestep",
+                    format!("previous timestep {p} must be smaller than timestep {t}"),
+                ));
             }
         }
         Ok(())
@@ -645,9 +657,10 @@ impl Schedule {
     ) -> Result<DdimCoefs> {
         self.check_t(t, prev)?;
         if !(0.0..=1.0).contains(&eta) {
-            return Err(Error::Invalid(format!(
-                "DDIM eta must lie in [0, 1], got {eta}"
-            )));
+            return Err(Error::setting(
+                "eta",
+                format!("DDIM eta must lie in [0, 1], got {eta}"),
+            ));
         }
         let ab = self.alphas_cumprod[t];
         let ab_prev = prev.map_or(final_alpha_cumprod, |p| self.alphas_cumprod[p]);

@@ -134,6 +134,32 @@ pub fn err_text<T>(r: crate::Result<T>, what: &str) -> String {
     }
 }
 
+/// [`err_text`] of an [`crate::Error::Operand`] about `operand`; panics (naming `what`) if `r`
+/// is Ok or another error.
+#[track_caller]
+pub fn operand_err_text<T>(r: crate::Result<T>, what: &str, operand: &str) -> String {
+    match r {
+        Ok(_) => panic!("{what}: expected an error, got Ok"),
+        Err(e) if matches!(&e, crate::Error::Operand { operand: o, .. } if *o == operand) => {
+            e.to_string()
+        }
+        Err(e) => panic!("{what}: expected an error about operand `{operand}`, got {e:?}"),
+    }
+}
+
+/// [`err_text`] of an [`crate::Error::Setting`] about setting `name`; panics (naming `what`)
+/// if `r` is Ok or another error.
+#[track_caller]
+pub fn setting_err_text<T>(r: crate::Result<T>, what: &str, name: &str) -> String {
+    match r {
+        Ok(_) => panic!("{what}: expected an error, got Ok"),
+        Err(e) if matches!(&e, crate::Error::Setting { name: n, .. } if *n == name) => {
+            e.to_string()
+        }
+        Err(e) => panic!("{what}: expected an error about setting `{name}`, got {e:?}"),
+    }
+}
+
 /// The starting contents of an output a kernel may accumulate into: random when it
 /// accumulates, NaN otherwise (so an output that is not overwritten shows).
 pub fn initial_output(rng: &mut Rng, n: usize, accumulate: bool) -> Vec<f32> {

@@ -388,7 +388,12 @@ fn batches_are_nchw_and_checked() {
         e.contains("bad: 0 bytes is not a positive multiple of one 1×2×2 image"),
         "{e}"
     );
-    let e = err_string(Images::new("bad", 1, 2, vec![0; 8], Some(vec![1])));
+    let r = Images::new("bad", 1, 2, vec![0; 8], Some(vec![1]));
+    assert!(
+        matches!(&r, Err(ddpm::Error::Data { what, .. }) if what == "bad"),
+        "{r:?}"
+    );
+    let e = err_string(r);
     assert!(e.contains("bad: 1 labels for 2 images"), "{e}");
     let small = ds.clone().truncate(1).unwrap();
     assert_eq!((small.len(), small.labels()), (1, Some(&[0u8][..])));
@@ -554,7 +559,12 @@ fn batcher_resumes_exactly_from_saved_state() {
     assert_eq!(draw(&mut resumed, 9, 8), (rest, seeds));
     assert_eq!(resumed.state(), b.state());
 
-    let e = err_string(Batcher::resume(state, 36));
+    let r = Batcher::resume(state, 36);
+    assert!(
+        matches!(&r, Err(ddpm::Error::Data { what, .. }) if what == "batch sampler state"),
+        "{r:?}"
+    );
+    let e = err_string(r);
     assert!(e.contains("saved for 37 images") && e.contains("36"), "{e}");
     let bad = BatcherState {
         position: 38,
@@ -598,7 +608,18 @@ fn source_names_parse() {
         (Source::Mnist.channels(), Source::Mnist.native_size()),
         (1, 28)
     );
-    assert!(err_string("cifar".parse::<Source>()).contains("unknown dataset `cifar`"));
+    let r = "cifar".parse::<Source>();
+    assert!(
+        matches!(
+            r,
+            Err(ddpm::Error::Setting {
+                name: "dataset",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(err_string(r).contains("unknown dataset `cifar`"));
 }
 
 // ---- Real datasets (only when fetched) ----

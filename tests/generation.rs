@@ -8,6 +8,7 @@ use ddpm::model::{UNet, Weights};
 use ddpm::sampler::{SamplerKind, SamplerOptions, SnapshotData, INIT_STREAM};
 use ddpm::schedule::SchedulerConfig;
 use ddpm::testing::{assert_close, gpu};
+use ddpm::Error;
 
 fn tiny() -> (ddpm::model::UNetConfig, Weights) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny");
@@ -75,9 +76,11 @@ fn requests_that_do_not_fit_are_refused() {
     let (cfg, weights) = tiny();
     let sched = SchedulerConfig::default();
     let mut generator = Generator::new(UNet::new(gpu, cfg, &weights).unwrap());
+    // Each refusal is a setting error.
     let mut err = |r: Request| match Generation::new(&mut generator, gpu, &sched, r) {
         Ok(_) => panic!("accepted"),
-        Err(e) => e.to_string(),
+        Err(e @ Error::Setting { .. }) => e.to_string(),
+        Err(e) => panic!("expected a setting error, got {e:?}"),
     };
     let e = err(request(0, 4, false));
     assert!(e.contains("at least one image"), "{e}");

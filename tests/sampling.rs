@@ -10,7 +10,7 @@ use ddpm::sampler::{
     plan, sample_cpu, Sampler, SamplerKind, SamplerOptions, SnapshotData, INIT_STREAM,
 };
 use ddpm::schedule::{SchedulerConfig, VarianceType};
-use ddpm::testing::{assert_close, err_text, gpu, max_abs_diff, Rng};
+use ddpm::testing::{assert_close, gpu, max_abs_diff, setting_err_text, Rng};
 use ddpm::Error;
 
 // ---------------------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ fn a_run_can_start_from_an_intermediate_timestep() {
     for bad in [1000, 5000] {
         let mut opts = SamplerOptions::new(&cfg, SamplerKind::Ddpm, 0);
         opts.start = Some(bad);
-        let e = plan(&cfg, &opts).unwrap_err().to_string();
+        let e = setting_err_text(plan(&cfg, &opts), "start past T", "start");
         assert!(e.contains("start timestep") && e.contains("0..=999"), "{e}");
     }
     // DDIM 10 (timesteps 900, 800, …, 100, 0): from t = 50 only the last step is left.
@@ -447,7 +447,7 @@ fn bad_sampler_input_is_a_clear_error() {
     assert!(m.contains("steps_offset"), "{m}");
     let mut bad_clip = opts(SamplerKind::Ddpm);
     bad_clip.clip = Some(-1.0);
-    let e = err_text(plan(&cfg, &bad_clip), "clip -1");
+    let e = setting_err_text(plan(&cfg, &bad_clip), "clip -1", "clip");
     assert!(e.contains("clip range must be positive, got -1"), "{e}");
 
     let gpu = gpu();
@@ -459,7 +459,11 @@ fn bad_sampler_input_is_a_clear_error() {
         &opts(SamplerKind::Ddim { steps: 5, eta: 0.0 }),
     )
     .unwrap();
-    let e = err_text(s.capture(0, 100), "capture every 0 steps");
+    let e = setting_err_text(
+        s.capture(0, 100),
+        "capture every 0 steps",
+        "trajectory stride",
+    );
     assert!(
         e.contains("trajectory stride must be at least 1 step"),
         "{e}"
@@ -468,7 +472,7 @@ fn bad_sampler_input_is_a_clear_error() {
         s.set_initial(gpu, &[0.0; 3]),
         Err(Error::Shape { .. })
     ));
-    let e = err_text(
+    let e = setting_err_text(
         Sampler::new(
             gpu,
             &model,
@@ -476,20 +480,23 @@ fn bad_sampler_input_is_a_clear_error() {
             &opts(SamplerKind::Ddim { steps: 0, eta: 0.0 }),
         ),
         "a sampler of 0 DDIM steps",
+        "steps",
     );
     assert!(e.contains("DDIM needs at least 1 inference step"), "{e}");
     let sched = cfg.schedule().unwrap();
-    let e = err_text(
+    let e = setting_err_text(
         sched.ddpm_coefs(1000, Some(999), VarianceType::FixedSmall, None),
         "t = T",
+        "timestep",
     );
     assert!(
         e.contains("timestep 1000 out of range for a schedule of 1000 steps"),
         "{e}"
     );
-    let e = err_text(
+    let e = setting_err_text(
         sched.ddpm_coefs(5, Some(5), VarianceType::FixedSmall, None),
         "prev = t",
+        "previous timestep",
     );
     assert!(
         e.contains("previous timestep 5 must be smaller than timestep 5"),

@@ -240,11 +240,11 @@ fn unsupported_scheduler_configs_name_the_key() {
     }
     assert!(matches!(
         SchedulerConfig::from_json("[1]"),
-        Err(Error::Invalid(_))
+        Err(Error::Format { format: "JSON", ref what, .. }) if what == "scheduler_config.json"
     ));
     assert!(matches!(
         SchedulerConfig::from_json("{"),
-        Err(Error::Invalid(_))
+        Err(Error::Format { format: "JSON", .. })
     ));
 }
 

@@ -4,7 +4,7 @@
 use ddpm::model::cpu_unet::{self, HostTensor};
 use ddpm::model::{UNetConfig, Weights};
 use ddpm::schedule::SchedulerConfig;
-use ddpm::testing::{err_text, gpu, Rng};
+use ddpm::testing::{gpu, setting_err_text, Rng};
 use ddpm::train::{checkpoint, LrDecay, TrainOptions, Trainer};
 
 fn tiny_config() -> UNetConfig {
@@ -632,9 +632,10 @@ fn label_dropout_is_seeded_and_near_its_rate() {
         assert!(*l == 3.0 || *l == c as f32);
     }
     // The null class is not a data class; dropout needs a null class.
-    let e = err_text(
+    let e = setting_err_text(
         trainer.step_labels(5, &[3; 64]),
         "the null class as a data label",
+        "class labels",
     );
     assert!(
         e.contains("data label 3 is not one of the model's 3 classes"),

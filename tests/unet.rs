@@ -157,22 +157,31 @@ fn bad_inputs_are_clear_errors() {
     let unet = UNet::new(gpu, cfg.clone(), &weights).unwrap();
     // Wrong channel count, size not divisible by 4, empty batch.
     for shape in [[1, 3, 28, 28], [1, 1, 30, 30], [0, 1, 28, 28]] {
-        let err = unet
-            .plan_for(gpu, &shape)
-            .err()
-            .expect("must fail")
-            .to_string();
-        assert!(err.contains("U-Net input must be [N, 1, H, W]"), "{err}");
+        let err = unet.plan_for(gpu, &shape).err().expect("must fail");
+        assert!(
+            matches!(&err, ddpm::Error::Operand { op, operand: "x", .. } if op == "U-Net"),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(err.contains("U-Net: x: must be [N, 1, H, W]"), "{err}");
     }
     // Timestep count mismatch on the CPU path.
     let x = HostTensor {
         shape: vec![2, 1, 28, 28],
         data: vec![0.0; 2 * 28 * 28],
     };
-    let err = cpu_unet::forward(&cfg, &weights, &x, &[1.0])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("one timestep per sample"), "{err}");
+    let err = cpu_unet::forward(&cfg, &weights, &x, &[1.0]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ddpm::Error::Operand {
+                operand: "timesteps",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("one timestep per sample"), "{err}");
     // Weights of another config.
     let other = Weights::init(&presets::preset("cifar10").unwrap(), 0).unwrap();
     let err = UNet::new(gpu, cfg, &other)
@@ -320,7 +329,21 @@ fn class_conditional_model_matches_diffusers() {
         .fold(0.0, f32::max);
     assert!(diff > 1e-3, "the label changed nothing ({diff})");
 
-    let err = |r: ddpm::Result<ddpm::model::cpu_unet::HostTensor>| r.unwrap_err().to_string();
+    // Every label problem is a setting error about the class labels.
+    let err = |r: ddpm::Result<ddpm::model::cpu_unet::HostTensor>| {
+        let e = r.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ddpm::Error::Setting {
+                    name: "class labels",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        e.to_string()
+    };
     let missing = err(cpu_unet::forward(&f.cfg, &f.weights, &f.x, &f.t));
     assert!(missing.contains("class-conditional"), "{missing}");
     let bad = err(cpu_unet::forward_with_labels(

@@ -67,23 +67,24 @@ impl Batcher {
     /// Restores a saved state (a position at the epoch's end moves to the next epoch's start).
     pub fn from_state(mut state: BatcherState) -> Result<Self> {
         if state.len == 0 {
-            return Err(Error::Invalid(
-                "batch sampler: the dataset has no images".into(),
+            return Err(Error::data("batch sampler", "the dataset has no images"));
+        }
+        let len = usize::try_from(state.len)
+            .map_err(|_| Error::data("batch sampler", format!("length {} too large", state.len)))?;
+        if state.position > state.len {
+            return Err(Error::data(
+                "batch sampler state",
+                format!(
+                    "position {} beyond the epoch length {}",
+                    state.position, state.len
+                ),
             ));
         }
-        let len = usize::try_from(state.len).map_err(|_| {
-            Error::Invalid(format!("batch sampler: length {} too large", state.len))
-        })?;
-        if state.position > state.len {
-            return Err(Error::Invalid(format!(
-                "batch sampler state: position {} beyond the epoch length {}",
-                state.position, state.len
-            )));
-        }
         if state.position == state.len {
-            state.epoch = state.epoch.checked_add(1).ok_or_else(|| {
-                Error::Invalid("batch sampler state: epoch counter overflow".into())
-            })?;
+            state.epoch = state
+                .epoch
+                .checked_add(1)
+                .ok_or_else(|| Error::data("batch sampler state", "epoch counter overflow"))?;
             state.position = 0;
         }
         let order = Self::order(state.seed, state.epoch, len);
@@ -94,10 +95,10 @@ impl Batcher {
     /// another length.
     pub fn resume(state: BatcherState, len: usize) -> Result<Self> {
         if state.len != len as u64 {
-            return Err(Error::Invalid(format!(
-                "batch sampler state was saved for {} images, the dataset has {len}",
-                state.len
-            )));
+            return Err(Error::data(
+                "batch sampler state",
+                format!("saved for {} images, the dataset has {len}", state.len),
+            ));
         }
         Self::from_state(state)
     }

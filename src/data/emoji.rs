@@ -108,23 +108,26 @@ fn cut(png: &[u8], what: &str, json: Option<(&[u8], &str)>, opts: &EmojiOptions)
     let (w, h, rgba) = decode_rgba(png, what)?;
     let (cell, pad) = (opts.cell, opts.pad);
     if cell == 0 || 2 * pad >= cell {
-        return Err(Error::Invalid(format!(
-            "emoji cell {cell} px with padding {pad} px leaves no image"
-        )));
+        return Err(Error::setting(
+            "emoji cell",
+            format!("emoji cell {cell} px with padding {pad} px leaves no image"),
+        ));
     }
     let size = cell - 2 * pad;
     if w % cell != 0 || h % cell != 0 {
-        return Err(Error::Invalid(format!(
-            "{what}: {w}×{h} px is not a whole number of {cell}-px cells"
-        )));
+        return Err(Error::data(
+            what,
+            format!("{w}×{h} px is not a whole number of {cell}-px cells"),
+        ));
     }
     let (cols, rows) = (w / cell, h / cell);
     let cells: Vec<(usize, usize)> = match json {
         Some((bytes, jwhat)) => {
             let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| {
-                Error::Invalid(format!(
-                    "{jwhat}: not an emoji-datasource list (sheet_x/sheet_y per emoji): {e}"
-                ))
+                Error::data(
+                    jwhat,
+                    format!("not an emoji-datasource list (sheet_x/sheet_y per emoji): {e}"),
+                )
             })?;
             let mut seen = HashSet::new();
             let mut cells = Vec::new();
@@ -139,10 +142,13 @@ fn cut(png: &[u8], what: &str, json: Option<(&[u8], &str)>, opts: &EmojiOptions)
                         continue;
                     }
                     if c.sheet_x >= cols || c.sheet_y >= rows {
-                        return Err(Error::Invalid(format!(
-                            "{jwhat}: cell ({}, {}) lies outside the {cols}×{rows} grid of {what}",
-                            c.sheet_x, c.sheet_y
-                        )));
+                        return Err(Error::data(
+                            jwhat,
+                            format!(
+                                "cell ({}, {}) lies outside the {cols}×{rows} grid of {what}",
+                                c.sheet_x, c.sheet_y
+                            ),
+                        ));
                     }
                     if seen.insert((c.sheet_x, c.sheet_y)) {
                         cells.push((c.sheet_x, c.sheet_y));
@@ -177,31 +183,32 @@ fn cut(png: &[u8], what: &str, json: Option<(&[u8], &str)>, opts: &EmojiOptions)
         }
     }
     if pixels.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{what}: no non-transparent {size}×{size} emoji found"
-        )));
+        return Err(Error::data(
+            what,
+            format!("no non-transparent {size}×{size} emoji found"),
+        ));
     }
     Images::new("emoji", 3, size, pixels, None)
 }
 
 /// Decodes a PNG to 8-bit RGBA: `(width, height, [h, w, 4] bytes)`.
 fn decode_rgba(png: &[u8], what: &str) -> Result<(usize, usize, Vec<u8>)> {
-    let bad = |e: png::DecodingError| Error::Invalid(format!("{what}: not a valid PNG: {e}"));
+    let bad = |e: png::DecodingError| Error::data(what, format!("not a valid PNG: {e}"));
     let mut dec = png::Decoder::new(std::io::Cursor::new(png));
     dec.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = dec.read_info().map_err(bad)?;
     let len = reader
         .output_buffer_size()
-        .ok_or_else(|| Error::Invalid(format!("{what}: PNG too large to decode")))?;
+        .ok_or_else(|| Error::data(what, "PNG too large to decode"))?;
     let mut buf = vec![0u8; len];
     let info = reader.next_frame(&mut buf).map_err(bad)?;
     buf.truncate(info.buffer_size());
     let (w, h) = (info.width as usize, info.height as usize);
     if info.bit_depth != png::BitDepth::Eight {
-        return Err(Error::Invalid(format!(
-            "{what}: unsupported PNG bit depth {:?}",
-            info.bit_depth
-        )));
+        return Err(Error::data(
+            what,
+            format!("unsupported PNG bit depth {:?}", info.bit_depth),
+        ));
     }
     let rgba = match info.color_type {
         png::ColorType::Rgba => buf,
@@ -215,16 +222,17 @@ fn decode_rgba(png: &[u8], what: &str) -> Result<(usize, usize, Vec<u8>)> {
             .collect(),
         png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g, 255]).collect(),
         other => {
-            return Err(Error::Invalid(format!(
-                "{what}: unsupported PNG colour type {other:?}"
-            )))
+            return Err(Error::data(
+                what,
+                format!("unsupported PNG colour type {other:?}"),
+            ))
         }
     };
     if rgba.len() != w * h * 4 {
-        return Err(Error::Invalid(format!(
-            "{what}: decoded {} bytes for {w}×{h} RGBA",
-            rgba.len()
-        )));
+        return Err(Error::data(
+            what,
+            format!("decoded {} bytes for {w}×{h} RGBA", rgba.len()),
+        ));
     }
     Ok((w, h, rgba))
 }

@@ -32,11 +32,12 @@ pub fn maybe_gunzip<'a>(bytes: &'a [u8], what: &str) -> Result<Cow<'a, [u8]>> {
     flate2::read::MultiGzDecoder::new(bytes)
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Invalid(format!("{what}: corrupt or truncated gzip data: {e}")))?;
+        .map_err(|e| Error::data(what, format!("corrupt or truncated gzip data: {e}")))?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(Error::Invalid(format!(
-            "{what}: decompresses to more than {MAX_DECOMPRESSED} bytes"
-        )));
+        return Err(Error::data(
+            what,
+            format!("decompresses to more than {MAX_DECOMPRESSED} bytes"),
+        ));
     }
     Ok(Cow::Owned(out))
 }
@@ -44,7 +45,7 @@ pub fn maybe_gunzip<'a>(bytes: &'a [u8], what: &str) -> Result<Cow<'a, [u8]>> {
 /// Parses an IDX file (plain or gzipped) of unsigned bytes; `what` names the file in errors.
 pub fn parse(bytes: &[u8], what: &str) -> Result<Idx> {
     let bytes = maybe_gunzip(bytes, what)?;
-    let bad = |msg: String| Error::Invalid(format!("{what}: not a valid IDX file: {msg}"));
+    let bad = |msg: String| Error::data(what, format!("not a valid IDX file: {msg}"));
     if bytes.len() < 4 {
         return Err(bad(format!(
             "{} bytes, shorter than the 4-byte magic",
@@ -105,10 +106,13 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<(usize, usize, Vec<u8>)>
     let idx = parse(bytes, what)?;
     match idx.dims[..] {
         [n, h, w] if h == w && h > 0 && n > 0 => Ok((n, h, idx.data)),
-        _ => Err(Error::Invalid(format!(
-            "{what}: expected square images [n, h, h] with n, h > 0, found dimensions {:?}",
-            idx.dims
-        ))),
+        _ => Err(Error::data(
+            what,
+            format!(
+                "expected square images [n, h, h] with n, h > 0, found dimensions {:?}",
+                idx.dims
+            ),
+        )),
     }
 }
 
@@ -117,10 +121,10 @@ pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
     let idx = parse(bytes, what)?;
     match idx.dims[..] {
         [_] => Ok(idx.data),
-        _ => Err(Error::Invalid(format!(
-            "{what}: expected 1-D labels [n], found dimensions {:?}",
-            idx.dims
-        ))),
+        _ => Err(Error::data(
+            what,
+            format!("expected 1-D labels [n], found dimensions {:?}", idx.dims),
+        )),
     }
 }
 
@@ -199,11 +203,10 @@ pub(crate) fn images_from_idx(
         Some((bytes, what)) => {
             let l = parse_labels(bytes, what)?;
             if l.len() != n {
-                return Err(Error::Invalid(format!(
-                    "{what}: {} labels but {} has {n} images",
-                    l.len(),
-                    images.1
-                )));
+                return Err(Error::data(
+                    what,
+                    format!("{} labels but {} has {n} images", l.len(), images.1),
+                ));
             }
             Some(l)
         }

@@ -167,9 +167,10 @@ impl std::str::FromStr for Source {
             "mnist" => Ok(Source::Mnist),
             "fashion" | "fashion-mnist" | "fashion_mnist" => Ok(Source::Fashion),
             "emoji" => Ok(Source::Emoji),
-            _ => Err(Error::Invalid(format!(
-                "unknown dataset `{s}`: expected mnist, fashion or emoji"
-            ))),
+            _ => Err(Error::setting(
+                "dataset",
+                format!("unknown dataset `{s}`: expected mnist, fashion or emoji"),
+            )),
         }
     }
 }
@@ -203,23 +204,28 @@ impl Images {
             .and_then(|v| v.checked_mul(native))
             .unwrap_or(0);
         if per == 0 {
-            return Err(Error::Invalid(format!(
-                "{name}: cannot hold images of {channels}×{native}×{native}"
-            )));
+            return Err(Error::data(
+                name,
+                format!("cannot hold images of {channels}×{native}×{native}"),
+            ));
         }
         if pixels.is_empty() || !pixels.len().is_multiple_of(per) {
-            return Err(Error::Invalid(format!(
-                "{name}: {} bytes is not a positive multiple of one {channels}×{native}×{native} image ({per} bytes)",
-                pixels.len()
-            )));
+            return Err(Error::data(
+                name,
+                format!(
+                    "{} bytes is not a positive multiple of one {channels}×{native}×{native} \
+                     image ({per} bytes)",
+                    pixels.len()
+                ),
+            ));
         }
         let count = pixels.len() / per;
         if let Some(l) = &labels {
             if l.len() != count {
-                return Err(Error::Invalid(format!(
-                    "{name}: {} labels for {count} images",
-                    l.len()
-                )));
+                return Err(Error::data(
+                    name,
+                    format!("{} labels for {count} images", l.len()),
+                ));
             }
         }
         Ok(Images {
@@ -264,11 +270,13 @@ impl Images {
     /// (e.g. 28 → 32 for a 32×32 model); `size` equal to the native size removes padding.
     pub fn pad_to(mut self, size: usize) -> Result<Self> {
         if size < self.native {
-            return Err(Error::Invalid(format!(
-                "{}: cannot pad {n}×{n} images to {size}×{size} (smaller)",
-                self.name,
-                n = self.native
-            )));
+            return Err(Error::data(
+                &self.name,
+                format!(
+                    "cannot pad {n}×{n} images to {size}×{size} (smaller)",
+                    n = self.native
+                ),
+            ));
         }
         self.size = size;
         Ok(self)
@@ -288,10 +296,7 @@ impl Images {
     /// Keeps only the first `n` images (e.g. to overfit a tiny set); `n` ≥ len keeps all.
     pub fn truncate(mut self, n: usize) -> Result<Self> {
         if n == 0 {
-            return Err(Error::Invalid(format!(
-                "{}: cannot keep 0 images",
-                self.name
-            )));
+            return Err(Error::data(&self.name, "cannot keep 0 images"));
         }
         if n < self.count {
             self.count = n;
@@ -322,19 +327,24 @@ impl Dataset for Images {
         let (c, n, s) = (self.channels, self.native, self.size);
         let per_out = c * s * s;
         if out.len() != indices.len() * per_out {
-            return Err(Error::Invalid(format!(
-                "{} batch buffer holds {} floats, need {} = {} images × {c}×{s}×{s}",
-                self.name,
-                out.len(),
-                indices.len() * per_out,
-                indices.len()
-            )));
+            return Err(Error::data(
+                format!("{} batch buffer", self.name),
+                format!(
+                    "holds {} floats, need {} = {} images × {c}×{s}×{s}",
+                    out.len(),
+                    indices.len() * per_out,
+                    indices.len()
+                ),
+            ));
         }
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.count) {
-            return Err(Error::Invalid(format!(
-                "{}: image index {bad} out of range (it has {} images)",
-                self.name, self.count
-            )));
+            return Err(Error::data(
+                &self.name,
+                format!(
+                    "image index {bad} out of range (it has {} images)",
+                    self.count
+                ),
+            ));
         }
         let top = (s - n) / 2;
         let per_in = c * n * n;

@@ -44,7 +44,7 @@ impl KernelPolicy {
     /// Parses `auto`, `heuristic` or a variant name.
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim() {
-            "" => Err(Error::Invalid("empty kernel policy".into())),
+            "" => Err(Error::setting("kernel policy", "empty kernel policy")),
             "auto" => Ok(KernelPolicy::Auto),
             "heuristic" => Ok(KernelPolicy::Heuristic),
             name => Ok(KernelPolicy::Force(name.to_string())),
@@ -55,7 +55,8 @@ impl KernelPolicy {
     pub fn from_env() -> Result<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         if let Ok(v) = std::env::var(KERNELS_ENV) {
-            return Self::parse(&v).map_err(|e| Error::Invalid(format!("{KERNELS_ENV}: {e}")));
+            return Self::parse(&v)
+                .map_err(|e| Error::setting("kernel policy", format!("{KERNELS_ENV}: {e}")));
         }
         Ok(if cfg!(target_arch = "wasm32") {
             KernelPolicy::Heuristic
@@ -325,7 +326,7 @@ mod tests {
         assert_eq!(fastest(&c, |v| Ok(times[v])).unwrap(), Some(1));
         assert_eq!(fastest(&c[3..], |v| Ok(times[v])).unwrap(), None);
         let e = err_text(
-            fastest(&c, |_| Err(Error::Invalid("timer failed".into()))),
+            fastest(&c, |_| Err(Error::Gpu("timer failed".into()))),
             "a failing timer",
         );
         assert!(e.contains("timer failed"), "{e}");

@@ -226,11 +226,15 @@ pub fn forward_with_labels(
     super::check_input(cfg, &x.shape, t.len())?;
     let n: Option<usize> = x.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(x.data.len()) {
-        return Err(Error::Invalid(format!(
-            "U-Net input of shape {:?} needs that many values, got {}",
-            x.shape,
-            x.data.len()
-        )));
+        return Err(Error::operand(
+            "U-Net",
+            "x",
+            format!(
+                "shape {:?} needs that many values, got {}",
+                x.shape,
+                x.data.len()
+            ),
+        ));
     }
     let t = HostTensor {
         shape: vec![t.len()],

@@ -50,12 +50,13 @@ pub(crate) fn check_declared(layer: &str, what: &str, declared: usize, found: us
 /// Checks that class labels are given exactly when the model is class-conditional.
 pub fn check_conditioning(cfg: &UNetConfig, labels_given: bool) -> Result<()> {
     match (cfg.num_class_embeds, labels_given) {
-        (Some(n), false) => Err(Error::Invalid(format!(
-            "the model is class-conditional ({n} class embeddings): give class labels"
-        ))),
-        (None, true) => Err(Error::Invalid(
-            "class labels given, but the model has no class embedding (num_class_embeds is null)"
-                .into(),
+        (Some(n), false) => Err(Error::setting(
+            "class labels",
+            format!("the model is class-conditional ({n} class embeddings): give class labels"),
+        )),
+        (None, true) => Err(Error::setting(
+            "class labels",
+            "class labels given, but the model has no class embedding (num_class_embeds is null)",
         )),
         _ => Ok(()),
     }
@@ -67,19 +68,25 @@ pub fn check_labels(cfg: &UNetConfig, labels: &[f32], n: usize) -> Result<()> {
     check_conditioning(cfg, true)?;
     let classes = cfg.num_class_embeds.unwrap_or(0);
     if labels.len() != n {
-        return Err(Error::Invalid(format!(
-            "need one class label per sample: {n} samples, {} labels",
-            labels.len()
-        )));
+        return Err(Error::setting(
+            "class labels",
+            format!(
+                "need one class label per sample: {n} samples, {} labels",
+                labels.len()
+            ),
+        ));
     }
     if let Some(bad) = labels
         .iter()
         .find(|&&l| !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < classes))
     {
-        return Err(Error::Invalid(format!(
-            "class label {bad} is not one of the model's classes 0..={}",
-            classes - 1
-        )));
+        return Err(Error::setting(
+            "class labels",
+            format!(
+                "class label {bad} is not one of the model's classes 0..={}",
+                classes - 1
+            ),
+        ));
     }
     Ok(())
 }
@@ -90,7 +97,9 @@ pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize)
         .ok()
         .and_then(|s| 1usize.checked_shl(s))
         .filter(|&f| f != 0)
-        .ok_or_else(|| Error::Invalid(format!("the model has too many levels ({shift})")))?;
+        .ok_or_else(|| {
+            Error::unsupported("U-Net", format!("the model has too many levels ({shift})"))
+        })?;
     let ok = x_shape.len() == 4
         && x_shape[0] > 0
         && x_shape[1] == cfg.in_channels
@@ -99,18 +108,26 @@ pub(crate) fn check_input(cfg: &UNetConfig, x_shape: &[usize], timesteps: usize)
         && x_shape[2].is_multiple_of(factor)
         && x_shape[3].is_multiple_of(factor);
     if !ok {
-        return Err(Error::Invalid(format!(
-            "U-Net input must be [N, {}, H, W] with N ≥ 1 and H, W positive multiples of {factor} \
-             (the model downsamples {} times); got {x_shape:?}",
-            cfg.in_channels,
-            cfg.block_out_channels.len().saturating_sub(1)
-        )));
+        return Err(Error::operand(
+            "U-Net",
+            "x",
+            format!(
+                "must be [N, {}, H, W] with N ≥ 1 and H, W positive multiples of {factor} \
+                 (the model downsamples {} times); got {x_shape:?}",
+                cfg.in_channels,
+                cfg.block_out_channels.len().saturating_sub(1)
+            ),
+        ));
     }
     if timesteps != x_shape[0] {
-        return Err(Error::Invalid(format!(
-            "need one timestep per sample: {} samples, {timesteps} timesteps",
-            x_shape[0]
-        )));
+        return Err(Error::operand(
+            "U-Net",
+            "timesteps",
+            format!(
+                "need one timestep per sample: {} samples, {timesteps} timesteps",
+                x_shape[0]
+            ),
+        ));
     }
     Ok(())
 }

@@ -45,10 +45,13 @@ pub fn preset(name: &str) -> Result<UNetConfig> {
         }"#
         }
         _ => {
-            return Err(Error::Invalid(format!(
-                "unknown model preset `{name}` (known: {})",
-                PRESETS.join(", ")
-            )))
+            return Err(Error::setting(
+                "preset",
+                format!(
+                    "unknown model preset `{name}` (known: {})",
+                    PRESETS.join(", ")
+                ),
+            ))
         }
     };
     UNetConfig::from_json(json)

@@ -36,11 +36,15 @@ impl HostTensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n != Some(data.len()) {
-            return Err(Error::Invalid(format!(
-                "tensor of shape {shape:?} needs {} values, got {}",
-                n.map_or("too many".into(), |n| n.to_string()),
-                data.len()
-            )));
+            return Err(Error::operand(
+                "HostTensor",
+                "data",
+                format!(
+                    "shape {shape:?} needs {} values, got {}",
+                    n.map_or("too many".into(), |n| n.to_string()),
+                    data.len()
+                ),
+            ));
         }
         Ok(HostTensor { shape, data })
     }

@@ -52,29 +52,36 @@ uniform_params! {
 /// Checks that `qkv` is `[N, 3C, L]` (N, C, L ≥ 1) with `heads` dividing C; returns (N, C, L).
 pub(crate) fn check_qkv(op: &str, qkv: &Tensor, heads: usize) -> Result<(usize, usize, usize)> {
     let [n, c3, l] = qkv.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "{op}: qkv must be [N, 3C, L], got {:?}",
-            qkv.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "qkv",
+            format!("must be [N, 3C, L], got {:?}", qkv.shape),
+        ));
     };
     if c3 == 0 || !c3.is_multiple_of(3) {
-        return Err(Error::Invalid(format!(
-            "{op}: qkv {:?} has {c3} channels, not 3·C for some C ≥ 1",
-            qkv.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "qkv",
+            format!("{:?} has {c3} channels, not 3·C for some C ≥ 1", qkv.shape),
+        ));
     }
     let c = c3 / 3;
     if heads == 0 || !c.is_multiple_of(heads) {
-        return Err(Error::Invalid(format!(
-            "{op}: {heads} heads do not divide C = {c} channels (qkv {:?})",
-            qkv.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "heads",
+            format!(
+                "{heads} do not divide C = {c} channels (qkv {:?})",
+                qkv.shape
+            ),
+        ));
     }
     if n == 0 || l == 0 {
-        return Err(Error::Invalid(format!(
-            "{op}: empty qkv {:?} (need N ≥ 1 and L ≥ 1)",
-            qkv.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "qkv",
+            format!("empty {:?} (need N ≥ 1 and L ≥ 1)", qkv.shape),
+        ));
     }
     Ok((n, c, l))
 }
@@ -89,10 +96,10 @@ pub fn attention(gpu: &Gpu, qkv: &Tensor, heads: usize, out: &Tensor) -> Result<
     let tiles = l.div_ceil(TILE);
     let total = n * heads * tiles;
     if qkv.numel() > u32::MAX as usize {
-        return Err(Error::Invalid(format!(
-            "attention: qkv {:?} too large to index with u32",
-            qkv.shape
-        )));
+        return Err(Error::unsupported(
+            "attention",
+            format!("qkv {:?} too large to index with u32", qkv.shape),
+        ));
     }
     let params = Params {
         l: to_u32("L", l)?,
@@ -139,7 +146,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     /// Runs GPU and CPU on `data` and compares.
     fn check_data(n: usize, c: usize, l: usize, heads: usize, data: &[f32], what: &str) {
@@ -226,14 +233,18 @@ mod tests {
         let qkv = Tensor::zeros(gpu, &[1, 12, 5], "qkv").unwrap();
         let out = Tensor::zeros(gpu, &[1, 4, 5], "out").unwrap();
         assert!(attention(gpu, &qkv, 1, &out).is_ok());
-        let e = err_text(attention(gpu, &qkv, 3, &out), "3 heads do not divide 4");
+        let e = operand_err_text(
+            attention(gpu, &qkv, 3, &out),
+            "3 heads do not divide 4",
+            "heads",
+        );
         assert!(
-            e.contains("attention: 3 heads do not divide C = 4 channels"),
+            e.contains("attention: heads: 3 do not divide C = 4 channels"),
             "{e}"
         );
-        let e = err_text(attention(gpu, &qkv, 0, &out), "zero heads");
+        let e = operand_err_text(attention(gpu, &qkv, 0, &out), "zero heads", "heads");
         assert!(
-            e.contains("attention: 0 heads do not divide C = 4 channels"),
+            e.contains("attention: heads: 0 do not divide C = 4 channels"),
             "{e}"
         );
         let wrong_out = Tensor::zeros(gpu, &[1, 4, 6], "out").unwrap();
@@ -244,14 +255,14 @@ mod tests {
         );
         let not3 = Tensor::zeros(gpu, &[1, 10, 5], "qkv").unwrap();
         let out10 = Tensor::zeros(gpu, &[1, 10, 5], "out").unwrap();
-        let e = err_text(attention(gpu, &not3, 1, &out10), "10 is not 3·C");
+        let e = operand_err_text(attention(gpu, &not3, 1, &out10), "10 is not 3·C", "qkv");
         assert!(
-            e.contains("attention: qkv [1, 10, 5] has 10 channels, not 3·C"),
+            e.contains("attention: qkv: [1, 10, 5] has 10 channels, not 3·C"),
             "{e}"
         );
         let flat = Tensor::zeros(gpu, &[60], "qkv").unwrap();
-        let e = err_text(attention(gpu, &flat, 1, &out), "not 3-D");
-        assert!(e.contains("attention: qkv must be [N, 3C, L]"), "{e}");
+        let e = operand_err_text(attention(gpu, &flat, 1, &out), "not 3-D", "qkv");
+        assert!(e.contains("attention: qkv: must be [N, 3C, L]"), "{e}");
     }
 
     /// Timing on the local device: `cargo test --release --lib ops::attention -- --ignored

@@ -150,10 +150,10 @@ pub fn attention_backward(
     let d = c / heads;
     let lp = l.next_multiple_of(4);
     if n * 3 * c * lp > u32::MAX as usize {
-        return Err(Error::Invalid(format!(
-            "attention_backward: qkv {:?} too large to index with u32",
-            qkv.shape
-        )));
+        return Err(Error::unsupported(
+            "attention_backward",
+            format!("qkv {:?} too large to index with u32", qkv.shape),
+        ));
     }
     let tiles = l.div_ceil(TILE);
     let total = n * heads * tiles;
@@ -268,7 +268,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     /// Runs GPU and CPU on `qkv`, `d_out` with `d_qkv` pre-filled with `init` and compares;
     /// `dims` = (n, c, l, heads), as in the case tables.
@@ -413,20 +413,22 @@ mod tests {
         let d_out = Tensor::zeros(gpu, &[1, 4, 5], "d_out").unwrap();
         let grad = Tensor::zeros(gpu, &[1, 12, 5], "d_qkv").unwrap();
         assert!(attention_backward(gpu, &qkv, &d_out, 2, false, &grad).is_ok());
-        let e = err_text(
+        let e = operand_err_text(
             attention_backward(gpu, &qkv, &d_out, 3, false, &grad),
             "3 heads do not divide 4",
+            "heads",
         );
         assert!(
-            e.contains("attention_backward: 3 heads do not divide C = 4 channels"),
+            e.contains("attention_backward: heads: 3 do not divide C = 4 channels"),
             "{e}"
         );
-        let e = err_text(
+        let e = operand_err_text(
             attention_backward(gpu, &qkv, &d_out, 0, false, &grad),
             "zero heads",
+            "heads",
         );
         assert!(
-            e.contains("attention_backward: 0 heads do not divide C = 4 channels"),
+            e.contains("attention_backward: heads: 0 do not divide C = 4 channels"),
             "{e}"
         );
         let wrong = Tensor::zeros(gpu, &[1, 4, 6], "d_out").unwrap();
@@ -456,21 +458,23 @@ mod tests {
             "{e}"
         );
         let not3 = Tensor::zeros(gpu, &[1, 10, 5], "qkv").unwrap();
-        let e = err_text(
+        let e = operand_err_text(
             attention_backward(gpu, &not3, &d_out, 1, false, &grad),
             "10 is not 3·C",
+            "qkv",
         );
         assert!(
-            e.contains("attention_backward: qkv [1, 10, 5] has 10 channels, not 3·C"),
+            e.contains("attention_backward: qkv: [1, 10, 5] has 10 channels, not 3·C"),
             "{e}"
         );
         let flat = Tensor::zeros(gpu, &[60], "qkv").unwrap();
-        let e = err_text(
+        let e = operand_err_text(
             attention_backward(gpu, &flat, &d_out, 1, false, &grad),
             "not 3-D",
+            "qkv",
         );
         assert!(
-            e.contains("attention_backward: qkv must be [N, 3C, L]"),
+            e.contains("attention_backward: qkv: must be [N, 3C, L]"),
             "{e}"
         );
     }

@@ -35,10 +35,11 @@ uniform_params! {
 /// a and b must agree on N and the trailing dims.
 pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
     if a.shape.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "concat_channels: a must be [N, C, ...], got shape {:?}",
-            a.shape
-        )));
+        return Err(Error::operand(
+            "concat_channels",
+            "a",
+            format!("must be [N, C, ...], got shape {:?}", a.shape),
+        ));
     }
     let ca = a.shape[1];
     let cb = b.shape.get(1).copied().unwrap_or(0);
@@ -85,7 +86,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{err_text, gpu, Rng};
+    use crate::testing::{err_text, gpu, operand_err_text, Rng};
 
     fn run(a: &[f32], b: &[f32], n: usize, ca: usize, cb: usize, hw: [usize; 2]) -> Vec<f32> {
         let gpu = gpu();
@@ -153,7 +154,7 @@ mod tests {
         let e = err_text(concat_channels(gpu, &a, &b, &out_bad), "out of 7 channels");
         assert!(e.contains("shape mismatch for concat_channels out"), "{e}");
         let flat = Tensor::zeros(gpu, &[4], "flat").unwrap();
-        let e = err_text(concat_channels(gpu, &flat, &b, &out), "a of rank 1");
-        assert!(e.contains("concat_channels: a must be [N, C, ...]"), "{e}");
+        let e = operand_err_text(concat_channels(gpu, &flat, &b, &out), "a of rank 1", "a");
+        assert!(e.contains("concat_channels: a: must be [N, C, ...]"), "{e}");
     }
 }

@@ -41,17 +41,24 @@ pub fn concat_backward(
     db: &Tensor,
 ) -> Result<Dispatch> {
     if dy.shape.len() < 2 || da.shape.len() != dy.shape.len() {
-        return Err(Error::Invalid(format!(
-            "concat_backward: dy and da must be [N, C, ...] of the same rank, got {:?} and {:?}",
-            dy.shape, da.shape
-        )));
+        let operand = if dy.shape.len() < 2 { "dy" } else { "da" };
+        return Err(Error::operand(
+            "concat_backward",
+            operand,
+            format!(
+                "dy and da must be [N, C, ...] of the same rank, got {:?} and {:?}",
+                dy.shape, da.shape
+            ),
+        ));
     }
     let ca = da.shape[1];
     let c = dy.shape[1];
     if ca > c {
-        return Err(Error::Invalid(format!(
-            "concat_backward: da has {ca} channels but dy only {c}"
-        )));
+        return Err(Error::operand(
+            "concat_backward",
+            "da",
+            format!("has {ca} channels but dy only {c}"),
+        ));
     }
     let mut want = dy.shape.clone();
     want[1] = ca;
@@ -157,7 +164,10 @@ mod tests {
         assert!(e.contains("da and db are the same buffer"), "{e}");
         let big = Tensor::zeros(gpu, &[2, 6, 3, 3], "big").unwrap();
         let e = err(&big, &db);
-        assert!(e.contains("da has 6 channels but dy only 5"), "{e}");
+        assert!(
+            e.contains("concat_backward: da: has 6 channels but dy only 5"),
+            "{e}"
+        );
         let hw = Tensor::zeros(gpu, &[2, 2, 3, 4], "hw").unwrap();
         let e = err(&hw, &db);
         assert!(e.contains("concat_backward da"), "{e}");

@@ -141,9 +141,10 @@ fn to_u32(what: &str, v: usize) -> Result<u32> {
 fn check_dims(what: &str, dims: &[(&str, usize)]) -> Result<()> {
     for &(name, v) in dims {
         if v > MAX_WORKGROUPS_PER_DIM as usize {
-            return Err(Error::Invalid(format!(
-                "conv2d backward {what}: {name} = {v} exceeds {MAX_WORKGROUPS_PER_DIM} workgroups"
-            )));
+            return Err(Error::unsupported(
+                format!("conv2d backward {what}"),
+                format!("{name} = {v} exceeds {MAX_WORKGROUPS_PER_DIM} workgroups"),
+            ));
         }
     }
     Ok(())
@@ -268,8 +269,9 @@ fn time_dx(
     _: Conv2dGeom,
     _: &[usize],
 ) -> Result<f64> {
-    Err(Error::Invalid(
-        "conv2d dx: no kernel timing in the browser".into(),
+    Err(Error::unsupported(
+        "conv2d dx",
+        "no kernel timing in the browser",
     ))
 }
 
@@ -360,9 +362,12 @@ fn dx_by_forward(
 ) -> Result<Vec<Dispatch>> {
     let geom = opts.geom;
     if !DxVariant::Forward.applies(k, geom) {
-        return Err(Error::Invalid(format!(
-            "conv2d_backward_input: the forward variant needs stride 1, no upsampling and padding < k, got {geom:?}"
-        )));
+        return Err(Error::unsupported(
+            "conv2d_backward_input",
+            format!(
+                "the forward variant needs stride 1, no upsampling and padding < k, got {geom:?}"
+            ),
+        ));
     }
     let (cout, cin) = (w.shape[0], w.shape[1]);
     let packed = Tensor::zeros(gpu, &[cin.div_ceil(4), cout, k, k, 4], "dx weight")?;

@@ -98,10 +98,14 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
         [o, i] => (o, i),
         [o, i, kh, kw] => (o, i * kh * kw),
         _ => {
-            return Err(Error::Invalid(format!(
-                "conv_pack: weight must be [Cout, Cin, k, k] or [Cout, Cin], got {:?}",
-                w.shape
-            )))
+            return Err(Error::operand(
+                "conv_pack",
+                "weight",
+                format!(
+                    "must be [Cout, Cin, k, k] or [Cout, Cin], got {:?}",
+                    w.shape
+                ),
+            ))
         }
     };
     let total = cout.div_ceil(4) * inner * 4;
@@ -133,10 +137,11 @@ pub fn pack(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
 /// [`crate::cpu::conv2d::flip_transpose`] then [`pack_weight`].
 pub fn pack_flipped_transposed(gpu: &Gpu, w: &Tensor, packed: &Tensor) -> Result<Dispatch> {
     let &[cout, cin, k, k2] = &w.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "conv_pack: weight must be [Cout, Cin, k, k], got {:?}",
-            w.shape
-        )));
+        return Err(Error::operand(
+            "conv_pack",
+            "weight",
+            format!("must be [Cout, Cin, k, k], got {:?}", w.shape),
+        ));
     };
     let inner = cout * k * k;
     let total = cin.div_ceil(4) * inner * 4;

@@ -46,9 +46,11 @@ pub fn add_class_embedding(
     let (n, dim) = match emb.shape.as_slice() {
         &[n, dim] if n > 0 && dim > 0 => (n, dim),
         s => {
-            return Err(Error::Invalid(format!(
-                "add_class_embedding: emb must be [N, dim], got {s:?}"
-            )))
+            return Err(Error::operand(
+                "add_class_embedding",
+                "emb",
+                format!("must be [N, dim], got {s:?}"),
+            ))
         }
     };
     let rows = match table.shape.as_slice() {
@@ -89,9 +91,11 @@ pub fn class_embedding_grad(
     let (n, dim) = match dy.shape.as_slice() {
         &[n, dim] if n > 0 && dim > 0 => (n, dim),
         s => {
-            return Err(Error::Invalid(format!(
-                "class_embedding_grad: dy must be [N, dim], got {s:?}"
-            )))
+            return Err(Error::operand(
+                "class_embedding_grad",
+                "dy",
+                format!("must be [N, dim], got {s:?}"),
+            ))
         }
     };
     let rows = match dtable.shape.as_slice() {
@@ -134,7 +138,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{err_text, gpu, Rng};
+    use crate::testing::{err_text, gpu, operand_err_text, Rng};
 
     #[test]
     fn matches_cpu_on_awkward_shapes() {
@@ -215,12 +219,13 @@ mod tests {
             e.contains("shape mismatch for add_class_embedding out"),
             "{e}"
         );
-        let e = err_text(
+        let e = operand_err_text(
             add_class_embedding(gpu, &z(&[8]), &table, &labels, &z(&[8])),
             "emb of rank 1",
+            "emb",
         );
         assert!(
-            e.contains("add_class_embedding: emb must be [N, dim]"),
+            e.contains("add_class_embedding: emb: must be [N, dim]"),
             "{e}"
         );
     }

@@ -77,10 +77,11 @@ pub fn reduce_spatial(
     out: &Tensor,
 ) -> Result<Dispatch> {
     if dy.shape.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "reduce_spatial: dy must be [N, C, ...], got shape {:?}",
-            dy.shape
-        )));
+        return Err(Error::operand(
+            "reduce_spatial",
+            "dy",
+            format!("must be [N, C, ...], got shape {:?}", dy.shape),
+        ));
     }
     same_shape("reduce_spatial out", &dy.shape[..2], &out.shape)?;
     check_no_alias("reduce_spatial", &[("out", out)], &[("dy", dy)])?;
@@ -117,7 +118,8 @@ mod tests {
     use super::*;
     use crate::cpu;
     use crate::testing::{
-        accumulated as plus, assert_close, err_text, gpu, initial_output as init, Rng,
+        accumulated as plus, assert_close, err_text, gpu, initial_output as init, operand_err_text,
+        Rng,
     };
 
     #[test]
@@ -197,7 +199,11 @@ mod tests {
         );
         assert!(e.contains("shape mismatch for reduce_spatial out"), "{e}");
         let flat = Tensor::zeros(gpu, &[5], "flat").unwrap();
-        let e = err_text(reduce_spatial(gpu, &flat, 1.0, false, &out), "dy of rank 1");
-        assert!(e.contains("reduce_spatial: dy must be [N, C, ...]"), "{e}");
+        let e = operand_err_text(
+            reduce_spatial(gpu, &flat, 1.0, false, &out),
+            "dy of rank 1",
+            "dy",
+        );
+        assert!(e.contains("reduce_spatial: dy: must be [N, C, ...]"), "{e}");
     }
 }

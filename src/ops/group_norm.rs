@@ -84,20 +84,23 @@ pub(crate) fn check_operands(
     let GroupNormInputs { x, gamma, beta } = inputs;
     let GroupNormOptions { groups, eps, .. } = opts;
     if x.shape.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "{op}: x must be [N, C, ...], got shape {:?}",
-            x.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "x",
+            format!("must be [N, C, ...], got shape {:?}", x.shape),
+        ));
     }
     let (n, c) = (x.shape[0], x.shape[1]);
     let spatial: usize = x.shape[2..].iter().product();
     if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(Error::Invalid(format!(
-            "{op}: {c} channels do not split into {groups} groups"
-        )));
+        return Err(Error::operand(
+            op,
+            "groups",
+            format!("{c} channels do not split into {groups} groups"),
+        ));
     }
     if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(Error::Invalid(format!("{op}: eps must be ≥ 0, got {eps}")));
+        return Err(Error::operand(op, "eps", format!("must be ≥ 0, got {eps}")));
     }
     crate::ops::same_shape(&format!("{op} gamma"), &[c], &gamma.shape)?;
     crate::ops::same_shape(&format!("{op} beta"), &[c], &beta.shape)?;
@@ -162,7 +165,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     fn check(rng: &mut Rng, shape: &[usize], groups: usize, eps: f32, silu: bool, offset: f32) {
         let gpu = gpu();
@@ -278,9 +281,9 @@ mod tests {
                 .contains("6 channels do not split into 4 groups"),
             "{err}"
         );
-        let e = err_text(run(&x, &g, 0, &out), "0 groups");
+        let e = operand_err_text(run(&x, &g, 0, &out), "0 groups", "groups");
         assert!(
-            e.contains("group_norm: 6 channels do not split into 0 groups"),
+            e.contains("group_norm: groups: 6 channels do not split into 0 groups"),
             "{e}"
         );
         let g5 = Tensor::zeros(gpu, &[5], "g5").unwrap();
@@ -290,7 +293,7 @@ mod tests {
         let e = err_text(run(&x, &g, 3, &bad_out), "out of the wrong shape");
         assert!(e.contains("shape mismatch for group_norm out"), "{e}");
         let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
-        let e = err_text(run(&flat, &g, 3, &flat), "x of rank 1");
-        assert!(e.contains("group_norm: x must be [N, C, ...]"), "{e}");
+        let e = operand_err_text(run(&flat, &g, 3, &flat), "x of rank 1", "x");
+        assert!(e.contains("group_norm: x: must be [N, C, ...]"), "{e}");
     }
 }

@@ -180,7 +180,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     fn check(rng: &mut Rng, shape: &[usize], opts: GroupNormOptions, acc: bool, offset: f32) {
         let GroupNormOptions { groups, silu, .. } = opts;
@@ -347,9 +347,9 @@ mod tests {
                 .contains("6 channels do not split into 4 groups"),
             "{err}"
         );
-        let e = err_text(run(&x, &dy, &dx, 0, &dg), "0 groups");
+        let e = operand_err_text(run(&x, &dy, &dx, 0, &dg), "0 groups", "groups");
         assert!(
-            e.contains("group_norm_backward: 6 channels do not split into 0 groups"),
+            e.contains("group_norm_backward: groups: 6 channels do not split into 0 groups"),
             "{e}"
         );
         let bad = Tensor::zeros(gpu, &[1, 6, 4], "bad").unwrap();
@@ -375,9 +375,9 @@ mod tests {
         };
         assert!(err.to_string().contains("same buffer"), "{err}");
         let flat = Tensor::zeros(gpu, &[6], "flat").unwrap();
-        let e = err_text(run(&flat, &flat, &dx, 3, &dg), "x of rank 1");
+        let e = operand_err_text(run(&flat, &flat, &dx, 3, &dg), "x of rank 1", "x");
         assert!(
-            e.contains("group_norm_backward: x must be [N, C, ...]"),
+            e.contains("group_norm_backward: x: must be [N, C, ...]"),
             "{e}"
         );
     }

@@ -46,10 +46,11 @@ pub struct LinearInputs<'a> {
 pub(crate) fn check_operands(op: &str, inputs: LinearInputs) -> Result<(usize, usize, usize)> {
     let LinearInputs { x, w, b } = inputs;
     let &[n, in_f] = &x.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "{op}: x must be [N, In], got shape {:?}",
-            x.shape
-        )));
+        return Err(Error::operand(
+            op,
+            "x",
+            format!("must be [N, In], got shape {:?}", x.shape),
+        ));
     };
     let out_f = match w.shape[..] {
         [out_f, wi] if wi == in_f => out_f,
@@ -107,7 +108,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     /// The GPU op on the CPU reference's operands.
     fn run(inputs: cpu::linear::LinearInputs, opts: LinearOptions) -> Vec<f32> {
@@ -225,7 +226,7 @@ mod tests {
         let e = err_text(run(&x, &w, &b, &out_bad), "out of the wrong shape");
         assert!(e.contains("shape mismatch for linear out"), "{e}");
         let x3 = Tensor::zeros(gpu, &[1, 2, 3], "x3").unwrap();
-        let e = err_text(run(&x3, &w, &b, &out), "x of rank 3");
-        assert!(e.contains("linear: x must be [N, In]"), "{e}");
+        let e = operand_err_text(run(&x3, &w, &b, &out), "x of rank 3", "x");
+        assert!(e.contains("linear: x: must be [N, In]"), "{e}");
     }
 }

@@ -147,7 +147,8 @@ mod tests {
     use super::*;
     use crate::cpu;
     use crate::testing::{
-        accumulated as plus, assert_close, err_text, gpu, initial_output as init, Rng,
+        accumulated as plus, assert_close, err_text, gpu, initial_output as init, operand_err_text,
+        Rng,
     };
 
     #[test]
@@ -294,8 +295,12 @@ mod tests {
             "db of the wrong shape",
         );
         assert!(e.contains("shape mismatch for linear_backward db"), "{e}");
-        let e = err_text(run(&t(&[1, 2, 3]), &w, &dy, &dx, &dw, &db), "x of rank 3");
-        assert!(e.contains("linear_backward: x must be [N, In]"), "{e}");
+        let e = operand_err_text(
+            run(&t(&[1, 2, 3]), &w, &dy, &dx, &dw, &db),
+            "x of rank 3",
+            "x",
+        );
+        assert!(e.contains("linear_backward: x: must be [N, In]"), "{e}");
         // Outputs must not alias inputs or each other.
         let e = err_text(run(&x, &w, &dy, &x, &dw, &db), "dx = x");
         assert!(

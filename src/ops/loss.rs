@@ -51,24 +51,28 @@ pub fn mse_loss(
     loss_out: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let Some(&n) = pred.shape.first() else {
-        return Err(Error::Invalid(
-            "mse_loss: pred must be [N, ...], got a scalar".into(),
+        return Err(Error::operand(
+            "mse_loss",
+            "pred",
+            "must be [N, ...], got a scalar",
         ));
     };
     let numel = pred.numel();
     if numel == 0 {
-        return Err(Error::Invalid(format!(
-            "mse_loss: pred has no elements (shape {:?})",
-            pred.shape
-        )));
+        return Err(Error::operand(
+            "mse_loss",
+            "pred",
+            format!("has no elements (shape {:?})", pred.shape),
+        ));
     }
     same_shape("mse_loss target", &pred.shape, &target.shape)?;
     same_shape("mse_loss dpred", &pred.shape, &dpred.shape)?;
     if loss_out.shape != [1] && loss_out.shape != [n] {
-        return Err(Error::Invalid(format!(
-            "mse_loss: loss_out must be [1] or [N] = [{n}], got {:?}",
-            loss_out.shape
-        )));
+        return Err(Error::operand(
+            "mse_loss",
+            "loss_out",
+            format!("must be [1] or [N] = [{n}], got {:?}", loss_out.shape),
+        ));
     }
     check_no_alias(
         "mse_loss",
@@ -130,7 +134,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     #[test]
     fn mse_loss_matches_cpu() {
@@ -172,9 +176,13 @@ mod tests {
         let target = t(&[2, 3]);
         assert!(mse_loss(gpu, &p, &target, &g, &l).is_ok());
         assert!(mse_loss(gpu, &p, &target, &g, &t(&[2])).is_ok());
-        let e = err_text(mse_loss(gpu, &p, &target, &g, &t(&[3])), "loss_out of 3");
+        let e = operand_err_text(
+            mse_loss(gpu, &p, &target, &g, &t(&[3])),
+            "loss_out of 3",
+            "loss_out",
+        );
         assert!(
-            e.contains("mse_loss: loss_out must be [1] or [N] = [2]"),
+            e.contains("mse_loss: loss_out: must be [1] or [N] = [2]"),
             "{e}"
         );
         let e = err_text(
@@ -192,10 +200,11 @@ mod tests {
             e.contains("mse_loss: dpred and pred are the same buffer"),
             "{e}"
         );
-        let e = err_text(
+        let e = operand_err_text(
             mse_loss(gpu, &t(&[0, 3]), &t(&[0, 3]), &t(&[0, 3]), &l),
             "empty pred",
+            "pred",
         );
-        assert!(e.contains("mse_loss: pred has no elements"), "{e}");
+        assert!(e.contains("mse_loss: pred: has no elements"), "{e}");
     }
 }

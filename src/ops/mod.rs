@@ -85,7 +85,7 @@ pub fn variant_names() -> Vec<&'static str> {
 
 /// `v` as the u32 a kernel's params take, or an error naming `op` and `what`.
 pub(crate) fn to_u32(op: &str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Invalid(format!("{op}: {what} = {v} exceeds u32")))
+    u32::try_from(v).map_err(|_| Error::unsupported(op, format!("{what} = {v} exceeds u32")))
 }
 
 /// Errors, naming the pair, if an output (`outs`, written by `op`) shares its buffer with an

@@ -92,11 +92,15 @@ pub fn grad_norm_partials_len(grads: &[&Tensor]) -> usize {
 pub fn grad_norm_sq(gpu: &Gpu, grads: &[&Tensor], partials: &Tensor) -> Result<Vec<Dispatch>> {
     let need = grad_norm_partials_len(grads);
     if partials.numel() < need {
-        return Err(Error::Invalid(format!(
-            "grad_norm_sq: partials has {} elements, these {} gradients need {need}",
-            partials.numel(),
-            grads.len()
-        )));
+        return Err(Error::operand(
+            "grad_norm_sq",
+            "partials",
+            format!(
+                "has {} elements, these {} gradients need {need}",
+                partials.numel(),
+                grads.len()
+            ),
+        ));
     }
     let mut dispatches = Vec::with_capacity(grads.len() + 1);
     let mut offset = 1;
@@ -149,7 +153,7 @@ pub fn adamw_step(
     same_shape("adamw_step m", &param.shape, &m.shape)?;
     same_shape("adamw_step v", &param.shape, &v.shape)?;
     if norm_sq.numel() == 0 {
-        return Err(Error::Invalid("adamw_step: norm_sq is empty".into()));
+        return Err(Error::operand("adamw_step", "norm_sq", "is empty"));
     }
     check_no_alias(
         "adamw_step",
@@ -188,9 +192,11 @@ pub fn adamw_step(
 /// ema −= (1 − decay)·(ema − param)); `decay` in [0, 1].
 pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f32) -> Result<Dispatch> {
     if !(0.0..=1.0).contains(&decay) {
-        return Err(Error::Invalid(format!(
-            "ema_update: decay must be in [0, 1], got {decay}"
-        )));
+        return Err(Error::operand(
+            "ema_update",
+            "decay",
+            format!("must be in [0, 1], got {decay}"),
+        ));
     }
     same_shape("ema_update param", &ema.shape, &param.shape)?;
     check_no_alias("ema_update", &[("ema", ema)], &[("param", param)])?;
@@ -225,7 +231,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     fn upload(gpu: &Gpu, data: &[f32], what: &str) -> Tensor {
         Tensor::from_slice(gpu, &[data.len()], data, what).unwrap()
@@ -253,8 +259,12 @@ mod tests {
         assert_close(&[got], &[want], 0.0, 1e-5, "grad_norm_sq");
 
         let small = Tensor::zeros(gpu, &[len - 1], "small").unwrap();
-        let e = err_text(grad_norm_sq(gpu, &refs, &small), "partials too small");
-        assert!(e.contains("grad_norm_sq: partials has"), "{e}");
+        let e = operand_err_text(
+            grad_norm_sq(gpu, &refs, &small),
+            "partials too small",
+            "partials",
+        );
+        assert!(e.contains("grad_norm_sq: partials: has"), "{e}");
         let e = err_text(
             grad_norm_sq(gpu, &[&partials], &partials),
             "partials as a grad",
@@ -566,10 +576,14 @@ mod tests {
             e.contains("adamw_step: param and grad are the same buffer"),
             "{e}"
         );
-        let e = err_text(adamw_step(gpu, &p, &g, &m, &v, &t(0), &hp), "empty norm_sq");
-        assert!(e.contains("adamw_step: norm_sq is empty"), "{e}");
-        let e = err_text(ema_update(gpu, &p, &g, 1.5), "decay 1.5");
-        assert!(e.contains("ema_update: decay must be in [0, 1]"), "{e}");
+        let e = operand_err_text(
+            adamw_step(gpu, &p, &g, &m, &v, &t(0), &hp),
+            "empty norm_sq",
+            "norm_sq",
+        );
+        assert!(e.contains("adamw_step: norm_sq: is empty"), "{e}");
+        let e = operand_err_text(ema_update(gpu, &p, &g, 1.5), "decay 1.5", "decay");
+        assert!(e.contains("ema_update: decay: must be in [0, 1]"), "{e}");
         let e = err_text(ema_update(gpu, &p, &t(3), 0.9), "param of 3");
         assert!(e.contains("shape mismatch for ema_update param"), "{e}");
         let e = err_text(ema_update(gpu, &p, &p, 0.9), "param = ema");

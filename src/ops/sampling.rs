@@ -221,10 +221,11 @@ pub fn noise_repeated(
 ) -> Result<Dispatch> {
     let n = numel_u32("noise out", out)?;
     if period == 0 || !out.numel().is_multiple_of(period) {
-        return Err(Error::Invalid(format!(
-            "noise: period {period} must divide the {} elements",
-            out.numel()
-        )));
+        return Err(Error::operand(
+            "noise",
+            "period",
+            format!("{period} must divide the {} elements", out.numel()),
+        ));
     }
     let mut params = RngParams::new(n, seed, stream, first);
     params.period = crate::ops::to_u32("noise", "period", period)?;
@@ -272,16 +273,24 @@ pub fn q_sample(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let batch = *x0.shape.first().ok_or_else(|| {
-        Error::Invalid("q_sample: x0 must have a batch dimension, got a scalar".into())
+        Error::operand(
+            "q_sample",
+            "x0",
+            "must have a batch dimension, got a scalar",
+        )
     })?;
     same_shape("q_sample t", &[batch], &t.shape)?;
     same_shape("q_sample eps", &x0.shape, &eps.shape)?;
     same_shape("q_sample out", &x0.shape, &out.shape)?;
     if alphas_cumprod.shape.len() != 1 || alphas_cumprod.numel() == 0 {
-        return Err(Error::Invalid(format!(
-            "q_sample: alphas_cumprod must be a non-empty [T] table, got {:?}",
-            alphas_cumprod.shape
-        )));
+        return Err(Error::operand(
+            "q_sample",
+            "alphas_cumprod",
+            format!(
+                "must be a non-empty [T] table, got {:?}",
+                alphas_cumprod.shape
+            ),
+        ));
     }
     // eps is written too when the noise is drawn here.
     check_no_alias(
@@ -336,11 +345,15 @@ fn step_operands(
     let mut n = numel_u32(what, x)?;
     if guided {
         if x.shape.first().is_none_or(|b| !b.is_multiple_of(2)) {
-            return Err(Error::Invalid(format!(
-                "{what}: a guided step needs an even batch (conditional and unconditional halves), \
-                 got {:?}",
-                x.shape
-            )));
+            return Err(Error::operand(
+                what,
+                "x",
+                format!(
+                    "a guided step needs an even batch (conditional and unconditional halves), \
+                     got {:?}",
+                    x.shape
+                ),
+            ));
         }
         n /= 2;
     }
@@ -471,7 +484,7 @@ mod tests {
     use super::*;
     use crate::cpu::sampling as cpu;
     use crate::schedule::{BetaSchedule, Schedule, VarianceType};
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     const SIZES: [usize; 5] = [1, 7, 255, 257, 3001];
 
@@ -718,8 +731,12 @@ mod tests {
             Tensor::zeros(gpu, &[3, 2], "e").unwrap(),
             Tensor::zeros(gpu, &[3, 2], "x0").unwrap(),
         );
-        let err = ddpm_step(gpu, &odd_batch, &ob_e, &ob_x0, &c, noise, Some(2.0)).err();
-        assert!(err.is_some_and(|e| e.to_string().contains("even batch")));
+        let e = operand_err_text(
+            ddpm_step(gpu, &odd_batch, &ob_e, &ob_x0, &c, noise, Some(2.0)),
+            "guided step on an odd batch",
+            "x",
+        );
+        assert!(e.contains("even batch"), "{e}");
         assert!(matches!(
             ddpm_step(gpu, &a, &odd, &b, &c, noise, None),
             Err(Error::Shape { .. })
@@ -771,9 +788,13 @@ mod tests {
         );
         assert!(e.contains("shape mismatch for q_sample out"), "{e}");
         // … and with a good out, for the empty table.
-        let e = err_text(q_sample(gpu, &a, &t2, &empty, &b, None, &x0), "empty table");
+        let e = operand_err_text(
+            q_sample(gpu, &a, &t2, &empty, &b, None, &x0),
+            "empty table",
+            "alphas_cumprod",
+        );
         assert!(
-            e.contains("q_sample: alphas_cumprod must be a non-empty [T] table"),
+            e.contains("q_sample: alphas_cumprod: must be a non-empty [T] table"),
             "{e}"
         );
         let e = err_text(rng_bits(gpu, &a, 0, 0, 0), "out not [n, 4]");

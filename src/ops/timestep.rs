@@ -60,20 +60,25 @@ pub fn timestep_embedding(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let [n] = t.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "timestep_embedding: t must be [N], got shape {:?}",
-            t.shape
-        )));
+        return Err(Error::operand(
+            "timestep_embedding",
+            "t",
+            format!("must be [N], got shape {:?}", t.shape),
+        ));
     };
     let half = dim / 2;
     if dim == 0 {
-        return Err(Error::Invalid("timestep_embedding: dim must be ≥ 1".into()));
+        return Err(Error::operand("timestep_embedding", "dim", "must be ≥ 1"));
     }
     if half > 0 && (!(half as f32 - freq_shift).is_finite() || half as f32 == freq_shift) {
-        return Err(Error::Invalid(format!(
-            "timestep_embedding: dim/2 − freq_shift must be a finite non-zero number \
-             (dim {dim}, freq_shift {freq_shift})"
-        )));
+        return Err(Error::operand(
+            "timestep_embedding",
+            "freq_shift",
+            format!(
+                "dim/2 − freq_shift must be a finite non-zero number \
+                 (dim {dim}, freq_shift {freq_shift})"
+            ),
+        ));
     }
     crate::ops::same_shape("timestep_embedding out", &[n, dim], &out.shape)?;
     let params = Params {
@@ -112,7 +117,7 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::testing::{assert_close, err_text, gpu, Rng};
+    use crate::testing::{assert_close, err_text, gpu, operand_err_text, Rng};
 
     fn run(t: &[f32], dim: usize, flip: bool, shift: f32) -> Vec<f32> {
         let gpu = gpu();
@@ -166,12 +171,16 @@ mod tests {
         let t = Tensor::zeros(gpu, &[3], "t").unwrap();
         let out = Tensor::zeros(gpu, &[3, 8], "out").unwrap();
         assert!(timestep_embedding(gpu, &t, 8, false, 1.0, &out).is_ok());
-        let e = err_text(
+        let e = operand_err_text(
             timestep_embedding(gpu, &t, 8, false, 4.0, &out),
             "freq_shift = dim/2",
+            "freq_shift",
         );
         assert!(
-            e.contains("timestep_embedding: dim/2 − freq_shift must be a finite non-zero number"),
+            e.contains(
+                "timestep_embedding: freq_shift: dim/2 − freq_shift must be a finite non-zero \
+                 number"
+            ),
             "{e}"
         );
         let e = err_text(
@@ -182,13 +191,18 @@ mod tests {
             e.contains("shape mismatch for timestep_embedding out"),
             "{e}"
         );
-        let e = err_text(timestep_embedding(gpu, &t, 0, false, 0.0, &out), "dim 0");
-        assert!(e.contains("timestep_embedding: dim must be ≥ 1"), "{e}");
+        let e = operand_err_text(
+            timestep_embedding(gpu, &t, 0, false, 0.0, &out),
+            "dim 0",
+            "dim",
+        );
+        assert!(e.contains("timestep_embedding: dim: must be ≥ 1"), "{e}");
         let t2 = Tensor::zeros(gpu, &[3, 1], "t2").unwrap();
-        let e = err_text(
+        let e = operand_err_text(
             timestep_embedding(gpu, &t2, 8, false, 0.0, &out),
             "t of rank 2",
+            "t",
         );
-        assert!(e.contains("timestep_embedding: t must be [N]"), "{e}");
+        assert!(e.contains("timestep_embedding: t: must be [N]"), "{e}");
     }
 }

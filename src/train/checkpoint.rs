@@ -105,15 +105,26 @@ impl Trainer {
             .map(|(k, s, b)| {
                 TensorView::new(Dtype::F32, s.clone(), b)
                     .map(|v| (k.as_str(), v))
-                    .map_err(|e| Error::Invalid(format!("checkpoint tensor {k}: {e}")))
+                    .map_err(|e| {
+                        Error::format(
+                            "safetensors",
+                            format!("checkpoint tensor {k}"),
+                            e.to_string(),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let meta = HashMap::from([(
             STATE_KEY.to_string(),
             serde_json::to_string(&state).expect("state serialises"),
         )]);
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Invalid(format!("could not serialise the checkpoint: {e}")))?;
+        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| {
+            Error::format(
+                "safetensors",
+                "checkpoint",
+                format!("could not serialise: {e}"),
+            )
+        })?;
         write_atomic(path, &bytes)
     }
 

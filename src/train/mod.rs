@@ -545,20 +545,26 @@ impl Trainer {
     pub fn step_labels(&self, step: u64, classes: &[u8]) -> Result<Vec<f32>> {
         let model_classes = self.config.classes();
         if classes.len() != self.options.batch {
-            return Err(Error::Invalid(format!(
-                "{} class labels for a batch of {}",
-                classes.len(),
-                self.options.batch
-            )));
+            return Err(Error::setting(
+                "class labels",
+                format!(
+                    "{} class labels for a batch of {}",
+                    classes.len(),
+                    self.options.batch
+                ),
+            ));
         }
         if let Some(bad) = classes
             .iter()
             .find(|&&c| !model_classes.contains(&(c as usize)))
         {
-            return Err(Error::Invalid(format!(
-                "data label {bad} is not one of the model's {} classes",
-                model_classes.len()
-            )));
+            return Err(Error::setting(
+                "class labels",
+                format!(
+                    "data label {bad} is not one of the model's {} classes",
+                    model_classes.len()
+                ),
+            ));
         }
         let p = self.options.label_dropout as f64;
         Ok(classes
@@ -594,18 +600,23 @@ impl Trainer {
     /// Does not wait; read the loss with [`Trainer::read_loss`].
     pub fn step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
         if let Some(n) = self.config.num_class_embeds {
-            return Err(Error::Invalid(format!(
-                "the model is class-conditional ({n} class embeddings): train with step_with_labels"
-            )));
+            return Err(Error::setting(
+                "class labels",
+                format!(
+                    "the model is class-conditional ({n} class embeddings): train with \
+                     step_with_labels"
+                ),
+            ));
         }
         self.submit_step(gpu, x0)
     }
 
     fn submit_step(&mut self, gpu: &Gpu, x0: &[f32]) -> Result<()> {
         if self.step >= MAX_STEPS {
-            return Err(Error::Invalid(format!(
-                "training stops at {MAX_STEPS} steps (AdamW counts steps in 32 bits)"
-            )));
+            return Err(Error::setting(
+                "steps",
+                format!("training stops at {MAX_STEPS} steps (AdamW counts steps in 32 bits)"),
+            ));
         }
         self.x0.write(gpu, x0)?;
         self.t.write(gpu, &self.timesteps(self.step))?;
@@ -649,11 +660,10 @@ impl Trainer {
     pub async fn read_loss(&self, gpu: &Gpu) -> Result<f32> {
         let loss = self.loss.read(gpu).await?[0];
         if !loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "the loss became {loss} at step {}: training diverged (try a lower --lr); \
-                 the last checkpoint is kept",
-                self.step
-            )));
+            return Err(Error::Diverged {
+                step: self.step,
+                loss,
+            });
         }
         Ok(loss)
     }

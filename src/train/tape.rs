@@ -159,9 +159,11 @@ impl<'a> Tape<'a> {
         let mut grad_for = |name: String| -> Result<(Tensor, Tensor)> {
             let p = params.get(&name)?.clone();
             if param_grads.contains_key(&name) {
-                return Err(Error::Invalid(format!(
-                    "parameter {name} used twice in one pass"
-                )));
+                return Err(Error::operand(
+                    "tape",
+                    "parameter",
+                    format!("{name} used twice in one pass"),
+                ));
             }
             let g = Tensor::zeros(gpu, &p.shape, &format!("grad {name}"))?;
             param_grads.insert(name, g.clone());
@@ -271,7 +273,7 @@ impl<'a> Tape<'a> {
                     };
                     let [gamma, beta, dgamma, dbeta] = weight_and_bias(&mut grad_for, prefix)?;
                     let Some((dx, acc)) = grad_of(&mut grads, *x)? else {
-                        return Err(Error::Invalid("group norm of a constant".into()));
+                        return Err(Error::operand("tape group_norm", "x", "is a constant"));
                     };
                     let inputs = ops::group_norm::GroupNormInputs {
                         x: &self.nodes[*x],

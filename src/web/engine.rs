@@ -33,7 +33,7 @@ impl Model {
         let scheduler = match &files.scheduler {
             Some(bytes) => {
                 let text = std::str::from_utf8(bytes).map_err(|_| {
-                    Error::Invalid("scheduler_config.json is not UTF-8 text".into())
+                    Error::format("JSON", "scheduler_config.json", "not UTF-8 text")
                 })?;
                 SchedulerConfig::from_json(text)?
             }
@@ -129,7 +129,7 @@ impl Model {
 
 fn parse_weights(files: &ModelFiles) -> Result<(UNetConfig, Weights)> {
     let config = std::str::from_utf8(&files.config)
-        .map_err(|_| Error::Invalid("config.json is not UTF-8 text".into()))?;
+        .map_err(|_| Error::format("JSON", "config.json", "not UTF-8 text"))?;
     Weights::load_bytes(
         config,
         &files.weights,
