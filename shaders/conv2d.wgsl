@@ -1,8 +1,7 @@
-// requires: conv2d_common.wgsl
-// conv2d forward, `reg` variant: every invocation loads its own weights (vec4 loads) and owns one
-// (image, channel block, tile) of a flat 1-D job; 64 invocations per workgroup.
-
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+// requires: conv2d_weights_f32.wgsl, conv2d_common.wgsl
+// conv2d forward, `reg` variant: every invocation loads its own weights (one `wquad` per tap and
+// channel quad) and owns one (image, channel block, tile) of a flat 1-D job; 64 invocations per
+// workgroup. With conv2d_weights_f16.wgsl instead of the f32 fragment it reads f16 weights.
 
 const WG: u32 = 64u;
 // Tile: 4 rows × 8 columns × 2 channel quads.
@@ -14,7 +13,7 @@ fn load_weights3(t: ptr<function, Tile>, ci: u32, lane: u32) -> Weights3 {
     var w: Weights3;
     for (var q = 0u; q < TQ; q++) {
         for (var k = 0u; k < 9u; k++) {
-            w[q * 9u + k] = wt[(*t).wbase[q] + ci * 9u + k];
+            w[q * 9u + k] = wquad((*t).wbase[q] + ci * 9u + k);
         }
     }
     return w;
@@ -24,7 +23,7 @@ fn load_weights3(t: ptr<function, Tile>, ci: u32, lane: u32) -> Weights3 {
 fn load_weights1(t: ptr<function, Tile>, ci: u32, lane: u32) -> array<vec4<f32>, TQ> {
     var w: array<vec4<f32>, TQ>;
     for (var q = 0u; q < TQ; q++) {
-        w[q] = wt[(*t).wbase[q] + ci];
+        w[q] = wquad((*t).wbase[q] + ci);
     }
     return w;
 }

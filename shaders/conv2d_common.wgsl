@@ -1,7 +1,8 @@
 // fragment: the shared part of the conv2d forward kernels; conv2d.wgsl, conv2d_subgroup.wgsl and
 // conv2d_subgroup16.wgsl each prepend it and complete it with their tile size (`TC`, `TQ`),
-// weight loaders (binding 2, `load_weights3`, `load_weights1`) and entry points (how
-// invocations map to tiles).
+// weight loaders (`load_weights3`, `load_weights1`) and entry points (how invocations map to
+// tiles). Binding 2 (the packed weights) and its readers `wquad` / `welem` come from the weights
+// fragment prepended first (conv2d_weights_f32.wgsl or conv2d_weights_f16.wgsl).
 //
 // 2-D convolution, NCHW f32, k = 1 or 3, stride 1 or 2, zero padding, optional fused nearest ×2
 // upsampling of the input, fused epilogue
@@ -58,7 +59,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// Binding 2 (the packed weights) is declared by each variant, with the type its loader reads.
+// Binding 2 (the packed weights) is declared by the weights fragment.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 // temb [N, Cout] and residual [N, Cout, Ho, Wo]; a dummy (bias) when the flag is 0.
 @group(0) @binding(4) var<storage, read> temb: array<f32>;

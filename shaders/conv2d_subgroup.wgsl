@@ -7,9 +7,8 @@
 // weights as scalars and `subgroupBroadcast` hands every value to all lanes: 8× fewer weight
 // loads than the `reg` variant, where every lane loads all its weights (on lavapipe a load costs a
 // per-lane gather, a broadcast one instruction). Lanes past the last tile run a clamped copy of
-// it without storing, so that every broadcast has its source lane active.
-
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
+// it without storing, so that every broadcast has its source lane active. The weights are read
+// as scalars through `welem` (conv2d_weights_f32.wgsl or conv2d_weights_f16.wgsl).
 
 const WG: u32 = 8u;
 
@@ -34,11 +33,11 @@ fn quad(l: array<f32, 8>, half: u32) -> vec4<f32> {
 // …, l + 32 (the last clamped into range; lanes ≥ 4 load a duplicate there).
 fn quad_weights3(base: u32, lane: u32, w: ptr<function, Weights3>, q: u32) {
     let f = base * 4u + lane;
-    let l0 = lanes8(wt[f]);
-    let l1 = lanes8(wt[f + 8u]);
-    let l2 = lanes8(wt[f + 16u]);
-    let l3 = lanes8(wt[f + 24u]);
-    let l4 = lanes8(wt[min(f + 32u, base * 4u + 35u)]);
+    let l0 = lanes8(welem(f));
+    let l1 = lanes8(welem(f + 8u));
+    let l2 = lanes8(welem(f + 16u));
+    let l3 = lanes8(welem(f + 24u));
+    let l4 = lanes8(welem(min(f + 32u, base * 4u + 35u)));
     (*w)[q * 9u] = quad(l0, 0u);
     (*w)[q * 9u + 1u] = quad(l0, 1u);
     (*w)[q * 9u + 2u] = quad(l1, 0u);
@@ -64,7 +63,7 @@ fn load_weights1(t: ptr<function, Tile>, ci: u32, lane: u32) -> array<vec4<f32>,
     var w: array<vec4<f32>, TQ>;
     for (var j = 0u; j < TQ / 2u; j++) {
         let wb = (*t).wbase;
-        let l = lanes8(wt[(wb[2u * j + lane / 4u] + ci) * 4u + lane % 4u]);
+        let l = lanes8(welem((wb[2u * j + lane / 4u] + ci) * 4u + lane % 4u));
         w[2u * j] = quad(l, 0u);
         w[2u * j + 1u] = quad(l, 1u);
     }

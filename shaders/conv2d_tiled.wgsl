@@ -1,9 +1,11 @@
+// requires: conv2d_weights_f32.wgsl
 // 2-D convolution as a tiled implicit GEMM, for GPUs with fast workgroup memory. Same contract as
 // conv2d.wgsl: NCHW f32, k = 1 or 3, stride 1 or 2, zero padding, optional fused nearest ×2
 // upsampling of the input, fused epilogue
 //   out[n, co, oy, ox] = (conv + bias[co] + temb[n, co] + residual[n, co, oy, ox]) * out_scale.
 // Weights are packed [ceil(Cout / 4), Cin, k, k] × vec4 (see `cpu::conv2d::pack_weight`), i.e. a
-// [Cout / 4, K] matrix of channel quads with K = Cin · k · k and kidx = (ci · k + ky) · k + kx.
+// [Cout / 4, K] matrix of channel quads with K = Cin · k · k and kidx = (ci · k + ky) · k + kx,
+// read through `wquad` (conv2d_weights_f32.wgsl, or conv2d_weights_f16.wgsl for f16 storage).
 //
 // GEMM view: C[co, pix] = Σ_kidx W[co, kidx] · X[kidx, pix], pix flattened over (n, oy, ox).
 // A workgroup of 16 × 16 invocations computes a BM = 64 channel × BN = 64 pixel tile of C. Per
@@ -43,7 +45,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>;
+// Binding 2 (the packed weights) comes with the weights fragment.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 // temb [N, Cout] and residual [N, Cout, Ho, Wo]; a dummy (bias) when the flag is 0.
 @group(0) @binding(4) var<storage, read> temb: array<f32>;
@@ -75,7 +77,7 @@ fn load_tiles(k: u32, k0: u32, q0: u32, lid: u32, valid: bool, xb: u32, iy0: i32
     let wq = q0 + lid / BK;
     var wv = vec4<f32>(0.0);
     if wq < p.quads && wk < p.kdim {
-        wv = wt[wq * p.kdim + wk];
+        wv = wquad(wq * p.kdim + wk);
     }
     a_tile[(lid % BK) * AS + lid / BK] = wv;
 

@@ -124,6 +124,44 @@ pub fn wgsl_with_requires(dir: &std::path::Path, own: &str) -> Result<String, St
     Ok(source)
 }
 
+/// Every source the Rust side may compose from shader `own`: [`wgsl_with_requires`], then, for
+/// each fragment in `dir` whose header `// replaces: other.wgsl` names one of `own`'s required
+/// files, the same with that file swapped for the fragment (e.g. the conv2d kernels with
+/// `conv2d_weights_f16.wgsl` instead of `conv2d_weights_f32.wgsl`), in file-name order.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn wgsl_compositions(dir: &std::path::Path, own: &str) -> Result<Vec<String>, String> {
+    let mut out = vec![wgsl_with_requires(dir, own)?];
+    let requires = wgsl_header(own, "requires:");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("wgsl"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for replaced in wgsl_header(&text, "replaces:") {
+            if !requires.contains(&replaced) {
+                continue;
+            }
+            let mut source = String::new();
+            for helper in &requires {
+                if *helper == replaced {
+                    source.push_str(&text);
+                } else {
+                    let h = std::fs::read_to_string(dir.join(helper))
+                        .map_err(|e| format!("requires {helper}: {e}"))?;
+                    source.push_str(&h);
+                }
+            }
+            source.push_str(own);
+            out.push(source);
+        }
+    }
+    Ok(out)
+}
+
 /// The Display text of `r`'s error; panics (naming `what`) if `r` is Ok. (Takes no `Debug`
 /// bound on `T`, since many ops return a `Dispatch`, which has none.)
 #[track_caller]

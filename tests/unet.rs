@@ -7,8 +7,9 @@
 //! (a wrong padding, head split or scale moves outputs by 1e-2 or more).
 
 use ddpm::model::cpu_unet::{self, HostTensor};
-use ddpm::model::{presets, UNet, UNetConfig, Weights};
-use ddpm::testing::{assert_close, gpu, Rng};
+use ddpm::model::weights::StoreDtype;
+use ddpm::model::{gpu_weight_bytes, presets, GpuWeights, UNet, UNetConfig, WeightBytes, Weights};
+use ddpm::testing::{assert_close, err_text, gpu, Rng};
 
 struct Fixture {
     cfg: UNetConfig,
@@ -39,10 +40,22 @@ fn fixture(name: &str) -> Fixture {
 }
 
 fn gpu_forward(cfg: &UNetConfig, weights: &Weights, x: &HostTensor, t: &[f32]) -> Vec<f32> {
+    gpu_forward_with(cfg, weights, GpuWeights::Auto, x, t).0
+}
+
+/// The GPU forward with the conv weights stored as `storage` says, and what they took.
+fn gpu_forward_with(
+    cfg: &UNetConfig,
+    weights: &Weights,
+    storage: GpuWeights,
+    x: &HostTensor,
+    t: &[f32],
+) -> (Vec<f32>, WeightBytes) {
     let gpu = gpu();
-    let unet = UNet::new(gpu, cfg.clone(), weights).unwrap();
+    let unet = UNet::with_weights(gpu, cfg.clone(), weights, storage).unwrap();
     let plan = unet.plan_for(gpu, &x.shape).unwrap();
-    pollster::block_on(plan.run(gpu, &x.data, t)).unwrap()
+    let eps = pollster::block_on(plan.run(gpu, &x.data, t)).unwrap();
+    (eps, unet.weight_bytes())
 }
 
 #[test]
@@ -64,7 +77,15 @@ fn gpu_and_cpu_match_diffusers() {
             0.0,
             &format!("{name}: CPU vs diffusers f64"),
         );
-        let gpu = gpu_forward(&f.cfg, &f.weights, &f.x, &f.t);
+        // Automatic storage: the f16 fixtures' conv weights stay f16 on the GPU.
+        let (gpu, bytes) = gpu_forward_with(&f.cfg, &f.weights, GpuWeights::Auto, &f.x, &f.t);
+        let f16_file = name != "unet_tiny";
+        assert!(bytes.conv_tensors > 0, "{name}");
+        assert_eq!(
+            bytes.f16_tensors,
+            if f16_file { bytes.conv_tensors } else { 0 },
+            "{name}: conv weights kept f16"
+        );
         assert_close(
             &gpu,
             &f.eps,
@@ -131,6 +152,118 @@ fn gpu_matches_cpu_on_random_configs() {
             );
         }
     }
+}
+
+/// With f16 storage the GPU U-Net matches the CPU U-Net on the same f16-exact weights (an f16
+/// safetensors file, kept f16 by `auto`, and forced `f16` on the same values held as f32);
+/// `auto` keeps f32 weights f32, and f16 storage takes exactly half of the conv weights' bytes.
+#[test]
+fn gpu_f16_weights_match_cpu_on_f16_exact_weights() {
+    let configs = [
+        // Attention (stacked q/k/v, to_out as 1×1 conv), odd channels per group, 3 heads.
+        r#"{"sample_size": [8, 12], "in_channels": 2, "out_channels": 3,
+            "block_out_channels": [12, 24], "down_block_types": ["AttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "AttnUpBlock2D"], "layers_per_block": 1,
+            "norm_num_groups": 3, "attention_head_dim": 4, "downsample_padding": 0,
+            "flip_sin_to_cos": false, "freq_shift": 1}"#,
+        r#"{"sample_size": 16, "in_channels": 1, "out_channels": 1,
+            "block_out_channels": [16, 32, 32], "down_block_types":
+            ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"], "up_block_types":
+            ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], "layers_per_block": 1,
+            "norm_num_groups": 8, "attention_head_dim": 8}"#,
+    ];
+    for (i, json) in configs.iter().enumerate() {
+        let cfg = UNetConfig::from_json(json).unwrap();
+        let w32 = perturbed_init(&cfg, 20 + i as u64);
+        let bytes = w32.to_safetensors_bytes(StoreDtype::F16).unwrap();
+        let w16 = Weights::from_bytes(&bytes, "f16 file").unwrap();
+        let (h, w) = cfg.sample_hw().unwrap();
+        let shape = vec![2, cfg.in_channels, h, w];
+        let x = HostTensor {
+            data: Rng::new(30 + i as u64).normals(shape.iter().product(), 1.0),
+            shape,
+        };
+        let t = [17.0, 901.0];
+        let cpu = cpu_unet::forward(&cfg, &w16, &x, &t).unwrap();
+
+        let (auto, auto_bytes) = gpu_forward_with(&cfg, &w16, GpuWeights::Auto, &x, &t);
+        assert!(auto_bytes.conv_tensors > 0);
+        assert_eq!(
+            auto_bytes.f16_tensors, auto_bytes.conv_tensors,
+            "config {i}"
+        );
+        assert_close(
+            &auto,
+            &cpu.data,
+            2e-5,
+            1e-4,
+            &format!("config {i}: auto (f16)"),
+        );
+        assert_eq!(
+            gpu_weight_bytes(&cfg, &w16, GpuWeights::Auto).unwrap(),
+            auto_bytes,
+            "config {i}: the byte count without a device"
+        );
+
+        // The same f16-exact values held as f32 (no file dtype): auto keeps f32, f16 forced.
+        let mut exact_f32 = w16.clone();
+        let names: Vec<String> = w16.iter().map(|(n, _)| n.to_string()).collect();
+        for name in &names {
+            let t = w16.tensor(name).unwrap().clone();
+            exact_f32.insert(name.clone(), t.shape, t.data).unwrap();
+        }
+        let f32_bytes = gpu_weight_bytes(&cfg, &exact_f32, GpuWeights::Auto).unwrap();
+        assert_eq!(f32_bytes.f16_tensors, 0, "config {i}: auto on f32 data");
+        let (forced, forced_bytes) = gpu_forward_with(&cfg, &exact_f32, GpuWeights::F16, &x, &t);
+        assert_eq!(forced_bytes, auto_bytes);
+        assert_close(
+            &forced,
+            &cpu.data,
+            2e-5,
+            1e-4,
+            &format!("config {i}: f16 forced"),
+        );
+        let (plain, plain_bytes) = gpu_forward_with(&cfg, &w16, GpuWeights::F32, &x, &t);
+        assert_eq!(plain_bytes.f16_tensors, 0);
+        assert_close(
+            &plain,
+            &cpu.data,
+            2e-5,
+            1e-4,
+            &format!("config {i}: f32 forced"),
+        );
+        // f16 halves exactly the conv weights' bytes.
+        assert_eq!(
+            plain_bytes.total - auto_bytes.total,
+            auto_bytes.f16,
+            "config {i}"
+        );
+        assert!(
+            2 * auto_bytes.f16 > plain_bytes.total / 2,
+            "config {i}: mostly conv weights"
+        );
+
+        // f32 weights that f16 cannot hold exactly stay f32 under auto.
+        let auto32 = gpu_weight_bytes(&cfg, &w32, GpuWeights::Auto).unwrap();
+        assert_eq!((auto32.f16_tensors, auto32.total), (0, plain_bytes.total));
+    }
+
+    // Forcing f16 on a value f16 cannot hold, and an unknown storage name, are clear errors.
+    let cfg = UNetConfig::from_json(configs[0]).unwrap();
+    let mut big = perturbed_init(&cfg, 5);
+    big.get_mut("conv_in.weight").unwrap().data[3] = 1e5;
+    let r = UNet::with_weights(gpu(), cfg.clone(), &big, GpuWeights::F16);
+    let e = err_text(r.map(|_| ()), "1e5 in f16");
+    assert!(
+        e.contains("conv2d weight conv_in.weight: 100000 is beyond f16's range"),
+        "{e}"
+    );
+    assert!(UNet::with_weights(gpu(), cfg, &big, GpuWeights::Auto).is_ok());
+    let e = err_text(GpuWeights::parse("bf16"), "bf16");
+    assert!(
+        e.contains("GPU weight storage `bf16`: expected one of auto, f32, f16"),
+        "{e}"
+    );
 }
 
 /// `Weights::init` with the GroupNorm affine parameters moved off 1/0, so they matter.

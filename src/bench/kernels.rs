@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cpu;
 use crate::error::Result;
-use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{grid, uniform_params, Access, DType, Dispatch, Gpu, KernelSpec, Tensor};
 pub use crate::model::gpu_unet::ConvLayer;
 use crate::model::{UNet, UNetConfig, Weights};
 use crate::ops::conv2d::{self, Conv2dInputs, ConvVariant, Epilogue};
@@ -36,7 +36,7 @@ pub fn conv_layers(gpu: &Gpu, cfg: &UNetConfig, batch: usize) -> Result<Vec<Conv
 /// One measured kernel on one layer.
 #[derive(Clone, Debug)]
 pub struct KernelRow {
-    /// `conv2d`, `conv2d dx` or `conv2d dW`.
+    /// `conv2d`, `conv2d f16` (f16 weights), `conv2d dx` or `conv2d dW`.
     pub op: &'static str,
     pub layer: ConvLayer,
     pub variant: &'static str,
@@ -144,15 +144,17 @@ impl Operands {
     }
 }
 
-/// The conv2d forward of `variant` on `ops` (the packed weight uploaded here), and its output.
+/// The conv2d forward of `variant` on `ops` (the packed weight uploaded here, stored as
+/// `dtype`), and its output.
 fn forward_dispatch(
     gpu: &Gpu,
     layer: &ConvLayer,
     ops: &Operands,
     variant: ConvVariant,
+    dtype: DType,
 ) -> Result<(Dispatch, Tensor)> {
     let x = Tensor::from_slice(gpu, &layer.x, &ops.x, "bench x")?;
-    let w = conv2d::upload_weight(gpu, &ops.w, ops.w_shape, "bench w")?;
+    let w = conv2d::upload_weight_as(gpu, &ops.w, ops.w_shape, dtype, "bench w")?;
     let b = Tensor::from_slice(gpu, &[layer.cout], &ops.b, "bench b")?;
     let out = Tensor::zeros(gpu, &ops.out_shape, "bench out")?;
     let inputs = Conv2dInputs {
@@ -219,18 +221,38 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
         };
         let none = cpu::conv2d::Epilogue::default();
         let (want, _) = cpu::conv2d::conv2d(inputs, small.geom, &none)?;
-        for v in ConvVariant::ALL.into_iter().filter(|v| v.available(gpu)) {
-            let (d, out) = forward_dispatch(gpu, &small, &so, v)?;
-            pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
-            let rel = rel_err(&out.read_blocking(gpu)?, &want);
-            let (d, _) = forward_dispatch(gpu, layer, &fo, v)?;
-            rows.push(KernelRow {
-                op: "conv2d",
-                layer: *layer,
-                variant: v.name(),
-                seconds: best_time(gpu, std::slice::from_ref(&d), iters)?,
-                rel_err: rel,
-            });
+        // f16 weights: checked against the reference on the f16-rounded weights.
+        let w16: Vec<f32> =
+            so.w.iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect();
+        let (want16, _) = cpu::conv2d::conv2d(
+            cpu::conv2d::Conv2dInputs { w: &w16, ..inputs },
+            small.geom,
+            &none,
+        )?;
+        let storages: &[(DType, &'static str, &[f32])] = if gpu.reads_f16() {
+            &[
+                (DType::F32, "conv2d", &want),
+                (DType::F16, "conv2d f16", &want16),
+            ]
+        } else {
+            &[(DType::F32, "conv2d", &want)]
+        };
+        for &(dtype, op, want) in storages {
+            for v in ConvVariant::ALL.into_iter().filter(|v| v.available(gpu)) {
+                let (d, out) = forward_dispatch(gpu, &small, &so, v, dtype)?;
+                pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
+                let rel = rel_err(&out.read_blocking(gpu)?, want);
+                let (d, _) = forward_dispatch(gpu, layer, &fo, v, dtype)?;
+                rows.push(KernelRow {
+                    op,
+                    layer: *layer,
+                    variant: v.name(),
+                    seconds: best_time(gpu, std::slice::from_ref(&d), iters)?,
+                    rel_err: rel,
+                });
+            }
         }
         // dx
         let mut want = vec![0f32; small.x.iter().product()];

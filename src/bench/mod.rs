@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu};
-use crate::model::{EpsModel, UNet, UNetConfig, Weights};
+use crate::model::{EpsModel, GpuWeights, UNet, UNetConfig, WeightBytes, Weights};
 
 /// Timing of one kernel family within a forward pass.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ForwardBench {
     pub seconds: f64,
     pub flops: u64,
     pub activation_bytes: u64,
+    /// GPU memory of the parameters.
+    pub weight_bytes: WeightBytes,
     pub kernels: Vec<KernelTiming>,
 }
 
@@ -90,8 +92,21 @@ pub fn bench_forward(
     iters: usize,
     per_kernel: bool,
 ) -> Result<ForwardBench> {
+    bench_forward_with(gpu, cfg, batch, iters, per_kernel, GpuWeights::Auto)
+}
+
+/// [`bench_forward`] with the conv weights stored as `storage` says (random weights are f32:
+/// `Auto` keeps them f32, `F16` rounds them).
+pub fn bench_forward_with(
+    gpu: &Gpu,
+    cfg: &UNetConfig,
+    batch: usize,
+    iters: usize,
+    per_kernel: bool,
+    storage: GpuWeights,
+) -> Result<ForwardBench> {
     let weights = Weights::init(cfg, 0)?;
-    let unet = UNet::new(gpu, cfg.clone(), &weights)?;
+    let unet = UNet::with_weights(gpu, cfg.clone(), &weights, storage)?;
     let plan = unet.plan(gpu, batch)?;
     let x = crate::testing::Rng::new(1).normals(plan.x().numel(), 1.0);
     let t: Vec<f32> = (0..batch).map(|i| (i * 997 % 1000) as f32).collect();
@@ -114,6 +129,7 @@ pub fn bench_forward(
         seconds: median(times),
         flops: plan.flops.iter().sum(),
         activation_bytes: plan.activation_bytes,
+        weight_bytes: unet.weight_bytes(),
         kernels,
     })
 }
@@ -121,12 +137,13 @@ pub fn bench_forward(
 /// Prints a [`ForwardBench`] as a small table.
 pub fn print_forward(name: &str, b: &ForwardBench) {
     println!(
-        "{name} batch {:>3}: {:>9.2} ms/forward  {:>7.2} GFLOP/s  ({:.2} GFLOP, activations {:.1} MiB)",
+        "{name} batch {:>3}: {:>9.2} ms/forward  {:>7.2} GFLOP/s  ({:.2} GFLOP, activations {:.1} MiB, weights {})",
         b.batch,
         b.seconds * 1e3,
         b.gflops(),
         b.flops as f64 / 1e9,
-        b.activation_bytes as f64 / (1 << 20) as f64
+        b.activation_bytes as f64 / (1 << 20) as f64,
+        b.weight_bytes.describe()
     );
     for k in &b.kernels {
         let gf = if k.flops > 0 {

@@ -3,8 +3,10 @@
 //! against the CPU reference and timed against the adapter's FMA peak (`--variants`).
 
 use ddpm::bench::kernels::{bench_kernels, conv_layers, fma_peak, print_kernels};
-use ddpm::bench::{bench_forward, bench_train, print_forward, print_train};
+use ddpm::bench::{bench_forward_with, bench_train, print_forward, print_train};
 use ddpm::model::presets;
+
+use super::GpuWeightsArg;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +29,10 @@ pub struct Args {
     /// distinct layer shape of the presets (checked against the CPU reference, then timed).
     #[arg(long, conflicts_with = "train")]
     variants: bool,
+    /// The forward bench's weight storage (random weights are f32, so `auto` is f32; `f16`
+    /// rounds them). `--variants` times every variant in both storages.
+    #[command(flatten)]
+    gpu_weights: GpuWeightsArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -50,7 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let b = bench_train(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
                 print_train(name, &b);
             } else {
-                let b = bench_forward(&gpu, &cfg, batch, args.iters, !args.no_kernels)?;
+                let storage = args.gpu_weights.storage;
+                let b =
+                    bench_forward_with(&gpu, &cfg, batch, args.iters, !args.no_kernels, storage)?;
                 print_forward(name, &b);
             }
         }

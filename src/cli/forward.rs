@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use ddpm::model::{cpu_unet, UNet};
 
-use super::{display, ModelArgs};
+use super::{display, GpuWeightsArg, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    gpu_weights: GpuWeightsArg,
     /// Input x_t: NCHW float32 .npy, [N, in_channels, H, W].
     #[arg(long)]
     input: PathBuf,
@@ -59,7 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (eps.data, eps.shape)
     } else {
         let gpu = super::gpu()?;
-        let unet = UNet::new(&gpu, cfg.clone(), &weights)?;
+        let unet = UNet::with_weights(&gpu, cfg.clone(), &weights, args.gpu_weights.storage)?;
+        eprintln!("GPU weights: {}", unet.weight_bytes().describe());
         let (eps, batch) =
             pollster::block_on(unet.forward(&gpu, &shape, &x, &t, labels.as_deref()))?;
         if batch < n {

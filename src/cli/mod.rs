@@ -185,6 +185,21 @@ impl ModelArgs {
     }
 }
 
+/// `--gpu-weights`: how the GPU U-Net stores its conv weights.
+#[derive(clap::Args, Clone, Copy)]
+pub struct GpuWeightsArg {
+    /// How the GPU keeps the conv weights (the bulk of the parameters): `auto` (f16 where the
+    /// weights file stored them as f16/bf16 and no precision is lost, else f32), `f32`, or `f16`
+    /// (half the memory; f32 weights are rounded). The arithmetic is f32 either way.
+    #[arg(long = "gpu-weights", value_name = "auto|f32|f16", default_value = "auto",
+          value_parser = parse_gpu_weights)]
+    pub storage: ddpm::model::GpuWeights,
+}
+
+fn parse_gpu_weights(s: &str) -> Result<ddpm::model::GpuWeights, String> {
+    ddpm::model::GpuWeights::parse(s).map_err(|e| e.to_string())
+}
+
 /// Creates the GPU device, with the adapter named on stderr.
 fn gpu() -> anyhow::Result<ddpm::gpu::Gpu> {
     let gpu = ddpm::gpu::Gpu::new_blocking()?;

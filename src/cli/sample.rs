@@ -13,7 +13,7 @@ use ddpm::sampler::{SamplerKind, SamplerOptions};
 use ddpm::schedule::VarianceType;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{display, ModelArgs};
+use super::{display, GpuWeightsArg, ModelArgs};
 
 /// More samples than this in one call is almost certainly a typo.
 const MAX_SAMPLES: usize = 100_000;
@@ -25,6 +25,8 @@ const GIF_BUDGET: usize = 64 << 20;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    gpu_weights: GpuWeightsArg,
     /// Number of samples.
     #[arg(long, default_value_t = 16)]
     n: usize,
@@ -174,7 +176,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total_steps = ddpm::sampler::plan(&sched, &opts)?.len();
 
     let gpu = super::gpu()?;
-    let mut generator = Generator::new(UNet::new(&gpu, cfg.clone(), &weights)?);
+    let unet = UNet::with_weights(&gpu, cfg.clone(), &weights, args.gpu_weights.storage)?;
+    eprintln!("GPU weights: {}", unet.weight_bytes().describe());
+    let mut generator = Generator::new(unet);
     let request = Request {
         n: args.n,
         options: opts,

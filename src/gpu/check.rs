@@ -14,8 +14,9 @@
 //!
 //! So that no kernel escapes, it also checks that every `const X: KernelSpec` in `src/` is
 //! registered, that every `@compute` entry point of every shader in `shaders/` (with its
-//! `// requires:` files prepended) is some registered kernel's, that every kernel's source is
-//! such a composition, and that kernels sharing a pipeline-cache key (name, entry) are the same.
+//! `// requires:` files prepended, and again with each `// replaces:` fragment in place of the
+//! file it replaces) is some registered kernel's, that every kernel's source is such a
+//! composition, and that kernels sharing a pipeline-cache key (name, entry) are the same.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -25,7 +26,7 @@ use naga::valid::{Capabilities, ModuleInfo, ShaderStages, SubgroupOperationSet, 
 use naga::{AddressSpace, Expression, Literal, Module, ScalarKind, StorageAccess, TypeInner};
 
 use super::{Access, KernelSpec, ParamsLayout};
-use crate::testing::{wgsl_header, wgsl_with_requires};
+use crate::testing::{wgsl_compositions, wgsl_header};
 
 /// One registered kernel and the Rust constants its shader must agree with.
 pub(crate) struct KernelCheck {
@@ -451,8 +452,9 @@ fn check_kernel(k: &KernelCheck, parsed: &Parsed, failures: &mut Vec<String>, su
     }
 }
 
-/// Every `shaders/*.wgsl` that is not a fragment, with its `// requires:` files prepended:
-/// (file name, full source).
+/// Every `shaders/*.wgsl` that is not a fragment, with its `// requires:` files prepended, and
+/// its other compositions (a `// replaces:` fragment in place of a required file, see
+/// `testing::wgsl_compositions`): (file name, full source).
 fn shader_sources(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(dir)
@@ -466,9 +468,10 @@ fn shader_sources(dir: &Path) -> Vec<(String, String)> {
         if !wgsl_header(&own, "fragment:").is_empty() {
             continue;
         }
-        let source = wgsl_with_requires(dir, &own).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        out.push((name, source));
+        for source in wgsl_compositions(dir, &own).unwrap() {
+            out.push((name.clone(), source));
+        }
     }
     out
 }

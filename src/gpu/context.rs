@@ -22,6 +22,8 @@ pub struct Gpu {
     pub(crate) tuner: Tuner,
     /// See [`Gpu::placeholder`].
     placeholder: std::sync::OnceLock<Tensor>,
+    /// See [`Gpu::reads_f16`].
+    f16_in_f32: bool,
 }
 
 /// Which device [`Gpu::request`] asks for.
@@ -66,6 +68,10 @@ impl Gpu {
                 ))
             })?;
         let info = adapter.get_info();
+        let f16_in_f32 = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         let limits = match kind {
             DeviceKind::Full => adapter.limits(),
             DeviceKind::BrowserLike => wgpu::Limits::default(),
@@ -106,6 +112,7 @@ impl Gpu {
             errors,
             tuner,
             placeholder: std::sync::OnceLock::new(),
+            f16_in_f32,
         })
     }
 
@@ -123,6 +130,13 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self> {
         pollster::block_on(Self::new())
+    }
+
+    /// True if shaders may use WGSL's `unpack2x16float` (wgpu's `SHADER_F16_IN_F32` downlevel
+    /// flag), which the f16-weight conv kernels need: every browser's WebGPU and most native
+    /// drivers; Mesa's lavapipe only where it also has the `shader-f16` feature.
+    pub fn reads_f16(&self) -> bool {
+        self.f16_in_f32
     }
 
     /// True if the device has subgroup operations with exactly `size` lanes per subgroup.

@@ -17,7 +17,7 @@ pub use context::Gpu;
 pub use kernel::{grid, Access, Dispatch, KernelSpec, MAX_WORKGROUPS_PER_DIM};
 pub(crate) use params::uniform_params;
 pub use params::{ParamsField, ParamsLayout, UniformParams};
-pub use tensor::Tensor;
+pub use tensor::{DType, Tensor};
 pub use tuning::{default_kernel_cache_dir, KernelPolicy, KERNELS_ENV, KERNEL_CACHE_ENV};
 pub(crate) use tuning::{fnv1a, Candidate};
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,6 +1,7 @@
 //! The GPU U-Net: weights uploaded once ([`UNet`]), the forward pass recorded once per batch
 //! size into a list of dispatches ([`UNetPlan`]) that sampling and training replay.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -11,54 +12,265 @@ use super::record::{Recorded, Recorder};
 use super::unet;
 use super::{EpsModel, UNetConfig, Weights};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{DType, Dispatch, Gpu, Tensor};
+use crate::model::weights::HostTensor;
 use crate::ops;
 use crate::options::Conv2dGeom;
+
+/// How the GPU U-Net stores the weights that run through the conv kernel: every conv kernel,
+/// each attention block's stacked q/k/v projection (`to_qkv`) and its output projection (the
+/// bulk of a model's parameters). Everything else stays f32, and all arithmetic is f32. f16
+/// needs a device that [`Gpu::reads_f16`] (every browser, most native drivers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuWeights {
+    /// f16 where the weights file stored the tensor as f16 or bf16 (see
+    /// [`Weights::stored_as_half`]), f16 holds every one of its values exactly (no precision
+    /// lost) and the device reads f16; f32 otherwise.
+    #[default]
+    Auto,
+    /// Every weight f32.
+    F32,
+    /// Every conv weight f16 (values rounded to the nearest half); an error on a device that
+    /// cannot read f16.
+    F16,
+}
+
+impl GpuWeights {
+    /// The names [`GpuWeights::parse`] takes.
+    pub const NAMES: [&'static str; 3] = ["auto", "f32", "f16"];
+
+    /// `auto`, `f32` or `f16`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "auto" => Ok(GpuWeights::Auto),
+            "f32" => Ok(GpuWeights::F32),
+            "f16" => Ok(GpuWeights::F16),
+            other => Err(Error::Invalid(format!(
+                "GPU weight storage `{other}`: expected one of {}",
+                Self::NAMES.join(", ")
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuWeights::Auto => "auto",
+            GpuWeights::F32 => "f32",
+            GpuWeights::F16 => "f16",
+        }
+    }
+
+    /// The storage of a conv weight made of the tensors `parts` of `weights` (one, or the
+    /// stacked q, k and v); `reads_f16`: whether the device can read f16 weights.
+    fn storage(self, weights: &Weights, parts: &[(&str, &HostTensor)], reads_f16: bool) -> DType {
+        let exact = |v: &f32| half::f16::from_f32(*v).to_f32() == *v;
+        match self {
+            GpuWeights::F32 => DType::F32,
+            GpuWeights::F16 => DType::F16,
+            GpuWeights::Auto if !reads_f16 => DType::F32,
+            GpuWeights::Auto => {
+                let half = parts
+                    .iter()
+                    .all(|(name, t)| weights.stored_as_half(name) && t.data.iter().all(exact));
+                if half {
+                    DType::F16
+                } else {
+                    DType::F32
+                }
+            }
+        }
+    }
+}
+
+/// What the GPU U-Net's parameters take in GPU memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// Bytes of all parameter tensors (conv weights packed: output channels padded to 4).
+    pub total: u64,
+    /// Bytes of those stored as f16.
+    pub f16: u64,
+    /// Conv weights (after stacking q/k/v) and how many of them are f16.
+    pub conv_tensors: usize,
+    pub f16_tensors: usize,
+}
+
+impl WeightBytes {
+    /// E.g. `228.4 MB (113 of 113 conv weights f16)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.1} MB ({} of {} conv weights f16)",
+            self.total as f64 / 1e6,
+            self.f16_tensors,
+            self.conv_tensors
+        )
+    }
+}
+
+/// One parameter as the GPU U-Net holds it.
+struct GpuParam<'a> {
+    name: String,
+    /// PyTorch layout (`[Cout, Cin, k, k]` for a conv weight).
+    shape: Vec<usize>,
+    data: Cow<'a, [f32]>,
+    /// For a conv weight (packed for the conv kernel): its storage.
+    conv: Option<DType>,
+}
+
+impl GpuParam<'_> {
+    fn bytes(&self) -> u64 {
+        match self.conv {
+            Some(dtype) => {
+                let s = &self.shape;
+                dtype.bytes_of(s[0].div_ceil(4) * 4 * s[1..].iter().product::<usize>())
+            }
+            None => DType::F32.bytes_of(self.data.len()),
+        }
+    }
+}
+
+/// The parameters [`UNet::with_weights`] uploads: every tensor of `weights` (already validated)
+/// but q/k/v, which are stacked per attention block into one `{prefix}.to_qkv` conv
+/// (`[3C, C, 1, 1]`); conv weights (and the attention projections, which act as 1×1 convs) with
+/// the storage `storage` gives them on a device that can (`reads_f16`) or cannot read f16.
+fn gpu_params(
+    weights: &Weights,
+    storage: GpuWeights,
+    reads_f16: bool,
+) -> Result<Vec<GpuParam<'_>>> {
+    let mut params = Vec::new();
+    for (name, t) in weights.iter() {
+        if is_qkv_part(name) {
+            continue; // stacked, below
+        }
+        let conv = is_conv_weight(name, &t.shape);
+        params.push(GpuParam {
+            name: name.to_string(),
+            shape: if conv {
+                conv_weight_shape(&t.shape).to_vec()
+            } else {
+                t.shape.clone()
+            },
+            data: Cow::Borrowed(&t.data),
+            conv: conv.then(|| storage.storage(weights, &[(name, t)], reads_f16)),
+        });
+    }
+    let prefixes: Vec<&str> = weights
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix(".to_q.weight"))
+        .collect();
+    for prefix in prefixes {
+        let (mut w, mut b, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        let names: Vec<String> = ["to_q", "to_k", "to_v"]
+            .iter()
+            .map(|p| format!("{prefix}.{p}.weight"))
+            .collect();
+        for (p, wname) in ["to_q", "to_k", "to_v"].iter().zip(&names) {
+            let wt = weights.tensor(wname)?;
+            w.extend_from_slice(&wt.data);
+            b.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.bias"))?.data);
+            parts.push((wname.as_str(), wt));
+        }
+        let name = format!("{prefix}.to_qkv");
+        let c = b.len() / 3;
+        params.push(GpuParam {
+            name: format!("{name}.weight"),
+            shape: vec![3 * c, c, 1, 1],
+            data: Cow::Owned(w),
+            conv: Some(storage.storage(weights, &parts, reads_f16)),
+        });
+        params.push(GpuParam {
+            name: format!("{name}.bias"),
+            shape: vec![3 * c],
+            data: Cow::Owned(b),
+            conv: None,
+        });
+    }
+    Ok(params)
+}
+
+fn weight_bytes(params: &[GpuParam]) -> WeightBytes {
+    let mut b = WeightBytes::default();
+    for p in params {
+        let bytes = p.bytes();
+        b.total += bytes;
+        if let Some(dtype) = p.conv {
+            b.conv_tensors += 1;
+            if dtype == DType::F16 {
+                b.f16_tensors += 1;
+                b.f16 += bytes;
+            }
+        }
+    }
+    b
+}
+
+/// What [`UNet::with_weights`] would put on the GPU for `weights` with `storage` (no device
+/// needed), on a device that reads f16 (see [`Gpu::reads_f16`]; every browser): validates the
+/// weights against `config` like it.
+pub fn gpu_weight_bytes(
+    config: &UNetConfig,
+    weights: &Weights,
+    storage: GpuWeights,
+) -> Result<WeightBytes> {
+    config.validate()?;
+    weights.validate(config)?;
+    Ok(weight_bytes(&gpu_params(weights, storage, true)?))
+}
 
 /// A U-Net whose parameters live on the GPU.
 pub struct UNet {
     pub config: UNetConfig,
     params: HashMap<String, Tensor>,
+    weight_bytes: WeightBytes,
 }
 
 impl UNet {
-    /// Validates `weights` against `config` and uploads them: conv weights (and the attention
-    /// projections, which act as 1×1 convs) packed for the conv kernel, each attention block's
-    /// q, k, v projections stacked into one `{prefix}.to_qkv` conv (`[3C, C, 1, 1]`).
+    /// [`UNet::with_weights`] with [`GpuWeights::Auto`]: conv weights that came from f16 or
+    /// bf16 stay f16 on the GPU, the rest is f32.
     pub fn new(gpu: &Gpu, config: UNetConfig, weights: &Weights) -> Result<Self> {
+        Self::with_weights(gpu, config, weights, GpuWeights::Auto)
+    }
+
+    /// Validates `weights` against `config` and uploads them: conv weights (and the attention
+    /// projections, which act as 1×1 convs) packed for the conv kernel and stored as `storage`
+    /// says, each attention block's q, k, v projections stacked into one `{prefix}.to_qkv` conv
+    /// (`[3C, C, 1, 1]`); everything else f32.
+    pub fn with_weights(
+        gpu: &Gpu,
+        config: UNetConfig,
+        weights: &Weights,
+        storage: GpuWeights,
+    ) -> Result<Self> {
         config.validate()?;
         weights.validate(&config)?;
+        if storage == GpuWeights::F16 {
+            ops::conv2d::check_reads_f16(gpu, "GPU weight storage f16")?;
+        }
+        let list = gpu_params(weights, storage, gpu.reads_f16())?;
         let mut params = HashMap::new();
-        for (name, t) in weights.iter() {
-            let tensor = if is_conv_weight(name, &t.shape) {
-                ops::conv2d::upload_weight(gpu, &t.data, conv_weight_shape(&t.shape), name)?
-            } else if is_qkv_part(name) {
-                continue; // uploaded stacked, below
-            } else {
-                Tensor::from_slice(gpu, &t.shape, &t.data, name)?
+        let mut weight_bytes = weight_bytes(&list);
+        weight_bytes.total = 0;
+        for p in &list {
+            let tensor = match p.conv {
+                Some(dtype) => {
+                    let s = [p.shape[0], p.shape[1], p.shape[2], p.shape[3]];
+                    ops::conv2d::upload_weight_as(gpu, &p.data, s, dtype, &p.name)?
+                }
+                None => Tensor::from_slice(gpu, &p.shape, &p.data, &p.name)?,
             };
-            params.insert(name.to_string(), tensor);
+            weight_bytes.total += tensor.bytes();
+            params.insert(p.name.clone(), tensor);
         }
-        let prefixes: Vec<&str> = weights
-            .iter()
-            .filter_map(|(name, _)| name.strip_suffix(".to_q.weight"))
-            .collect();
-        for prefix in prefixes {
-            let (mut w, mut b) = (Vec::new(), Vec::new());
-            for p in ["to_q", "to_k", "to_v"] {
-                w.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.weight"))?.data);
-                b.extend_from_slice(&weights.tensor(&format!("{prefix}.{p}.bias"))?.data);
-            }
-            let name = format!("{prefix}.to_qkv");
-            let c = b.len() / 3;
-            let wt = ops::conv2d::upload_weight(gpu, &w, [3 * c, c, 1, 1], &name)?;
-            params.insert(format!("{name}.weight"), wt);
-            params.insert(
-                format!("{name}.bias"),
-                Tensor::from_slice(gpu, &[3 * c], &b, &name)?,
-            );
-        }
-        Ok(UNet { config, params })
+        Ok(UNet {
+            config,
+            params,
+            weight_bytes,
+        })
+    }
+
+    /// GPU memory of the parameters, and how much of it is f16.
+    pub fn weight_bytes(&self) -> WeightBytes {
+        self.weight_bytes
     }
 
     /// Records the forward pass for a batch of `batch` images of the config's sample size.
@@ -345,6 +557,7 @@ impl Recorder for PlanRecorder<'_> {
             Some(buffer) => Tensor {
                 buffer,
                 shape: shape.to_vec(),
+                dtype: crate::gpu::DType::F32,
             },
             None => {
                 self.pool.borrow_mut().total_bytes += bytes;

@@ -13,7 +13,7 @@ mod validate;
 pub mod weights;
 
 pub use config::{BlockType, UNetConfig};
-pub use gpu_unet::{UNet, UNetPlan};
+pub use gpu_unet::{gpu_weight_bytes, GpuWeights, UNet, UNetPlan, WeightBytes};
 pub use weights::Weights;
 
 use crate::error::{Error, Result};

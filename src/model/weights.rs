@@ -4,7 +4,7 @@
 //! with f32/f16/bf16/f64 → f32 and old attention names mapped; checking them against a
 //! [`UNetConfig`]; saving diffusers-loadable files; and PyTorch-like random initialisation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,9 @@ pub struct Weights {
     tensors: BTreeMap<String, HostTensor>,
     /// Where the weights came from (a path, or a label for bytes), for error messages.
     source: String,
+    /// The tensors a safetensors file stored in 16 bits (F16 or BF16): their f32 values came
+    /// from halves, so the GPU U-Net may keep them at half size (see [`Weights::stored_as_half`]).
+    half: BTreeSet<String>,
 }
 
 /// Maps pre-0.13 diffusers attention names to the current ones:
@@ -133,6 +136,7 @@ impl Weights {
         Weights {
             tensors: BTreeMap::new(),
             source: source.into(),
+            half: BTreeSet::new(),
         }
     }
 
@@ -192,8 +196,9 @@ impl Weights {
         Weights::from_bytes(&bytes, &path.display().to_string())
     }
 
-    /// Parses safetensors bytes: F32/F16/BF16/F64 tensors become f32, legacy attention names
-    /// are mapped (see [`map_legacy_name`]). A file holding a tensor under both its legacy and
+    /// Parses safetensors bytes: F32/F16/BF16/F64 tensors become f32 (which were F16/BF16 is
+    /// kept, see [`Weights::stored_as_half`]), legacy attention names are mapped (see
+    /// [`map_legacy_name`]). A file holding a tensor under both its legacy and
     /// its current name is accepted when the two agree (shape and values) and otherwise
     /// refused, naming both. `source` names the file in errors.
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Weights> {
@@ -212,7 +217,14 @@ impl Weights {
             })?;
             Ok((name.to_string(), view.shape().to_vec(), data))
         });
-        Weights::from_named_tensors(tensors, source)
+        let mut w = Weights::from_named_tensors(tensors, source)?;
+        w.half = st
+            .iter()
+            .filter(|(_, view)| matches!(view.dtype(), Dtype::F16 | Dtype::BF16))
+            .map(|(name, _)| map_legacy_name(name))
+            .filter(|name| w.tensors.contains_key(name))
+            .collect();
+        Ok(w)
     }
 
     /// Parses PyTorch `torch.save` bytes (a `.bin` state dict; see [`torch_bin`] for what
@@ -315,13 +327,22 @@ impl Weights {
         data: Vec<f32>,
     ) -> Result<()> {
         let t = HostTensor::new(shape, data)?;
-        self.tensors.insert(name.into(), t);
+        let name = name.into();
+        self.half.remove(&name);
+        self.tensors.insert(name, t);
         Ok(())
     }
 
     /// Removes a tensor, returning it.
     pub fn remove(&mut self, name: &str) -> Option<HostTensor> {
+        self.half.remove(name);
         self.tensors.remove(name)
+    }
+
+    /// Whether the weights file stored tensor `name` in 16 bits (safetensors F16 or BF16; not
+    /// tracked for PyTorch `.bin` files). [`Weights::insert`] clears it for the new tensor.
+    pub fn stored_as_half(&self, name: &str) -> bool {
+        self.half.contains(name)
     }
 
     /// Tensors in name order.
@@ -561,7 +582,18 @@ mod tests {
         back.source = w.source.clone();
         assert_eq!(back, w);
 
+        assert!(w.iter().all(|(name, _)| !back.stored_as_half(name)));
+
         let bytes = w.to_safetensors_bytes(StoreDtype::F16).unwrap();
+        let mut back = Weights::from_bytes(&bytes, "mem").unwrap();
+        assert!(w.iter().all(|(name, _)| back.stored_as_half(name)));
+        // A tensor replaced with f32 data, or removed, is no longer half.
+        let ci = back.tensor("conv_in.weight").unwrap().clone();
+        back.insert("conv_in.weight", ci.shape, ci.data).unwrap();
+        assert!(!back.stored_as_half("conv_in.weight"));
+        assert!(back.stored_as_half("conv_in.bias"));
+        back.remove("conv_in.bias");
+        assert!(!back.stored_as_half("conv_in.bias"));
         let back = Weights::from_bytes(&bytes, "mem").unwrap();
         for (name, t) in w.iter() {
             let b = back.tensor(name).unwrap();

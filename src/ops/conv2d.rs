@@ -4,10 +4,15 @@
 //!
 //! Several kernels compute it ([`ConvVariant`]); [`conv2d`] lets the device pick one per shape
 //! (see `gpu::tuning`), [`conv2d_variant`] runs a given one.
+//!
+//! The packed weight may be stored as f32 or as f16 ([`DType`], see [`upload_weight_as`]): every
+//! variant exists in both storages, its shader composed with `shaders/conv2d_weights_f32.wgsl` or
+//! `shaders/conv2d_weights_f16.wgsl` (the only code that reads binding 2); the arithmetic is f32
+//! either way.
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    grid, uniform_params, Access, Candidate, Dispatch, Gpu, KernelSpec, Tensor,
+    grid, uniform_params, Access, Candidate, DType, Dispatch, Gpu, KernelSpec, Tensor,
     MAX_WORKGROUPS_PER_DIM,
 };
 
@@ -24,8 +29,23 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite, // out
 ];
 
+/// A conv2d forward kernel's source: the weights fragment of `storage` (`"f32"` or `"f16"`,
+/// `shaders/conv2d_weights_{storage}.wgsl`) followed by the given files of `shaders/`, as the
+/// shader's `// requires:` header lists them (the f16 fragment `// replaces:` the f32 one).
+macro_rules! with_weights {
+    ($storage:literal $(, $file:literal)+ $(,)?) => {
+        concat!(
+            include_str!(concat!("../../shaders/conv2d_weights_", $storage, ".wgsl")),
+            $(include_str!(concat!("../../shaders/", $file))),+
+        )
+    };
+}
+pub(crate) use with_weights;
+
 /// Every source of the conv2d forward variants (their digest keys the on-disk choice cache).
 pub(crate) const SOURCES: &str = concat!(
+    include_str!("../../shaders/conv2d_weights_f32.wgsl"),
+    include_str!("../../shaders/conv2d_weights_f16.wgsl"),
     include_str!("../../shaders/conv2d_common.wgsl"),
     include_str!("../../shaders/conv2d.wgsl"),
     include_str!("../../shaders/conv2d_subgroup.wgsl"),
@@ -34,41 +54,10 @@ pub(crate) const SOURCES: &str = concat!(
     include_str!("../../shaders/conv2d_tiled.wgsl"),
 );
 
-const fn reg(entry: &'static str) -> KernelSpec {
+const fn spec(name: &'static str, source: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
-        name: "conv2d",
-        source: concat!(
-            include_str!("../../shaders/conv2d_common.wgsl"),
-            include_str!("../../shaders/conv2d.wgsl")
-        ),
-        entry,
-        bindings: BINDINGS,
-        params: &Params::LAYOUT,
-    }
-}
-
-const fn subgroup(entry: &'static str) -> KernelSpec {
-    KernelSpec {
-        name: "conv2d_subgroup",
-        source: concat!(
-            include_str!("../../shaders/conv2d_common.wgsl"),
-            include_str!("../../shaders/conv2d_subgroup.wgsl"),
-            include_str!("../../shaders/conv2d_subgroup_c8.wgsl")
-        ),
-        entry,
-        bindings: BINDINGS,
-        params: &Params::LAYOUT,
-    }
-}
-
-const fn subgroup16(entry: &'static str) -> KernelSpec {
-    KernelSpec {
-        name: "conv2d_subgroup16",
-        source: concat!(
-            include_str!("../../shaders/conv2d_common.wgsl"),
-            include_str!("../../shaders/conv2d_subgroup.wgsl"),
-            include_str!("../../shaders/conv2d_subgroup_c16.wgsl")
-        ),
+        name,
+        source,
         entry,
         bindings: BINDINGS,
         params: &Params::LAYOUT,
@@ -86,32 +75,76 @@ struct Entries {
     up3: KernelSpec,
 }
 
-const REG: Entries = Entries {
-    cols: 8,
-    quads: 2,
-    k3s1: reg("conv_k3s1"),
-    k3s2: reg("conv_k3s2"),
-    k1: reg("conv_k1"),
-    up3: reg("conv_up3"),
-};
+/// The entry points of the shader `source` (pipeline-cache name `name`), tile `cols` × `quads`.
+const fn entries(name: &'static str, source: &'static str, cols: usize, quads: usize) -> Entries {
+    Entries {
+        cols,
+        quads,
+        k3s1: spec(name, source, "conv_k3s1"),
+        k3s2: spec(name, source, "conv_k3s2"),
+        k1: spec(name, source, "conv_k1"),
+        up3: spec(name, source, "conv_up3"),
+    }
+}
 
-const SUBGROUP: Entries = Entries {
-    cols: 8,
-    quads: 2,
-    k3s1: subgroup("conv_k3s1"),
-    k3s2: subgroup("conv_k3s2"),
-    k1: subgroup("conv_k1"),
-    up3: subgroup("conv_up3"),
-};
+const REG: Entries = entries(
+    "conv2d",
+    with_weights!("f32", "conv2d_common.wgsl", "conv2d.wgsl"),
+    8,
+    2,
+);
+const REG_F16: Entries = entries(
+    "conv2d_f16",
+    with_weights!("f16", "conv2d_common.wgsl", "conv2d.wgsl"),
+    8,
+    2,
+);
 
-const SUBGROUP16: Entries = Entries {
-    cols: 4,
-    quads: 4,
-    k3s1: subgroup16("conv_k3s1"),
-    k3s2: subgroup16("conv_k3s2"),
-    k1: subgroup16("conv_k1"),
-    up3: subgroup16("conv_up3"),
-};
+const SUBGROUP: Entries = entries(
+    "conv2d_subgroup",
+    with_weights!(
+        "f32",
+        "conv2d_common.wgsl",
+        "conv2d_subgroup.wgsl",
+        "conv2d_subgroup_c8.wgsl"
+    ),
+    8,
+    2,
+);
+const SUBGROUP_F16: Entries = entries(
+    "conv2d_subgroup_f16",
+    with_weights!(
+        "f16",
+        "conv2d_common.wgsl",
+        "conv2d_subgroup.wgsl",
+        "conv2d_subgroup_c8.wgsl"
+    ),
+    8,
+    2,
+);
+
+const SUBGROUP16: Entries = entries(
+    "conv2d_subgroup16",
+    with_weights!(
+        "f32",
+        "conv2d_common.wgsl",
+        "conv2d_subgroup.wgsl",
+        "conv2d_subgroup_c16.wgsl"
+    ),
+    4,
+    4,
+);
+const SUBGROUP16_F16: Entries = entries(
+    "conv2d_subgroup16_f16",
+    with_weights!(
+        "f16",
+        "conv2d_common.wgsl",
+        "conv2d_subgroup.wgsl",
+        "conv2d_subgroup_c16.wgsl"
+    ),
+    4,
+    4,
+);
 
 /// Output rows of one invocation's tile in the register-blocked kernels (`TR` in
 /// conv2d_common.wgsl; columns and channels per variant, see [`Entries`]).
@@ -168,12 +201,14 @@ impl ConvVariant {
         }
     }
 
-    /// The register-blocked shader's entry points (`None` for `Tiled`, which has its own op).
-    fn entries(self) -> Option<&'static Entries> {
+    /// The register-blocked shader's entry points for weights stored as `dtype` (`None` for
+    /// `Tiled`, which has its own op).
+    fn entries(self, dtype: DType) -> Option<&'static Entries> {
+        let f16 = dtype == DType::F16;
         match self {
-            ConvVariant::Reg => Some(&REG),
-            ConvVariant::Subgroup => Some(&SUBGROUP),
-            ConvVariant::Subgroup16 => Some(&SUBGROUP16),
+            ConvVariant::Reg => Some(if f16 { &REG_F16 } else { &REG }),
+            ConvVariant::Subgroup => Some(if f16 { &SUBGROUP_F16 } else { &SUBGROUP }),
+            ConvVariant::Subgroup16 => Some(if f16 { &SUBGROUP16_F16 } else { &SUBGROUP16 }),
             ConvVariant::Tiled => None,
         }
     }
@@ -205,8 +240,9 @@ uniform_params! {
 }
 
 /// The operands of a convolution: `x [N, Cin, H, W]`, the weight `w` packed by
-/// [`pack_weight`] (`[ceil(Cout/4), Cin, k, k, 4]`, see [`upload_weight`]) and `bias [Cout]`.
-/// The CPU twin is `cpu::conv2d::Conv2dInputs` (PyTorch-layout weight).
+/// [`pack_weight`] (`[ceil(Cout/4), Cin, k, k, 4]`, f32 or f16, see [`upload_weight_as`]) and
+/// `bias [Cout]`; all but `w` f32. The CPU twin is `cpu::conv2d::Conv2dInputs` (PyTorch-layout
+/// weight).
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dInputs<'a> {
     pub x: &'a Tensor,
@@ -254,11 +290,39 @@ pub(crate) fn check_supported(op: &str, k: usize, stride: usize) -> Result<()> {
     }
 }
 
-/// Packs PyTorch weights `[Cout, Cin, k, k]` with [`pack_weight`] and uploads them: the weight
-/// tensor [`conv2d`] takes, shape `[ceil(Cout/4), Cin, k, k, 4]`.
+/// Packs PyTorch weights `[Cout, Cin, k, k]` with [`pack_weight`] and uploads them as f32: the
+/// weight tensor [`conv2d`] takes, shape `[ceil(Cout/4), Cin, k, k, 4]`.
 pub fn upload_weight(gpu: &Gpu, w: &[f32], w_shape: [usize; 4], label: &str) -> Result<Tensor> {
+    upload_weight_as(gpu, w, w_shape, DType::F32, label)
+}
+
+/// [`upload_weight`] with the packed weight stored as `dtype`: f16 rounds every value to the
+/// nearest half (exact for weights that came from f16) and halves the buffer. A finite value
+/// beyond f16's range (±65504) is refused, naming the tensor.
+pub fn upload_weight_as(
+    gpu: &Gpu,
+    w: &[f32],
+    w_shape: [usize; 4],
+    dtype: DType,
+    label: &str,
+) -> Result<Tensor> {
     let (packed, shape) = pack_weight(w, w_shape)?;
-    Tensor::from_slice(gpu, &shape, &packed, label)
+    match dtype {
+        DType::F32 => Tensor::from_slice(gpu, &shape, &packed, label),
+        DType::F16 => {
+            check_reads_f16(gpu, &format!("conv2d weight {label}"))?;
+            if let Some(v) = w
+                .iter()
+                .find(|v| v.is_finite() && v.abs() > half::f16::MAX.to_f32())
+            {
+                return Err(Error::Invalid(format!(
+                    "conv2d weight {label}: {v} is beyond f16's range (±65504); keep it in f32"
+                )));
+            }
+            let halves: Vec<half::f16> = packed.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Tensor::from_f16(gpu, &shape, &halves, label)
+        }
+    }
 }
 
 /// `out [N, Cout, Ho, Wo] = (conv(x [N, Cin, H, W], w) + bias [Cout] + temb [N, Cout] +
@@ -278,6 +342,9 @@ pub fn conv2d(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let conv = Conv::new(inputs, geom, epi, out)?;
+    if conv.dtype == DType::F16 {
+        check_reads_f16(gpu, "conv2d")?;
+    }
     let variant = choose(gpu, &conv)?;
     conv.dispatch(gpu, variant, inputs, epi, out)
 }
@@ -298,7 +365,47 @@ pub fn conv2d_variant(
             gpu.describe()
         )));
     }
-    Conv::new(inputs, geom, epi, out)?.dispatch(gpu, variant, inputs, epi, out)
+    let conv = Conv::new(inputs, geom, epi, out)?;
+    if conv.dtype == DType::F16 {
+        check_reads_f16(gpu, "conv2d")?;
+    }
+    conv.dispatch(gpu, variant, inputs, epi, out)
+}
+
+/// Errors, naming `what`, unless `gpu` can run the f16-weight kernels ([`Gpu::reads_f16`]).
+pub(crate) fn check_reads_f16(gpu: &Gpu, what: &str) -> Result<()> {
+    if gpu.reads_f16() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{what}: f16 weights need WGSL unpack2x16float, which {} does not offer \
+             (wgpu's SHADER_F16_IN_F32); keep them f32",
+            gpu.describe()
+        )))
+    }
+}
+
+/// Errors unless every tensor of a conv but the packed weight is f32 (the weight may be f32 or
+/// f16).
+pub(crate) fn check_dtypes(
+    op: &str,
+    inputs: Conv2dInputs,
+    epi: &Epilogue,
+    out: &Tensor,
+) -> Result<()> {
+    let tensors = [
+        ("x", Some(inputs.x)),
+        ("bias", Some(inputs.bias)),
+        ("temb", epi.temb),
+        ("residual", epi.residual),
+        ("output", Some(out)),
+    ];
+    for (name, t) in tensors {
+        if let Some(t) = t {
+            t.expect_f32(&format!("{op} {name}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// A checked convolution: its shapes and kernel parameters, independent of the variant.
@@ -308,10 +415,13 @@ struct Conv {
     k: usize,
     x_shape: Vec<usize>,
     out_shape: [usize; 4],
+    /// The packed weight's storage.
+    dtype: DType,
 }
 
 impl Conv {
     fn new(inputs: Conv2dInputs, geom: Conv2dGeom, epi: &Epilogue, out: &Tensor) -> Result<Self> {
+        check_dtypes("conv2d", inputs, epi, out)?;
         let Conv2dInputs { x, w, bias } = inputs;
         let &[cout] = &bias.shape[..] else {
             return Err(Error::Invalid(format!(
@@ -321,13 +431,18 @@ impl Conv {
         };
         let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
             return Err(Error::Invalid(format!(
-            "conv2d weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {:?}",
-            w.shape
-        )));
+                "conv2d weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), \
+                 got {} {:?}",
+                w.dtype.name(),
+                w.shape
+            )));
         };
         if cq != cout.div_ceil(4) {
             return Err(Error::Shape {
-                what: format!("packed conv2d weight for Cout = {cout} (bias)"),
+                what: format!(
+                    "packed {} conv2d weight for Cout = {cout} (bias)",
+                    w.dtype.name()
+                ),
                 expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
                 got: w.shape.clone(),
             });
@@ -388,20 +503,27 @@ impl Conv {
             k,
             x_shape: x.shape.clone(),
             out_shape,
+            dtype: w.dtype,
         })
     }
 
-    /// The key of this shape for variant choices: every dimension the kernels depend on.
+    /// The key of this shape for variant choices: every dimension the kernels depend on, and
+    /// the weight storage (f32 keys carry none, as before f16 storage existed, so that choices
+    /// pinned in checkpoints still apply).
     fn key(&self) -> String {
         let g = self.geom;
         format!(
-            "conv2d {:?} -> {:?} k{} s{} pad{:?}{}",
+            "conv2d {:?} -> {:?} k{} s{} pad{:?}{}{}",
             self.x_shape,
             self.out_shape,
             self.k,
             g.stride,
             g.pad,
-            if g.upsample { " up" } else { "" }
+            if g.upsample { " up" } else { "" },
+            match self.dtype {
+                DType::F32 => "",
+                DType::F16 => " w:f16",
+            }
         )
     }
 
@@ -461,7 +583,7 @@ impl Conv {
         epi: &Epilogue,
         out: &Tensor,
     ) -> Result<Dispatch> {
-        let Some(entries) = variant.entries() else {
+        let Some(entries) = variant.entries(self.dtype) else {
             return super::conv2d_tiled::conv2d_tiled(gpu, inputs, self.geom, epi, out);
         };
         let Conv2dInputs { x, w, bias } = inputs;
@@ -541,7 +663,14 @@ fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
         conv.k,
         4,
     ];
-    let w = Tensor::from_slice(gpu, &w_shape, &wave(w_shape.iter().product()), "tune w")?;
+    let values = wave(w_shape.iter().product());
+    let w = match conv.dtype {
+        DType::F32 => Tensor::from_slice(gpu, &w_shape, &values, "tune w")?,
+        DType::F16 => {
+            let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Tensor::from_f16(gpu, &w_shape, &halves, "tune w")?
+        }
+    };
     let b = Tensor::zeros(gpu, &[p.cout as usize], "tune b")?;
     let out = Tensor::zeros(gpu, &conv.out_shape, "tune out")?;
     let inputs = Conv2dInputs {
@@ -567,8 +696,11 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
     let mut out = Vec::new();
     for (variant, e, wg) in [
         ("REG", &REG, REG_WG),
+        ("REG_F16", &REG_F16, REG_WG),
         ("SUBGROUP", &SUBGROUP, SUBGROUP_WG),
+        ("SUBGROUP_F16", &SUBGROUP_F16, SUBGROUP_WG),
         ("SUBGROUP16", &SUBGROUP16, SUBGROUP_WG),
+        ("SUBGROUP16_F16", &SUBGROUP16_F16, SUBGROUP_WG),
     ] {
         for (field, spec) in [
             ("k3s1", &e.k3s1),
@@ -635,7 +767,14 @@ mod tests {
         }
     }
 
-    fn check(c: &Case, seed: u64) {
+    /// `v` rounded to f16 and back (what an f16 weight holds).
+    pub(crate) fn f16_rounded(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+    }
+
+    /// Runs case `c` through every available variant with the weight stored as `dtype`, against
+    /// the CPU reference on the same (for f16: f16-rounded) weights.
+    fn check(c: &Case, seed: u64, dtype: DType) {
         let gpu = gpu();
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
@@ -645,6 +784,11 @@ mod tests {
             w_shape.iter().product(),
             1.0 / ((c.cin * c.k * c.k) as f32).sqrt(),
         );
+        // The GPU gets the f32 values (upload_weight_as rounds them), the reference the halves.
+        let w_ref = match dtype {
+            DType::F32 => w.clone(),
+            DType::F16 => f16_rounded(&w),
+        };
         let b = rng.normals(c.cout, 0.5);
         let out_shape = c.geom.output_shape(&x_shape, &w_shape).unwrap();
         let temb = c.temb.then(|| rng.normals(c.n * c.cout, 1.0));
@@ -655,7 +799,7 @@ mod tests {
         let inputs = cpu::conv2d::Conv2dInputs {
             x: &x,
             x_shape,
-            w: &w,
+            w: &w_ref,
             w_shape,
             bias: &b,
         };
@@ -673,7 +817,10 @@ mod tests {
         }
 
         let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
-        let tw = upload_weight(gpu, &w, w_shape, "w").unwrap();
+        let tw = upload_weight_as(gpu, &w, w_shape, dtype, "w").unwrap();
+        assert_eq!(tw.dtype, dtype);
+        let packed = c.cout.div_ceil(4) * 4 * c.cin * c.k * c.k;
+        assert_eq!(tw.bytes(), dtype.bytes_of(packed));
         let tb = Tensor::from_slice(gpu, &[c.cout], &b, "b").unwrap();
         let tt = temb
             .as_ref()
@@ -703,8 +850,9 @@ mod tests {
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
             let what = format!(
-                "conv2d[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
+                "conv2d[{} {}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
                 v.name(),
+                dtype.name(),
                 c.n,
                 c.cin,
                 c.cout,
@@ -737,83 +885,116 @@ mod tests {
         }
     }
 
-    fn check_all(cases: &[Case], seed: u64) {
+    fn check_all(cases: &[Case], seed: u64, dtype: DType) {
         for (i, c) in cases.iter().enumerate() {
-            check(c, seed + i as u64);
+            check(c, seed + i as u64, dtype);
         }
     }
 
     #[test]
     fn conv2d_3x3_matches_cpu() {
-        let same = Conv2dGeom::same(3);
-        check_all(
-            &[
-                case(1, 1, 1, 1, 1, 3, same),
-                case(1, 3, 5, 7, 9, 3, same),
-                case(2, 4, 8, 8, 8, 3, same),
-                case(3, 5, 13, 5, 11, 3, same),
-                case(1, 17, 9, 13, 6, 3, same),
-                case(1, 20, 17, 17, 19, 3, same),
-                case(1, 8, 16, 4, 4, 3, g(1, [0; 4], false)),
-                case(2, 3, 6, 6, 7, 3, g(1, [2, 0, 1, 2], false)),
-                // Many tiles (whole and partial subgroups), several channel blocks, Cout % 8 ≠ 0.
-                case(3, 7, 21, 29, 35, 3, same),
-            ],
-            10,
-        );
+        check_all(&cases_3x3(), 10, DType::F32);
+    }
+
+    #[test]
+    fn conv2d_f16_3x3_matches_cpu() {
+        check_all(&cases_3x3(), 10, DType::F16);
     }
 
     #[test]
     fn conv2d_1x1_matches_cpu() {
-        let same = Conv2dGeom::same(1);
-        check_all(
-            &[
-                case(1, 1, 1, 1, 1, 1, same),
-                case(2, 6, 10, 5, 7, 1, same),
-                case(1, 12, 3, 9, 9, 1, same),
-                case(1, 33, 20, 6, 17, 1, same),
-                case(2, 5, 6, 7, 5, 1, g(2, [0; 4], false)),
-                case(1, 3, 4, 3, 5, 1, g(1, [1, 2, 0, 1], false)),
-            ],
-            20,
-        );
+        check_all(&cases_1x1(), 20, DType::F32);
+    }
+
+    #[test]
+    fn conv2d_f16_1x1_matches_cpu() {
+        check_all(&cases_1x1(), 20, DType::F16);
     }
 
     #[test]
     fn conv2d_stride2_matches_cpu() {
-        check_all(
-            &[
-                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1)),
-                case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1)),
-                case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0)),
-                case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0)),
-                case(1, 9, 10, 19, 21, 3, Conv2dGeom::downsample(0)),
-                case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1)),
-            ],
-            30,
-        );
+        check_all(&cases_stride2(), 30, DType::F32);
+    }
+
+    #[test]
+    fn conv2d_f16_stride2_matches_cpu() {
+        check_all(&cases_stride2(), 30, DType::F16);
     }
 
     #[test]
     fn conv2d_upsample_matches_cpu() {
-        let up = Conv2dGeom::upsample();
-        check_all(
-            &[
-                case(1, 4, 4, 4, 4, 3, up),
-                case(2, 3, 5, 3, 5, 3, up),
-                case(1, 6, 9, 1, 1, 3, up),
-                case(1, 9, 12, 5, 3, 3, up),
-                // Not the Upsample2D fast path: other padding, stride 2, 1×1.
-                case(1, 3, 4, 3, 4, 3, g(1, [0, 1, 2, 0], true)),
-                case(2, 3, 5, 3, 5, 3, g(2, [1; 4], true)),
-                case(1, 5, 6, 3, 2, 1, g(1, [0; 4], true)),
-            ],
-            40,
-        );
+        check_all(&cases_upsample(), 40, DType::F32);
+    }
+
+    #[test]
+    fn conv2d_f16_upsample_matches_cpu() {
+        check_all(&cases_upsample(), 40, DType::F16);
     }
 
     #[test]
     fn conv2d_epilogue_matches_cpu() {
+        epilogue_cases(DType::F32);
+    }
+
+    #[test]
+    fn conv2d_f16_epilogue_matches_cpu() {
+        epilogue_cases(DType::F16);
+    }
+
+    fn cases_3x3() -> Vec<Case> {
+        let same = Conv2dGeom::same(3);
+        vec![
+            case(1, 1, 1, 1, 1, 3, same),
+            case(1, 3, 5, 7, 9, 3, same),
+            case(2, 4, 8, 8, 8, 3, same),
+            case(3, 5, 13, 5, 11, 3, same),
+            case(1, 17, 9, 13, 6, 3, same),
+            case(1, 20, 17, 17, 19, 3, same),
+            case(1, 8, 16, 4, 4, 3, g(1, [0; 4], false)),
+            case(2, 3, 6, 6, 7, 3, g(1, [2, 0, 1, 2], false)),
+            // Many tiles (whole and partial subgroups), several channel blocks, Cout % 8 ≠ 0.
+            case(3, 7, 21, 29, 35, 3, same),
+        ]
+    }
+
+    fn cases_1x1() -> Vec<Case> {
+        let same = Conv2dGeom::same(1);
+        vec![
+            case(1, 1, 1, 1, 1, 1, same),
+            case(2, 6, 10, 5, 7, 1, same),
+            case(1, 12, 3, 9, 9, 1, same),
+            case(1, 33, 20, 6, 17, 1, same),
+            case(2, 5, 6, 7, 5, 1, g(2, [0; 4], false)),
+            case(1, 3, 4, 3, 5, 1, g(1, [1, 2, 0, 1], false)),
+        ]
+    }
+
+    fn cases_stride2() -> Vec<Case> {
+        vec![
+            case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(1)),
+            case(2, 3, 6, 7, 9, 3, Conv2dGeom::downsample(1)),
+            case(1, 4, 4, 8, 8, 3, Conv2dGeom::downsample(0)),
+            case(2, 5, 7, 9, 6, 3, Conv2dGeom::downsample(0)),
+            case(1, 9, 10, 19, 21, 3, Conv2dGeom::downsample(0)),
+            case(1, 2, 3, 1, 1, 3, Conv2dGeom::downsample(1)),
+        ]
+    }
+
+    fn cases_upsample() -> Vec<Case> {
+        let up = Conv2dGeom::upsample();
+        vec![
+            case(1, 4, 4, 4, 4, 3, up),
+            case(2, 3, 5, 3, 5, 3, up),
+            case(1, 6, 9, 1, 1, 3, up),
+            case(1, 9, 12, 5, 3, 3, up),
+            // Not the Upsample2D fast path: other padding, stride 2, 1×1.
+            case(1, 3, 4, 3, 4, 3, g(1, [0, 1, 2, 0], true)),
+            case(2, 3, 5, 3, 5, 3, g(2, [1; 4], true)),
+            case(1, 5, 6, 3, 2, 1, g(1, [0; 4], true)),
+        ]
+    }
+
+    fn epilogue_cases(dtype: DType) {
         let mut cases = [
             case(2, 5, 7, 6, 9, 3, Conv2dGeom::same(3)),
             case(3, 4, 9, 5, 5, 1, Conv2dGeom::same(1)),
@@ -825,11 +1006,11 @@ mod tests {
             c.residual = i != 2;
             c.out_scale = [0.5, std::f32::consts::FRAC_1_SQRT_2, 2.0, -1.5][i];
         }
-        check_all(&cases, 50);
+        check_all(&cases, 50, dtype);
         for c in cases.iter_mut() {
             c.accumulate = true;
         }
-        check_all(&cases, 60);
+        check_all(&cases, 60, dtype);
     }
 
     #[test]
@@ -991,6 +1172,78 @@ mod tests {
         );
         assert!(
             e.contains("shape mismatch for packed conv2d weight: expected [2, 1, 3, 3, 4]"),
+            "{e}"
+        );
+    }
+
+    /// f16 tensors where f32 ones belong, f16 weights of the wrong shape and values f16 cannot
+    /// hold are clear errors, in both the register-blocked and the tiled op.
+    #[test]
+    fn conv2d_rejects_wrong_storage() {
+        let gpu = gpu();
+        let z = |shape: &[usize]| Tensor::zeros(gpu, shape, "t").unwrap();
+        let h = |shape: &[usize]| {
+            let n = shape.iter().product();
+            Tensor::from_f16(gpu, shape, &vec![half::f16::ZERO; n], "h").unwrap()
+        };
+        let x = z(&[1, 4, 8, 8]);
+        let w = h(&[2, 4, 3, 3, 4]);
+        let b = z(&[6]);
+        let out = z(&[1, 6, 8, 8]);
+        let same = Conv2dGeom::same(3);
+        let none = Epilogue::default();
+        let run = |x: &Tensor, w: &Tensor, b: &Tensor, e: &Epilogue, o: &Tensor| {
+            conv2d(gpu, Conv2dInputs { x, w, bias: b }, same, e, o)
+        };
+        let tiled = |x: &Tensor, w: &Tensor, b: &Tensor, e: &Epilogue, o: &Tensor| {
+            let inputs = Conv2dInputs { x, w, bias: b };
+            crate::ops::conv2d_tiled::conv2d_tiled(gpu, inputs, same, e, o)
+        };
+        assert!(run(&x, &w, &b, &none, &out).is_ok());
+        assert!(tiled(&x, &w, &b, &none, &out).is_ok());
+
+        let e = err_text(run(&h(&[1, 4, 8, 8]), &w, &b, &none, &out), "f16 x");
+        assert!(
+            e.contains("conv2d x must be an f32 tensor, got f16 [1, 4, 8, 8]"),
+            "{e}"
+        );
+        let e = err_text(run(&x, &w, &h(&[6]), &none, &out), "f16 bias");
+        assert!(e.contains("conv2d bias must be an f32 tensor"), "{e}");
+        let e = err_text(run(&x, &w, &b, &none, &h(&[1, 6, 8, 8])), "f16 out");
+        assert!(e.contains("conv2d output must be an f32 tensor"), "{e}");
+        let r = h(&[1, 6, 8, 8]);
+        let with_res = Epilogue {
+            residual: Some(&r),
+            ..none
+        };
+        let e = err_text(tiled(&x, &w, &b, &with_res, &out), "f16 residual (tiled)");
+        assert!(
+            e.contains("conv2d_tiled residual must be an f32 tensor"),
+            "{e}"
+        );
+        // f16 weights of the wrong shape name their storage.
+        let e = err_text(run(&x, &h(&[1, 4, 3, 3, 4]), &b, &none, &out), "quads");
+        assert!(
+            e.contains("packed f16 conv2d weight for Cout = 6 (bias): expected [2, 4, 3, 3, 4]"),
+            "{e}"
+        );
+        let e = err_text(tiled(&x, &h(&[6, 4, 3, 3]), &b, &none, &out), "unpacked");
+        assert!(
+            e.contains("must be packed") && e.contains("got f16 [6, 4, 3, 3]"),
+            "{e}"
+        );
+        // Uploads: values beyond f16's range, and f32 writes into an f16 tensor.
+        let e = err_text(
+            upload_weight_as(gpu, &[1.0, 7e4], [2, 1, 1, 1], DType::F16, "big"),
+            "7e4 in f16",
+        );
+        assert!(
+            e.contains("conv2d weight big: 70000 is beyond f16's range"),
+            "{e}"
+        );
+        let e = err_text(w.write(gpu, &vec![0.0; w.numel()]), "f32 write into f16");
+        assert!(
+            e.contains("tensor write must be an f32 tensor, got f16"),
             "{e}"
         );
     }

@@ -12,9 +12,11 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
+    grid, uniform_params, Access, DType, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
 };
-use crate::ops::conv2d::{check_supported, Conv2dInputs, Epilogue};
+use crate::ops::conv2d::{
+    check_dtypes, check_reads_f16, check_supported, with_weights, Conv2dInputs, Epilogue,
+};
 use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
@@ -27,18 +29,23 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite, // out
 ];
 
-const fn spec(entry: &'static str) -> KernelSpec {
+const fn spec(name: &'static str, source: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
-        name: "conv2d_tiled",
-        source: include_str!("../../shaders/conv2d_tiled.wgsl"),
+        name,
+        source,
         entry,
         bindings: BINDINGS,
         params: &Params::LAYOUT,
     }
 }
 
-const K1: KernelSpec = spec("conv_tiled_k1");
-const K3: KernelSpec = spec("conv_tiled_k3");
+const SOURCE: &str = with_weights!("f32", "conv2d_tiled.wgsl");
+const SOURCE_F16: &str = with_weights!("f16", "conv2d_tiled.wgsl");
+const K1: KernelSpec = spec("conv2d_tiled", SOURCE, "conv_tiled_k1");
+const K3: KernelSpec = spec("conv2d_tiled", SOURCE, "conv_tiled_k3");
+/// The same kernels reading f16 weights.
+const K1_F16: KernelSpec = spec("conv2d_tiled_f16", SOURCE_F16, "conv_tiled_k1");
+const K3_F16: KernelSpec = spec("conv2d_tiled_f16", SOURCE_F16, "conv_tiled_k3");
 
 /// Workgroup shape (`TX × TY` invocations), output tile (`BM` channels × `BN` pixels) and K-step
 /// `BK`. Must match the constants of the shader.
@@ -93,7 +100,7 @@ fn to_u32(what: &str, v: usize) -> Result<u32> {
 
 /// Exactly [`crate::ops::conv2d::conv2d`] (same arguments, checks and result:
 /// `out = (conv(x, w) + bias + temb + residual) * out_scale`, `w` packed by
-/// [`crate::ops::conv_pack::pack_weight`], k ∈ {1, 3}, stride ∈ {1, 2}, any padding, optional
+/// [`crate::ops::conv_pack::pack_weight`] and stored as f32 or f16, k ∈ {1, 3}, stride ∈ {1, 2}, any padding, optional
 /// upsampling), computed by the workgroup-tiled implicit-GEMM kernel. `out` must not be any of
 /// the inputs. The device must satisfy [`tiled_fits`].
 pub fn conv2d_tiled(
@@ -103,6 +110,10 @@ pub fn conv2d_tiled(
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    check_dtypes("conv2d_tiled", inputs, epi, out)?;
+    if inputs.w.dtype == DType::F16 {
+        check_reads_f16(gpu, "conv2d_tiled")?;
+    }
     let Conv2dInputs { x, w, bias } = inputs;
     let &[cout] = &bias.shape[..] else {
         return Err(Error::Invalid(format!(
@@ -113,13 +124,17 @@ pub fn conv2d_tiled(
     let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
         return Err(Error::Invalid(format!(
             "conv2d_tiled weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), \
-             got {:?}",
+             got {} {:?}",
+            w.dtype.name(),
             w.shape
         )));
     };
     if cq != cout.div_ceil(4) {
         return Err(Error::Shape {
-            what: format!("packed conv2d_tiled weight for Cout = {cout} (bias)"),
+            what: format!(
+                "packed {} conv2d_tiled weight for Cout = {cout} (bias)",
+                w.dtype.name()
+            ),
             expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
             got: w.shape.clone(),
         });
@@ -179,7 +194,12 @@ pub fn conv2d_tiled(
     };
     let temb = epi.temb.unwrap_or(bias);
     let residual = epi.residual.unwrap_or(bias);
-    let spec = if k == 1 { &K1 } else { &K3 };
+    let spec = match (k, w.dtype) {
+        (1, DType::F32) => &K1,
+        (_, DType::F32) => &K3,
+        (1, DType::F16) => &K1_F16,
+        (_, DType::F16) => &K3_F16,
+    };
     Ok(gpu.dispatch(
         spec,
         &params,
@@ -199,31 +219,30 @@ pub fn conv2d_tiled(
 #[cfg(test)]
 pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
     use crate::gpu::kernel_check;
-    vec![
-        kernel_check!(K1)
-            .workgroup_size([TX, TY])
-            .shader_const("TX", TX)
-            .shader_const("TY", TY)
-            .shader_const("BM", BM)
-            .shader_const("BN", BN)
-            .shader_const("BK", BK)
-            .workgroup_bytes(WORKGROUP_BYTES),
-        kernel_check!(K3)
-            .workgroup_size([TX, TY])
-            .shader_const("TX", TX)
-            .shader_const("TY", TY)
-            .shader_const("BM", BM)
-            .shader_const("BN", BN)
-            .shader_const("BK", BK)
-            .workgroup_bytes(WORKGROUP_BYTES),
+    [
+        kernel_check!(K1),
+        kernel_check!(K3),
+        kernel_check!(K1_F16),
+        kernel_check!(K3_F16),
     ]
+    .into_iter()
+    .map(|k| {
+        k.workgroup_size([TX, TY])
+            .shader_const("TX", TX)
+            .shader_const("TY", TY)
+            .shader_const("BM", BM)
+            .shader_const("BN", BN)
+            .shader_const("BK", BK)
+            .workgroup_bytes(WORKGROUP_BYTES)
+    })
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::ops::conv2d::upload_weight;
+    use crate::ops::conv2d::{upload_weight, upload_weight_as};
     use crate::testing::{assert_close, gpu, Rng};
 
     struct Case {
@@ -262,8 +281,9 @@ mod tests {
         }
     }
 
-    /// Runs one case through the tiled kernel and the CPU reference and compares them.
-    fn check(c: &Case, seed: u64) {
+    /// Runs one case through the tiled kernel (weights stored as `dtype`) and the CPU reference
+    /// (on the same, for f16 f16-rounded, weights) and compares them.
+    fn check(c: &Case, seed: u64, dtype: DType) {
         let gpu = gpu();
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
@@ -279,10 +299,14 @@ mod tests {
         let res = c
             .residual
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
+        let w_ref: Vec<f32> = match dtype {
+            DType::F32 => w.clone(),
+            DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+        };
         let inputs = cpu::conv2d::Conv2dInputs {
             x: &x,
             x_shape,
-            w: &w,
+            w: &w_ref,
             w_shape,
             bias: &b,
         };
@@ -295,7 +319,8 @@ mod tests {
         assert_eq!(shape, out_shape);
 
         let tx = Tensor::from_slice(gpu, &x_shape, &x, "x").unwrap();
-        let tw = upload_weight(gpu, &w, w_shape, "w").unwrap();
+        let tw = upload_weight_as(gpu, &w, w_shape, dtype, "w").unwrap();
+        assert_eq!(tw.dtype, dtype);
         let tb = Tensor::from_slice(gpu, &[c.cout], &b, "b").unwrap();
         let tt = temb
             .as_ref()
@@ -321,15 +346,25 @@ mod tests {
         pollster::block_on(gpu.run(&[d])).unwrap();
         let got = out.read_blocking(gpu).unwrap();
         let what = format!(
-            "conv2d_tiled N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
-            c.n, c.cin, c.cout, c.h, c.w, c.k, c.geom, c.temb, c.residual, c.out_scale
+            "conv2d_tiled[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
+            dtype.name(),
+            c.n,
+            c.cin,
+            c.cout,
+            c.h,
+            c.w,
+            c.k,
+            c.geom,
+            c.temb,
+            c.residual,
+            c.out_scale
         );
         assert_close(&got, &want, 1e-4, 1e-4, &what);
     }
 
-    fn check_all(cases: &[Case], seed: u64) {
+    fn check_all(cases: &[Case], seed: u64, dtype: DType) {
         for (i, c) in cases.iter().enumerate() {
-            check(c, seed + i as u64);
+            check(c, seed + i as u64, dtype);
         }
     }
 
@@ -338,22 +373,32 @@ mod tests {
 
     #[test]
     fn tiled_multi_tile_matches_cpu() {
-        check_all(
-            &[
-                case(3, 33, 131, 13, 6, 3, Conv2dGeom::same(3)),
-                case(2, 5, 65, 17, 19, 3, Conv2dGeom::same(3)),
-                case(2, 20, 129, 11, 13, 1, Conv2dGeom::same(1)),
-                case(1, 17, 67, 19, 17, 3, Conv2dGeom::downsample(1)),
-                case(2, 13, 66, 7, 9, 3, Conv2dGeom::upsample()),
-            ],
-            160,
-        );
+        check_all(&multi_tile_cases(), 160, DType::F32);
+    }
+
+    #[test]
+    fn tiled_f16_multi_tile_matches_cpu() {
+        check_all(&multi_tile_cases(), 160, DType::F16);
+    }
+
+    fn multi_tile_cases() -> Vec<Case> {
+        vec![
+            case(3, 33, 131, 13, 6, 3, Conv2dGeom::same(3)),
+            case(2, 5, 65, 17, 19, 3, Conv2dGeom::same(3)),
+            case(2, 20, 129, 11, 13, 1, Conv2dGeom::same(1)),
+            case(1, 17, 67, 19, 17, 3, Conv2dGeom::downsample(1)),
+            case(2, 13, 66, 7, 9, 3, Conv2dGeom::upsample()),
+        ]
     }
 
     /// More than 65535 workgroups, so the grid folds into y (65536 + 64 pixel tiles).
     #[test]
     fn tiled_folded_grid_matches_cpu() {
-        check(&case(1, 1, 3, 2049, 2048, 1, Conv2dGeom::same(1)), 170);
+        check(
+            &case(1, 1, 3, 2049, 2048, 1, Conv2dGeom::same(1)),
+            170,
+            DType::F32,
+        );
     }
 
     #[test]

@@ -9,8 +9,18 @@ use super::files::{mb, ModelFiles};
 use crate::error::{Error, Result};
 use crate::generation::Generator;
 use crate::gpu::Gpu;
-use crate::model::{UNet, UNetConfig, Weights};
+use crate::model::{gpu_weight_bytes, GpuWeights, UNet, UNetConfig, WeightBytes, Weights};
 use crate::schedule::SchedulerConfig;
+
+/// The page's line for the weights' GPU memory (what [`Engine`] uploads, [`GpuWeights::Auto`]),
+/// e.g. `0.9 MB of weights (0.8 MB of them f16)` or `1.7 MB of f32 weights`.
+fn gpu_weights_fact(b: &WeightBytes) -> String {
+    if b.f16 == 0 {
+        format!("{} of f32 weights", mb(b.total))
+    } else {
+        format!("{} of weights ({} of them f16)", mb(b.total), mb(b.f16))
+    }
+}
 
 /// A model the page has loaded: validated files, ready to be put on a GPU.
 pub struct Model {
@@ -85,8 +95,8 @@ impl Model {
             (
                 "on the GPU".into(),
                 format!(
-                    "{} of f32 weights; {:.2} GFLOP per image and step",
-                    mb(weights.num_params() as u64 * 4),
+                    "{}; {:.2} GFLOP per image and step",
+                    gpu_weights_fact(&gpu_weight_bytes(&config, &weights, GpuWeights::Auto)?),
                     config.forward_flops(1) as f64 / 1e9
                 ),
             ),
