@@ -77,8 +77,17 @@ pub enum Error {
          checkpoint is kept"
     )]
     Diverged { step: u64, loss: f32 },
-    /// Any other invalid argument, not yet typed: conv2d's own operand checks and geometry
-    /// (`Conv2dGeom::output_shape`), an output aliasing another binding, an unprepared generator.
+    /// An op's output shares its buffer with another of its bindings (`other`: an input or a
+    /// second output), which a dispatch must not do.
+    #[error(
+        "{op}: {output} and {other} are the same buffer (an output must not alias another binding)"
+    )]
+    Alias {
+        op: String,
+        output: String,
+        other: String,
+    },
+    /// Any other invalid argument, not yet typed (an unprepared generator).
     #[error("{0}")]
     Invalid(String),
     /// I/O with the path that failed. The I/O error is part of the message, not a separate

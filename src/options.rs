@@ -73,19 +73,25 @@ impl Conv2dGeom {
     /// output shape `[N, Cout, Ho, Wo]`. Shared by the CPU reference and the GPU ops.
     pub fn output_shape(self, x: &[usize], w: &[usize]) -> Result<[usize; 4]> {
         let &[n, cin, h, wd] = x else {
-            return Err(Error::Invalid(format!(
-                "conv2d input must be 4-D [N, Cin, H, W], got {x:?}"
-            )));
+            return Err(Error::operand(
+                "conv2d",
+                "x",
+                format!("must be 4-D [N, Cin, H, W], got {x:?}"),
+            ));
         };
         let &[cout, wcin, kh, kw] = w else {
-            return Err(Error::Invalid(format!(
-                "conv2d weight must be 4-D [Cout, Cin, k, k], got {w:?}"
-            )));
+            return Err(Error::operand(
+                "conv2d",
+                "weight",
+                format!("must be 4-D [Cout, Cin, k, k], got {w:?}"),
+            ));
         };
         if x.contains(&0) || w.contains(&0) {
-            return Err(Error::Invalid(format!(
-                "conv2d: empty tensor (input {x:?}, weight {w:?})"
-            )));
+            return Err(Error::operand(
+                "conv2d",
+                "x",
+                format!("empty tensor (input {x:?}, weight {w:?})"),
+            ));
         }
         if wcin != cin || kh != kw {
             return Err(Error::Shape {
@@ -95,14 +101,17 @@ impl Conv2dGeom {
             });
         }
         if self.stride == 0 {
-            return Err(Error::Invalid("conv2d: stride must be ≥ 1".into()));
+            return Err(Error::operand("conv2d", "stride", "must be ≥ 1"));
         }
         let (ho, wo) = self.out_hw(h, wd, kh);
         if ho == 0 || wo == 0 {
-            return Err(Error::Invalid(format!(
-                "conv2d: input {h}×{wd} (upsample {}) padded by {:?} is smaller than the {kh}×{kh} kernel",
-                self.upsample, self.pad
-            )));
+            return Err(Error::unsupported(
+                "conv2d",
+                format!(
+                    "input {h}×{wd} (upsample {}) padded by {:?} is smaller than the {kh}×{kh} kernel",
+                    self.upsample, self.pad
+                ),
+            ));
         }
         Ok([n, cout, ho, wo])
     }

@@ -60,16 +60,16 @@ impl Tensor {
         self.dtype.bytes_of(self.numel())
     }
 
-    /// Errors, naming `what`, unless the tensor stores f32 (every op's operands but the conv
-    /// kernels' packed weights).
-    pub fn expect_f32(&self, what: &str) -> Result<()> {
+    /// Errors, naming the op and operand, unless the tensor stores f32 (every op's operands but
+    /// the conv kernels' packed weights).
+    pub fn expect_f32(&self, op: &str, operand: &'static str) -> Result<()> {
         match self.dtype {
             DType::F32 => Ok(()),
-            d => Err(Error::Invalid(format!(
-                "{what} must be an f32 tensor, got {} {:?}",
-                d.name(),
-                self.shape
-            ))),
+            d => Err(Error::operand(
+                op,
+                operand,
+                format!("must be an f32 tensor, got {} {:?}", d.name(), self.shape),
+            )),
         }
     }
 
@@ -144,7 +144,7 @@ impl Tensor {
     /// Overwrites the contents of an f32 tensor with `data` (queued; visible to the next
     /// submission).
     pub fn write(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
-        self.expect_f32("tensor write")?;
+        self.expect_f32("write", "tensor")?;
         if data.len() != self.numel() {
             return Err(Error::Shape {
                 what: "tensor write".into(),

@@ -45,10 +45,13 @@ impl GpuWeights {
             "auto" => Ok(GpuWeights::Auto),
             "f32" => Ok(GpuWeights::F32),
             "f16" => Ok(GpuWeights::F16),
-            other => Err(Error::Invalid(format!(
-                "GPU weight storage `{other}`: expected one of {}",
-                Self::NAMES.join(", ")
-            ))),
+            other => Err(Error::Setting {
+                name: "gpu weights",
+                reason: format!(
+                    "GPU weight storage `{other}`: expected one of {}",
+                    Self::NAMES.join(", ")
+                ),
+            }),
         }
     }
 

@@ -284,9 +284,10 @@ pub(crate) fn check_supported(op: &str, k: usize, stride: usize) -> Result<()> {
     if matches!(k, 1 | 3) && matches!(stride, 1 | 2) {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "{op}: GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {stride}"
-        )))
+        Err(Error::unsupported(
+            op,
+            format!("GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {stride}"),
+        ))
     }
 }
 
@@ -315,9 +316,11 @@ pub fn upload_weight_as(
                 .iter()
                 .find(|v| v.is_finite() && v.abs() > half::f16::MAX.to_f32())
             {
-                return Err(Error::Invalid(format!(
-                    "conv2d weight {label}: {v} is beyond f16's range (±65504); keep it in f32"
-                )));
+                return Err(Error::operand(
+                    "conv2d",
+                    "weight",
+                    format!("{label}: {v} is beyond f16's range (±65504); keep it in f32"),
+                ));
             }
             let halves: Vec<half::f16> = packed.iter().map(|&v| half::f16::from_f32(v)).collect();
             Tensor::from_f16(gpu, &shape, &halves, label)
@@ -359,11 +362,14 @@ pub fn conv2d_variant(
     out: &Tensor,
 ) -> Result<Dispatch> {
     if !variant.available(gpu) {
-        return Err(Error::Invalid(format!(
-            "conv2d: variant {} is not available on {}",
-            variant.name(),
-            gpu.describe()
-        )));
+        return Err(Error::unsupported(
+            "conv2d",
+            format!(
+                "variant {} is not available on {}",
+                variant.name(),
+                gpu.describe()
+            ),
+        ));
     }
     let conv = Conv::new(inputs, geom, epi, out)?;
     if conv.dtype == DType::F16 {
@@ -377,11 +383,14 @@ pub(crate) fn check_reads_f16(gpu: &Gpu, what: &str) -> Result<()> {
     if gpu.reads_f16() {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
-            "{what}: f16 weights need WGSL unpack2x16float, which {} does not offer \
-             (wgpu's SHADER_F16_IN_F32); keep them f32",
-            gpu.describe()
-        )))
+        Err(Error::unsupported(
+            what,
+            format!(
+                "f16 weights need WGSL unpack2x16float, which {} does not offer \
+                 (wgpu's SHADER_F16_IN_F32); keep them f32",
+                gpu.describe()
+            ),
+        ))
     }
 }
 
@@ -402,7 +411,7 @@ pub(crate) fn check_dtypes(
     ];
     for (name, t) in tensors {
         if let Some(t) = t {
-            t.expect_f32(&format!("{op} {name}"))?;
+            t.expect_f32(op, name)?;
         }
     }
     Ok(())
@@ -424,18 +433,22 @@ impl Conv {
         check_dtypes("conv2d", inputs, epi, out)?;
         let Conv2dInputs { x, w, bias } = inputs;
         let &[cout] = &bias.shape[..] else {
-            return Err(Error::Invalid(format!(
-                "conv2d bias must be 1-D [Cout], got {:?}",
-                bias.shape
-            )));
+            return Err(Error::operand(
+                "conv2d",
+                "bias",
+                format!("must be 1-D [Cout], got {:?}", bias.shape),
+            ));
         };
         let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
-            return Err(Error::Invalid(format!(
-                "conv2d weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), \
-                 got {} {:?}",
-                w.dtype.name(),
-                w.shape
-            )));
+            return Err(Error::operand(
+                "conv2d",
+                "weight",
+                format!(
+                    "must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {} {:?}",
+                    w.dtype.name(),
+                    w.shape
+                ),
+            ));
         };
         if cq != cout.div_ceil(4) {
             return Err(Error::Shape {
@@ -567,10 +580,13 @@ impl Conv {
         let groups = (p.n as usize * p.tiles_img as usize).div_ceil(SUBGROUP_WG);
         let [x, z, _] = grid(to_u32("workgroups", groups)?);
         if p.co_blocks > MAX_WORKGROUPS_PER_DIM {
-            return Err(Error::Invalid(format!(
-                "conv2d: {} channel blocks exceed {MAX_WORKGROUPS_PER_DIM}",
-                p.co_blocks
-            )));
+            return Err(Error::unsupported(
+                "conv2d",
+                format!(
+                    "{} channel blocks exceed {MAX_WORKGROUPS_PER_DIM}",
+                    p.co_blocks
+                ),
+            ));
         }
         Ok([x, p.co_blocks, z])
     }
@@ -684,8 +700,9 @@ fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
 
 #[cfg(target_arch = "wasm32")]
 fn time_variant(_: &Gpu, _: &Conv, _: ConvVariant) -> Result<f64> {
-    Err(Error::Invalid(
-        "conv2d: no kernel timing in the browser".into(),
+    Err(Error::unsupported(
+        "conv2d",
+        "no kernel timing in the browser",
     ))
 }
 
@@ -1081,7 +1098,12 @@ mod tests {
             conv2d(gpu, Conv2dInputs { x, w, bias: b }, g, e, o)
         };
         let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
-        let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
+        let invalid = |r: Result<Dispatch>| {
+            matches!(
+                r,
+                Err(Error::Operand { .. } | Error::Unsupported { .. } | Error::Alias { .. })
+            )
+        };
         assert!(run(&x, &w, &b, same, &none, &out).is_ok());
 
         // Weight: Cin, quad count, unpacked layout, non-square, unsupported k.
@@ -1204,13 +1226,13 @@ mod tests {
 
         let e = err_text(run(&h(&[1, 4, 8, 8]), &w, &b, &none, &out), "f16 x");
         assert!(
-            e.contains("conv2d x must be an f32 tensor, got f16 [1, 4, 8, 8]"),
+            e.contains("conv2d: x: must be an f32 tensor, got f16 [1, 4, 8, 8]"),
             "{e}"
         );
         let e = err_text(run(&x, &w, &h(&[6]), &none, &out), "f16 bias");
-        assert!(e.contains("conv2d bias must be an f32 tensor"), "{e}");
+        assert!(e.contains("conv2d: bias: must be an f32 tensor"), "{e}");
         let e = err_text(run(&x, &w, &b, &none, &h(&[1, 6, 8, 8])), "f16 out");
-        assert!(e.contains("conv2d output must be an f32 tensor"), "{e}");
+        assert!(e.contains("conv2d: output: must be an f32 tensor"), "{e}");
         let r = h(&[1, 6, 8, 8]);
         let with_res = Epilogue {
             residual: Some(&r),
@@ -1218,7 +1240,7 @@ mod tests {
         };
         let e = err_text(tiled(&x, &w, &b, &with_res, &out), "f16 residual (tiled)");
         assert!(
-            e.contains("conv2d_tiled residual must be an f32 tensor"),
+            e.contains("conv2d_tiled: residual: must be an f32 tensor"),
             "{e}"
         );
         // f16 weights of the wrong shape name their storage.
@@ -1238,12 +1260,12 @@ mod tests {
             "7e4 in f16",
         );
         assert!(
-            e.contains("conv2d weight big: 70000 is beyond f16's range"),
+            e.contains("conv2d: weight: big: 70000 is beyond f16's range"),
             "{e}"
         );
         let e = err_text(w.write(gpu, &vec![0.0; w.numel()]), "f32 write into f16");
         assert!(
-            e.contains("tensor write must be an f32 tensor, got f16"),
+            e.contains("write: tensor: must be an f32 tensor, got f16"),
             "{e}"
         );
     }

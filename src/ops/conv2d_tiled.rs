@@ -116,18 +116,22 @@ pub fn conv2d_tiled(
     }
     let Conv2dInputs { x, w, bias } = inputs;
     let &[cout] = &bias.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "conv2d_tiled bias must be 1-D [Cout], got {:?}",
-            bias.shape
-        )));
+        return Err(Error::operand(
+            "conv2d_tiled",
+            "bias",
+            format!("must be 1-D [Cout], got {:?}", bias.shape),
+        ));
     };
     let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
-        return Err(Error::Invalid(format!(
-            "conv2d_tiled weight must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), \
-             got {} {:?}",
-            w.dtype.name(),
-            w.shape
-        )));
+        return Err(Error::operand(
+            "conv2d_tiled",
+            "weight",
+            format!(
+                "must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {} {:?}",
+                w.dtype.name(),
+                w.shape
+            ),
+        ));
     };
     if cq != cout.div_ceil(4) {
         return Err(Error::Shape {
@@ -426,7 +430,12 @@ mod tests {
             conv2d_tiled(gpu, Conv2dInputs { x, w, bias: b }, g, e, o)
         };
         let shape_err = |r: Result<Dispatch>| matches!(r, Err(Error::Shape { .. }));
-        let invalid = |r: Result<Dispatch>| matches!(r, Err(Error::Invalid(_)));
+        let invalid = |r: Result<Dispatch>| {
+            matches!(
+                r,
+                Err(Error::Operand { .. } | Error::Unsupported { .. } | Error::Alias { .. })
+            )
+        };
         assert!(run(&x, &w, &b, same, &none, &out).is_ok());
         let w_cin = z(&[2, 3, 3, 3, 4]);
         assert!(shape_err(run(&x, &w_cin, &b, same, &none, &out)));

@@ -98,10 +98,11 @@ pub(crate) fn check_no_alias(
     for (i, (name, out)) in outs.iter().enumerate() {
         for (other, t) in ins.iter().chain(&outs[i + 1..]) {
             if out.buffer == t.buffer {
-                return Err(Error::Invalid(format!(
-                    "{op}: {name} and {other} are the same buffer (an output must not alias \
-                     another binding)"
-                )));
+                return Err(Error::Alias {
+                    op: op.to_string(),
+                    output: name.to_string(),
+                    other: other.to_string(),
+                });
             }
         }
     }
