@@ -112,6 +112,15 @@ impl Generator {
         Ok(self.plan_batch().expect("planned above") / copies)
     }
 
+    /// GPU memory the prepared run holds in weights and forward-pass activations (after buffer
+    /// reuse), for a memory estimate; `None` before [`Generator::prepare`].
+    pub fn memory(&self) -> Option<GpuMemory> {
+        self.plan.as_ref().map(|p| GpuMemory {
+            weights: self.unet.weight_bytes().total,
+            activations: p.activation_bytes,
+        })
+    }
+
     /// The batch of the recorded forward pass (twice the images when guided).
     fn plan_batch(&self) -> Option<usize> {
         self.plan.as_ref().map(|p| p.x().shape[0])
@@ -122,6 +131,25 @@ impl Generator {
             (Some(p), Some(s)) => Ok((p, s)),
             _ => Err(Error::Invalid("no sampler was prepared".into())),
         }
+    }
+}
+
+/// Bytes of GPU memory a prepared generation holds (see [`Generator::memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuMemory {
+    pub weights: u64,
+    pub activations: u64,
+}
+
+impl GpuMemory {
+    /// E.g. `GPU memory ≈ 143.0 MB weights + 25.2 MB activations`.
+    pub fn describe(&self) -> String {
+        let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+        format!(
+            "GPU memory ≈ {} weights + {} activations",
+            mb(self.weights),
+            mb(self.activations)
+        )
     }
 }
 

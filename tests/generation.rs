@@ -70,6 +70,34 @@ fn batches_frames_and_x_t_follow_the_seed_not_the_batching() {
     }
 }
 
+/// The memory estimate counts the uploaded weights and the recorded batch's activations, and
+/// grows with the batch.
+#[test]
+fn memory_estimate_follows_weights_and_batch() {
+    let gpu = gpu();
+    let (cfg, weights) = tiny();
+    let sched = SchedulerConfig::default();
+    let mut generator = Generator::new(UNet::new(gpu, cfg, &weights).unwrap());
+    assert_eq!(generator.memory(), None, "nothing prepared yet");
+    let weight_bytes = generator.unet().weight_bytes().total;
+    let mut at = |n: usize| {
+        Generation::new(&mut generator, gpu, &sched, request(n, n, false)).unwrap();
+        generator.memory().unwrap()
+    };
+    let (one, four) = (at(1), at(4));
+    assert_eq!((one.weights, four.weights), (weight_bytes, weight_bytes));
+    assert!(one.activations > 0, "{one:?}");
+    assert!(
+        four.activations > 3 * one.activations,
+        "{one:?} vs {four:?}"
+    );
+    assert!(
+        four.describe().starts_with("GPU memory ≈ "),
+        "{}",
+        four.describe()
+    );
+}
+
 #[test]
 fn requests_that_do_not_fit_are_refused() {
     let gpu = gpu();

@@ -255,7 +255,7 @@ fn gpu_f16_weights_match_cpu_on_f16_exact_weights() {
     let r = UNet::with_weights(gpu(), cfg.clone(), &big, GpuWeights::F16);
     let e = err_text(r.map(|_| ()), "1e5 in f16");
     assert!(
-        e.contains("conv2d weight conv_in.weight: 100000 is beyond f16's range"),
+        e.contains("conv2d: weight: conv_in.weight: 100000 is beyond f16's range"),
         "{e}"
     );
     assert!(UNet::with_weights(gpu(), cfg, &big, GpuWeights::Auto).is_ok());

@@ -191,6 +191,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let [_, c, h, w] = generation.shape();
     let batch = generation.batch();
     let runs = args.n.div_ceil(batch);
+    if let Some(memory) = generator.memory() {
+        eprintln!("{} (batch {batch})", memory.describe());
+    }
     eprintln!(
         "sampling {} images {c}×{h}×{w} from {} in {runs} batch(es) of {batch}: {kind:?}, {total_steps} steps, seed {}",
         args.n,

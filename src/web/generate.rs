@@ -303,13 +303,21 @@ pub(super) async fn run_batches(
     } else {
         String::new()
     };
+    let memory = engine
+        .generator
+        .memory()
+        .map(|m| format!(" · {}", m.describe()))
+        .unwrap_or_default();
     let what = match target {
         Target::Main => "Running",
         Target::Compare => "Comparison: running",
     };
     dom::set_text(
         ids::RUN_STATUS,
-        &format!("{what} {} · {n} × {c}×{h}×{w}{batches}…", cfg.describe()),
+        &format!(
+            "{what} {} · {n} × {c}×{h}×{w}{batches}{memory}…",
+            cfg.describe()
+        ),
     );
     update_stats(0, runs * steps, 0.0);
 
