@@ -204,7 +204,7 @@ fn parse_gpu_weights(s: &str) -> Result<ddpm::model::GpuWeights, String> {
 fn gpu() -> anyhow::Result<ddpm::gpu::Gpu> {
     let gpu = ddpm::gpu::Gpu::new_blocking()?;
     if let Some(dir) = ddpm::gpu::default_kernel_cache_dir() {
-        gpu.use_kernel_cache(&dir);
+        gpu.use_kernel_cache(&dir, ddpm::ops::kernel_sources_digest());
     }
     eprintln!("GPU: {}", gpu.describe());
     Ok(gpu)

@@ -187,16 +187,16 @@ impl Gpu {
         }
     }
 
-    /// Keeps the choices timed under `Auto` in a file in `dir`, named by this adapter and build
-    /// of the kernels, and reuses the ones an earlier process made there (a missing or
-    /// unreadable file is an empty cache).
-    pub fn use_kernel_cache(&self, dir: &Path) {
+    /// Keeps the choices timed under `Auto` in a file in `dir`, named by this adapter and
+    /// `kernels` (a digest of the kernel sources that have variants, e.g.
+    /// `ops::kernel_sources_digest()`), and reuses the ones an earlier process made there (a
+    /// missing or unreadable file is an empty cache).
+    pub fn use_kernel_cache(&self, dir: &Path, kernels: u64) {
         let key = fnv1a(&format!(
-            "{} {}\n{}\n{}",
+            "{} {}\n{}\n{kernels}",
             self.info.name,
             self.info.driver_info,
             env!("CARGO_PKG_VERSION"),
-            crate::ops::kernel_sources_digest()
         ));
         let file = dir.join(format!("{key:016x}.json"));
         let timed: BTreeMap<String, String> = std::fs::read_to_string(&file)
@@ -376,7 +376,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let c = [cand(0, "a", true), cand(1, "b", true)];
         let first = Gpu::new_blocking().unwrap();
-        first.use_kernel_cache(&dir);
+        first.use_kernel_cache(&dir, 1);
         let t = |v: usize| Ok([0.2, 0.1][v]);
         assert_eq!(first.choose_variant("cache:k", &c, 0, t).unwrap(), 1);
         let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
@@ -384,7 +384,7 @@ mod tests {
         drop(first);
 
         let second = Gpu::new_blocking().unwrap();
-        second.use_kernel_cache(&dir);
+        second.use_kernel_cache(&dir, 1);
         let untimed = |_: usize| -> Result<f64> { panic!("timed again despite the cache") };
         assert_eq!(second.choose_variant("cache:k", &c, 0, untimed).unwrap(), 1);
         // Without the cache the same key is timed.
