@@ -1,7 +1,8 @@
 //! What the page can run on a device as a browser may give one: WebGPU's default limits, no
 //! optional features (no subgroups) and kernels chosen by the heuristic (`Gpu::browser_like`),
 //! on the same adapter the other tests use. The U-Net matches diffusers, a guided generation
-//! matches the full device's, and a training step runs.
+//! matches the full device's, a training step runs, and a model beyond the limits is refused
+//! naming what does not fit.
 
 use std::sync::OnceLock;
 
@@ -117,4 +118,47 @@ fn a_training_step_runs_under_default_limits() {
     let loss = trainer.read_loss_blocking(gpu).unwrap();
     assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
     gpu.check().unwrap();
+}
+
+/// A model whose single image does not fit the device is refused before anything is
+/// allocated, with a message naming what needs how much against which limit — by the plan and
+/// by the generation path the page and `ddpm sample` share.
+#[test]
+fn a_model_beyond_the_limits_says_what_does_not_fit() {
+    let gpu = browser();
+    // One level of 32 channels at 2048×2048: a 512 MiB activation, past 128 MiB bindings.
+    let cfg = ddpm::model::UNetConfig::from_json(
+        r#"{"sample_size": 2048, "in_channels": 1, "out_channels": 1,
+            "block_out_channels": [32], "layers_per_block": 1, "norm_num_groups": 8,
+            "down_block_types": ["DownBlock2D"], "up_block_types": ["UpBlock2D"]}"#,
+    )
+    .unwrap();
+    let weights = Weights::init(&cfg, 0).unwrap();
+    let unet = UNet::new(gpu, cfg, &weights).unwrap();
+    let limit = gpu.limits.max_storage_buffer_binding_size;
+    let check = |e: ddpm::Error| {
+        let msg = e.to_string();
+        assert!(matches!(e, ddpm::Error::Limit { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("needs {} bytes", 32u64 << 24))
+                && msg.contains(&format!("at most {limit} bytes")),
+            "{msg}"
+        );
+    };
+    check(unet.plan(gpu, 1).err().expect("refused"));
+    let sched = SchedulerConfig::default();
+    let mut generator = Generator::new(unet);
+    let request = Request {
+        n: 1,
+        options: SamplerOptions::new(&sched, SamplerKind::Ddim { steps: 2, eta: 0.0 }, 0),
+        classes: None,
+        batch_cap: 1,
+        initial: None,
+        frames_budget: None,
+    };
+    check(
+        Generation::new(&mut generator, gpu, &sched, request)
+            .err()
+            .expect("refused"),
+    );
 }
