@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use ddpm::hub::{Hub, HubId};
 
 /// What the test Hub serves: `repo/file` → bytes; files in `truncated` are cut in half while
-/// announcing their full length.
+/// announcing their full length; files in `redirected` answer `302 Found` to `/cdn/repo/file`,
+/// which serves them (the real Hub redirects its LFS files, the weights, to a CDN).
 #[derive(Default)]
 struct Files {
     files: HashMap<String, Vec<u8>>,
     truncated: Vec<String>,
+    redirected: Vec<String>,
 }
 
 /// A minimal HTTP/1.1 server for `/{owner}/{name}/resolve/{revision}/{file}`.
@@ -52,11 +54,20 @@ impl TestHub {
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
                 // /owner/name/resolve/rev/file… → owner/name/file…
                 let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
-                let key = match parts.as_slice() {
-                    [o, n, "resolve", _rev, file] => format!("{o}/{n}/{file}"),
-                    _ => String::new(),
+                let (key, from_cdn) = match parts.as_slice() {
+                    [o, n, "resolve", _rev, file] => (format!("{o}/{n}/{file}"), false),
+                    ["cdn", rest @ ..] => (rest.join("/"), true),
+                    _ => (String::new(), false),
                 };
                 let files = f.lock().unwrap();
+                if !from_cdn && files.redirected.contains(&key) {
+                    let head = format!(
+                        "HTTP/1.1 302 Found\r\nLocation: /cdn/{key}\r\nContent-Length: 0\r\n\
+                         Connection: close\r\n\r\n"
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    continue;
+                }
                 let _ = match files.files.get(&key) {
                     Some(body) => {
                         let head = format!(
@@ -297,6 +308,34 @@ fn failures_say_what_was_tried_and_cache_nothing() {
 
 /// A repo with only PyTorch `.bin` weights (as the DDPM paper's repos first shipped) loads the
 /// same tensors as the safetensors copy.
+/// Weights behind a redirect (as the real Hub sends LFS files to its CDN) load like any other.
+#[test]
+fn redirected_weights_load() {
+    let hub = TestHub::start();
+    let repo = "o/lfs";
+    for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        hub.put(repo, file, fixture("unet_tiny", file));
+    }
+    hub.files
+        .lock()
+        .unwrap()
+        .redirected
+        .push(format!("{repo}/diffusion_pytorch_model.safetensors"));
+    let h = Hub::new(&hub.endpoint, fresh_dir("lfs"));
+    let id = HubId::parse(&format!("hf:{repo}")).unwrap().unwrap();
+    let before = hub.requests();
+    let dir = h.fetch_model(&id, &mut |_, _, _| {}).unwrap();
+    assert!(hub.requests() > before + 2, "the redirect was followed");
+    let (_, got) = ddpm::model::load_dir(&dir).unwrap();
+    let (_, want) = ddpm::model::load_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny"),
+    )
+    .unwrap();
+    for (name, t) in want.iter() {
+        assert_eq!(got.tensor(name).unwrap().data, t.data, "{name}");
+    }
+}
+
 #[test]
 fn bin_only_repos_load() {
     let hub = TestHub::start();
