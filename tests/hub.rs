@@ -308,6 +308,18 @@ fn failures_say_what_was_tried_and_cache_nothing() {
 
 /// A repo with only PyTorch `.bin` weights (as the DDPM paper's repos first shipped) loads the
 /// same tensors as the safetensors copy.
+/// The model in `dir` holds exactly the `unet_tiny` fixture's weights.
+fn assert_weights_of_unet_tiny(dir: &Path) {
+    let (_, got) = ddpm::model::load_dir(dir).unwrap();
+    let (_, want) = ddpm::model::load_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny"),
+    )
+    .unwrap();
+    for (name, t) in want.iter() {
+        assert_eq!(got.tensor(name).unwrap().data, t.data, "{name}");
+    }
+}
+
 /// Weights behind a redirect (as the real Hub sends LFS files to its CDN) load like any other.
 #[test]
 fn redirected_weights_load() {
@@ -326,14 +338,7 @@ fn redirected_weights_load() {
     let before = hub.requests();
     let dir = h.fetch_model(&id, &mut |_, _, _| {}).unwrap();
     assert!(hub.requests() > before + 2, "the redirect was followed");
-    let (_, got) = ddpm::model::load_dir(&dir).unwrap();
-    let (_, want) = ddpm::model::load_dir(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny"),
-    )
-    .unwrap();
-    for (name, t) in want.iter() {
-        assert_eq!(got.tensor(name).unwrap().data, t.data, "{name}");
-    }
+    assert_weights_of_unet_tiny(&dir);
 }
 
 #[test]
@@ -352,12 +357,5 @@ fn bin_only_repos_load() {
     let h = Hub::new(&hub.endpoint, fresh_dir("bin"));
     let id = HubId::parse("hf:o/bin").unwrap().unwrap();
     let dir = h.fetch_model(&id, &mut |_, _, _| {}).unwrap();
-    let (_, got) = ddpm::model::load_dir(&dir).unwrap();
-    let (_, want) = ddpm::model::load_dir(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_tiny"),
-    )
-    .unwrap();
-    for (name, t) in want.iter() {
-        assert_eq!(got.tensor(name).unwrap().data, t.data, "{name}");
-    }
+    assert_weights_of_unet_tiny(&dir);
 }
