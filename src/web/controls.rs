@@ -117,11 +117,8 @@ pub(super) fn wire_controls() {
         } else {
             format!("{}{text}", crate::hub::PREFIX)
         };
-        let endpoint = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
-            .ok()
-            .and_then(|u| u.search_params().get("hub"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
+        let endpoint =
+            dom::query_param("hub").unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
         spawn_local(async move {
             match crate::hub::HubId::parse(&name).expect("prefixed above") {
                 Ok(id) => load_from_hub(&endpoint, &id).await,

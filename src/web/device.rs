@@ -64,11 +64,7 @@ pub(super) async fn create_gpu() -> PageResult<Gpu> {
     })?;
     // `?kernels=reg|subgroup|tiled|heuristic` forces a kernel variant (for measuring them in
     // the browser); the default is the heuristic for the adapter class.
-    let kernels = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
-        .ok()
-        .and_then(|u| u.search_params().get("kernels"))
-        .filter(|s| !s.is_empty());
-    if let Some(policy) = kernels {
+    if let Some(policy) = dom::query_param("kernels") {
         let policy = crate::gpu::KernelPolicy::parse(&policy)
             .map_err(|e| PageError::Input(format!("?kernels=: {e}")))?;
         gpu.set_kernel_policy(policy);

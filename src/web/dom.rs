@@ -102,6 +102,14 @@ pub fn input_f64(id: &str, default: f64) -> f64 {
     }
 }
 
+/// The page URL's query parameter `key` (`?key=value`), unless missing or empty.
+pub fn query_param(key: &str) -> Option<String> {
+    web_sys::Url::new(&window().location().href().unwrap_or_default())
+        .ok()
+        .and_then(|u| u.search_params().get(key))
+        .filter(|s| !s.is_empty())
+}
+
 pub fn select_value(id: &str) -> String {
     el::<web_sys::HtmlSelectElement>(id).value()
 }

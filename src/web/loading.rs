@@ -8,18 +8,10 @@ use super::*;
 /// the Hub at `?hub=`, else the public Hub) or `<meta name="ddpm-default-model">` (whose
 /// `data-note` is shown in a banner), if any.
 pub(super) async fn load_default_model() {
-    let params = web_sys::Url::new(&dom::window().location().href().unwrap_or_default())
-        .ok()
-        .map(|u| u.search_params());
-    let param = |key: &str| {
-        params
-            .as_ref()
-            .and_then(|p| p.get(key))
-            .filter(|s| !s.is_empty())
-    };
-    let from_query = param("model");
+    let from_query = dom::query_param("model");
     if let Some(id) = from_query.as_deref().and_then(crate::hub::HubId::parse) {
-        let endpoint = param("hub").unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
+        let endpoint =
+            dom::query_param("hub").unwrap_or_else(|| crate::hub::DEFAULT_ENDPOINT.to_string());
         match id {
             Ok(id) => load_from_hub(&endpoint, &id).await,
             Err(e) => apply_model_files(Err(e.into()), None).await,
