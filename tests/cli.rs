@@ -933,3 +933,75 @@ fn train_conditional_writes_a_class_conditional_model() {
     ]);
     assert!(ok, "{text}");
 }
+
+/// `ddpm train --init DIR` starts from a model folder's weights and config (not random ones):
+/// one step at a negligible learning rate leaves the export equal to the starting model, where
+/// a fresh run with another seed differs; a conditional flag that does not match the model and
+/// `--resume` alongside are refused.
+#[test]
+fn train_init_starts_from_a_model_folder() {
+    let d = train_dirs("train_init");
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "mnist",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ddpm(&args)
+    };
+    let (ok, text) = train(&d.out, &["--config", d.config.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let start = d.out.to_str().unwrap();
+    let tuned = d.root.join("tuned");
+    let (ok, text) = train(
+        &tuned,
+        &[
+            "--init", start, "--seed", "5", "--lr", "1e-12", "--warmup", "0",
+        ],
+    );
+    assert!(ok, "{text}");
+    let fresh = d.root.join("fresh");
+    let (ok, text) = train(
+        &fresh,
+        &["--config", d.config.to_str().unwrap(), "--seed", "5"],
+    );
+    assert!(ok, "{text}");
+
+    let (start_cfg, start_w) = ddpm::model::load_dir(&d.out).unwrap();
+    let (tuned_cfg, tuned_w) = ddpm::model::load_dir(&tuned).unwrap();
+    let (_, fresh_w) = ddpm::model::load_dir(&fresh).unwrap();
+    assert_eq!(tuned_cfg, start_cfg, "the --init model's config");
+    let max_diff = |a: &ddpm::model::Weights, b: &ddpm::model::Weights| {
+        a.iter()
+            .flat_map(|(name, x)| {
+                let y = b.get(name).unwrap();
+                x.data.iter().zip(&y.data).map(|(u, v)| (u - v).abs())
+            })
+            .fold(0f32, f32::max)
+    };
+    let kept = max_diff(&start_w, &tuned_w);
+    let fresh_diff = max_diff(&start_w, &fresh_w);
+    assert!(kept < 1e-5, "--init moved the weights by {kept}");
+    assert!(
+        fresh_diff > 1e-2,
+        "a fresh seed-5 run differs by only {fresh_diff}"
+    );
+
+    let (ok, text) = train(&d.root.join("cond"), &["--init", start, "--conditional"]);
+    assert!(
+        !ok && text.contains("the --init model is unconditional")
+            && text.contains("--conditional cannot change"),
+        "{text}"
+    );
+    let (ok, text) = train(&d.out, &["--init", start, "--resume"]);
+    assert!(!ok && text.contains("--init"), "{text}");
+}

@@ -81,8 +81,14 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Continue from OUT/checkpoint.safetensors.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "init")]
     resume: bool,
+    /// Start from the weights of a diffusers model folder or Hub id `hf:owner/name` (e.g. a
+    /// shipped model in assets/) instead of random ones: its config and noise schedule (unless
+    /// --beta-schedule/--timesteps are given), a fresh optimiser, learning-rate schedule and data
+    /// order. Conditional models continue as conditional (pass --conditional).
+    #[arg(long, conflicts_with = "config")]
+    init: Option<PathBuf>,
     /// Steps between checkpoints (and model exports).
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u64,
@@ -142,16 +148,19 @@ fn make_conditional(config: &mut UNetConfig, classes: usize, source: Source) -> 
     config.num_class_embeds = Some(classes + 1);
     config.ddpm_null_class = Some(classes);
     config.ddpm_guidance_scale = Some(DEFAULT_GUIDANCE);
-    config.ddpm_class_names = match source {
-        Source::Fashion => Some(
-            ddpm::data::fashion::CLASSES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ),
-        _ => Some((0..classes).map(|c| c.to_string()).collect()),
-    };
+    config.ddpm_class_names = Some(class_names(source, classes));
     Ok(config.validate()?)
+}
+
+/// The names of `source`'s classes 0..classes−1 (digits by default).
+fn class_names(source: Source, classes: usize) -> Vec<String> {
+    match source {
+        Source::Fashion => ddpm::data::fashion::CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        _ => (0..classes).map(|c| c.to_string()).collect(),
+    }
 }
 
 /// The noise schedule of a new run from `--beta-schedule` and `--timesteps` (diffusers'
@@ -175,6 +184,24 @@ fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
     }
     config.schedule()?;
     Ok(config)
+}
+
+/// The training options of a new run (or one started from `--init`).
+fn new_options(args: &Args) -> TrainOptions {
+    TrainOptions {
+        batch: args.batch,
+        lr: args.lr,
+        warmup: args.warmup,
+        max_grad_norm: args.clip,
+        ema_decay: args.ema,
+        seed: args.seed,
+        label_dropout: if args.conditional {
+            args.label_dropout
+        } else {
+            0.0
+        },
+        ..TrainOptions::default()
+    }
 }
 
 /// The model config `--config` names; `small` picks the small preset for `source`.
@@ -227,36 +254,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None
     };
-    let (mut config, scheduler, mut options) = match &resumed {
-        Some(c) => (c.config()?, c.scheduler()?, c.state.options),
-        None => (
+    // `--init`: the starting model, its config and its schedule (flags override the schedule).
+    let init = match &args.init {
+        Some(path) => {
+            let model = super::ModelArgs {
+                model: Some(path.clone()),
+                preset: None,
+                resolved: Default::default(),
+            };
+            let (config, weights) = model.load()?;
+            let mut schedule = model.scheduler(None)?;
+            if args.beta_schedule.is_some() {
+                schedule.beta_schedule = new_schedule.beta_schedule;
+            }
+            if args.timesteps.is_some() {
+                schedule.num_train_timesteps = new_schedule.num_train_timesteps;
+            }
+            Some((config, weights, schedule))
+        }
+        None => None,
+    };
+    let (mut config, scheduler, mut options) = match (&resumed, &init) {
+        (Some(c), _) => (c.config()?, c.scheduler()?, c.state.options),
+        (None, Some((config, _, schedule))) => {
+            (config.clone(), schedule.clone(), new_options(&args))
+        }
+        (None, None) => (
             load_config(&args.config, source)?,
             new_schedule.clone(),
-            TrainOptions {
-                batch: args.batch,
-                lr: args.lr,
-                warmup: args.warmup,
-                max_grad_norm: args.clip,
-                ema_decay: args.ema,
-                seed: args.seed,
-                label_dropout: if args.conditional {
-                    args.label_dropout
-                } else {
-                    0.0
-                },
-                ..TrainOptions::default()
-            },
+            new_options(&args),
         ),
     };
-    if resumed.is_some() && args.conditional != config.num_class_embeds.is_some() {
-        bail!(
-            "the checkpoint is {}: --conditional cannot change on --resume",
-            if args.conditional {
-                "unconditional"
-            } else {
-                "class-conditional"
-            }
-        );
+    let started_from = match (&resumed, &init) {
+        (Some(_), _) => Some("the checkpoint"),
+        (None, Some(_)) => Some("the --init model"),
+        (None, None) => None,
+    };
+    if let Some(what) = started_from {
+        let conditional = config.num_class_embeds.is_some();
+        if args.conditional != conditional {
+            bail!(
+                "{what} is {}: --conditional cannot change on --resume or --init ({} it)",
+                if conditional {
+                    "class-conditional"
+                } else {
+                    "unconditional"
+                },
+                if conditional { "pass" } else { "leave out" }
+            );
+        }
     }
 
     let decay_start = match &resumed {
@@ -342,14 +388,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
         let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-        if resumed.is_none() {
-            make_conditional(&mut config, classes, source)?;
+        match (&resumed, &init) {
+            (None, None) => make_conditional(&mut config, classes, source)?,
+            (None, Some(_)) if config.num_class_embeds != Some(classes + 1) => bail!(
+                "--init: the model has {} class embeddings but the {} data has {classes} classes \
+                 (a conditional model needs one per class plus the null class)",
+                config.num_class_embeds.unwrap_or(0),
+                source.name()
+            ),
+            // The data names the classes (an --init model may come from another dataset).
+            (None, Some(_)) => config.ddpm_class_names = Some(class_names(source, classes)),
+            _ => {}
         }
         Some(labels.to_vec())
     } else {
         None
     };
-    if config.ddpm_dataset.is_none() {
+    if config.ddpm_dataset.is_none() || init.is_some() {
         config.ddpm_dataset = Some(source.name().into());
     }
     let config = config;
@@ -367,9 +422,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // The kernels the run used, so that it continues bit for bit.
         gpu.pin_kernel_choices(&c.state.kernels);
     }
-    let weights = match &resumed {
-        Some(c) => c.weights()?,
-        None => Weights::init(&config, options.seed)?,
+    let weights = match (&resumed, init) {
+        (Some(c), _) => c.weights()?,
+        (None, Some((_, weights, _))) => weights,
+        (None, None) => Weights::init(&config, options.seed)?,
     };
     let mut trainer = match Trainer::new(&gpu, config.clone(), scheduler.clone(), &weights, options)
     {
