@@ -535,52 +535,9 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
+    use crate::ops::conv2d_operands::cases::{case, f16_rounded, Case};
     use crate::ops::conv_pack::{pack_weight, unpack_weight};
     use crate::testing::{assert_close, err_text, gpu, Rng};
-
-    struct Case {
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-        temb: bool,
-        residual: bool,
-        out_scale: f32,
-        /// Start from random `out` values and add to them.
-        accumulate: bool,
-    }
-
-    fn case(
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-    ) -> Case {
-        Case {
-            n,
-            cin,
-            cout,
-            h,
-            w,
-            k,
-            geom,
-            temb: false,
-            residual: false,
-            out_scale: 1.0,
-            accumulate: false,
-        }
-    }
-
-    /// `v` rounded to f16 and back (what an f16 weight holds).
-    pub(crate) fn f16_rounded(v: &[f32]) -> Vec<f32> {
-        v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-    }
 
     /// Runs case `c` through every available variant with the weight stored as `dtype`, against
     /// the CPU reference on the same (for f16: f16-rounded) weights.
@@ -659,22 +616,7 @@ mod tests {
             let d = conv2d_variant(gpu, v, inputs, c.geom, &epi, &out).unwrap();
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
-            let what = format!(
-                "conv2d[{} {}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
-                v.name(),
-                dtype.name(),
-                c.n,
-                c.cin,
-                c.cout,
-                c.h,
-                c.w,
-                c.k,
-                c.geom,
-                c.temb,
-                c.residual,
-                c.out_scale,
-                c.accumulate
-            );
+            let what = format!("conv2d[{} {}] {c}", v.name(), dtype.name());
             assert_close(&got, &want, 1e-4, 1e-4, &what);
             // The next variant must write every element itself (or add to `init`).
             let next = if c.accumulate {

@@ -238,3 +238,77 @@ impl ConvShape {
         self.cout.div_ceil(4)
     }
 }
+
+/// The convolution cases of `conv2d`'s and `conv2d_tiled`'s tests.
+#[cfg(test)]
+pub(crate) mod cases {
+    use crate::options::Conv2dGeom;
+
+    /// One test convolution: `x [n, cin, h, w]`, a `k × k` weight to `cout` channels, the
+    /// geometry and the epilogue.
+    pub struct Case {
+        pub n: usize,
+        pub cin: usize,
+        pub cout: usize,
+        pub h: usize,
+        pub w: usize,
+        pub k: usize,
+        pub geom: Conv2dGeom,
+        pub temb: bool,
+        pub residual: bool,
+        pub out_scale: f32,
+        /// Start from random `out` values and add to them.
+        pub accumulate: bool,
+    }
+
+    /// A case without temb, residual or accumulation, scale 1.
+    pub fn case(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        geom: Conv2dGeom,
+    ) -> Case {
+        Case {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            geom,
+            temb: false,
+            residual: false,
+            out_scale: 1.0,
+            accumulate: false,
+        }
+    }
+
+    impl std::fmt::Display for Case {
+        /// The case as assertion messages name it.
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(
+                f,
+                "N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
+                self.n,
+                self.cin,
+                self.cout,
+                self.h,
+                self.w,
+                self.k,
+                self.geom,
+                self.temb,
+                self.residual,
+                self.out_scale,
+                self.accumulate
+            )
+        }
+    }
+
+    /// `v` rounded to f16 and back (what an f16 weight holds).
+    pub fn f16_rounded(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+    }
+}

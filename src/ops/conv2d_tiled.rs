@@ -206,48 +206,15 @@ mod tests {
     use super::*;
     use crate::cpu;
     use crate::error::Error;
+    use crate::ops::conv2d_operands::cases::{case, f16_rounded, Case};
     use crate::ops::conv2d_operands::upload_weight_as;
     use crate::testing::{assert_close, gpu, Rng};
 
-    struct Case {
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-        temb: bool,
-        residual: bool,
-        out_scale: f32,
-    }
-
-    fn case(
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-    ) -> Case {
-        Case {
-            n,
-            cin,
-            cout,
-            h,
-            w,
-            k,
-            geom,
-            temb: false,
-            residual: false,
-            out_scale: 1.0,
-        }
-    }
-
     /// Runs one case through the tiled kernel (weights stored as `dtype`) and the CPU reference
-    /// (on the same, for f16 f16-rounded, weights) and compares them.
+    /// (on the same, for f16 f16-rounded, weights) and compares them. Accumulation is tested
+    /// with the other variants (`ops::conv2d`'s epilogue cases).
     fn check(c: &Case, seed: u64, dtype: DType) {
+        assert!(!c.accumulate, "the tiled cases start from a NaN output");
         let gpu = gpu();
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
@@ -265,7 +232,7 @@ mod tests {
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
         let w_ref: Vec<f32> = match dtype {
             DType::F32 => w.clone(),
-            DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+            DType::F16 => f16_rounded(&w),
         };
         let inputs = cpu::conv2d::Conv2dInputs {
             x: &x,
@@ -309,20 +276,7 @@ mod tests {
         let d = conv2d_tiled(gpu, inputs, c.geom, &epi, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();
         let got = out.read_blocking(gpu).unwrap();
-        let what = format!(
-            "conv2d_tiled[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
-            dtype.name(),
-            c.n,
-            c.cin,
-            c.cout,
-            c.h,
-            c.w,
-            c.k,
-            c.geom,
-            c.temb,
-            c.residual,
-            c.out_scale
-        );
+        let what = format!("conv2d_tiled[{}] {c}", dtype.name());
         assert_close(&got, &want, 1e-4, 1e-4, &what);
     }
 
