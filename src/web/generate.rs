@@ -104,7 +104,7 @@ pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
         .last_plan
         .borrow()
         .as_ref()
-        .and_then(|p| p.first().map(|s| s.t))
+        .and_then(|p| p.steps().first().map(|s| s.t))
         .unwrap_or(d.t);
     dom::set_text(
         ids::FWD_RECON_STATS,
@@ -136,24 +136,23 @@ pub(super) async fn generate_inner(app: &Rc<App>, denoise: Option<&Denoise>) -> 
         cfg.class = d.label.or(cfg.class);
     }
     // Check the settings (DDIM steps, η, schedule) before touching the GPU.
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
-    let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
+    let plan = cfg.plan(&model.config, &model.scheduler)?;
     // A denoising run starts from the image noised to the plan's first timestep.
     let initial = match denoise {
         Some(d) => {
             let fwd = app.fwd.borrow().clone();
             let abar = app.schedule.borrow().abar.clone();
-            Some(fwd.xt(Some(&gpu), d.image, timesteps[0], &abar).await)
+            Some(fwd.xt(Some(&gpu), d.image, plan.steps()[0].t, &abar).await)
         }
         None => None,
     };
-    *app.last_plan.borrow_mut() = Some(plan);
+    *app.last_plan.borrow_mut() = Some(plan.clone());
     let mut engine = take_engine(app, &gpu, generation, &model)?;
     app.compare_frames.borrow_mut().take();
     dom::set_hidden(ids::COMPARE_VIEW, true);
     let pass = Pass {
         cfg: &cfg,
-        timesteps,
+        plan,
         initial,
         target: Target::Main,
     };
@@ -209,11 +208,11 @@ pub(super) fn take_engine(
     }
 }
 
-/// One pass of [`run_batches`]: the settings, the plan's timesteps, x_T given or drawn for the
+/// One pass of [`run_batches`]: the settings and their checked plan, x_T given or drawn for the
 /// seed, and which run it fills.
 pub(super) struct Pass<'a> {
     cfg: &'a RunConfig,
-    timesteps: Vec<usize>,
+    plan: SamplerPlan,
     initial: Option<Vec<f32>>,
     target: Target,
 }
@@ -227,14 +226,13 @@ pub(super) async fn compare_run(
     model: &Model,
     cfg: &RunConfig,
 ) -> PageResult<bool> {
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
-    let timesteps = plan.iter().map(|p| p.t).collect();
+    let plan = cfg.plan(&model.config, &model.scheduler)?;
     dom::set_hidden(ids::COMPARE_VIEW, false);
     let label = format!("x_t of {}", cfg.describe());
     dom::set_text(ids::CMP_LABEL, &label);
     let pass = Pass {
         cfg,
-        timesteps,
+        plan,
         initial: None,
         target: Target::Compare,
     };
@@ -253,7 +251,7 @@ pub(super) async fn run_batches(
 ) -> PageResult<bool> {
     let Pass {
         cfg,
-        timesteps,
+        plan,
         initial,
         target,
     } = pass;
@@ -274,19 +272,19 @@ pub(super) async fn run_batches(
         FRAME_BUDGET
     };
     let classes = cfg.classes(&model.config, 0, n);
+    let steps = plan.steps().len();
     let request = Request {
         n,
-        options: cfg.options_for(&model.config, &model.scheduler, 0),
+        sampler: plan,
         classes: (!classes.is_empty()).then_some(classes),
         batch_cap: app.batch_cap.get(),
         initial,
         frames_budget: Some(budget),
     };
-    let mut generation = Generation::new(&mut engine.generator, gpu, &model.scheduler, request)?;
+    let mut generation = Generation::new(&mut engine.generator, gpu, request)?;
     let (batch, shape) = (generation.batch(), generation.shape());
     let [_, c, h, w] = shape;
     let per = c * h * w;
-    let steps = timesteps.len();
     let runs = n.div_ceil(batch);
     let mut live = Pictures {
         x: vec![0u8; n * per],

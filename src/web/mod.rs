@@ -49,7 +49,7 @@ use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 
 use crate::generation::{Frames, Generation, Request};
 use crate::gpu::Gpu;
-use crate::sampler::{SamplerKind, SnapshotData, EPS_RANGE};
+use crate::sampler::{SamplerKind, SamplerPlan, SnapshotData, EPS_RANGE};
 use crate::schedule::{SchedulerConfig, VarianceType};
 use engine::{Engine, Model};
 use error::{PageError, PageResult};
@@ -156,8 +156,8 @@ struct App {
     compare_frames: RefCell<Option<Frames>>,
     /// Final samples of the last finished Generate, `[N, C, H, W]`.
     last_samples: RefCell<Option<(Vec<f32>, [usize; 4])>>,
-    /// The planned steps of the last Generate (for the update the slider's frame takes).
-    last_plan: RefCell<Option<Vec<crate::sampler::PlannedStep>>>,
+    /// The plan of the last Generate (for the update the slider's frame takes).
+    last_plan: RefCell<Option<SamplerPlan>>,
     /// Latest frame of the running Generate, waiting to be drawn.
     live: RefCell<Option<LiveFrame>>,
     draw_pending: Cell<bool>,
