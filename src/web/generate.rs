@@ -4,30 +4,33 @@
 use super::ids;
 use super::*;
 
-/// Generate: samples from x_T (see [`run_reverse`]).
-pub(super) async fn generate() {
-    run_reverse(None).await
+/// Starts a reverse-process run (Generate from x_T, or `denoise`; see [`run_reverse`]) unless
+/// the GPU is busy, marking it running before returning so that no one reads a stale state.
+pub(super) fn start_run(denoise: Option<Denoise>) {
+    let app = app();
+    if app.busy() {
+        return;
+    }
+    app.run.set(RunState::Running);
+    spawn_local(run_reverse(denoise));
 }
 
 /// Noise it, then denoise it: the forward view's image noised to its t by q(x_t | x_0), then
 /// the reverse process from there (one image, the page's sampler settings; a conditional model
-/// is given the example's class when known).
-pub(super) async fn denoise() {
+/// is given the example's class when known). `None` when the view has no image.
+pub(super) fn denoise_request() -> Option<Denoise> {
     let app = app();
     let fwd = app.fwd.borrow().clone();
-    let Some(i) = forward_selection(&fwd) else {
-        return;
-    };
+    let i = forward_selection(&fwd)?;
     let t = forward_t(&app.schedule.borrow());
     let im = &fwd.images[i];
-    run_reverse(Some(Denoise {
+    Some(Denoise {
         image: i,
         t,
         x0: im.x0.clone(),
         shape: im.shape,
         label: im.label,
-    }))
-    .await
+    })
 }
 
 /// A noise-then-denoise run: image `image` of the forward view (`x0`, `[1, C, H, W]`), noised to
@@ -40,23 +43,15 @@ pub(super) struct Denoise {
     label: Option<usize>,
 }
 
-/// Runs the reverse process in chunks, yielding to the browser between chunks and drawing the
-/// latest x_t on animation frames, until done or stopped: from x_T, or (`denoise`) from a
-/// noised data image.
-pub(super) async fn run_reverse(denoise: Option<Denoise>) {
+/// Runs the reverse process (started by [`start_run`]) in chunks, yielding to the browser
+/// between chunks and drawing the latest x_t on animation frames, until done or stopped: from
+/// x_T, or (`denoise`) from a noised data image.
+async fn run_reverse(denoise: Option<Denoise>) {
     let app = app();
-    if app.running.get() {
-        return;
-    }
-    app.running.set(true);
-    app.stop.set(false);
     refresh_generate();
     player::set_enabled(false);
     dom::show_message(ids::RUN_ERROR, None);
     let outcome = generate_inner(&app, denoise.as_ref()).await;
-    app.running.set(false);
-    dom::set_disabled(ids::STOP, true);
-    refresh_generate();
     let (state, status) = match outcome {
         Ok(true) => (RunState::Stopped, "Stopped."),
         Ok(false) => (RunState::Done, "Done."),
@@ -65,6 +60,10 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
             (RunState::Error, "Failed (see below).")
         }
     };
+    // The rest of the run's end happens in this same task: no one sees the state before it.
+    app.run.set(state);
+    dom::set_disabled(ids::STOP, true);
+    refresh_generate();
     let status = match app.frames.borrow().as_ref() {
         Some(f) if f.stride() > 1 => format!(
             "{status} The slider keeps every {}th step (memory).",
@@ -85,7 +84,6 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
             _ => {}
         }
     }
-    state::show(state);
 }
 
 /// The denoised image beside its original: |difference|, MSE, PSNR (peak-to-peak 2) and max |Δ|.
@@ -295,7 +293,6 @@ pub(super) async fn run_batches(
 
     dom::el::<HtmlInputElement>(ids::VIEW_T).set_disabled(true);
     dom::set_disabled(ids::STOP, false);
-    state::show(RunState::Running);
     let batches = if runs > 1 {
         format!(" in {runs} batches of {batch} (device limits)")
     } else {
@@ -322,7 +319,7 @@ pub(super) async fn run_batches(
     let t0 = dom::now_ms();
     let mut chunk = 1usize;
     let stopped = loop {
-        if app.stop.get() {
+        if app.run.get() == RunState::Stopping {
             break true;
         }
         let (c0, before) = (dom::now_ms(), generation.status().steps_done());
@@ -342,12 +339,11 @@ pub(super) async fn run_batches(
                 (_, Some(t)) => format!("t = {t}"),
                 (_, None) => "x₀ (sample)".into(),
             };
-            *app.live.borrow_mut() = Some(LiveFrame {
+            show_live(LiveFrame {
                 label,
                 pictures: live.clone(),
                 target,
             });
-            schedule_live_draw();
         }
         update_stats(
             status.steps_done(),
@@ -411,16 +407,14 @@ pub(super) fn duration(secs: f64) -> String {
     }
 }
 
-/// Draws the latest live frame on the next animation frame (at most one pending).
-pub(super) fn schedule_live_draw() {
-    let app = app();
-    if app.draw_pending.replace(true) {
+/// Draws `frame` on the next animation frame, unless a newer one replaces it first (a frame is
+/// requested when one starts waiting in [`App::live`]).
+pub(super) fn show_live(frame: LiveFrame) {
+    if app().live.borrow_mut().replace(frame).is_some() {
         return;
     }
-    dom::request_frame(move || {
-        let app = self::app();
-        app.draw_pending.set(false);
-        let live = app.live.borrow_mut().take();
+    dom::request_frame(|| {
+        let live = app().live.borrow_mut().take();
         match live {
             Some(f) if f.target == Target::Main => {
                 let p = &f.pictures;

@@ -28,7 +28,7 @@ pub(super) fn enable_viewer() {
 
 pub(super) fn show_selected_frame() {
     let app = app();
-    if app.running.get() {
+    if app.busy() {
         return;
     }
     let frames = app.frames.borrow();
