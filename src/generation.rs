@@ -10,8 +10,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::{EpsModel, UNet, UNetPlan};
-use crate::sampler::{batch_labels, Progress, Sampler, SamplerOptions, Snapshot, EPS_RANGE};
-use crate::schedule::SchedulerConfig;
+use crate::sampler::{
+    batch_labels, Progress, Sampler, SamplerOptions, SamplerPlan, Snapshot, EPS_RANGE,
+};
 
 /// The most bytes of snapshots one chunk of a [`Generation`] reads back before they are folded
 /// into its [`Frames`].
@@ -53,18 +54,18 @@ impl Generator {
         self.plan = None;
     }
 
-    /// Readies a sampler for `n` images with `opts` and returns its batch: the forward pass is
+    /// Readies a sampler of `plan` for `n` images and returns its batch: the forward pass is
     /// recorded for min(n, `cap`, what fits), halving the batch while the device's limits
     /// refuse it ([`UNet::plan_fitting`]); the current plan and sampler are reused when they
     /// match.
     pub fn prepare(
         &mut self,
         gpu: &Gpu,
-        scheduler: &SchedulerConfig,
         n: usize,
         cap: usize,
-        opts: &SamplerOptions,
+        plan: &SamplerPlan,
     ) -> Result<usize> {
+        let opts = plan.options();
         let copies = opts.copies_per_image();
         let want = copies * n.min(cap).clamp(1, self.max_batch);
         if self.plan_batch() != Some(want) {
@@ -105,8 +106,8 @@ impl Generator {
             s.restart(gpu, opts.seed, opts.first_image)?;
         } else {
             self.sampler = None;
-            let plan = self.plan.as_ref().expect("planned above");
-            self.sampler = Some(Sampler::new(gpu, plan, scheduler, opts)?);
+            let unet_plan = self.plan.as_ref().expect("planned above");
+            self.sampler = Some(Sampler::planned(gpu, unet_plan, plan.clone())?);
             self.samplers_created += 1;
         }
         Ok(self.plan_batch().expect("planned above") / copies)
@@ -158,8 +159,8 @@ impl GpuMemory {
 pub struct Request {
     /// Images.
     pub n: usize,
-    /// Sampler settings (`first_image` is set per batch).
-    pub options: SamplerOptions,
+    /// The sampler settings, planned (`first_image` is set per batch).
+    pub sampler: SamplerPlan,
     /// Class-conditional models: the class of every image (`n` of them).
     pub classes: Option<Vec<f32>>,
     /// The most images per batch (the device may allow fewer).
@@ -224,12 +225,7 @@ pub struct Latest {
 
 impl Generation {
     /// Checks `request` against the model, readies `generator` and starts the first batch.
-    pub fn new(
-        generator: &mut Generator,
-        gpu: &Gpu,
-        scheduler: &SchedulerConfig,
-        request: Request,
-    ) -> Result<Self> {
+    pub fn new(generator: &mut Generator, gpu: &Gpu, request: Request) -> Result<Self> {
         let null_of_model = generator.unet.config.ddpm_null_class;
         let n = request.n;
         if n == 0 {
@@ -240,7 +236,7 @@ impl Generation {
         }
         let [_, c, h, w] = generator.unet.sample_shape(1)?;
         let per_image = c * h * w;
-        let null_class = match (request.options.guidance, &request.classes) {
+        let null_class = match (request.sampler.options().guidance, &request.classes) {
             (None, _) => None,
             (Some(_), None) => {
                 return Err(Error::setting(
@@ -277,13 +273,9 @@ impl Generation {
                 ));
             }
         }
-        let mut opts = request.options;
-        opts.first_image = 0;
-        let batch = generator.prepare(gpu, scheduler, n, request.batch_cap, &opts)?;
-        // The prepared sampler's plan (planned once, from these options).
-        let sampler = generator.prepared()?.1;
-        let progress = sampler.progress();
-        let timesteps: Vec<usize> = sampler.plan().iter().map(|p| p.t).collect();
+        let batch = generator.prepare(gpu, n, request.batch_cap, &request.sampler)?;
+        let progress = generator.prepared()?.1.progress();
+        let timesteps: Vec<usize> = request.sampler.steps().iter().map(|p| p.t).collect();
         let shape = [n, c, h, w];
         let frames = request
             .frames_budget
@@ -362,7 +354,7 @@ impl Generation {
                 .collect();
             plan.set_labels(gpu, Some(&batch_labels(&classes, self.null_class)))?;
         }
-        sampler.restart(gpu, self.request.options.seed, first as u64)?;
+        sampler.restart(gpu, self.request.sampler.options().seed, first as u64)?;
         if let Some(x) = &self.request.initial {
             let mut x_t = vec![0.0; self.batch * per_image];
             for (i, dst) in x_t.chunks_mut(per_image).enumerate() {

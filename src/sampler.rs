@@ -180,6 +180,33 @@ pub fn plan(config: &SchedulerConfig, opts: &SamplerOptions) -> Result<Vec<Plann
     Ok(kept)
 }
 
+/// Sampler options checked against a scheduler config, with the steps they run ([`plan`]):
+/// planned once, then handed to the [`Sampler`] (e.g. after a caller read its timesteps).
+#[derive(Clone, Debug)]
+pub struct SamplerPlan {
+    options: SamplerOptions,
+    steps: Vec<PlannedStep>,
+}
+
+impl SamplerPlan {
+    /// Plans `options` under `config` (its errors are [`plan`]'s).
+    pub fn new(config: &SchedulerConfig, options: &SamplerOptions) -> Result<Self> {
+        Ok(SamplerPlan {
+            options: *options,
+            steps: plan(config, options)?,
+        })
+    }
+
+    pub fn options(&self) -> &SamplerOptions {
+        &self.options
+    }
+
+    /// The planned steps, in order.
+    pub fn steps(&self) -> &[PlannedStep] {
+        &self.steps
+    }
+}
+
 /// CPU reference of the whole reverse process: runs `plan` from `x_t` (e.g.
 /// `cpu::sampling::noise(n, seed, INIT_STREAM, first)`) with ε̂ = `eps(x, t)`, noise from `seed`
 /// at element indices `first..`. Returns (x_0, last x̂0).
@@ -472,6 +499,15 @@ impl Sampler {
         config: &SchedulerConfig,
         opts: &SamplerOptions,
     ) -> Result<Self> {
+        Self::planned(gpu, model, SamplerPlan::new(config, opts)?)
+    }
+
+    /// [`Sampler::new`] for a run already planned.
+    pub fn planned(gpu: &Gpu, model: &dyn EpsModel, plan: SamplerPlan) -> Result<Self> {
+        let SamplerPlan {
+            options: opts,
+            steps: plan,
+        } = plan;
         let (x, eps, t) = (model.x(), model.eps(), model.t());
         let batch = *x
             .shape
@@ -479,7 +515,6 @@ impl Sampler {
             .ok_or_else(|| Error::operand("sampler", "x", "model input must be [N, C, H, W]"))?;
         crate::ops::same_shape("model eps", &x.shape, &eps.shape)?;
         crate::ops::same_shape("model t", &[batch], &t.shape)?;
-        let plan = plan(config, opts)?;
         if let Some(w) = opts.guidance {
             if !w.is_finite() || !batch.is_multiple_of(2) {
                 return Err(Error::setting(
@@ -493,10 +528,10 @@ impl Sampler {
         }
         let x0 = Tensor::zeros(gpu, &x.shape, "x0 prediction")?;
         let mut s = Sampler {
-            init: init_noise(gpu, x, opts)?,
+            init: init_noise(gpu, x, &opts)?,
             steps: Vec::new(),
             plan,
-            opts: *opts,
+            opts,
             x: x.clone(),
             eps: eps.clone(),
             t: t.clone(),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use ddpm::generation::{Generation, Generator, Request};
 use ddpm::gpu::Gpu;
 use ddpm::model::{UNet, Weights};
-use ddpm::sampler::{SamplerKind, SamplerOptions};
+use ddpm::sampler::{SamplerKind, SamplerOptions, SamplerPlan};
 use ddpm::schedule::SchedulerConfig;
 use ddpm::testing::assert_close;
 
@@ -77,13 +77,13 @@ fn a_guided_generation_matches_the_full_device() {
         let mut generator = Generator::new(UNet::new(gpu, cfg.clone(), &weights).unwrap());
         let request = Request {
             n: classes.len(),
-            options,
+            sampler: SamplerPlan::new(&sched, &options).unwrap(),
             classes: Some(classes.clone()),
             batch_cap: 2,
             initial: None,
             frames_budget: Some(1 << 20),
         };
-        let mut g = Generation::new(&mut generator, gpu, &sched, request).unwrap();
+        let mut g = Generation::new(&mut generator, gpu, request).unwrap();
         g.run_blocking(&mut generator, gpu, 3, |_| {}).unwrap();
         g.into_parts().0
     };
@@ -147,17 +147,18 @@ fn a_model_beyond_the_limits_says_what_does_not_fit() {
     };
     check(unet.plan(gpu, 1).err().expect("refused"));
     let sched = SchedulerConfig::default();
+    let opts = SamplerOptions::new(&sched, SamplerKind::Ddim { steps: 2, eta: 0.0 }, 0);
     let mut generator = Generator::new(unet);
     let request = Request {
         n: 1,
-        options: SamplerOptions::new(&sched, SamplerKind::Ddim { steps: 2, eta: 0.0 }, 0),
+        sampler: SamplerPlan::new(&sched, &opts).unwrap(),
         classes: None,
         batch_cap: 1,
         initial: None,
         frames_budget: None,
     };
     check(
-        Generation::new(&mut generator, gpu, &sched, request)
+        Generation::new(&mut generator, gpu, request)
             .err()
             .expect("refused"),
     );

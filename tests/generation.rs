@@ -5,7 +5,7 @@
 use ddpm::cpu::sampling as cpu;
 use ddpm::generation::{Generation, Generator, Request};
 use ddpm::model::{UNet, Weights};
-use ddpm::sampler::{SamplerKind, SamplerOptions, SnapshotData, INIT_STREAM};
+use ddpm::sampler::{SamplerKind, SamplerOptions, SamplerPlan, SnapshotData, INIT_STREAM};
 use ddpm::schedule::SchedulerConfig;
 use ddpm::testing::{assert_close, gpu};
 use ddpm::Error;
@@ -20,7 +20,7 @@ fn request(n: usize, batch_cap: usize, frames: bool) -> Request {
     let kind = SamplerKind::Ddim { steps: 5, eta: 1.0 };
     Request {
         n,
-        options: SamplerOptions::new(&sched, kind, 11),
+        sampler: SamplerPlan::new(&sched, &SamplerOptions::new(&sched, kind, 11)).unwrap(),
         classes: None,
         batch_cap,
         initial: None,
@@ -32,10 +32,9 @@ fn request(n: usize, batch_cap: usize, frames: bool) -> Request {
 fn batches_frames_and_x_t_follow_the_seed_not_the_batching() {
     let gpu = gpu();
     let (cfg, weights) = tiny();
-    let sched = SchedulerConfig::default();
     let run = |cap: usize| {
         let mut generator = Generator::new(UNet::new(gpu, cfg.clone(), &weights).unwrap());
-        let mut g = Generation::new(&mut generator, gpu, &sched, request(3, cap, true)).unwrap();
+        let mut g = Generation::new(&mut generator, gpu, request(3, cap, true)).unwrap();
         let mut seen = Vec::new();
         g.run_blocking(&mut generator, gpu, 2, |s| seen.push(s.steps_done()))
             .unwrap();
@@ -76,12 +75,11 @@ fn batches_frames_and_x_t_follow_the_seed_not_the_batching() {
 fn memory_estimate_follows_weights_and_batch() {
     let gpu = gpu();
     let (cfg, weights) = tiny();
-    let sched = SchedulerConfig::default();
     let mut generator = Generator::new(UNet::new(gpu, cfg, &weights).unwrap());
     assert_eq!(generator.memory(), None, "nothing prepared yet");
     let weight_bytes = generator.unet().weight_bytes().total;
     let mut at = |n: usize| {
-        Generation::new(&mut generator, gpu, &sched, request(n, n, false)).unwrap();
+        Generation::new(&mut generator, gpu, request(n, n, false)).unwrap();
         generator.memory().unwrap()
     };
     let (one, four) = (at(1), at(4));
@@ -102,10 +100,9 @@ fn memory_estimate_follows_weights_and_batch() {
 fn requests_that_do_not_fit_are_refused() {
     let gpu = gpu();
     let (cfg, weights) = tiny();
-    let sched = SchedulerConfig::default();
     let mut generator = Generator::new(UNet::new(gpu, cfg, &weights).unwrap());
     // Each refusal is a setting error.
-    let mut err = |r: Request| match Generation::new(&mut generator, gpu, &sched, r) {
+    let mut err = |r: Request| match Generation::new(&mut generator, gpu, r) {
         Ok(_) => panic!("accepted"),
         Err(e @ Error::Setting { .. }) => e.to_string(),
         Err(e) => panic!("expected a setting error, got {e:?}"),
@@ -126,7 +123,9 @@ fn requests_that_do_not_fit_are_refused() {
     });
     assert!(e.contains("1 class labels for 2 images"), "{e}");
     let mut guided = request(2, 4, false);
-    guided.options.guidance = Some(2.0);
+    let mut options = *guided.sampler.options();
+    options.guidance = Some(2.0);
+    guided.sampler = SamplerPlan::new(&SchedulerConfig::default(), &options).unwrap();
     let e = err(guided);
     assert!(e.contains("guidance needs the class of every image"), "{e}");
 }
@@ -135,14 +134,13 @@ fn requests_that_do_not_fit_are_refused() {
 fn a_given_x_t_is_the_first_frame() {
     let gpu = gpu();
     let (cfg, weights) = tiny();
-    let sched = SchedulerConfig::default();
     let mut generator = Generator::new(UNet::new(gpu, cfg, &weights).unwrap());
     let x_t: Vec<f32> = (0..2 * 256).map(|i| ((i % 7) as f32 - 3.0) / 3.0).collect();
     let r = Request {
         initial: Some(x_t.clone()),
         ..request(2, 1, true)
     };
-    let mut g = Generation::new(&mut generator, gpu, &sched, r).unwrap();
+    let mut g = Generation::new(&mut generator, gpu, r).unwrap();
     g.run_blocking(&mut generator, gpu, 10, |_| {}).unwrap();
     let (_, frames) = g.into_parts();
     let frames = frames.unwrap();

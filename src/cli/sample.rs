@@ -9,7 +9,7 @@ use ddpm::generation::{Generation, Generator, Request};
 use ddpm::gpu::Gpu;
 use ddpm::image::{grid, grid_columns, to_byte, Rgba};
 use ddpm::model::{UNet, UNetConfig};
-use ddpm::sampler::{SamplerKind, SamplerOptions};
+use ddpm::sampler::{SamplerKind, SamplerOptions, SamplerPlan};
 use ddpm::schedule::VarianceType;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -173,7 +173,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     opts.guidance = null_class.map(|_| guidance);
     // Validate the whole plan (steps, η, schedule) before touching the GPU.
-    let total_steps = ddpm::sampler::plan(&sched, &opts)?.len();
+    let plan = SamplerPlan::new(&sched, &opts)?;
+    let total_steps = plan.steps().len();
 
     let gpu = super::gpu()?;
     let unet = UNet::with_weights(&gpu, cfg.clone(), &weights, args.gpu_weights.storage)?;
@@ -181,13 +182,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut generator = Generator::new(unet);
     let request = Request {
         n: args.n,
-        options: opts,
+        sampler: plan,
         classes: labels,
         batch_cap: args.batch,
         initial: None,
         frames_budget: args.gif.is_some().then_some(GIF_BUDGET),
     };
-    let mut generation = Generation::new(&mut generator, &gpu, &sched, request)?;
+    let mut generation = Generation::new(&mut generator, &gpu, request)?;
     let [_, c, h, w] = generation.shape();
     let batch = generation.batch();
     let runs = args.n.div_ceil(batch);

@@ -247,7 +247,7 @@ impl UNet {
         config.validate()?;
         weights.validate(&config)?;
         if storage == GpuWeights::F16 {
-            ops::conv2d::check_reads_f16(gpu, "GPU weight storage f16")?;
+            ops::conv2d_operands::check_reads_f16(gpu, "GPU weight storage f16")?;
         }
         let list = gpu_params(weights, storage, gpu.reads_f16())?;
         let mut params = HashMap::new();

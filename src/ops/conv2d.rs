@@ -15,8 +15,9 @@ use crate::gpu::{
     grid, uniform_params, Access, Candidate, DType, Dispatch, Gpu, KernelSpec, Tensor,
     MAX_WORKGROUPS_PER_DIM,
 };
-
-use crate::ops::conv_pack::pack_weight;
+pub use crate::ops::conv2d_operands::{upload_weight, upload_weight_as, Conv2dInputs, Epilogue};
+use crate::ops::conv2d_operands::{with_weights, ConvShape};
+use crate::ops::conv2d_tiled;
 use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
@@ -28,19 +29,6 @@ const BINDINGS: &[Access] = &[
     Access::Read,      // residual (or dummy)
     Access::ReadWrite, // out
 ];
-
-/// A conv2d forward kernel's source: the weights fragment of `storage` (`"f32"` or `"f16"`,
-/// `shaders/conv2d_weights_{storage}.wgsl`) followed by the given files of `shaders/`, as the
-/// shader's `// requires:` header lists them (the f16 fragment `// replaces:` the f32 one).
-macro_rules! with_weights {
-    ($storage:literal $(, $file:literal)+ $(,)?) => {
-        concat!(
-            include_str!(concat!("../../shaders/conv2d_weights_", $storage, ".wgsl")),
-            $(include_str!(concat!("../../shaders/", $file))),+
-        )
-    };
-}
-pub(crate) use with_weights;
 
 /// Every source of the conv2d forward variants (their digest keys the on-disk choice cache).
 pub(crate) const SOURCES: &str = concat!(
@@ -197,7 +185,7 @@ impl ConvVariant {
             ConvVariant::Subgroup | ConvVariant::Subgroup16 => {
                 gpu.has_subgroups_of(SUBGROUP_WG as u32)
             }
-            ConvVariant::Tiled => super::conv2d_tiled::tiled_fits(&gpu.limits),
+            ConvVariant::Tiled => conv2d_tiled::tiled_fits(&gpu.limits),
         }
     }
 
@@ -239,93 +227,8 @@ uniform_params! {
     }
 }
 
-/// The operands of a convolution: `x [N, Cin, H, W]`, the weight `w` packed by
-/// [`pack_weight`] (`[ceil(Cout/4), Cin, k, k, 4]`, f32 or f16, see [`upload_weight_as`]) and
-/// `bias [Cout]`; all but `w` f32. The CPU twin is `cpu::conv2d::Conv2dInputs` (PyTorch-layout
-/// weight).
-#[derive(Clone, Copy, Debug)]
-pub struct Conv2dInputs<'a> {
-    pub x: &'a Tensor,
-    pub w: &'a Tensor,
-    pub bias: &'a Tensor,
-}
-
-/// Optional fused additions and the final scale of a convolution's output.
-#[derive(Clone, Copy, Debug)]
-pub struct Epilogue<'a> {
-    /// `[N, Cout]`, added per (image, output channel).
-    pub temb: Option<&'a Tensor>,
-    /// Same shape as the output, added before scaling.
-    pub residual: Option<&'a Tensor>,
-    /// Multiplies the result last.
-    pub out_scale: f32,
-    /// Add the result to `out` instead of overwriting it (a gradient's later contributions).
-    pub accumulate: bool,
-}
-
-impl Default for Epilogue<'_> {
-    /// No temb, no residual, scale 1.
-    fn default() -> Self {
-        Epilogue {
-            temb: None,
-            residual: None,
-            out_scale: 1.0,
-            accumulate: false,
-        }
-    }
-}
-
 fn to_u32(what: &str, v: usize) -> Result<u32> {
     crate::ops::to_u32("conv2d", what, v)
-}
-
-/// Errors unless the GPU kernels cover kernel size `k` and `stride` (k ∈ {1, 3}, stride ∈ {1, 2}).
-pub(crate) fn check_supported(op: &str, k: usize, stride: usize) -> Result<()> {
-    if matches!(k, 1 | 3) && matches!(stride, 1 | 2) {
-        Ok(())
-    } else {
-        Err(Error::unsupported(
-            op,
-            format!("GPU kernel supports k ∈ {{1, 3}} and stride ∈ {{1, 2}}, got k = {k}, stride = {stride}"),
-        ))
-    }
-}
-
-/// Packs PyTorch weights `[Cout, Cin, k, k]` with [`pack_weight`] and uploads them as f32: the
-/// weight tensor [`conv2d`] takes, shape `[ceil(Cout/4), Cin, k, k, 4]`.
-pub fn upload_weight(gpu: &Gpu, w: &[f32], w_shape: [usize; 4], label: &str) -> Result<Tensor> {
-    upload_weight_as(gpu, w, w_shape, DType::F32, label)
-}
-
-/// [`upload_weight`] with the packed weight stored as `dtype`: f16 rounds every value to the
-/// nearest half (exact for weights that came from f16) and halves the buffer. A finite value
-/// beyond f16's range (±65504) is refused, naming the tensor.
-pub fn upload_weight_as(
-    gpu: &Gpu,
-    w: &[f32],
-    w_shape: [usize; 4],
-    dtype: DType,
-    label: &str,
-) -> Result<Tensor> {
-    let (packed, shape) = pack_weight(w, w_shape)?;
-    match dtype {
-        DType::F32 => Tensor::from_slice(gpu, &shape, &packed, label),
-        DType::F16 => {
-            check_reads_f16(gpu, &format!("conv2d weight {label}"))?;
-            if let Some(v) = w
-                .iter()
-                .find(|v| v.is_finite() && v.abs() > half::f16::MAX.to_f32())
-            {
-                return Err(Error::operand(
-                    "conv2d",
-                    "weight",
-                    format!("{label}: {v} is beyond f16's range (±65504); keep it in f32"),
-                ));
-            }
-            let halves: Vec<half::f16> = packed.iter().map(|&v| half::f16::from_f32(v)).collect();
-            Tensor::from_f16(gpu, &shape, &halves, label)
-        }
-    }
 }
 
 /// `out [N, Cout, Ho, Wo] = (conv(x [N, Cin, H, W], w) + bias [Cout] + temb [N, Cout] +
@@ -344,10 +247,7 @@ pub fn conv2d(
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let conv = Conv::new(inputs, geom, epi, out)?;
-    if conv.dtype == DType::F16 {
-        check_reads_f16(gpu, "conv2d")?;
-    }
+    let conv = Conv::new(gpu, inputs, geom, epi, out)?;
     let variant = choose(gpu, &conv)?;
     conv.dispatch(gpu, variant, inputs, epi, out)
 }
@@ -371,118 +271,27 @@ pub fn conv2d_variant(
             ),
         ));
     }
-    let conv = Conv::new(inputs, geom, epi, out)?;
-    if conv.dtype == DType::F16 {
-        check_reads_f16(gpu, "conv2d")?;
-    }
+    let conv = Conv::new(gpu, inputs, geom, epi, out)?;
     conv.dispatch(gpu, variant, inputs, epi, out)
 }
 
-/// Errors, naming `what`, unless `gpu` can run the f16-weight kernels ([`Gpu::reads_f16`]).
-pub(crate) fn check_reads_f16(gpu: &Gpu, what: &str) -> Result<()> {
-    if gpu.reads_f16() {
-        Ok(())
-    } else {
-        Err(Error::unsupported(
-            what,
-            format!(
-                "f16 weights need WGSL unpack2x16float, which {} does not offer \
-                 (wgpu's SHADER_F16_IN_F32); keep them f32",
-                gpu.describe()
-            ),
-        ))
-    }
-}
-
-/// Errors unless every tensor of a conv but the packed weight is f32 (the weight may be f32 or
-/// f16).
-pub(crate) fn check_dtypes(
-    op: &str,
-    inputs: Conv2dInputs,
-    epi: &Epilogue,
-    out: &Tensor,
-) -> Result<()> {
-    let tensors = [
-        ("x", Some(inputs.x)),
-        ("bias", Some(inputs.bias)),
-        ("temb", epi.temb),
-        ("residual", epi.residual),
-        ("output", Some(out)),
-    ];
-    for (name, t) in tensors {
-        if let Some(t) = t {
-            t.expect_f32(op, name)?;
-        }
-    }
-    Ok(())
-}
-
-/// A checked convolution: its shapes and kernel parameters, independent of the variant.
+/// A checked convolution: its shapes and the register-blocked kernels' parameters.
 struct Conv {
+    shape: ConvShape,
     params: Params,
-    geom: Conv2dGeom,
-    k: usize,
-    x_shape: Vec<usize>,
-    out_shape: [usize; 4],
-    /// The packed weight's storage.
-    dtype: DType,
 }
 
 impl Conv {
-    fn new(inputs: Conv2dInputs, geom: Conv2dGeom, epi: &Epilogue, out: &Tensor) -> Result<Self> {
-        check_dtypes("conv2d", inputs, epi, out)?;
-        let Conv2dInputs { x, w, bias } = inputs;
-        let &[cout] = &bias.shape[..] else {
-            return Err(Error::operand(
-                "conv2d",
-                "bias",
-                format!("must be 1-D [Cout], got {:?}", bias.shape),
-            ));
-        };
-        let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
-            return Err(Error::operand(
-                "conv2d",
-                "weight",
-                format!(
-                    "must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {} {:?}",
-                    w.dtype.name(),
-                    w.shape
-                ),
-            ));
-        };
-        if cq != cout.div_ceil(4) {
-            return Err(Error::Shape {
-                what: format!(
-                    "packed {} conv2d weight for Cout = {cout} (bias)",
-                    w.dtype.name()
-                ),
-                expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
-                got: w.shape.clone(),
-            });
-        }
-        let out_shape = geom.output_shape(&x.shape, &[cout, wcin, kh, kw])?;
-        let n = out_shape[0];
-        let [_, _, ho, wo] = out_shape;
-        let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
-        check_supported("conv2d", k, geom.stride)?;
-        crate::ops::same_shape("conv2d output", &out_shape, &out.shape)?;
-        if let Some(t) = epi.temb {
-            crate::ops::same_shape("conv2d temb", &[n, cout], &t.shape)?;
-        }
-        if let Some(r) = epi.residual {
-            crate::ops::same_shape("conv2d residual", &out_shape, &r.shape)?;
-        }
-        let inputs: Vec<(&str, &Tensor)> = [
-            ("x", Some(x)),
-            ("w", Some(w)),
-            ("bias", Some(bias)),
-            ("temb", epi.temb),
-            ("residual", epi.residual),
-        ]
-        .into_iter()
-        .filter_map(|(name, t)| Some((name, t?)))
-        .collect();
-        crate::ops::check_no_alias("conv2d", &[("out", out)], &inputs)?;
+    fn new(
+        gpu: &Gpu,
+        inputs: Conv2dInputs,
+        geom: Conv2dGeom,
+        epi: &Epilogue,
+        out: &Tensor,
+    ) -> Result<Self> {
+        let shape = ConvShape::new(gpu, "conv2d", inputs, geom, epi, out)?;
+        let [n, cin, h, wd] = shape.x_shape;
+        let [_, cout, ho, wo] = shape.out_shape;
         // Tile counts for the `reg` tile; `params_for` redoes them for other tiles.
         let tiles_x = wo.div_ceil(REG.cols);
         let tiles_img = ho.div_ceil(TILE_R) * tiles_x;
@@ -510,30 +319,24 @@ impl Conv {
             accumulate: epi.accumulate as u32,
             _pad: 0,
         };
-        Ok(Conv {
-            params,
-            geom,
-            k,
-            x_shape: x.shape.clone(),
-            out_shape,
-            dtype: w.dtype,
-        })
+        Ok(Conv { shape, params })
     }
 
     /// The key of this shape for variant choices: every dimension the kernels depend on, and
     /// the weight storage (f32 keys carry none, as before f16 storage existed, so that choices
     /// pinned in checkpoints still apply).
     fn key(&self) -> String {
-        let g = self.geom;
+        let s = &self.shape;
+        let g = s.geom;
         format!(
             "conv2d {:?} -> {:?} k{} s{} pad{:?}{}{}",
-            self.x_shape,
-            self.out_shape,
-            self.k,
+            s.x_shape,
+            s.out_shape,
+            s.k,
             g.stride,
             g.pad,
             if g.upsample { " up" } else { "" },
-            match self.dtype {
+            match s.dtype {
                 DType::F32 => "",
                 DType::F16 => " w:f16",
             }
@@ -542,9 +345,10 @@ impl Conv {
 
     /// The entry point of a register-blocked variant for this geometry.
     fn spec(&self, e: &'static Entries) -> &'static KernelSpec {
-        match (self.k, self.geom.stride) {
+        let g = self.shape.geom;
+        match (self.shape.k, g.stride) {
             // diffusers Upsample2D: nearest ×2 then 3×3 padding 1, as 2×2 convs per output parity.
-            (3, 1) if self.geom.upsample && self.geom.pad == [1; 4] => &e.up3,
+            (3, 1) if g.upsample && g.pad == [1; 4] => &e.up3,
             (3, 1) => &e.k3s1,
             (3, _) => &e.k3s2,
             _ => &e.k1,
@@ -599,8 +403,8 @@ impl Conv {
         epi: &Epilogue,
         out: &Tensor,
     ) -> Result<Dispatch> {
-        let Some(entries) = variant.entries(self.dtype) else {
-            return super::conv2d_tiled::conv2d_tiled(gpu, inputs, self.geom, epi, out);
+        let Some(entries) = variant.entries(self.shape.dtype) else {
+            return conv2d_tiled::dispatch(gpu, &self.shape, inputs, epi, out);
         };
         let Conv2dInputs { x, w, bias } = inputs;
         let temb = epi.temb.unwrap_or(bias);
@@ -664,31 +468,20 @@ fn choose(gpu: &Gpu, conv: &Conv) -> Result<ConvVariant> {
 /// after a run that compiles the pipeline).
 #[cfg(not(target_arch = "wasm32"))]
 fn time_variant(gpu: &Gpu, conv: &Conv, variant: ConvVariant) -> Result<f64> {
-    let p = &conv.params;
+    let s = &conv.shape;
     let wave = crate::gpu::tuning_data;
-    let x = Tensor::from_slice(
-        gpu,
-        &conv.x_shape,
-        &wave(conv.x_shape.iter().product()),
-        "tune x",
-    )?;
-    let w_shape = [
-        p.cout.div_ceil(4) as usize,
-        p.cin as usize,
-        conv.k,
-        conv.k,
-        4,
-    ];
+    let x = Tensor::from_slice(gpu, &s.x_shape, &wave(s.x_shape.iter().product()), "tune x")?;
+    let w_shape = [s.quads(), s.x_shape[1], s.k, s.k, 4];
     let values = wave(w_shape.iter().product());
-    let w = match conv.dtype {
+    let w = match s.dtype {
         DType::F32 => Tensor::from_slice(gpu, &w_shape, &values, "tune w")?,
         DType::F16 => {
             let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
             Tensor::from_f16(gpu, &w_shape, &halves, "tune w")?
         }
     };
-    let b = Tensor::zeros(gpu, &[p.cout as usize], "tune b")?;
-    let out = Tensor::zeros(gpu, &conv.out_shape, "tune out")?;
+    let b = Tensor::zeros(gpu, &[s.cout], "tune b")?;
+    let out = Tensor::zeros(gpu, &s.out_shape, "tune out")?;
     let inputs = Conv2dInputs {
         x: &x,
         w: &w,
@@ -742,52 +535,9 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::ops::conv_pack::unpack_weight;
+    use crate::ops::conv2d_operands::cases::{case, f16_rounded, Case};
+    use crate::ops::conv_pack::{pack_weight, unpack_weight};
     use crate::testing::{assert_close, err_text, gpu, Rng};
-
-    struct Case {
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-        temb: bool,
-        residual: bool,
-        out_scale: f32,
-        /// Start from random `out` values and add to them.
-        accumulate: bool,
-    }
-
-    fn case(
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-    ) -> Case {
-        Case {
-            n,
-            cin,
-            cout,
-            h,
-            w,
-            k,
-            geom,
-            temb: false,
-            residual: false,
-            out_scale: 1.0,
-            accumulate: false,
-        }
-    }
-
-    /// `v` rounded to f16 and back (what an f16 weight holds).
-    pub(crate) fn f16_rounded(v: &[f32]) -> Vec<f32> {
-        v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
-    }
 
     /// Runs case `c` through every available variant with the weight stored as `dtype`, against
     /// the CPU reference on the same (for f16: f16-rounded) weights.
@@ -866,22 +616,7 @@ mod tests {
             let d = conv2d_variant(gpu, v, inputs, c.geom, &epi, &out).unwrap();
             pollster::block_on(gpu.run(&[d])).unwrap();
             let got = out.read_blocking(gpu).unwrap();
-            let what = format!(
-                "conv2d[{} {}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={} acc={}",
-                v.name(),
-                dtype.name(),
-                c.n,
-                c.cin,
-                c.cout,
-                c.h,
-                c.w,
-                c.k,
-                c.geom,
-                c.temb,
-                c.residual,
-                c.out_scale,
-                c.accumulate
-            );
+            let what = format!("conv2d[{} {}] {c}", v.name(), dtype.name());
             assert_close(&got, &want, 1e-4, 1e-4, &what);
             // The next variant must write every element itself (or add to `init`).
             let next = if c.accumulate {
@@ -1337,6 +1072,49 @@ mod tests {
                 gflop / best,
                 cpu * 1e3,
                 gflop / cpu
+            );
+        }
+    }
+
+    /// Wall-clock time of one [`conv2d_tiled::conv2d_tiled`] forward (best of 5) next to [`conv2d`]:
+    /// `cargo test --release --lib ops::conv2d::tests::tiled_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn tiled_timing() {
+        let gpu = gpu();
+        println!("conv2d_tiled on {}", gpu.describe());
+        let mut rng = Rng::new(7);
+        let (n, cin, cout, hw, k) = (16, 32, 32, 28, 3);
+        let geom = Conv2dGeom::same(k);
+        let x_shape = [n, cin, hw, hw];
+        let w_shape = [cout, cin, k, k];
+        let out_shape = geom.output_shape(&x_shape, &w_shape).unwrap();
+        let tx =
+            Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x").unwrap();
+        let tw = upload_weight(gpu, &rng.normals(cout * cin * k * k, 0.1), w_shape, "w").unwrap();
+        let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
+        let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
+        let epi = Epilogue::default();
+        let inputs = Conv2dInputs {
+            x: &tx,
+            w: &tw,
+            bias: &tb,
+        };
+        let tiled = conv2d_tiled::conv2d_tiled(gpu, inputs, geom, &epi, &out).unwrap();
+        let plain = conv2d(gpu, inputs, geom, &epi, &out).unwrap();
+        let gflop = 2.0 * (out_shape.iter().product::<usize>() * cin * k * k) as f64 / 1e9;
+        for (name, d) in [("conv2d_tiled", &tiled), ("conv2d", &plain)] {
+            pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            println!(
+                "{name:12} N={n} {cin}→{cout} {hw}×{hw} k={k}: best {:8.2} ms {:6.2} GFLOP/s",
+                best * 1e3,
+                gflop / best
             );
         }
     }

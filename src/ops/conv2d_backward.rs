@@ -153,7 +153,7 @@ fn check_dims(what: &str, dims: &[(&str, usize)]) -> Result<()> {
 /// Checks kernel size and stride for the GPU kernels; returns k.
 fn check_geom(what: &str, w_shape: &[usize], geom: Conv2dGeom) -> Result<usize> {
     let k = w_shape[2];
-    crate::ops::conv2d::check_supported(what, k, geom.stride)?;
+    crate::ops::conv2d_operands::check_supported(what, k, geom.stride)?;
     Ok(k)
 }
 

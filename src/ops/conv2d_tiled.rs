@@ -10,13 +10,11 @@
 //! drivers (lavapipe) barriers are expensive and the register-blocked [`crate::ops::conv2d`]
 //! kernels are faster. Check [`tiled_fits`] before using it on an unknown device.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{
     grid, uniform_params, Access, DType, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
 };
-use crate::ops::conv2d::{
-    check_dtypes, check_reads_f16, check_supported, with_weights, Conv2dInputs, Epilogue,
-};
+use crate::ops::conv2d_operands::{with_weights, Conv2dInputs, ConvShape, Epilogue};
 use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
@@ -110,61 +108,22 @@ pub fn conv2d_tiled(
     epi: &Epilogue,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    check_dtypes("conv2d_tiled", inputs, epi, out)?;
-    if inputs.w.dtype == DType::F16 {
-        check_reads_f16(gpu, "conv2d_tiled")?;
-    }
+    let conv = ConvShape::new(gpu, "conv2d_tiled", inputs, geom, epi, out)?;
+    dispatch(gpu, &conv, inputs, epi, out)
+}
+
+/// [`conv2d_tiled`] of operands already checked as `conv`.
+pub(crate) fn dispatch(
+    gpu: &Gpu,
+    conv: &ConvShape,
+    inputs: Conv2dInputs,
+    epi: &Epilogue,
+    out: &Tensor,
+) -> Result<Dispatch> {
     let Conv2dInputs { x, w, bias } = inputs;
-    let &[cout] = &bias.shape[..] else {
-        return Err(Error::operand(
-            "conv2d_tiled",
-            "bias",
-            format!("must be 1-D [Cout], got {:?}", bias.shape),
-        ));
-    };
-    let &[cq, wcin, kh, kw, 4] = &w.shape[..] else {
-        return Err(Error::operand(
-            "conv2d_tiled",
-            "weight",
-            format!(
-                "must be packed [ceil(Cout/4), Cin, k, k, 4] (see pack_weight), got {} {:?}",
-                w.dtype.name(),
-                w.shape
-            ),
-        ));
-    };
-    if cq != cout.div_ceil(4) {
-        return Err(Error::Shape {
-            what: format!(
-                "packed {} conv2d_tiled weight for Cout = {cout} (bias)",
-                w.dtype.name()
-            ),
-            expected: vec![cout.div_ceil(4), wcin, kh, kw, 4],
-            got: w.shape.clone(),
-        });
-    }
-    let out_shape = geom.output_shape(&x.shape, &[cout, wcin, kh, kw])?;
-    let [n, _, ho, wo] = out_shape;
-    let (cin, h, wd, k) = (x.shape[1], x.shape[2], x.shape[3], kh);
-    check_supported("conv2d_tiled", k, geom.stride)?;
-    crate::ops::same_shape("conv2d_tiled output", &out_shape, &out.shape)?;
-    if let Some(t) = epi.temb {
-        crate::ops::same_shape("conv2d_tiled temb", &[n, cout], &t.shape)?;
-    }
-    if let Some(r) = epi.residual {
-        crate::ops::same_shape("conv2d_tiled residual", &out_shape, &r.shape)?;
-    }
-    let inputs: Vec<(&str, &Tensor)> = [
-        ("x", Some(x)),
-        ("w", Some(w)),
-        ("bias", Some(bias)),
-        ("temb", epi.temb),
-        ("residual", epi.residual),
-    ]
-    .into_iter()
-    .filter_map(|(name, t)| Some((name, t?)))
-    .collect();
-    crate::ops::check_no_alias("conv2d_tiled", &[("out", out)], &inputs)?;
+    let [n, cin, h, wd] = conv.x_shape;
+    let [_, cout, ho, wo] = conv.out_shape;
+    let (k, cq, geom) = (conv.k, conv.quads(), conv.geom);
     // The shader indexes every tensor with u32.
     to_u32("input elements", x.numel())?;
     to_u32("packed weight elements", w.numel())?;
@@ -198,7 +157,7 @@ pub fn conv2d_tiled(
     };
     let temb = epi.temb.unwrap_or(bias);
     let residual = epi.residual.unwrap_or(bias);
-    let spec = match (k, w.dtype) {
+    let spec = match (k, conv.dtype) {
         (1, DType::F32) => &K1,
         (_, DType::F32) => &K3,
         (1, DType::F16) => &K1_F16,
@@ -246,48 +205,16 @@ pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
 mod tests {
     use super::*;
     use crate::cpu;
-    use crate::ops::conv2d::{upload_weight, upload_weight_as};
+    use crate::error::Error;
+    use crate::ops::conv2d_operands::cases::{case, f16_rounded, Case};
+    use crate::ops::conv2d_operands::upload_weight_as;
     use crate::testing::{assert_close, gpu, Rng};
 
-    struct Case {
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-        temb: bool,
-        residual: bool,
-        out_scale: f32,
-    }
-
-    fn case(
-        n: usize,
-        cin: usize,
-        cout: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        geom: Conv2dGeom,
-    ) -> Case {
-        Case {
-            n,
-            cin,
-            cout,
-            h,
-            w,
-            k,
-            geom,
-            temb: false,
-            residual: false,
-            out_scale: 1.0,
-        }
-    }
-
     /// Runs one case through the tiled kernel (weights stored as `dtype`) and the CPU reference
-    /// (on the same, for f16 f16-rounded, weights) and compares them.
+    /// (on the same, for f16 f16-rounded, weights) and compares them. Accumulation is tested
+    /// with the other variants (`ops::conv2d`'s epilogue cases).
     fn check(c: &Case, seed: u64, dtype: DType) {
+        assert!(!c.accumulate, "the tiled cases start from a NaN output");
         let gpu = gpu();
         let mut rng = Rng::new(seed);
         let x_shape = [c.n, c.cin, c.h, c.w];
@@ -305,7 +232,7 @@ mod tests {
             .then(|| rng.normals(out_shape.iter().product(), 1.0));
         let w_ref: Vec<f32> = match dtype {
             DType::F32 => w.clone(),
-            DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+            DType::F16 => f16_rounded(&w),
         };
         let inputs = cpu::conv2d::Conv2dInputs {
             x: &x,
@@ -349,20 +276,7 @@ mod tests {
         let d = conv2d_tiled(gpu, inputs, c.geom, &epi, &out).unwrap();
         pollster::block_on(gpu.run(&[d])).unwrap();
         let got = out.read_blocking(gpu).unwrap();
-        let what = format!(
-            "conv2d_tiled[{}] N={} {}→{} {}×{} k={} {:?} temb={} res={} scale={}",
-            dtype.name(),
-            c.n,
-            c.cin,
-            c.cout,
-            c.h,
-            c.w,
-            c.k,
-            c.geom,
-            c.temb,
-            c.residual,
-            c.out_scale
-        );
+        let what = format!("conv2d_tiled[{}] {c}", dtype.name());
         assert_close(&got, &want, 1e-4, 1e-4, &what);
     }
 
@@ -458,48 +372,5 @@ mod tests {
             ..none
         };
         assert!(invalid(run(&x, &w, &b, same, &e, &out)));
-    }
-
-    /// Wall-clock time of one forward (best of 5) next to `ops::conv2d`:
-    /// `cargo test --release --lib ops::conv2d_tiled -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn tiled_timing() {
-        let gpu = gpu();
-        println!("conv2d_tiled on {}", gpu.describe());
-        let mut rng = Rng::new(7);
-        let (n, cin, cout, hw, k) = (16, 32, 32, 28, 3);
-        let geom = Conv2dGeom::same(k);
-        let x_shape = [n, cin, hw, hw];
-        let w_shape = [cout, cin, k, k];
-        let out_shape = geom.output_shape(&x_shape, &w_shape).unwrap();
-        let tx =
-            Tensor::from_slice(gpu, &x_shape, &rng.normals(n * cin * hw * hw, 1.0), "x").unwrap();
-        let tw = upload_weight(gpu, &rng.normals(cout * cin * k * k, 0.1), w_shape, "w").unwrap();
-        let tb = Tensor::from_slice(gpu, &[cout], &rng.normals(cout, 0.1), "b").unwrap();
-        let out = Tensor::zeros(gpu, &out_shape, "out").unwrap();
-        let epi = Epilogue::default();
-        let inputs = Conv2dInputs {
-            x: &tx,
-            w: &tw,
-            bias: &tb,
-        };
-        let tiled = conv2d_tiled(gpu, inputs, geom, &epi, &out).unwrap();
-        let plain = crate::ops::conv2d::conv2d(gpu, inputs, geom, &epi, &out).unwrap();
-        let gflop = 2.0 * (out_shape.iter().product::<usize>() * cin * k * k) as f64 / 1e9;
-        for (name, d) in [("conv2d_tiled", &tiled), ("conv2d", &plain)] {
-            pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
-            let mut best = f64::INFINITY;
-            for _ in 0..5 {
-                let t0 = std::time::Instant::now();
-                pollster::block_on(gpu.run(std::slice::from_ref(d))).unwrap();
-                best = best.min(t0.elapsed().as_secs_f64());
-            }
-            println!(
-                "{name:12} N={n} {cin}→{cout} {hw}×{hw} k={k}: best {:8.2} ms {:6.2} GFLOP/s",
-                best * 1e3,
-                gflop / best
-            );
-        }
     }
 }

@@ -9,6 +9,7 @@ pub mod concat;
 pub mod concat_backward;
 pub mod conv2d;
 pub mod conv2d_backward;
+pub(crate) mod conv2d_operands;
 pub mod conv2d_tiled;
 pub mod conv_pack;
 pub mod elementwise;

@@ -4,16 +4,13 @@ use super::ids;
 use super::*;
 
 pub(super) fn wire_controls() {
-    dom::on::<web_sys::Event>(ids::GENERATE, "click", |_| {
-        // Mark the run as started before the click returns, so no one reads a stale state.
-        if !app().running.get() {
-            state::show(RunState::Running);
-        }
-        spawn_local(generate())
-    });
+    dom::on::<web_sys::Event>(ids::GENERATE, "click", |_| start_run(None));
     dom::on::<web_sys::Event>(ids::STOP, "click", |_| {
-        app().stop.set(true);
-        dom::set_text(ids::RUN_STATUS, "Stopping…");
+        let app = app();
+        if app.run.get() == RunState::Running {
+            app.run.set(RunState::Stopping);
+            dom::set_text(ids::RUN_STATUS, "Stopping…");
+        }
     });
     dom::on::<web_sys::Event>(ids::SEED_RANDOM, "click", |_| {
         let seed = (js_sys::Math::random() * 1e9).floor();
@@ -84,10 +81,9 @@ pub(super) fn wire_controls() {
         update_forward();
     });
     dom::on::<web_sys::Event>(ids::FWD_DENOISE, "click", |_| {
-        if !app().running.get() {
-            state::show(RunState::Running);
+        if let Some(d) = denoise_request() {
+            start_run(Some(d));
         }
-        spawn_local(denoise())
     });
     dom::on::<web_sys::Event>(ids::FWD_T, "input", |_| update_forward());
     dom::on::<web_sys::Event>(ids::FWD_IMAGE, "change", |_| update_forward());

@@ -9,30 +9,28 @@ pub(super) async fn ensure_gpu() -> PageResult<Rc<Gpu>> {
     if let Some(gpu) = app().gpu.borrow().as_ref() {
         return Ok(gpu.clone());
     }
-    state::show(GpuState::Pending);
+    app().gpu_state.set(GpuState::Pending);
     set_gpu_pill("pending", "Starting WebGPU…");
     match create_gpu().await {
         Ok(gpu) => {
             let gpu = Rc::new(gpu);
             *app().gpu.borrow_mut() = Some(gpu.clone());
-            app().gpu_usable.set(true);
             rebuild_engine(&gpu);
             let label = adapter_label(&gpu).await;
             show_gpu_info(&gpu, &label);
             dom::show_message(ids::GPU_ERROR, None);
-            state::show(GpuState::Ready);
+            app().gpu_state.set(GpuState::Ready);
             set_gpu_pill("ready", &label);
             refresh_generate();
-            if !app().running.get() {
+            if !app().busy() {
                 dom::set_text(ids::RUN_STATUS, "Ready. Press Generate.");
             }
             Ok(gpu)
         }
         Err(e) => {
             dom::show_message(ids::GPU_ERROR, Some(&e.to_string()));
-            state::show(GpuState::Unavailable);
+            app().gpu_state.set(GpuState::Unavailable);
             set_gpu_pill("unavailable", "WebGPU unavailable");
-            app().gpu_usable.set(false);
             refresh_generate();
             dom::set_text(ids::RUN_STATUS, "Generate needs WebGPU.");
             Err(e)
@@ -83,7 +81,7 @@ pub(super) fn on_device_lost(why: &str) {
     GPU_GENERATION.fetch_add(1, Ordering::SeqCst);
     app().gpu.borrow_mut().take();
     app().engine.borrow_mut().take();
-    state::show(GpuState::Lost);
+    app().gpu_state.set(GpuState::Lost);
     set_gpu_pill("lost", "GPU device lost");
     dom::show_message(
         ids::GPU_ERROR,

@@ -27,23 +27,33 @@ pub(super) fn refresh_forward_menu() {
     }
 }
 
+/// The forward view's redraw loop (see [`update_forward`]).
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum ForwardView {
+    Idle,
+    /// Drawing the latest request.
+    Busy,
+    /// Drawing, and asked again meanwhile: draws once more when done.
+    BusyDirty,
+}
+
 /// Redraws the forward view for the chosen image and t (coalescing bursts of slider events).
 pub(super) fn update_forward() {
     let app = app();
-    if app.fwd_busy.get() {
-        app.fwd_dirty.set(true);
+    if app.fwd_view.get() != ForwardView::Idle {
+        app.fwd_view.set(ForwardView::BusyDirty);
         return;
     }
-    app.fwd_busy.set(true);
+    app.fwd_view.set(ForwardView::Busy);
     spawn_local(async move {
         loop {
-            app.fwd_dirty.set(false);
+            app.fwd_view.set(ForwardView::Busy);
             forward_once(&app).await;
-            if !app.fwd_dirty.get() {
+            if app.fwd_view.get() != ForwardView::BusyDirty {
                 break;
             }
         }
-        app.fwd_busy.set(false);
+        app.fwd_view.set(ForwardView::Idle);
     });
 }
 

@@ -4,30 +4,33 @@
 use super::ids;
 use super::*;
 
-/// Generate: samples from x_T (see [`run_reverse`]).
-pub(super) async fn generate() {
-    run_reverse(None).await
+/// Starts a reverse-process run (Generate from x_T, or `denoise`; see [`run_reverse`]) unless
+/// the GPU is busy, marking it running before returning so that no one reads a stale state.
+pub(super) fn start_run(denoise: Option<Denoise>) {
+    let app = app();
+    if app.busy() {
+        return;
+    }
+    app.run.set(RunState::Running);
+    spawn_local(run_reverse(denoise));
 }
 
 /// Noise it, then denoise it: the forward view's image noised to its t by q(x_t | x_0), then
 /// the reverse process from there (one image, the page's sampler settings; a conditional model
-/// is given the example's class when known).
-pub(super) async fn denoise() {
+/// is given the example's class when known). `None` when the view has no image.
+pub(super) fn denoise_request() -> Option<Denoise> {
     let app = app();
     let fwd = app.fwd.borrow().clone();
-    let Some(i) = forward_selection(&fwd) else {
-        return;
-    };
+    let i = forward_selection(&fwd)?;
     let t = forward_t(&app.schedule.borrow());
     let im = &fwd.images[i];
-    run_reverse(Some(Denoise {
+    Some(Denoise {
         image: i,
         t,
         x0: im.x0.clone(),
         shape: im.shape,
         label: im.label,
-    }))
-    .await
+    })
 }
 
 /// A noise-then-denoise run: image `image` of the forward view (`x0`, `[1, C, H, W]`), noised to
@@ -40,23 +43,15 @@ pub(super) struct Denoise {
     label: Option<usize>,
 }
 
-/// Runs the reverse process in chunks, yielding to the browser between chunks and drawing the
-/// latest x_t on animation frames, until done or stopped: from x_T, or (`denoise`) from a
-/// noised data image.
-pub(super) async fn run_reverse(denoise: Option<Denoise>) {
+/// Runs the reverse process (started by [`start_run`]) in chunks, yielding to the browser
+/// between chunks and drawing the latest x_t on animation frames, until done or stopped: from
+/// x_T, or (`denoise`) from a noised data image.
+async fn run_reverse(denoise: Option<Denoise>) {
     let app = app();
-    if app.running.get() {
-        return;
-    }
-    app.running.set(true);
-    app.stop.set(false);
     refresh_generate();
     player::set_enabled(false);
     dom::show_message(ids::RUN_ERROR, None);
     let outcome = generate_inner(&app, denoise.as_ref()).await;
-    app.running.set(false);
-    dom::set_disabled(ids::STOP, true);
-    refresh_generate();
     let (state, status) = match outcome {
         Ok(true) => (RunState::Stopped, "Stopped."),
         Ok(false) => (RunState::Done, "Done."),
@@ -65,6 +60,10 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
             (RunState::Error, "Failed (see below).")
         }
     };
+    // The rest of the run's end happens in this same task: no one sees the state before it.
+    app.run.set(state);
+    dom::set_disabled(ids::STOP, true);
+    refresh_generate();
     let status = match app.frames.borrow().as_ref() {
         Some(f) if f.stride() > 1 => format!(
             "{status} The slider keeps every {}th step (memory).",
@@ -85,7 +84,6 @@ pub(super) async fn run_reverse(denoise: Option<Denoise>) {
             _ => {}
         }
     }
-    state::show(state);
 }
 
 /// The denoised image beside its original: |difference|, MSE, PSNR (peak-to-peak 2) and max |Δ|.
@@ -104,7 +102,7 @@ pub(super) fn show_reconstruction(d: &Denoise, x: &[f32]) {
         .last_plan
         .borrow()
         .as_ref()
-        .and_then(|p| p.first().map(|s| s.t))
+        .and_then(|p| p.steps().first().map(|s| s.t))
         .unwrap_or(d.t);
     dom::set_text(
         ids::FWD_RECON_STATS,
@@ -136,24 +134,23 @@ pub(super) async fn generate_inner(app: &Rc<App>, denoise: Option<&Denoise>) -> 
         cfg.class = d.label.or(cfg.class);
     }
     // Check the settings (DDIM steps, η, schedule) before touching the GPU.
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
-    let timesteps: Vec<usize> = plan.iter().map(|p| p.t).collect();
+    let plan = cfg.plan(&model.config, &model.scheduler)?;
     // A denoising run starts from the image noised to the plan's first timestep.
     let initial = match denoise {
         Some(d) => {
             let fwd = app.fwd.borrow().clone();
             let abar = app.schedule.borrow().abar.clone();
-            Some(fwd.xt(Some(&gpu), d.image, timesteps[0], &abar).await)
+            Some(fwd.xt(Some(&gpu), d.image, plan.steps()[0].t, &abar).await)
         }
         None => None,
     };
-    *app.last_plan.borrow_mut() = Some(plan);
+    *app.last_plan.borrow_mut() = Some(plan.clone());
     let mut engine = take_engine(app, &gpu, generation, &model)?;
     app.compare_frames.borrow_mut().take();
     dom::set_hidden(ids::COMPARE_VIEW, true);
     let pass = Pass {
         cfg: &cfg,
-        timesteps,
+        plan,
         initial,
         target: Target::Main,
     };
@@ -209,11 +206,11 @@ pub(super) fn take_engine(
     }
 }
 
-/// One pass of [`run_batches`]: the settings, the plan's timesteps, x_T given or drawn for the
+/// One pass of [`run_batches`]: the settings and their checked plan, x_T given or drawn for the
 /// seed, and which run it fills.
 pub(super) struct Pass<'a> {
     cfg: &'a RunConfig,
-    timesteps: Vec<usize>,
+    plan: SamplerPlan,
     initial: Option<Vec<f32>>,
     target: Target,
 }
@@ -227,14 +224,13 @@ pub(super) async fn compare_run(
     model: &Model,
     cfg: &RunConfig,
 ) -> PageResult<bool> {
-    let plan = crate::sampler::plan(&model.scheduler, &cfg.options(&model.scheduler, 0))?;
-    let timesteps = plan.iter().map(|p| p.t).collect();
+    let plan = cfg.plan(&model.config, &model.scheduler)?;
     dom::set_hidden(ids::COMPARE_VIEW, false);
     let label = format!("x_t of {}", cfg.describe());
     dom::set_text(ids::CMP_LABEL, &label);
     let pass = Pass {
         cfg,
-        timesteps,
+        plan,
         initial: None,
         target: Target::Compare,
     };
@@ -253,7 +249,7 @@ pub(super) async fn run_batches(
 ) -> PageResult<bool> {
     let Pass {
         cfg,
-        timesteps,
+        plan,
         initial,
         target,
     } = pass;
@@ -274,19 +270,19 @@ pub(super) async fn run_batches(
         FRAME_BUDGET
     };
     let classes = cfg.classes(&model.config, 0, n);
+    let steps = plan.steps().len();
     let request = Request {
         n,
-        options: cfg.options_for(&model.config, &model.scheduler, 0),
+        sampler: plan,
         classes: (!classes.is_empty()).then_some(classes),
         batch_cap: app.batch_cap.get(),
         initial,
         frames_budget: Some(budget),
     };
-    let mut generation = Generation::new(&mut engine.generator, gpu, &model.scheduler, request)?;
+    let mut generation = Generation::new(&mut engine.generator, gpu, request)?;
     let (batch, shape) = (generation.batch(), generation.shape());
     let [_, c, h, w] = shape;
     let per = c * h * w;
-    let steps = timesteps.len();
     let runs = n.div_ceil(batch);
     let mut live = Pictures {
         x: vec![0u8; n * per],
@@ -297,7 +293,6 @@ pub(super) async fn run_batches(
 
     dom::el::<HtmlInputElement>(ids::VIEW_T).set_disabled(true);
     dom::set_disabled(ids::STOP, false);
-    state::show(RunState::Running);
     let batches = if runs > 1 {
         format!(" in {runs} batches of {batch} (device limits)")
     } else {
@@ -324,7 +319,7 @@ pub(super) async fn run_batches(
     let t0 = dom::now_ms();
     let mut chunk = 1usize;
     let stopped = loop {
-        if app.stop.get() {
+        if app.run.get() == RunState::Stopping {
             break true;
         }
         let (c0, before) = (dom::now_ms(), generation.status().steps_done());
@@ -344,12 +339,11 @@ pub(super) async fn run_batches(
                 (_, Some(t)) => format!("t = {t}"),
                 (_, None) => "x₀ (sample)".into(),
             };
-            *app.live.borrow_mut() = Some(LiveFrame {
+            show_live(LiveFrame {
                 label,
                 pictures: live.clone(),
                 target,
             });
-            schedule_live_draw();
         }
         update_stats(
             status.steps_done(),
@@ -413,16 +407,14 @@ pub(super) fn duration(secs: f64) -> String {
     }
 }
 
-/// Draws the latest live frame on the next animation frame (at most one pending).
-pub(super) fn schedule_live_draw() {
-    let app = app();
-    if app.draw_pending.replace(true) {
+/// Draws `frame` on the next animation frame, unless a newer one replaces it first (a frame is
+/// requested when one starts waiting in [`App::live`]).
+pub(super) fn show_live(frame: LiveFrame) {
+    if app().live.borrow_mut().replace(frame).is_some() {
         return;
     }
-    dom::request_frame(move || {
-        let app = self::app();
-        app.draw_pending.set(false);
-        let live = app.live.borrow_mut().take();
+    dom::request_frame(|| {
+        let live = app().live.borrow_mut().take();
         match live {
             Some(f) if f.target == Target::Main => {
                 let p = &f.pictures;

@@ -60,10 +60,8 @@ pub(super) async fn load_from_hub(endpoint: &str, id: &crate::hub::HubId) {
 
 /// The model section's state while files download.
 pub(super) fn start_download() {
-    let app = app();
-    app.model_loading.set(true);
+    app().model_state.set(ModelState::Loading);
     refresh_generate();
-    state::show(ModelState::Loading);
     dom::set_hidden(ids::MODEL_PROGRESS, false);
 }
 
@@ -116,9 +114,8 @@ pub(super) fn rebuild_engine(gpu: &Gpu) {
 pub(super) async fn apply_model_files(files: PageResult<ModelFiles>, note: Option<String>) {
     let app = app();
     dom::show_message(ids::MODEL_ERROR, None);
-    app.model_loading.set(true);
+    app.model_state.set(ModelState::Loading);
     refresh_generate();
-    state::show(ModelState::Loading);
     let loaded = match files {
         Ok(files) => {
             dom::set_text(
@@ -131,7 +128,6 @@ pub(super) async fn apply_model_files(files: PageResult<ModelFiles>, note: Optio
         }
         Err(e) => Err(e),
     };
-    app.model_loading.set(false);
     match loaded {
         Ok(()) => {
             let model = app.model.borrow().clone().expect("installed");
@@ -142,7 +138,7 @@ pub(super) async fn apply_model_files(files: PageResult<ModelFiles>, note: Optio
                 &format!("Model loaded: {}.", model.summary()),
             );
             dom::show_message(ids::MODEL_NOTE, note.as_deref());
-            state::show(ModelState::Ready);
+            app.model_state.set(ModelState::Ready);
         }
         Err(msg) => {
             dom::show_message(
@@ -157,7 +153,7 @@ pub(super) async fn apply_model_files(files: PageResult<ModelFiles>, note: Optio
                     "No model loaded."
                 },
             );
-            state::show(ModelState::Error);
+            app.model_state.set(ModelState::Error);
         }
     }
     refresh_generate();
@@ -181,7 +177,7 @@ pub(super) fn install_model(app: &App, files: ModelFiles) -> PageResult<()> {
     let (model, weights) = Model::load(id, files)?;
     let gpu = app.gpu.borrow().clone();
     let engine = match gpu {
-        Some(gpu) if !app.running.get() => {
+        Some(gpu) if !app.busy() => {
             // Free the previous model's GPU memory first.
             app.engine.borrow_mut().take();
             let generation = GPU_GENERATION.load(Ordering::SeqCst);

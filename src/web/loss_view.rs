@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use super::state::{self, LossState};
+use super::state::LossState;
 use super::{dom, draw, App};
 use crate::loss_curve::{even_timesteps, LossCurve, LossSetup};
 
@@ -39,27 +39,25 @@ pub fn last_curve() -> Vec<f64> {
 /// Measures and plots the curve (one run at a time, like Generate).
 pub async fn measure() {
     let app = super::app();
-    if app.running.get() {
+    if app.busy() {
         return;
     }
-    app.running.set(true);
+    app.loss.set(LossState::Running);
     super::refresh_generate();
-    state::show(LossState::Running);
     dom::set_text(ids::LOSS_STATS, "Measuring…");
     let result = measure_inner(&app).await;
-    app.running.set(false);
-    super::refresh_generate();
     match result {
         Ok(curve) => {
             show(&curve, app.schedule.borrow().abar.len());
             LAST.with_borrow_mut(|c| *c = Some(curve));
-            state::show(LossState::Done);
+            app.loss.set(LossState::Done);
         }
         Err(e) => {
             dom::set_text(ids::LOSS_STATS, &e.to_string());
-            state::show(LossState::Error);
+            app.loss.set(LossState::Error);
         }
     }
+    super::refresh_generate();
 }
 
 async fn measure_inner(app: &Rc<App>) -> PageResult<LossCurve> {

@@ -49,14 +49,14 @@ use web_sys::{HtmlInputElement, HtmlSelectElement, KeyboardEvent};
 
 use crate::generation::{Frames, Generation, Request};
 use crate::gpu::Gpu;
-use crate::sampler::{SamplerKind, SnapshotData, EPS_RANGE};
+use crate::sampler::{SamplerKind, SamplerPlan, SnapshotData, EPS_RANGE};
 use crate::schedule::{SchedulerConfig, VarianceType};
 use engine::{Engine, Model};
 use error::{PageError, PageResult};
 use files::ModelFiles;
 use forward::Forward;
 use run::RunConfig;
-use state::{GpuState, LossState, ModelState, PlayState, RunState};
+use state::{Current, GpuState, LossState, ModelState, RunState};
 
 use controls::*;
 use device::*;
@@ -138,11 +138,11 @@ impl ScheduleView {
 /// The page's state. Lives in a thread-local (the page has one thread).
 struct App {
     gpu: RefCell<Option<Rc<Gpu>>>,
-    /// A device exists or can be created again (false while pending or when WebGPU is missing).
-    gpu_usable: Cell<bool>,
+    gpu_state: Current<GpuState>,
     /// The current model…
     model: RefCell<Option<Rc<Model>>>,
-    model_loading: Cell<bool>,
+    /// …the state of the latest load…
+    model_state: Current<ModelState>,
     /// …and, on the current device, its weights, forward plan and sampler (taken out while a
     /// Generate runs).
     engine: RefCell<Option<Engine>>,
@@ -156,24 +156,37 @@ struct App {
     compare_frames: RefCell<Option<Frames>>,
     /// Final samples of the last finished Generate, `[N, C, H, W]`.
     last_samples: RefCell<Option<(Vec<f32>, [usize; 4])>>,
-    /// The planned steps of the last Generate (for the update the slider's frame takes).
-    last_plan: RefCell<Option<Vec<crate::sampler::PlannedStep>>>,
-    /// Latest frame of the running Generate, waiting to be drawn.
+    /// The plan of the last Generate (for the update the slider's frame takes).
+    last_plan: RefCell<Option<SamplerPlan>>,
+    /// Latest frame of the running Generate, waiting for the animation frame that draws it
+    /// (requested when a frame starts waiting, see [`show_live`]).
     live: RefCell<Option<LiveFrame>>,
-    draw_pending: Cell<bool>,
-    running: Cell<bool>,
-    stop: Cell<bool>,
+    /// Generate, denoise or compare; one at a time, and not during a loss measurement.
+    run: Current<RunState>,
+    loss: Current<LossState>,
     fwd: RefCell<Rc<Forward>>,
-    fwd_busy: Cell<bool>,
-    fwd_dirty: Cell<bool>,
+    fwd_view: Cell<ForwardView>,
+}
+
+impl App {
+    /// Whether a reverse-process run or a loss measurement holds the GPU.
+    fn busy(&self) -> bool {
+        matches!(self.run.get(), RunState::Running | RunState::Stopping)
+            || self.loss.get() == LossState::Running
+    }
+
+    /// Whether a device exists or can be created again (after a loss).
+    fn gpu_usable(&self) -> bool {
+        self.gpu.borrow().is_some() || self.gpu_state.get() == GpuState::Lost
+    }
 }
 
 thread_local! {
     static APP: Rc<App> = Rc::new(App {
         gpu: RefCell::new(None),
-        gpu_usable: Cell::new(false),
+        gpu_state: Current::new(GpuState::Pending),
         model: RefCell::new(None),
-        model_loading: Cell::new(false),
+        model_state: Current::new(ModelState::None),
         engine: RefCell::new(None),
         loads: Cell::new(0),
         batch_cap: Cell::new(usize::MAX),
@@ -183,12 +196,10 @@ thread_local! {
         last_samples: RefCell::new(None),
         last_plan: RefCell::new(None),
         live: RefCell::new(None),
-        draw_pending: Cell::new(false),
-        running: Cell::new(false),
-        stop: Cell::new(false),
+        run: Current::new(RunState::Idle),
+        loss: Current::new(LossState::Idle),
         fwd: RefCell::new(Rc::new(Forward::new())),
-        fwd_busy: Cell::new(false),
-        fwd_dirty: Cell::new(false),
+        fwd_view: Cell::new(ForwardView::Idle),
     });
 }
 
@@ -204,11 +215,12 @@ fn app() -> Rc<App> {
 pub fn start() {
     console_error_panic_hook::set_once();
     // The states index.html's <body> starts in, now owned by the module.
-    state::show(GpuState::Pending);
-    state::show(ModelState::None);
-    state::show(RunState::Idle);
-    state::show(PlayState::Paused);
-    state::show(LossState::Idle);
+    let app = app();
+    app.gpu_state.set(GpuState::Pending);
+    app.model_state.set(ModelState::None);
+    app.run.set(RunState::Idle);
+    app.loss.set(LossState::Idle);
+    player::pause();
     wire_controls();
     show_schedule();
     refresh_forward_menu();
@@ -308,9 +320,9 @@ pub fn debug_engine_stats() -> Vec<u32> {
 /// in progress.
 fn refresh_generate() {
     let app = app();
-    let ready = app.gpu_usable.get()
-        && !app.running.get()
-        && !app.model_loading.get()
+    let ready = app.gpu_usable()
+        && !app.busy()
+        && app.model_state.get() != ModelState::Loading
         && app.model.borrow().is_some();
     dom::set_disabled(ids::GENERATE, !ready);
     dom::set_disabled(ids::FWD_DENOISE, !ready);

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use web_sys::HtmlInputElement;
 
 use super::dom;
-use super::state::{self, PlayState};
+use super::state::{Current, PlayState};
 
 /// The player's buttons, enabled together once a run has frames.
 const BUTTONS: [&str; 4] = [ids::REPLAY, ids::STEP_BACK, ids::PLAY, ids::STEP_FWD];
@@ -16,7 +16,7 @@ const BUTTONS: [&str; 4] = [ids::REPLAY, ids::STEP_BACK, ids::PLAY, ids::STEP_FW
 thread_local! {
     /// Bumped whenever playback starts or stops, so a pending loop sees it is stale.
     static GENERATION: Cell<u32> = const { Cell::new(0) };
-    static PLAYING: Cell<bool> = const { Cell::new(false) };
+    static STATE: Current<PlayState> = const { Current::new(PlayState::Paused) };
 }
 
 /// Enables the buttons (`false` also pauses, e.g. while a run owns the viewer).
@@ -49,7 +49,7 @@ pub fn jump(to_end: bool) {
 }
 
 pub fn toggle() {
-    if PLAYING.get() {
+    if STATE.with(Current::get) == PlayState::Playing {
         pause();
     } else {
         play();
@@ -65,17 +65,15 @@ pub fn play() {
     if slider.value_as_number() >= last_frame(&slider) {
         jump(false);
     }
-    PLAYING.set(true);
     let generation = GENERATION.get().wrapping_add(1);
     GENERATION.set(generation);
-    show_state();
+    set_state(PlayState::Playing);
     tick(generation, dom::now_ms());
 }
 
 pub fn pause() {
-    PLAYING.set(false);
     GENERATION.set(GENERATION.get().wrapping_add(1));
-    show_state();
+    set_state(PlayState::Paused);
 }
 
 /// On the next animation frame: advances by the frames due since `last_ms` at the chosen
@@ -108,14 +106,11 @@ fn last_frame(slider: &HtmlInputElement) -> f64 {
     slider.max().parse::<f64>().unwrap_or(0.0)
 }
 
-fn show_state() {
-    let playing = PLAYING.get();
+/// Stores and shows `state`, the play button following it.
+fn set_state(state: PlayState) {
+    STATE.with(|s| s.set(state));
+    let playing = state == PlayState::Playing;
     let button = dom::el::<web_sys::HtmlElement>(ids::PLAY);
     button.set_text_content(Some(if playing { "❙❙" } else { "▶︎" }));
     let _ = button.set_attribute("aria-label", if playing { "Pause" } else { "Play" });
-    state::show(if playing {
-        PlayState::Playing
-    } else {
-        PlayState::Paused
-    });
 }

@@ -1,8 +1,9 @@
 //! What the page asks of a Generate: the sampler settings read from its controls (the frames it
 //! keeps are [`crate::generation::Frames`]).
 
+use crate::error::Result;
 use crate::model::UNetConfig;
-use crate::sampler::{SamplerKind, SamplerOptions};
+use crate::sampler::{SamplerKind, SamplerOptions, SamplerPlan};
 use crate::schedule::{SchedulerConfig, VarianceType};
 
 /// Settings of one Generate, read from the page's controls.
@@ -46,6 +47,11 @@ impl RunConfig {
             o.guidance = Some(self.guidance);
         }
         o
+    }
+
+    /// The checked plan of this Generate for `config`'s model ([`RunConfig::options_for`]).
+    pub fn plan(&self, config: &UNetConfig, scheduler: &SchedulerConfig) -> Result<SamplerPlan> {
+        SamplerPlan::new(scheduler, &self.options_for(config, scheduler, 0))
     }
 
     /// The class of each of images `first..first + count` (padding repeats the last image's),

@@ -1,5 +1,9 @@
 //! The page's states, each shown in one `<body data-*>` attribute: the interface `web/e2e/`
-//! waits on (and CSS may style by). [`show`] is the one place that writes them.
+//! waits on (and CSS may style by). The page keeps each current state in a [`Current`], whose
+//! [`Current::set`] is the one place that writes them, so an attribute never disagrees with
+//! what the page believes.
+
+use std::cell::Cell;
 
 use super::dom;
 
@@ -9,10 +13,25 @@ pub trait BodyState: Copy {
     fn name(self) -> &'static str;
 }
 
-/// Writes `state` to its `<body data-*>` attribute.
-pub fn show<S: BodyState>(state: S) {
-    if let Some(body) = dom::document().body() {
-        let _ = body.set_attribute(&format!("data-{}", S::KEY), state.name());
+/// The current state of one [`BodyState`] machine.
+pub struct Current<S>(Cell<S>);
+
+impl<S: BodyState> Current<S> {
+    /// Holds `initial` without showing it.
+    pub const fn new(initial: S) -> Self {
+        Current(Cell::new(initial))
+    }
+
+    pub fn get(&self) -> S {
+        self.0.get()
+    }
+
+    /// Stores `state` and writes it to its `<body data-*>` attribute.
+    pub fn set(&self, state: S) {
+        self.0.set(state);
+        if let Some(body) = dom::document().body() {
+            let _ = body.set_attribute(&format!("data-{}", S::KEY), state.name());
+        }
     }
 }
 
@@ -64,6 +83,8 @@ body_state! {
     RunState = "run" {
         Idle = "idle",
         Running = "running",
+        /// Stop was pressed: the run ends after its current chunk (shown as running until then).
+        Stopping = "running",
         Done = "done",
         Stopped = "stopped",
         Error = "error",

@@ -28,7 +28,7 @@ pub(super) fn enable_viewer() {
 
 pub(super) fn show_selected_frame() {
     let app = app();
-    if app.running.get() {
+    if app.busy() {
         return;
     }
     let frames = app.frames.borrow();
@@ -47,7 +47,7 @@ pub(super) fn show_selected_frame() {
         .last_plan
         .borrow()
         .as_ref()
-        .and_then(|p| p.get(i).copied());
+        .and_then(|p| p.steps().get(i).copied());
     let schedule = app.schedule.borrow().clone();
     dom::set_text(
         ids::STEP_MATH,
