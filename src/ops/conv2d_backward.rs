@@ -46,9 +46,10 @@ const DX_K1S2: KernelSpec = in_spec("dx_k1s2");
 const DX_K3S2_UP: KernelSpec = in_spec("dx_k3s2_up");
 const DX_K1S2_UP: KernelSpec = in_spec("dx_k1s2_up");
 
-/// Must match conv2d_backward_input.wgsl: invocations per workgroup (`WG`), dx pixels along a
-/// row per invocation of the row kernels (`PX`), input channels per invocation (`CI`), and the
-/// side of the square dx tile of the k = 3 stride 1 tile kernels.
+/// conv2d_backward_input.wgsl's `WG` (invocations per workgroup), `PX` (dx pixels along a row
+/// per invocation of the row kernels) and `CI` (input channels per invocation), which
+/// `gpu::check` compares; and the side of the square dx tile of the k = 3 stride-1 tile kernels,
+/// which that shader writes out as 4 × 4.
 const DX_WG: usize = 64;
 const DX_PX: usize = 4;
 const DX_CI: usize = 8;
@@ -79,8 +80,9 @@ const DW_TILE_K1S1: KernelSpec = w_spec("dw_tile_k1s1");
 const DW_TILE_K1S2: KernelSpec = w_spec("dw_tile_k1s2");
 const DW_REDUCE: KernelSpec = w_spec("dw_reduce");
 
-/// Must match conv2d_backward_weight.wgsl: output and input channels per invocation of
-/// `dw_tile3` (k = 3) and `dw_tile1` (k = 1), their workgroup size, the reduce workgroup size.
+/// conv2d_backward_weight.wgsl's output and input channels per invocation of `dw_tile3`
+/// (k = 3) and `dw_tile1` (k = 1), their workgroup size and the reduce workgroup size, which
+/// `gpu::check` compares.
 const DW_T3_CO: usize = 16;
 const DW_T3_CI: usize = 8;
 const DW_T1_CO: usize = 16;

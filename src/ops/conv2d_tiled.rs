@@ -46,7 +46,7 @@ const K1_F16: KernelSpec = spec("conv2d_tiled_f16", SOURCE_F16, "conv_tiled_k1")
 const K3_F16: KernelSpec = spec("conv2d_tiled_f16", SOURCE_F16, "conv_tiled_k3");
 
 /// Workgroup shape (`TX × TY` invocations), output tile (`BM` channels × `BN` pixels) and K-step
-/// `BK`. Must match the constants of the shader.
+/// `BK`: the shader's constants of those names (`gpu::check` compares them).
 const TX: u32 = 16;
 const TY: u32 = 16;
 const BM: usize = 64;

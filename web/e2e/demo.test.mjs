@@ -357,6 +357,14 @@ test('the shipped-models menu switches models; the forward view shows the model\
     await page.waitForFunction(() => /assets\/mnist\//.test(document.getElementById('model-info').textContent));
     assert.match(await page.textContent('#model-status'), /1×28×28/);
     assert.equal(await page.isVisible('#class-options'), false);
+    // The shipped Fashion-MNIST model: a picker of garment names, Fashion-MNIST examples.
+    await page.selectOption('#model-menu', 'assets/fashion-cond/');
+    await page.waitForFunction(() => /assets\/fashion-cond\//.test(document.getElementById('model-info').textContent));
+    assert.equal(await page.isVisible('#class-options'), true);
+    const kinds = await page.locator('#class option').allTextContents();
+    assert.deepEqual(kinds.slice(0, 3), ['One of each', 'T-shirt/top', 'Trouser'], kinds.join(', '));
+    const garments = await page.locator('#fwd-image option').allTextContents();
+    assert.ok(garments.includes('Fashion-MNIST: Trouser'), garments.join(', '));
     await page.selectOption('#model-menu', 'assets/mnist-cond/');
     await page.waitForFunction(() => /assets\/mnist-cond\//.test(document.getElementById('model-info').textContent));
     assert.equal(await page.textContent('#model-info'), condId);
