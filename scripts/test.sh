@@ -12,6 +12,9 @@ step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 step "cargo build (wasm32)"
 cargo build --lib --target wasm32-unknown-unknown
+# src/web/ compiles only for wasm32: lint it there too (the page's build, default features off).
+step "cargo clippy (wasm32)"
+cargo clippy --lib --target wasm32-unknown-unknown --no-default-features -- -D warnings
 step "cargo test"
 cargo test
 if [[ -f web/e2e/run.sh ]]; then
