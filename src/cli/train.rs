@@ -163,10 +163,10 @@ fn class_names(source: Source, classes: usize) -> Vec<String> {
     }
 }
 
-/// The noise schedule of a new run from `--beta-schedule` and `--timesteps` (diffusers'
-/// DDPMScheduler otherwise: β 1e-4 → 0.02, fixed_small variance, clipping).
-fn scheduler_config(args: &Args) -> anyhow::Result<SchedulerConfig> {
-    let mut config = SchedulerConfig::default();
+/// `base` (diffusers' DDPMScheduler for a new run: β 1e-4 → 0.02, fixed_small variance,
+/// clipping; the `--init` model's schedule) with `--beta-schedule` and `--timesteps` applied.
+fn scheduler_config(args: &Args, base: SchedulerConfig) -> anyhow::Result<SchedulerConfig> {
+    let mut config = base;
     if let Some(name) = &args.beta_schedule {
         let name = if name == "cosine" {
             "squaredcos_cap_v2"
@@ -238,7 +238,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let ckpt_path = args.out.join(CHECKPOINT);
     let source: Source = args.data.parse()?;
-    let new_schedule = scheduler_config(&args)?;
+    let new_schedule = scheduler_config(&args, SchedulerConfig::default())?;
 
     let resumed = if args.resume {
         if !ckpt_path.exists() {
@@ -263,13 +263,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 resolved: Default::default(),
             };
             let (config, weights) = model.load()?;
-            let mut schedule = model.scheduler(None)?;
-            if args.beta_schedule.is_some() {
-                schedule.beta_schedule = new_schedule.beta_schedule;
-            }
-            if args.timesteps.is_some() {
-                schedule.num_train_timesteps = new_schedule.num_train_timesteps;
-            }
+            let schedule = scheduler_config(&args, model.scheduler(None)?)?;
             Some((config, weights, schedule))
         }
         None => None,
