@@ -382,6 +382,25 @@ fn train_dirs(name: &str) -> TrainDirs {
     }
 }
 
+impl TrainDirs {
+    /// `ddpm train` on the synthetic MNIST data at batch 4 into `out`, with `extra` arguments.
+    fn train(&self, out: &Path, extra: &[&str]) -> (bool, String) {
+        let mut args = vec![
+            "train",
+            "--data",
+            "mnist",
+            "--data-dir",
+            self.data.to_str().unwrap(),
+            "--batch",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ddpm(&args)
+    }
+}
+
 /// Rows of loss.csv after the header, as (step, loss).
 fn loss_rows(out: &Path) -> Vec<(u64, f32)> {
     let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
@@ -845,46 +864,17 @@ fn sample_with_class_and_guidance_matches_the_cpu_reference() {
 #[test]
 fn train_conditional_writes_a_class_conditional_model() {
     let d = train_dirs("train_cond");
-    let (ok, text) = ddpm(&[
-        "train",
-        "--data",
-        "mnist",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        "--config",
-        d.config.to_str().unwrap(),
-        "--steps",
-        "2",
-        "--batch",
-        "4",
-        "--out",
-        d.out.to_str().unwrap(),
-        "--conditional",
-    ]);
+    let config = d.config.to_str().unwrap();
+    let (ok, text) = d.train(
+        &d.out,
+        &["--config", config, "--steps", "2", "--conditional"],
+    );
     assert!(!ok && text.contains("has no labels"), "{text}");
     synthetic_mnist_with_labels(&d.data);
     let train = |steps: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            "mnist",
-            "--data-dir",
-            d.data.to_str().unwrap(),
-            "--config",
-            d.config.to_str().unwrap(),
-            "--steps",
-            steps,
-            "--batch",
-            "4",
-            "--out",
-            d.out.to_str().unwrap(),
-            "--sample-every",
-            "2",
-            "--checkpoint-every",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        ddpm(&args)
+        let every = ["--sample-every", "2", "--checkpoint-every", "2"];
+        let args = [&["--config", config, "--steps", steps], &every[..], extra].concat();
+        d.train(&d.out, &args)
     };
     let (ok, text) = train("2", &["--conditional", "--label-dropout", "0.5"]);
     assert!(ok, "{text}");
@@ -941,23 +931,7 @@ fn train_conditional_writes_a_class_conditional_model() {
 #[test]
 fn train_init_starts_from_a_model_folder() {
     let d = train_dirs("train_init");
-    let train = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            "mnist",
-            "--data-dir",
-            d.data.to_str().unwrap(),
-            "--batch",
-            "4",
-            "--steps",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        ddpm(&args)
-    };
+    let train = |out: &Path, extra: &[&str]| d.train(out, &[&["--steps", "1"], extra].concat());
     let (ok, text) = train(&d.out, &["--config", d.config.to_str().unwrap()]);
     assert!(ok, "{text}");
     let start = d.out.to_str().unwrap();

@@ -222,6 +222,29 @@ fn load_config(spec: &str, source: Source) -> anyhow::Result<UNetConfig> {
     Ok(presets::preset(spec)?)
 }
 
+/// Where a run's weights, config, schedule and options come from.
+enum Start {
+    /// Random weights, `--config` and the flags' schedule.
+    Fresh,
+    /// `--resume`: everything from the checkpoint in OUT.
+    Resume(Box<checkpoint::Checkpoint>),
+    /// `--init`: a model folder's config, weights and schedule (flags applied onto it).
+    Init {
+        config: UNetConfig,
+        weights: Weights,
+        schedule: SchedulerConfig,
+    },
+}
+
+impl Start {
+    fn checkpoint(&self) -> Option<&checkpoint::Checkpoint> {
+        match self {
+            Start::Resume(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.steps == 0 || args.log_every == 0 || args.checkpoint_every == 0 {
         bail!("--steps, --log-every and --checkpoint-every must be at least 1");
@@ -240,11 +263,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let source: Source = args.data.parse()?;
     let new_schedule = scheduler_config(&args, SchedulerConfig::default())?;
 
-    let resumed = if args.resume {
+    let start = if args.resume {
         if !ckpt_path.exists() {
             bail!("--resume: no checkpoint at {}", display(&ckpt_path));
         }
-        Some(checkpoint::load(&ckpt_path)?)
+        Start::Resume(Box::new(checkpoint::load(&ckpt_path)?))
     } else {
         if ckpt_path.exists() {
             bail!(
@@ -252,37 +275,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 display(&args.out)
             );
         }
-        None
-    };
-    // `--init`: the starting model, its config and its schedule (flags override the schedule).
-    let init = match &args.init {
-        Some(path) => {
-            let model = super::ModelArgs {
-                model: Some(path.clone()),
-                preset: None,
-                resolved: Default::default(),
-            };
-            let (config, weights) = model.load()?;
-            let schedule = scheduler_config(&args, model.scheduler(None)?)?;
-            Some((config, weights, schedule))
+        match &args.init {
+            Some(path) => {
+                let model = super::ModelArgs {
+                    model: Some(path.clone()),
+                    preset: None,
+                    resolved: Default::default(),
+                };
+                let (config, weights) = model.load()?;
+                // The model's schedule, with the flags applied onto it.
+                let schedule = scheduler_config(&args, model.scheduler(None)?)?;
+                Start::Init {
+                    config,
+                    weights,
+                    schedule,
+                }
+            }
+            None => Start::Fresh,
         }
-        None => None,
     };
-    let (mut config, scheduler, mut options) = match (&resumed, &init) {
-        (Some(c), _) => (c.config()?, c.scheduler()?, c.state.options),
-        (None, Some((config, _, schedule))) => {
-            (config.clone(), schedule.clone(), new_options(&args))
-        }
-        (None, None) => (
+    let resumed = start.checkpoint();
+    let (mut config, scheduler, mut options) = match &start {
+        Start::Resume(c) => (c.config()?, c.scheduler()?, c.state.options),
+        Start::Init {
+            config, schedule, ..
+        } => (config.clone(), schedule.clone(), new_options(&args)),
+        Start::Fresh => (
             load_config(&args.config, source)?,
             new_schedule.clone(),
             new_options(&args),
         ),
     };
-    let started_from = match (&resumed, &init) {
-        (Some(_), _) => Some("the checkpoint"),
-        (None, Some(_)) => Some("the --init model"),
-        (None, None) => None,
+    let started_from = match &start {
+        Start::Resume(_) => Some("the checkpoint"),
+        Start::Init { .. } => Some("the --init model"),
+        Start::Fresh => None,
     };
     if let Some(what) = started_from {
         let conditional = config.num_class_embeds.is_some();
@@ -382,23 +409,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
         let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-        match (&resumed, &init) {
-            (None, None) => make_conditional(&mut config, classes, source)?,
-            (None, Some(_)) if config.num_class_embeds != Some(classes + 1) => bail!(
+        match &start {
+            Start::Fresh => make_conditional(&mut config, classes, source)?,
+            Start::Init { .. } if config.num_class_embeds != Some(classes + 1) => bail!(
                 "--init: the model has {} class embeddings but the {} data has {classes} classes \
                  (a conditional model needs one per class plus the null class)",
                 config.num_class_embeds.unwrap_or(0),
                 source.name()
             ),
             // The data names the classes (an --init model may come from another dataset).
-            (None, Some(_)) => config.ddpm_class_names = Some(class_names(source, classes)),
-            _ => {}
+            Start::Init { .. } => config.ddpm_class_names = Some(class_names(source, classes)),
+            Start::Resume(_) => {}
         }
         Some(labels.to_vec())
     } else {
         None
     };
-    if config.ddpm_dataset.is_none() || init.is_some() {
+    if config.ddpm_dataset.is_none() || matches!(start, Start::Init { .. }) {
         config.ddpm_dataset = Some(source.name().into());
     }
     let config = config;
@@ -416,16 +443,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // The kernels the run used, so that it continues bit for bit.
         gpu.pin_kernel_choices(&c.state.kernels);
     }
-    let weights = match (&resumed, init) {
-        (Some(c), _) => c.weights()?,
-        (None, Some((_, weights, _))) => weights,
-        (None, None) => Weights::init(&config, options.seed)?,
+    let owned;
+    let weights = match &start {
+        Start::Init { weights, .. } => weights,
+        Start::Resume(c) => {
+            owned = c.weights()?;
+            &owned
+        }
+        Start::Fresh => {
+            owned = Weights::init(&config, options.seed)?;
+            &owned
+        }
     };
-    let mut trainer = match Trainer::new(&gpu, config.clone(), scheduler.clone(), &weights, options)
+    let mut trainer = match Trainer::new(&gpu, config.clone(), scheduler.clone(), weights, options)
     {
         Err(e @ ddpm::Error::Limit { .. }) => {
             eprintln!("{e}; looking for the largest batch that fits…");
-            match Trainer::largest_fitting_batch(&gpu, &config, &scheduler, &weights, options)? {
+            match Trainer::largest_fitting_batch(&gpu, &config, &scheduler, weights, options)? {
                 Some(fit) => bail!(
                     "--batch {} does not fit this device ({e}); the largest batch that fits is \
                      {fit}: run with --batch {fit} or smaller",
