@@ -1,4 +1,4 @@
-//! The trained MNIST model shipped in `assets/mnist/` (the page's default too), compiled into the
+//! The trained unconditional MNIST model shipped in `assets/mnist/`, compiled into the
 //! binary so `ddpm sample` works out of the box from any directory.
 
 use ddpm::model::{UNetConfig, Weights};
