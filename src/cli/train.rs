@@ -229,11 +229,14 @@ enum Start {
     /// `--resume`: everything from the checkpoint in OUT.
     Resume(Box<checkpoint::Checkpoint>),
     /// `--init`: a model folder's config, weights and schedule (flags applied onto it).
-    Init {
-        config: UNetConfig,
-        weights: Weights,
-        schedule: SchedulerConfig,
-    },
+    Init(Box<InitModel>),
+}
+
+/// The starting point `--init` names.
+struct InitModel {
+    config: UNetConfig,
+    weights: Weights,
+    schedule: SchedulerConfig,
 }
 
 impl Start {
@@ -285,11 +288,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let (config, weights) = model.load()?;
                 // The model's schedule, with the flags applied onto it.
                 let schedule = scheduler_config(&args, model.scheduler(None)?)?;
-                Start::Init {
+                Start::Init(Box::new(InitModel {
                     config,
                     weights,
                     schedule,
-                }
+                }))
             }
             None => Start::Fresh,
         }
@@ -297,9 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let resumed = start.checkpoint();
     let (mut config, scheduler, mut options) = match &start {
         Start::Resume(c) => (c.config()?, c.scheduler()?, c.state.options),
-        Start::Init {
-            config, schedule, ..
-        } => (config.clone(), schedule.clone(), new_options(&args)),
+        Start::Init(m) => (m.config.clone(), m.schedule.clone(), new_options(&args)),
         Start::Fresh => (
             load_config(&args.config, source)?,
             new_schedule.clone(),
@@ -308,7 +309,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let started_from = match &start {
         Start::Resume(_) => Some("the checkpoint"),
-        Start::Init { .. } => Some("the --init model"),
+        Start::Init(_) => Some("the --init model"),
         Start::Fresh => None,
     };
     if let Some(what) = started_from {
@@ -411,21 +412,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
         match &start {
             Start::Fresh => make_conditional(&mut config, classes, source)?,
-            Start::Init { .. } if config.num_class_embeds != Some(classes + 1) => bail!(
+            Start::Init(_) if config.num_class_embeds != Some(classes + 1) => bail!(
                 "--init: the model has {} class embeddings but the {} data has {classes} classes \
                  (a conditional model needs one per class plus the null class)",
                 config.num_class_embeds.unwrap_or(0),
                 source.name()
             ),
             // The data names the classes (an --init model may come from another dataset).
-            Start::Init { .. } => config.ddpm_class_names = Some(class_names(source, classes)),
+            Start::Init(_) => config.ddpm_class_names = Some(class_names(source, classes)),
             Start::Resume(_) => {}
         }
         Some(labels.to_vec())
     } else {
         None
     };
-    if config.ddpm_dataset.is_none() || matches!(start, Start::Init { .. }) {
+    if config.ddpm_dataset.is_none() || matches!(start, Start::Init(_)) {
         config.ddpm_dataset = Some(source.name().into());
     }
     let config = config;
@@ -445,7 +446,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let owned;
     let weights = match &start {
-        Start::Init { weights, .. } => weights,
+        Start::Init(m) => &m.weights,
         Start::Resume(c) => {
             owned = c.weights()?;
             &owned
