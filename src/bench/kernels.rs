@@ -71,24 +71,32 @@ uniform_params! {
 
 /// Invocations per workgroup of `fma_peak.wgsl`.
 const FMA_WG: usize = 64;
+/// FLOPs one invocation of `fma_peak.wgsl` runs per loop round (8 vec4 accumulators × 4 FMAs).
+const FMA_FLOPS_PER_ROUND: f64 = 256.0;
+
+/// One dispatch of `fma_peak.wgsl` over `invocations` invocations of `rounds` rounds each.
+fn fma_dispatch(gpu: &Gpu, invocations: usize, rounds: u32) -> Result<(Tensor, Dispatch)> {
+    let out = Tensor::zeros(gpu, &[invocations], "fma peak")?;
+    let d = gpu.dispatch(
+        &FMA_PEAK,
+        &FmaParams {
+            iters: rounds,
+            _pad: [0; 3],
+        },
+        &[&out.buffer],
+        grid(invocations.div_ceil(FMA_WG) as u32),
+    );
+    Ok((out, d))
+}
 
 /// The adapter's FMA throughput in GFLOP/s: the best of `iters` runs of a pure-FMA shader over
 /// 64 Ki invocations.
 pub fn fma_peak(gpu: &Gpu, iters: usize) -> Result<f64> {
     const INVOCATIONS: usize = 1 << 16;
     const ROUNDS: u32 = 2000;
-    let out = Tensor::zeros(gpu, &[INVOCATIONS], "fma peak")?;
-    let d = gpu.dispatch(
-        &FMA_PEAK,
-        &FmaParams {
-            iters: ROUNDS,
-            _pad: [0; 3],
-        },
-        &[&out.buffer],
-        grid((INVOCATIONS / FMA_WG) as u32),
-    );
+    let (_out, d) = fma_dispatch(gpu, INVOCATIONS, ROUNDS)?;
     let t = best_time(gpu, std::slice::from_ref(&d), iters)?;
-    Ok(INVOCATIONS as f64 * ROUNDS as f64 * 48.0 / t / 1e9)
+    Ok(INVOCATIONS as f64 * ROUNDS as f64 * FMA_FLOPS_PER_ROUND / t / 1e9)
 }
 
 /// Best wall-clock seconds of `iters` submissions of `dispatches` (after one warm-up run).
@@ -348,4 +356,47 @@ pub fn print_kernels(title: &str, peak: f64, rows: &[KernelRow]) {
 pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
     use crate::gpu::kernel_check;
     vec![kernel_check!(FMA_PEAK).workgroup_size([FMA_WG])]
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::testing::gpu;
+
+    /// What invocation `i` of `fma_peak.wgsl` stores after `rounds` rounds: 8 accumulators
+    /// starting 0.05 apart, each a vec4 of equal lanes.
+    fn fma_reference(i: usize, rounds: u32) -> f32 {
+        let (m, c) = (0.9999f32, 1e-4f32);
+        let s = (i & 255) as f32 * 1e-3;
+        let total: f32 = (0..8)
+            .map(|a| {
+                let mut v = s + a as f32 * 0.05;
+                for _ in 0..rounds {
+                    v = (0..4).fold(v, |v, _| v.mul_add(m, c));
+                }
+                v
+            })
+            .sum();
+        4.0 * total
+    }
+
+    /// The peak shader runs the FMA chains it is credited with: its sums equal the CPU
+    /// recurrence (to 1e-5; a round more or fewer is 5e-4 off), after enough rounds to move
+    /// every accumulator well away from its start.
+    #[test]
+    fn fma_peak_shader_computes_its_recurrence() {
+        let gpu = gpu();
+        let (invocations, rounds) = (300, 37);
+        let (out, d) = fma_dispatch(gpu, invocations, rounds).unwrap();
+        pollster::block_on(gpu.run(&[d])).unwrap();
+        let got = out.read_blocking(gpu).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let want = fma_reference(i, rounds);
+            assert!(
+                (g - want).abs() <= 1e-5 * want.abs(),
+                "invocation {i}: shader {g}, reference {want}"
+            );
+        }
+        assert!((fma_reference(0, rounds) - fma_reference(0, 0)).abs() > 0.05);
+    }
 }
