@@ -15,7 +15,7 @@ mkdirSync(OUT, { recursive: true });
 /** `ddpm sample --model assets/placeholder --n 4 --seed 7 --sampler ddim --steps 10 --npy …`. */
 const NATIVE_NPY = new URL('./fixtures/placeholder-ddim10-seed7.npy', import.meta.url).pathname;
 /** `ddpm sample --model assets/mnist-cond --n 4 --seed 7 --sampler ddim --steps 10 --npy …`
- * (classes 0–3, the model's guidance w = 1.5). */
+ * (classes 0–3, the model's guidance w = 1.25). */
 const MNIST_COND_NPY = new URL('./fixtures/mnist-cond-ddim10-seed7.npy', import.meta.url).pathname;
 /** `ddpm sample --n 4 --seed 7 --sampler ddim --steps 20 --npy …` (the bundled MNIST model). */
 const MNIST_NPY = new URL('./fixtures/mnist-ddim20-seed7.npy', import.meta.url).pathname;
@@ -78,7 +78,7 @@ test('the default model is the class-conditional MNIST model: it draws what the 
     assert.equal(await page.inputValue('#model-menu'), 'assets/mnist-cond/');
     assert.equal(await page.isVisible('#class-options'), true);
     assert.equal(await page.inputValue('#class'), 'each');
-    assert.match(await page.textContent('#guidance-value'), /w = 1\.5/);
+    assert.match(await page.textContent('#guidance-value'), /w = 1\.25/);
     assert.equal(await page.isHidden('#model-note'), true, 'the trained model needs no caveat');
 
     // Guided: 8 images per forward, so SwiftShader takes ~5 s a step.
