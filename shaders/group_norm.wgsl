@@ -1,3 +1,4 @@
+// requires: group_norm_serial_sums.wgsl
 // GroupNorm (torch.nn.GroupNorm: affine, biased variance) with optional fused SiLU.
 //
 // x, out: [N, C, S] (S = H·W), the C channels split into `groups` groups of `cpg` channels, so
@@ -8,7 +9,8 @@
 // - `group_norm` (GPUs): one workgroup per (n, g); every invocation strides through the group
 //   accumulating privately, then a two-level shared-memory reduction (2 barriers per pass).
 // - `group_norm_serial` (CPU drivers such as lavapipe, which run a workgroup's invocations as
-//   SIMD lanes and make barriers costly): one invocation per (n, g), no barriers, blocked sums.
+//   SIMD lanes and make barriers costly): one invocation per (n, g), no barriers, blocked sums
+//   (`serial_sums`, group_norm_serial_sums.wgsl).
 
 struct Params {
     n_groups: u32, // N·groups
@@ -102,7 +104,6 @@ fn group_norm(
 }
 
 const SERIAL_WG: u32 = 8u;
-const BLOCK: u32 = 256u; // blocked summation: partial sums of BLOCK values, then their sum
 
 @compute @workgroup_size(SERIAL_WG)
 fn group_norm_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -114,28 +115,8 @@ fn group_norm_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let base = grp * len;
     let inv_len = 1.0 / f32(len);
 
-    var s = 0.0;
-    var block = 0.0;
-    for (var i = 0u; i < len; i++) {
-        block += x[base + i];
-        if i % BLOCK == BLOCK - 1u {
-            s += block;
-            block = 0.0;
-        }
-    }
-    let mean0 = (s + block) * inv_len;
-
-    var q = vec2(0.0);
-    var qblock = vec2(0.0);
-    for (var i = 0u; i < len; i++) {
-        let d = x[base + i] - mean0;
-        qblock += vec2(d, d * d);
-        if i % BLOCK == BLOCK - 1u {
-            q += qblock;
-            qblock = vec2(0.0);
-        }
-    }
-    let sq = (q + qblock) * inv_len; // (E[d], E[d²])
+    let mean0 = serial_sums(base, len, 0.0).x * inv_len;
+    let sq = serial_sums(base, len, mean0) * inv_len; // (E[d], E[d²])
     let rstd = inverseSqrt(max(sq.y - sq.x * sq.x, 0.0) + p.eps);
 
     let c0 = (grp % p.groups) * p.cpg;
@@ -143,13 +124,16 @@ fn group_norm_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     for (var c = c0; c < c0 + p.cpg; c++) {
         let scale = gamma[c] * rstd;
         let shift = beta[c];
-        for (var k = 0u; k < p.spatial; k++) {
-            var y = ((x[i] - mean0) - sq.x) * scale + shift;
-            if p.silu != 0u {
-                y = y / (1.0 + exp(-y));
+        let end = i + p.spatial;
+        if p.silu != 0u {
+            for (; i < end; i++) {
+                let y = ((x[i] - mean0) - sq.x) * scale + shift;
+                out[i] = y / (1.0 + exp(-y));
             }
-            out[i] = y;
-            i++;
+        } else {
+            for (; i < end; i++) {
+                out[i] = ((x[i] - mean0) - sq.x) * scale + shift;
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+// requires: group_norm_serial_sums.wgsl
 // Backward of GroupNorm (affine, biased variance) with optional fused SiLU after the affine
 // (shaders/group_norm.wgsl). Per group (n, g) of len = cpg·S values:
 //   x̂ = (x − μ)·r, r = 1/√(σ² + eps), z = γ_c·x̂ + β_c, y = SiLU(z) or z;
@@ -8,7 +9,8 @@
 // does, writes dx (overwrite or accumulate) and the per-(n, c) pairs (A, B) to `partial` [N, C, 2].
 // Dispatch 2 (`gn_backward_params`) sums the pairs over N into dγ, dβ (overwrite or accumulate).
 // - `gn_backward` (GPUs): one workgroup per (n, g), shared-memory reductions (2 barriers each).
-// - `gn_backward_serial` (CPU drivers such as lavapipe): one invocation per (n, g), no barriers.
+// - `gn_backward_serial` (CPU drivers such as lavapipe): one invocation per (n, g), no barriers,
+//   conditionals hoisted out of the inner loops; statistics from group_norm_serial_sums.wgsl.
 
 struct Params {
     n_groups: u32, // N·groups
@@ -64,7 +66,11 @@ fn grad_z(dyv: f32, xh: f32, c: u32) -> f32 {
     if (p.flags & 1u) == 0u {
         return dyv;
     }
-    let z = gamma[c] * xh + beta[c];
+    return silu_grad(dyv, gamma[c] * xh + beta[c]);
+}
+
+// dL/dz = dL/dy · SiLU'(z).
+fn silu_grad(dyv: f32, z: f32) -> f32 {
     let s = 1.0 / (1.0 + exp(-z));
     return dyv * s * (1.0 + z * (1.0 - s));
 }
@@ -140,7 +146,48 @@ fn gn_backward(
 }
 
 const SERIAL_WG: u32 = 8u;
-const BLOCK: u32 = 256u; // blocked summation: partial sums of BLOCK values, then their sum
+
+// Σ_s (dz, dz·x̂) over one channel's values [i, end) (statistics mean0, E[d], rstd), in
+// blocks of BLOCK values (group_norm_serial_sums.wgsl). `silu` is a constant at each call, so
+// the inner loop has no conditional.
+fn channel_ab(i: u32, end: u32, mean0: f32, ed: f32, rstd: f32, c: u32, silu: bool) -> vec2<f32> {
+    let g = gamma[c];
+    let bt = beta[c];
+    var ab = vec2(0.0);
+    for (var b0 = i; b0 < end; b0 += BLOCK) {
+        let bend = min(b0 + BLOCK, end);
+        var blk = vec2(0.0);
+        for (var k = b0; k < bend; k++) {
+            let xh = ((x[k] - mean0) - ed) * rstd;
+            var dz = dy[k];
+            if silu {
+                dz = silu_grad(dz, g * xh + bt);
+            }
+            blk += vec2(dz, dz * xh);
+        }
+        ab += blk;
+    }
+    return ab;
+}
+
+// dx over one channel's values [i, end) given the group means m of γ·(dz, dz·x̂).
+fn channel_dx(i: u32, end: u32, mean0: f32, ed: f32, rstd: f32, c: u32, m: vec2<f32>, silu: bool, acc: bool) {
+    let g = gamma[c];
+    let bt = beta[c];
+    for (var k = i; k < end; k++) {
+        let xh = ((x[k] - mean0) - ed) * rstd;
+        var dz = dy[k];
+        if silu {
+            dz = silu_grad(dz, g * xh + bt);
+        }
+        let v = rstd * (g * dz - m.x - xh * m.y);
+        if acc {
+            dx[k] += v;
+        } else {
+            dx[k] = v;
+        }
+    }
+}
 
 @compute @workgroup_size(SERIAL_WG)
 fn gn_backward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -153,61 +200,42 @@ fn gn_backward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let inv_len = 1.0 / f32(len);
 
     // Statistics, exactly as the forward's `group_norm_serial`.
-    var s = 0.0;
-    var block = 0.0;
-    for (var i = 0u; i < len; i++) {
-        block += x[base + i];
-        if i % BLOCK == BLOCK - 1u {
-            s += block;
-            block = 0.0;
-        }
-    }
-    let mean0 = (s + block) * inv_len;
-    var q = vec2(0.0);
-    var qblock = vec2(0.0);
-    for (var i = 0u; i < len; i++) {
-        let d = x[base + i] - mean0;
-        qblock += vec2(d, d * d);
-        if i % BLOCK == BLOCK - 1u {
-            q += qblock;
-            qblock = vec2(0.0);
-        }
-    }
-    let sq = (q + qblock) * inv_len; // (E[d], E[d²])
+    let mean0 = serial_sums(base, len, 0.0).x * inv_len;
+    let sq = serial_sums(base, len, mean0) * inv_len; // (E[d], E[d²])
     let rstd = inverseSqrt(max(sq.y - sq.x * sq.x, 0.0) + p.eps);
 
+    let silu = (p.flags & 1u) != 0u;
     let c0 = (grp % p.groups) * p.cpg;
     let pbase = (grp / p.groups) * p.c;
     var gsum = vec2(0.0);
-    var i = base;
     for (var c = c0; c < c0 + p.cpg; c++) {
-        var ab = vec2(0.0);
-        var abblock = vec2(0.0);
-        for (var k = 0u; k < p.spatial; k++) {
-            let xh = ((x[i] - mean0) - sq.x) * rstd;
-            let dz = grad_z(dy[i], xh, c);
-            abblock += vec2(dz, dz * xh);
-            if k % BLOCK == BLOCK - 1u {
-                ab += abblock;
-                abblock = vec2(0.0);
-            }
-            i++;
+        let i = base + (c - c0) * p.spatial;
+        var ab: vec2<f32>;
+        if silu {
+            ab = channel_ab(i, i + p.spatial, mean0, sq.x, rstd, c, true);
+        } else {
+            ab = channel_ab(i, i + p.spatial, mean0, sq.x, rstd, c, false);
         }
-        ab += abblock;
         partial[(pbase + c) * 2u] = ab.x;
         partial[(pbase + c) * 2u + 1u] = ab.y;
         gsum += gamma[c] * ab;
     }
     let m = gsum * inv_len;
 
-    i = base;
+    let acc = (p.flags & 2u) != 0u;
     for (var c = c0; c < c0 + p.cpg; c++) {
-        let g = gamma[c];
-        for (var k = 0u; k < p.spatial; k++) {
-            let xh = ((x[i] - mean0) - sq.x) * rstd;
-            let dz = grad_z(dy[i], xh, c);
-            store_dx(i, rstd * (g * dz - m.x - xh * m.y));
-            i++;
+        let i = base + (c - c0) * p.spatial;
+        let end = i + p.spatial;
+        if silu {
+            if acc {
+                channel_dx(i, end, mean0, sq.x, rstd, c, m, true, true);
+            } else {
+                channel_dx(i, end, mean0, sq.x, rstd, c, m, true, false);
+            }
+        } else if acc {
+            channel_dx(i, end, mean0, sq.x, rstd, c, m, false, true);
+        } else {
+            channel_dx(i, end, mean0, sq.x, rstd, c, m, false, false);
         }
     }
 }

@@ -12,10 +12,15 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
+const SOURCE: &str = concat!(
+    include_str!("../../shaders/group_norm_serial_sums.wgsl"),
+    include_str!("../../shaders/group_norm.wgsl"),
+);
+
 /// One workgroup per (n, group), shared-memory reduction: for GPUs.
 const GROUP_NORM: KernelSpec = KernelSpec {
     name: "group_norm",
-    source: include_str!("../../shaders/group_norm.wgsl"),
+    source: SOURCE,
     entry: "group_norm",
     bindings: BINDINGS,
     params: &Params::LAYOUT,
@@ -25,7 +30,7 @@ const GROUP_NORM: KernelSpec = KernelSpec {
 /// faster than [`GROUP_NORM`] on the U-Net's group sizes.
 const GROUP_NORM_SERIAL: KernelSpec = KernelSpec {
     name: "group_norm",
-    source: include_str!("../../shaders/group_norm.wgsl"),
+    source: SOURCE,
     entry: "group_norm_serial",
     bindings: BINDINGS,
     params: &Params::LAYOUT,

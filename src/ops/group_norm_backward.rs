@@ -7,7 +7,10 @@ use crate::ops::group_norm::GroupNormInputs;
 use crate::ops::{check_no_alias, same_shape, Accumulate};
 use crate::options::GroupNormOptions;
 
-const SOURCE: &str = include_str!("../../shaders/group_norm_backward.wgsl");
+const SOURCE: &str = concat!(
+    include_str!("../../shaders/group_norm_serial_sums.wgsl"),
+    include_str!("../../shaders/group_norm_backward.wgsl"),
+);
 
 const MAIN_BINDINGS: &[Access] = &[
     Access::Uniform,
