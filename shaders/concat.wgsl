@@ -1,41 +1,53 @@
-// Channel concatenation (diffusers up blocks: torch.cat([h, skip], dim=1)):
-// a: [N, Ca, S], b: [N, Cb, S] → out: [N, Ca + Cb, S] (S = H·W). Per batch item, out is a's
-// Ca·S values followed by b's Cb·S values. One invocation per output element.
+// Channel concatenation (diffusers up blocks: torch.cat([h, skip], dim=1)) and its gradient, as
+// block copies. For every batch item n < N (workgroup id y) and j < len:
+//   dst[n·dst_row + dst_off + j] = src[n·src_row + src_off + j]     (`copy_block`)
+//   dst[n·dst_row + dst_off + j] += src[n·src_row + src_off + j]    (`add_block`)
+// concat a [N, Ca, S] ‖ b [N, Cb, S] → out: a → out (dst_off 0), then b → out (dst_off Ca·S);
+// its gradient: dy → da (src_off 0) and dy → db (src_off Ca·S). One launch per part: no
+// per-element branch on which part an element belongs to (CPU drivers run both sides of a
+// branch) and no per-element division for the batch index (the grid gives it).
 
 struct Params {
-    numel: u32,  // N·(Ca + Cb)·S
-    a_len: u32,  // Ca·S
-    b_len: u32,  // Cb·S
-    _pad: u32,
+    n: u32,       // N
+    len: u32,     // values per batch item: Ca·S or Cb·S
+    src_row: u32, // values per batch item of src
+    src_off: u32,
+    dst_row: u32, // values per batch item of dst
+    dst_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-const PER: u32 = 4u; // consecutive output elements per invocation
+const PER: u32 = 4u; // consecutive values per invocation
 
-@compute @workgroup_size(256)
-fn concat_channels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i0 = (gid.x + gid.y * nwg.x * 256u) * PER;
-    if i0 >= p.numel {
+fn block(gid: vec3<u32>, add: bool) {
+    let n = gid.y;
+    let j0 = gid.x * PER;
+    if n >= p.n || j0 >= p.len {
         return;
     }
-    let row = p.a_len + p.b_len;
-    var n = i0 / row;
-    var j = i0 - n * row;
-    let end = min(i0 + PER, p.numel);
-    for (var i = i0; i < end; i++) {
-        if j < p.a_len {
-            out[i] = a[n * p.a_len + j];
+    let s = n * p.src_row + p.src_off + j0;
+    let d = n * p.dst_row + p.dst_off + j0;
+    let m = min(PER, p.len - j0);
+    for (var k = 0u; k < m; k++) {
+        if add {
+            dst[d + k] += src[s + k];
         } else {
-            out[i] = b[n * p.b_len + (j - p.a_len)];
-        }
-        j++;
-        if j == row {
-            j = 0u;
-            n++;
+            dst[d + k] = src[s + k];
         }
     }
+}
+
+@compute @workgroup_size(256)
+fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>) {
+    block(gid, false);
+}
+
+@compute @workgroup_size(256)
+fn add_block(@builtin(global_invocation_id) gid: vec3<u32>) {
+    block(gid, true);
 }

@@ -1,4 +1,4 @@
-//! Reference for `shaders/concat_backward.wgsl`: the gradient of channel concatenation.
+//! Reference for the gradient of channel concatenation (`ops::concat_backward`).
 
 /// Splits dy [n, ca + cb, spatial] into (da [n, ca, spatial], db [n, cb, spatial]): the gradient
 /// of `cpu::concat::concat_channels`.

@@ -104,23 +104,37 @@ impl Kernel {
     }
 }
 
-/// One recorded kernel launch: pipeline, bound buffers (with their own parameter block) and
-/// workgroup counts. Build once, record into many command buffers.
+/// One recorded kernel launch (pipeline, bound buffers with their own parameter block, workgroup
+/// counts), or a short sequence of launches that together make one op ([`Dispatch::then`]).
+/// Build once, record into many command buffers.
 #[derive(Clone)]
 pub struct Dispatch {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
+    launches: Vec<Launch>,
     /// The kernel's name, for profiling.
     pub name: &'static str,
 }
 
+#[derive(Clone)]
+struct Launch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
 impl Dispatch {
     pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        let [x, y, z] = self.workgroups;
-        pass.dispatch_workgroups(x, y, z);
+        for l in &self.launches {
+            pass.set_pipeline(&l.pipeline);
+            pass.set_bind_group(0, &l.bind_group, &[]);
+            let [x, y, z] = l.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+
+    /// This op followed by `next` (run in order, profiled under this one's name).
+    pub fn then(mut self, next: Dispatch) -> Dispatch {
+        self.launches.extend(next.launches);
+        self
     }
 }
 
@@ -180,9 +194,11 @@ impl Gpu {
             entries: &entries,
         });
         Dispatch {
-            pipeline: kernel.pipeline.clone(),
-            bind_group,
-            workgroups,
+            launches: vec![Launch {
+                pipeline: kernel.pipeline.clone(),
+                bind_group,
+                workgroups,
+            }],
             name: kernel.name,
         }
     }

@@ -2,33 +2,91 @@
 //! `torch.cat([h, skip], dim=1)`).
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
-
-const CONCAT: KernelSpec = KernelSpec {
-    name: "concat",
-    source: include_str!("../../shaders/concat.wgsl"),
-    entry: "concat_channels",
-    bindings: &[
-        Access::Uniform,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-    ],
-    params: &Params::LAYOUT,
+use crate::gpu::{
+    uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor, MAX_WORKGROUPS_PER_DIM,
 };
 
+const BINDINGS: &[Access] = &[Access::Uniform, Access::Read, Access::ReadWrite];
+
+const CONCAT: KernelSpec = block_spec("concat", "copy_block");
+
+/// A block copy kernel of `shaders/concat.wgsl` (`copy_block` or `add_block`) under the
+/// profiling name `name`.
+pub(crate) const fn block_spec(name: &'static str, entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        name,
+        source: include_str!("../../shaders/concat.wgsl"),
+        entry,
+        bindings: BINDINGS,
+        params: &Params::LAYOUT,
+    }
+}
+
 /// Invocations per workgroup of the shader's entry points (its `@workgroup_size`).
-const WG: u32 = 256;
-/// Consecutive output elements per invocation (`PER` in the shader).
+pub(crate) const WG: u32 = 256;
+/// Consecutive values per invocation (`PER` in the shader).
 const PER: u32 = 4;
 
 uniform_params! {
     struct Params {
-        numel: u32,
-        a_len: u32,
-        b_len: u32,
-        _pad: u32,
+        n: u32,
+        len: u32,
+        src_row: u32,
+        src_off: u32,
+        dst_row: u32,
+        dst_off: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
+}
+
+/// One block of a concatenation or its gradient: for every batch item `n < batch`,
+/// `len` values of `src` from `src_row·n + src_off` to `dst` at `dst_row·n + dst_off`, copied or
+/// (with [`block_spec`]`(_, "add_block")`) added. Every row/offset is in values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block_copy(
+    gpu: &Gpu,
+    spec: &'static KernelSpec,
+    op: &str,
+    src: &Tensor,
+    dst: &Tensor,
+    batch: usize,
+    len: usize,
+    (src_row, src_off): (usize, usize),
+    (dst_row, dst_off): (usize, usize),
+) -> Result<Dispatch> {
+    let u = |what: &str, v: usize| crate::ops::to_u32(op, what, v);
+    if batch > MAX_WORKGROUPS_PER_DIM as usize {
+        return Err(Error::unsupported(
+            op,
+            format!("batch {batch} exceeds {MAX_WORKGROUPS_PER_DIM}"),
+        ));
+    }
+    let groups = len.div_ceil((PER * WG) as usize).max(1);
+    if groups > MAX_WORKGROUPS_PER_DIM as usize {
+        return Err(Error::unsupported(
+            op,
+            format!("{len} values per batch item exceed {MAX_WORKGROUPS_PER_DIM} workgroups"),
+        ));
+    }
+    let params = Params {
+        n: u("N", batch)?,
+        len: u("values per item", len)?,
+        src_row: u("values per item", src_row)?,
+        src_off: u("offset", src_off)?,
+        dst_row: u("values per item", dst_row)?,
+        dst_off: u("offset", dst_off)?,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    // The largest index either side touches must fit in u32 as well.
+    u("elements", src.numel().max(dst.numel()))?;
+    Ok(gpu.dispatch(
+        spec,
+        &params,
+        &[&src.buffer, &dst.buffer],
+        [groups as u32, batch.max(1) as u32, 1],
+    ))
 }
 
 /// out [N, Ca + Cb, ...] = a [N, Ca, ...] ‖ b [N, Cb, ...] along dim 1 (e.g. [N, C, H, W]);
@@ -54,23 +112,12 @@ pub fn concat_channels(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Resul
     out_want[1] = ca + cb;
     crate::ops::same_shape("concat_channels out", &out_want, &out.shape)?;
     let spatial: usize = a.shape[2..].iter().product();
-    let numel = to_u32("elements", out.numel())?;
-    let params = Params {
-        numel,
-        a_len: to_u32("Ca·spatial", ca * spatial)?,
-        b_len: to_u32("Cb·spatial", cb * spatial)?,
-        _pad: 0,
-    };
-    Ok(gpu.dispatch(
-        &CONCAT,
-        &params,
-        &[&a.buffer, &b.buffer, &out.buffer],
-        grid(numel.div_ceil(PER * WG)),
-    ))
-}
-
-fn to_u32(what: &str, v: usize) -> Result<u32> {
-    crate::ops::to_u32("concat_channels", what, v)
+    let (n, la, lb) = (a.shape[0], ca * spatial, cb * spatial);
+    let op = "concat_channels";
+    let row = la + lb;
+    let da = block_copy(gpu, &CONCAT, op, a, out, n, la, (la, 0), (row, 0))?;
+    let db = block_copy(gpu, &CONCAT, op, b, out, n, lb, (lb, 0), (row, la))?;
+    Ok(da.then(db))
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).

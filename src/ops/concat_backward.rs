@@ -1,34 +1,14 @@
-//! `shaders/concat_backward.wgsl`: the gradient of channel concatenation ([`super::concat`])
-//! for the training tape, reference [`crate::cpu::concat_backward`].
+//! The gradient of channel concatenation ([`super::concat`]) for the training tape: the block
+//! copies of `shaders/concat.wgsl`, reference [`crate::cpu::concat_backward`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{grid, uniform_params, Access, Dispatch, Gpu, KernelSpec, Tensor};
+use crate::gpu::{Dispatch, Gpu, KernelSpec, Tensor};
+use crate::ops::concat::{block_copy, block_spec};
 use crate::ops::{check_no_alias, same_shape};
 
-const CONCAT_BACKWARD: KernelSpec = KernelSpec {
-    name: "concat_backward",
-    source: include_str!("../../shaders/concat_backward.wgsl"),
-    entry: "concat_backward",
-    bindings: &[
-        Access::Uniform,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    params: &Params::LAYOUT,
-};
-
-/// Invocations per workgroup (the kernel's `@workgroup_size`).
-const WG: u32 = 256;
-
-uniform_params! {
-    struct Params {
-        numel: u32,
-        len_a: u32,
-        len_b: u32,
-        flags: u32,
-    }
-}
+/// The gradient's block copies: overwrite or accumulate.
+const COPY: KernelSpec = block_spec("concat_backward", "copy_block");
+const ADD: KernelSpec = block_spec("concat_backward", "add_block");
 
 /// Gradient of `concat_channels(a, b)`: dy [N, Ca + Cb, ...] → da [N, Ca, ...] and
 /// db [N, Cb, ...] (overwritten, or added to when `accumulate_a` / `accumulate_b`).
@@ -67,30 +47,44 @@ pub fn concat_backward(
     same_shape("concat_backward db", &want, &db.shape)?;
     check_no_alias("concat_backward", &[("da", da), ("db", db)], &[("dy", dy)])?;
     let spatial: usize = dy.shape[2..].iter().product();
-    let numel = to_u32("elements", dy.numel())?;
-    let params = Params {
-        numel,
-        len_a: to_u32("Ca·spatial", ca * spatial)?,
-        len_b: to_u32("Cb·spatial", (c - ca) * spatial)?,
-        flags: accumulate_a as u32 | (accumulate_b as u32) << 1,
-    };
-    Ok(gpu.dispatch(
-        &CONCAT_BACKWARD,
-        &params,
-        &[&dy.buffer, &da.buffer, &db.buffer],
-        grid(numel.div_ceil(WG)),
-    ))
-}
-
-fn to_u32(what: &str, v: usize) -> Result<u32> {
-    crate::ops::to_u32("concat_backward", what, v)
+    let (n, la, lb) = (dy.shape[0], ca * spatial, (c - ca) * spatial);
+    let op = "concat_backward";
+    let spec = |acc: bool| if acc { &ADD } else { &COPY };
+    let row = la + lb;
+    let pa = block_copy(
+        gpu,
+        spec(accumulate_a),
+        op,
+        dy,
+        da,
+        n,
+        la,
+        (row, 0),
+        (la, 0),
+    )?;
+    let pb = block_copy(
+        gpu,
+        spec(accumulate_b),
+        op,
+        dy,
+        db,
+        n,
+        lb,
+        (row, la),
+        (lb, 0),
+    )?;
+    Ok(pa.then(pb))
 }
 
 /// This module's kernels, for the naga check of Rust against WGSL (`gpu::check`).
 #[cfg(test)]
 pub(crate) fn kernels() -> Vec<crate::gpu::KernelCheck> {
     use crate::gpu::kernel_check;
-    vec![kernel_check!(CONCAT_BACKWARD).workgroup_size([WG])]
+    use crate::ops::concat::WG;
+    vec![
+        kernel_check!(COPY).workgroup_size([WG]),
+        kernel_check!(ADD).workgroup_size([WG]),
+    ]
 }
 
 #[cfg(test)]
