@@ -54,7 +54,9 @@ struct Params {
     out_scale: f32,
     // 1: add the result to `out` instead of overwriting it.
     accumulate: u32,
-    _pad1: u32,
+    // Packed-weight positions between the weights of image n and n + 1: 0 (one weight for the
+    // batch), or the size of one weight for the Winograd GEMM (a weight group per component).
+    group_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -87,8 +89,8 @@ struct Tile {
     q0: u32,
     oy0: u32,
     ox0: u32,
-    // Packed-weight index of (quad q0 + q, ci = 0, tap 0); quads past cout are clamped (computed,
-    // never stored).
+    // Packed-weight index of (quad q0 + q, ci = 0, tap 0) in image n's weight group; quads past
+    // cout are clamped (computed, never stored).
     wbase: array<u32, TQ>,
 }
 
@@ -101,7 +103,7 @@ fn tile_at(n: u32, q0: u32, tile: u32, kk: u32, rows: u32, cols: u32) -> Tile {
     t.ox0 = (tile % p.tiles_x) * cols;
     let last_q = (p.cout + 3u) / 4u - 1u;
     for (var q = 0u; q < TQ; q++) {
-        t.wbase[q] = min(t.q0 + q, last_q) * p.cin * kk;
+        t.wbase[q] = n * p.group_stride + min(t.q0 + q, last_q) * p.cin * kk;
     }
     return t;
 }

@@ -248,7 +248,10 @@ pub fn bench_kernels(gpu: &Gpu, layers: &[ConvLayer], iters: usize) -> Result<Ve
             &[(DType::F32, "conv2d", &want)]
         };
         for &(dtype, op, want) in storages {
-            for v in ConvVariant::ALL.into_iter().filter(|v| v.available(gpu)) {
+            for v in ConvVariant::ALL
+                .into_iter()
+                .filter(|v| v.available(gpu) && v.applies_to(layer.k, layer.geom))
+            {
                 let (d, out) = forward_dispatch(gpu, &small, &so, v, dtype)?;
                 pollster::block_on(gpu.run(std::slice::from_ref(&d)))?;
                 let rel = rel_err(&out.read_blocking(gpu)?, want);

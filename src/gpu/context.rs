@@ -22,6 +22,8 @@ pub struct Gpu {
     pub(crate) tuner: Tuner,
     /// See [`Gpu::placeholder`].
     placeholder: std::sync::OnceLock<Tensor>,
+    /// See [`Gpu::scratch`].
+    scratch: Mutex<HashMap<&'static str, Tensor>>,
     /// See [`Gpu::reads_f16`].
     f16_in_f32: bool,
 }
@@ -112,6 +114,7 @@ impl Gpu {
             errors,
             tuner,
             placeholder: std::sync::OnceLock::new(),
+            scratch: Mutex::default(),
             f16_in_f32,
         })
     }
@@ -124,6 +127,20 @@ impl Gpu {
         }
         let t = Tensor::zeros(self, &[1], "unused binding")?;
         Ok(self.placeholder.get_or_init(|| t))
+    }
+
+    /// A buffer of at least `numel` f32 for intermediates that live only within one op's
+    /// launches (Winograd's transformed tiles): every op asking for `slot` shares one buffer,
+    /// replaced by a larger one when an op needs more (dispatches recorded earlier keep theirs).
+    /// Sound because the queue runs ops one after another and no op reads another's scratch.
+    pub(crate) fn scratch(&self, slot: &'static str, numel: usize) -> Result<Tensor> {
+        let mut pool = self.scratch.lock().unwrap();
+        if let Some(t) = pool.get(slot).filter(|t| t.numel() >= numel) {
+            return Ok(t.clone());
+        }
+        let t = Tensor::zeros(self, &[numel], slot)?;
+        pool.insert(slot, t.clone());
+        Ok(t)
     }
 
     /// [`Gpu::new`], blocking (native only).

@@ -18,6 +18,7 @@ use crate::gpu::{
 pub use crate::ops::conv2d_operands::{upload_weight, upload_weight_as, Conv2dInputs, Epilogue};
 use crate::ops::conv2d_operands::{with_weights, ConvShape};
 use crate::ops::conv2d_tiled;
+use crate::ops::conv2d_winograd::{self, Winograd};
 use crate::options::Conv2dGeom;
 
 const BINDINGS: &[Access] = &[
@@ -41,6 +42,11 @@ pub(crate) const SOURCES: &str = concat!(
     include_str!("../../shaders/conv2d_subgroup_c16.wgsl"),
     include_str!("../../shaders/conv2d_tiled.wgsl"),
 );
+
+/// [`SOURCES`] and the Winograd variants' own shaders.
+pub(crate) fn sources() -> String {
+    format!("{SOURCES}{}", conv2d_winograd::SOURCES)
+}
 
 const fn spec(name: &'static str, source: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
@@ -157,15 +163,22 @@ pub enum ConvVariant {
     /// Implicit GEMM in workgroup-shared 64 × 64 tiles with barriers and coalesced loads
     /// (`shaders/conv2d_tiled.wgsl`, [`super::conv2d_tiled`]): the family for real GPUs.
     Tiled,
+    /// Winograd F(2×2, 3×3) for stride-1 3×3 convs ([`super::conv2d_winograd`]): 16 instead of
+    /// 36 multiplies per 2×2 tile and channel pair, its GEMM on the `reg` 1×1 kernel.
+    Winograd,
+    /// `Winograd` with its GEMM on the `subgroup16` 1×1 kernel (needs 8-wide subgroups).
+    Winograd16,
 }
 
 impl ConvVariant {
     /// Every variant, in the order they are tried.
-    pub const ALL: [ConvVariant; 4] = [
+    pub const ALL: [ConvVariant; 6] = [
         ConvVariant::Reg,
         ConvVariant::Subgroup,
         ConvVariant::Subgroup16,
         ConvVariant::Tiled,
+        ConvVariant::Winograd,
+        ConvVariant::Winograd16,
     ];
 
     /// The name used by `DDPM_KERNELS`, `--kernels`, benchmarks and checkpoints.
@@ -175,29 +188,66 @@ impl ConvVariant {
             ConvVariant::Subgroup => "subgroup",
             ConvVariant::Subgroup16 => "subgroup16",
             ConvVariant::Tiled => "tiled",
+            ConvVariant::Winograd => "winograd",
+            ConvVariant::Winograd16 => "winograd16",
         }
     }
 
     /// Whether this variant can run on `gpu` (device features and limits).
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
-            ConvVariant::Reg => true,
-            ConvVariant::Subgroup | ConvVariant::Subgroup16 => {
+            ConvVariant::Reg | ConvVariant::Winograd => true,
+            ConvVariant::Subgroup | ConvVariant::Subgroup16 | ConvVariant::Winograd16 => {
                 gpu.has_subgroups_of(SUBGROUP_WG as u32)
             }
             ConvVariant::Tiled => conv2d_tiled::tiled_fits(&gpu.limits),
         }
     }
 
+    /// Whether this variant computes convolutions of kernel size `k` and geometry `geom` (the
+    /// Winograd variants: stride-1 3×3 without upsampling; the others: all).
+    pub fn applies_to(self, k: usize, geom: Conv2dGeom) -> bool {
+        match self {
+            ConvVariant::Winograd | ConvVariant::Winograd16 => conv2d_winograd::applies(k, geom),
+            _ => true,
+        }
+    }
+
+    /// [`ConvVariant::applies_to`] `shape`, within `gpu`'s limits (Winograd's transformed tiles
+    /// must fit a storage binding).
+    fn applies(self, gpu: &Gpu, shape: &ConvShape) -> bool {
+        self.applies_to(shape.k, shape.geom)
+            && (self.winograd_gemm().is_none() || self.winograd(shape).fits(gpu))
+    }
+
+    /// A Winograd variant's tiling of `shape`: planes aligned to whole GEMM tiles, and for the
+    /// subgroup GEMM to whole subgroups of them (its lanes share one weight group).
+    fn winograd(self, shape: &ConvShape) -> Winograd {
+        let align = match self {
+            ConvVariant::Winograd16 => TILE_R * SUBGROUP16.cols * SUBGROUP_WG,
+            _ => TILE_R * REG.cols,
+        };
+        Winograd::new(shape, align)
+    }
+
     /// The register-blocked shader's entry points for weights stored as `dtype` (`None` for
-    /// `Tiled`, which has its own op).
+    /// `Tiled` and the Winograd variants, which have their own ops).
     fn entries(self, dtype: DType) -> Option<&'static Entries> {
         let f16 = dtype == DType::F16;
         match self {
             ConvVariant::Reg => Some(if f16 { &REG_F16 } else { &REG }),
             ConvVariant::Subgroup => Some(if f16 { &SUBGROUP_F16 } else { &SUBGROUP }),
             ConvVariant::Subgroup16 => Some(if f16 { &SUBGROUP16_F16 } else { &SUBGROUP16 }),
-            ConvVariant::Tiled => None,
+            ConvVariant::Tiled | ConvVariant::Winograd | ConvVariant::Winograd16 => None,
+        }
+    }
+
+    /// The variant whose 1×1 kernel runs a Winograd variant's GEMM (on its f32 weights).
+    fn winograd_gemm(self) -> Option<ConvVariant> {
+        match self {
+            ConvVariant::Winograd => Some(ConvVariant::Reg),
+            ConvVariant::Winograd16 => Some(ConvVariant::Subgroup16),
+            _ => None,
         }
     }
 }
@@ -223,7 +273,7 @@ uniform_params! {
         has_residual: u32,
         out_scale: f32,
         accumulate: u32,
-        _pad: u32,
+        group_stride: u32,
     }
 }
 
@@ -272,6 +322,17 @@ pub fn conv2d_variant(
         ));
     }
     let conv = Conv::new(gpu, inputs, geom, epi, out)?;
+    if !variant.applies(gpu, &conv.shape) {
+        return Err(Error::unsupported(
+            "conv2d",
+            format!(
+                "variant {} does not compute {} (it needs a stride-1 3×3 conv without \
+                 upsampling whose transformed tiles fit the device's limits)",
+                variant.name(),
+                conv.key()
+            ),
+        ));
+    }
     conv.dispatch(gpu, variant, inputs, epi, out)
 }
 
@@ -317,7 +378,7 @@ impl Conv {
             has_residual: epi.residual.is_some() as u32,
             out_scale: epi.out_scale,
             accumulate: epi.accumulate as u32,
-            _pad: 0,
+            group_stride: 0,
         };
         Ok(Conv { shape, params })
     }
@@ -357,20 +418,75 @@ impl Conv {
 
     /// The kernel parameters for a tile of `cols` columns × `quads` channel quads.
     fn params_for(&self, cols: usize, quads: usize) -> Result<Params> {
-        let mut p = self.params;
-        let tiles_x = (p.wo as usize).div_ceil(cols);
-        let tiles_img = (p.ho as usize).div_ceil(TILE_R) * tiles_x;
-        let co_blocks = (p.cout as usize).div_ceil(4 * quads);
-        p.tiles_x = to_u32("tiles", tiles_x)?;
-        p.tiles_img = to_u32("tiles", tiles_img)?;
-        p.co_blocks = to_u32("channel blocks", co_blocks)?;
-        p.total = to_u32(
-            "tiles × channel blocks",
-            p.n as usize * co_blocks * tiles_img,
-        )?;
-        Ok(p)
+        tiled_params(self.params, cols, quads)
     }
 
+    /// The Winograd GEMM: `m = u · v`, 16 images each with its weight group (see
+    /// [`Winograd::gemm_image`]), on the 1×1 kernel of `gemm_variant`.
+    fn winograd_gemm(
+        &self,
+        gpu: &Gpu,
+        wg: &Winograd,
+        gemm_variant: ConvVariant,
+        [v, u, zero_bias, m]: [&Tensor; 4],
+    ) -> Result<Dispatch> {
+        let e = gemm_variant
+            .entries(DType::F32)
+            .expect("a register-blocked GEMM variant");
+        let (rows, cols) = wg.gemm_image();
+        let [_, cin, _, _] = self.shape.x_shape;
+        let base = Params {
+            n: to_u32("N", conv2d_winograd::COMPONENTS)?,
+            cin: to_u32("Cin", cin)?,
+            h: to_u32("H", rows)?,
+            w: to_u32("W", cols)?,
+            cout: to_u32("Cout", self.shape.cout)?,
+            ho: to_u32("Ho", rows)?,
+            wo: to_u32("Wo", cols)?,
+            upsample: 0,
+            pad_top: 0,
+            pad_left: 0,
+            stride: 1,
+            has_temb: 0,
+            has_residual: 0,
+            out_scale: 1.0,
+            accumulate: 0,
+            group_stride: to_u32("weight group", wg.group_stride())?,
+            ..self.params
+        };
+        let params = tiled_params(base, e.cols, e.quads)?;
+        Ok(gpu.dispatch(
+            &e.k1,
+            &params,
+            &[
+                &v.buffer,
+                &u.buffer,
+                &zero_bias.buffer,
+                &zero_bias.buffer,
+                &zero_bias.buffer,
+                &m.buffer,
+            ],
+            Self::workgroups(gemm_variant, &params)?,
+        ))
+    }
+}
+
+/// `p` with the tile counts of a tile of `cols` columns × `quads` channel quads.
+fn tiled_params(mut p: Params, cols: usize, quads: usize) -> Result<Params> {
+    let tiles_x = (p.wo as usize).div_ceil(cols);
+    let tiles_img = (p.ho as usize).div_ceil(TILE_R) * tiles_x;
+    let co_blocks = (p.cout as usize).div_ceil(4 * quads);
+    p.tiles_x = to_u32("tiles", tiles_x)?;
+    p.tiles_img = to_u32("tiles", tiles_img)?;
+    p.co_blocks = to_u32("channel blocks", co_blocks)?;
+    p.total = to_u32(
+        "tiles × channel blocks",
+        p.n as usize * co_blocks * tiles_img,
+    )?;
+    Ok(p)
+}
+
+impl Conv {
     /// Workgroup counts of a register-blocked variant with parameters `p`.
     fn workgroups(variant: ConvVariant, p: &Params) -> Result<[u32; 3]> {
         if matches!(variant, ConvVariant::Reg | ConvVariant::Tiled) {
@@ -403,6 +519,12 @@ impl Conv {
         epi: &Epilogue,
         out: &Tensor,
     ) -> Result<Dispatch> {
+        if let Some(gemm_variant) = variant.winograd_gemm() {
+            let wg = variant.winograd(&self.shape);
+            return wg.dispatch(gpu, inputs, epi, out, |v, u, zero_bias, m| {
+                self.winograd_gemm(gpu, &wg, gemm_variant, [v, u, zero_bias, m])
+            });
+        }
         let Some(entries) = variant.entries(self.shape.dtype) else {
             return conv2d_tiled::dispatch(gpu, &self.shape, inputs, epi, out);
         };
@@ -428,16 +550,18 @@ impl Conv {
 
 /// The variants available on `gpu`; `Auto` times those of the adapter's class (`reg` and
 /// `subgroup` on CPU drivers, `reg` and `tiled` on GPUs).
-fn candidates(gpu: &Gpu) -> Vec<Candidate<ConvVariant>> {
+fn candidates(gpu: &Gpu, conv: &Conv) -> Vec<Candidate<ConvVariant>> {
     ConvVariant::ALL
         .into_iter()
-        .filter(|v| v.available(gpu))
+        .filter(|v| v.available(gpu) && v.applies(gpu, &conv.shape))
         .map(|v| Candidate {
             variant: v,
             name: v.name(),
             timed: match v {
-                ConvVariant::Reg => true,
-                ConvVariant::Subgroup | ConvVariant::Subgroup16 => gpu.is_cpu(),
+                ConvVariant::Reg | ConvVariant::Winograd => true,
+                ConvVariant::Subgroup | ConvVariant::Subgroup16 | ConvVariant::Winograd16 => {
+                    gpu.is_cpu()
+                }
                 ConvVariant::Tiled => !gpu.is_cpu(),
             },
         })
@@ -459,9 +583,12 @@ fn heuristic(gpu: &Gpu, conv: &Conv) -> ConvVariant {
 }
 
 fn choose(gpu: &Gpu, conv: &Conv) -> Result<ConvVariant> {
-    gpu.choose_variant(&conv.key(), &candidates(gpu), heuristic(gpu, conv), |v| {
-        time_variant(gpu, conv, v)
-    })
+    gpu.choose_variant(
+        &conv.key(),
+        &candidates(gpu, conv),
+        heuristic(gpu, conv),
+        |v| time_variant(gpu, conv, v),
+    )
 }
 
 /// Seconds of one run of `variant` on scratch tensors of `conv`'s shapes (the best of three,
@@ -608,6 +735,25 @@ mod tests {
             .collect();
         assert!(variants.contains(&ConvVariant::Reg));
         for v in variants {
+            // Winograd covers the stride-1 3×3 convs without upsampling (all fit here).
+            let winograd = matches!(v, ConvVariant::Winograd | ConvVariant::Winograd16);
+            assert_eq!(
+                v.applies_to(c.k, c.geom),
+                !winograd || (c.k == 3 && c.geom.stride == 1 && !c.geom.upsample)
+            );
+            if !v.applies_to(c.k, c.geom) {
+                let inputs = Conv2dInputs {
+                    x: &tx,
+                    w: &tw,
+                    bias: &tb,
+                };
+                let e = err_text(
+                    conv2d_variant(gpu, v, inputs, c.geom, &epi, &out),
+                    "winograd off its shapes",
+                );
+                assert!(e.contains("does not compute"), "{e}");
+                continue;
+            }
             let inputs = Conv2dInputs {
                 x: &tx,
                 w: &tw,

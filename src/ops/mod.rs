@@ -11,6 +11,7 @@ pub mod conv2d;
 pub mod conv2d_backward;
 pub(crate) mod conv2d_operands;
 pub mod conv2d_tiled;
+pub(crate) mod conv2d_winograd;
 pub mod conv_pack;
 pub mod elementwise;
 pub mod embedding;
@@ -39,7 +40,11 @@ pub struct Accumulate {
 /// A digest of the sources of every kernel that has variants (part of the key of the on-disk
 /// cache of timed choices, so that a changed kernel is timed again).
 pub fn kernel_sources_digest() -> u64 {
-    crate::gpu::fnv1a(&format!("{}{}", conv2d::SOURCES, conv2d_backward::SOURCES))
+    crate::gpu::fnv1a(&format!(
+        "{}{}",
+        conv2d::sources(),
+        conv2d_backward::SOURCES
+    ))
 }
 
 /// Every kernel of every op, for the naga check of Rust against WGSL (`gpu::check`, which also
@@ -54,6 +59,7 @@ pub(crate) fn all_kernels() -> Vec<crate::gpu::KernelCheck> {
         conv2d::kernels(),
         conv2d_backward::kernels(),
         conv2d_tiled::kernels(),
+        conv2d_winograd::kernels(),
         conv_pack::kernels(),
         elementwise::kernels(),
         embedding::kernels(),
