@@ -860,7 +860,8 @@ fn sample_with_class_and_guidance_matches_the_cpu_reference() {
 
 /// `ddpm train --conditional`: a class-conditional model (10 classes + the null class) whose
 /// folder samples by class, with a grid of one row per class; resume needs the flag again;
-/// data without labels is a clear error.
+/// data without labels is a clear error; `--init` of it without `--conditional` continues its
+/// null class as an unconditional model.
 #[test]
 fn train_conditional_writes_a_class_conditional_model() {
     let d = train_dirs("train_cond");
@@ -922,6 +923,52 @@ fn train_conditional_writes_a_class_conditional_model() {
         d.root.join("by_class.png").to_str().unwrap(),
     ]);
     assert!(ok, "{text}");
+
+    // Continued unconditionally (one step at a negligible rate): the null row folded into the
+    // time embedding's bias, no class embedding, no guidance keys.
+    let plain = d.root.join("plain");
+    let args = [
+        "--init",
+        d.out.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--lr",
+        "1e-12",
+        "--warmup",
+        "0",
+    ];
+    let (ok, text) = d.train(&plain, &args);
+    assert!(ok && text.contains("as an unconditional one"), "{text}");
+    let (cond_cfg, cond_w) = ddpm::model::load_dir(&d.out).unwrap();
+    let (plain_cfg, plain_w) = ddpm::model::load_dir(&plain).unwrap();
+    assert_eq!(
+        (plain_cfg.num_class_embeds, plain_cfg.ddpm_guidance_scale),
+        (None, None)
+    );
+    assert!(plain_w.get("class_embedding.weight").is_none());
+    let table = cond_w.tensor("class_embedding.weight").unwrap();
+    let dim = table.shape[1];
+    let null = &table.data[10 * dim..11 * dim];
+    let bias = "time_embedding.linear_2.bias";
+    let want: Vec<f32> = cond_w
+        .tensor(bias)
+        .unwrap()
+        .data
+        .iter()
+        .zip(null)
+        .map(|(b, r)| b + r)
+        .collect();
+    let got = &plain_w.tensor(bias).unwrap().data;
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-3,
+        "folded bias off by {diff} (cond null class {:?})",
+        cond_cfg.ddpm_null_class
+    );
 }
 
 /// `ddpm train --init DIR` starts from a model folder's weights and config (not random ones):

@@ -86,7 +86,8 @@ pub struct Args {
     /// Start from the weights of a diffusers model folder or Hub id `hf:owner/name` (e.g. a
     /// shipped model in assets/) instead of random ones: its config and noise schedule (unless
     /// --beta-schedule/--timesteps are given), a fresh optimiser, learning-rate schedule and data
-    /// order. Conditional models continue as conditional (pass --conditional).
+    /// order. A conditional model continues as conditional with --conditional, else as an
+    /// unconditional model that starts from its null-class prediction.
     #[arg(long, conflicts_with = "config")]
     init: Option<PathBuf>,
     /// Steps between checkpoints (and model exports).
@@ -285,7 +286,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     preset: None,
                     resolved: Default::default(),
                 };
-                let (config, weights) = model.load()?;
+                let (mut config, mut weights) = model.load()?;
+                if config.num_class_embeds.is_some() && !args.conditional {
+                    // Continue the conditional model's null-class prediction, unconditionally.
+                    (config, weights) =
+                        ddpm::model::unconditional::fold_null_class(&config, &weights)?;
+                    eprintln!(
+                        "--init: continuing the class-conditional model as an unconditional one \
+                         (its null class folded into time_embedding.linear_2.bias)"
+                    );
+                }
                 // The model's schedule, with the flags applied onto it.
                 let schedule = scheduler_config(&args, model.scheduler(None)?)?;
                 Start::Init(Box::new(InitModel {

@@ -8,6 +8,7 @@ pub mod presets;
 pub mod record;
 pub mod shapes;
 pub mod torch_bin;
+pub mod unconditional;
 pub mod unet;
 mod validate;
 pub mod weights;
