@@ -225,7 +225,9 @@ impl Winograd {
         let input = self.input(gpu, inputs.x, &v)?;
         let product = gemm(&v, &u, &zero_bias, &m)?;
         let output = self.output(gpu, &m, inputs.bias, epi, out)?;
-        Ok(weights.then(input).then(product).then(output))
+        let mut all = weights.then(input).then(product).then(output);
+        all.name = "conv2d_winograd";
+        Ok(all)
     }
 
     /// V, M and U in the device's scratch buffers.
