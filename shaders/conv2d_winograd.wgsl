@@ -54,6 +54,23 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+// Invocation i of a pass: channel c (of the tensor read or written), tile j of the plane, and
+// that tile's image and position.
+struct TileIndex {
+    c: u32,
+    j: u32,
+    n: u32,
+    ty: u32,
+    tx: u32,
+}
+
+fn tile_of(i: u32) -> TileIndex {
+    let per_img = p.th * p.tw;
+    let tiles = p.n * per_img;
+    let j = i % tiles;
+    return TileIndex(i / tiles, j, j / per_img, (j % per_img) / p.tw, j % p.tw);
+}
+
 // Input row y, columns x0 .. x0 + 3 of channel plane `base`, zeros outside the image: every load
 // is unconditional (indices clamped into the image, the value masked), no branches.
 fn patch_row(base: u32, y: i32, x0: i32) -> vec4<f32> {
@@ -77,16 +94,10 @@ fn input_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if i >= p.total {
         return;
     }
-    let tiles = p.n * p.th * p.tw;
-    let c = i / tiles;
-    let j = i % tiles;
-    let per_img = p.th * p.tw;
-    let n = j / per_img;
-    let ty = (j % per_img) / p.tw;
-    let tx = j % p.tw;
-    let base = (n * p.c + c) * p.h * p.w;
-    let y0 = i32(2u * ty) - i32(p.pad_top);
-    let x0 = i32(2u * tx) - i32(p.pad_left);
+    let t = tile_of(i);
+    let base = (t.n * p.c + t.c) * p.h * p.w;
+    let y0 = i32(2u * t.ty) - i32(p.pad_top);
+    let x0 = i32(2u * t.tx) - i32(p.pad_left);
     let d0 = patch_row(base, y0, x0);
     let d1 = patch_row(base, y0 + 1, x0);
     let d2 = patch_row(base, y0 + 2, x0);
@@ -94,7 +105,7 @@ fn input_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     // Bᵀ d (rows), then each row · B.
     let v = array<vec4<f32>, 4>(bt(d0 - d2), bt(d1 + d2), bt(d2 - d1), bt(d1 - d3));
     let stride = p.c * p.plane;
-    var o = c * p.plane + j;
+    var o = t.c * p.plane + t.j;
     for (var r = 0u; r < 4u; r++) {
         for (var s = 0u; s < 4u; s++) {
             dst[o] = v[r][s];
@@ -114,16 +125,14 @@ fn output_tiles(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= p.total {
         return;
     }
-    let tiles = p.n * p.th * p.tw;
-    let k = i / tiles;
-    let j = i % tiles;
-    let per_img = p.th * p.tw;
-    let n = j / per_img;
-    let ty = (j % per_img) / p.tw;
-    let tx = j % p.tw;
+    let t = tile_of(i);
+    let k = t.c;
+    let n = t.n;
+    let ty = t.ty;
+    let tx = t.tx;
     let stride = p.c * p.plane;
     var m: array<vec4<f32>, 4>;
-    var o = k * p.plane + j;
+    var o = k * p.plane + t.j;
     for (var r = 0u; r < 4u; r++) {
         for (var s = 0u; s < 4u; s++) {
             m[r][s] = src[o];

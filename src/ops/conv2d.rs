@@ -41,12 +41,9 @@ pub(crate) const SOURCES: &str = concat!(
     include_str!("../../shaders/conv2d_subgroup_c8.wgsl"),
     include_str!("../../shaders/conv2d_subgroup_c16.wgsl"),
     include_str!("../../shaders/conv2d_tiled.wgsl"),
+    include_str!("../../shaders/conv2d_winograd.wgsl"),
+    include_str!("../../shaders/conv2d_winograd_weights.wgsl"),
 );
-
-/// [`SOURCES`] and the Winograd variants' own shaders.
-pub(crate) fn sources() -> String {
-    format!("{SOURCES}{}", conv2d_winograd::SOURCES)
-}
 
 const fn spec(name: &'static str, source: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
@@ -469,24 +466,7 @@ impl Conv {
             Self::workgroups(gemm_variant, &params)?,
         ))
     }
-}
 
-/// `p` with the tile counts of a tile of `cols` columns × `quads` channel quads.
-fn tiled_params(mut p: Params, cols: usize, quads: usize) -> Result<Params> {
-    let tiles_x = (p.wo as usize).div_ceil(cols);
-    let tiles_img = (p.ho as usize).div_ceil(TILE_R) * tiles_x;
-    let co_blocks = (p.cout as usize).div_ceil(4 * quads);
-    p.tiles_x = to_u32("tiles", tiles_x)?;
-    p.tiles_img = to_u32("tiles", tiles_img)?;
-    p.co_blocks = to_u32("channel blocks", co_blocks)?;
-    p.total = to_u32(
-        "tiles × channel blocks",
-        p.n as usize * co_blocks * tiles_img,
-    )?;
-    Ok(p)
-}
-
-impl Conv {
     /// Workgroup counts of a register-blocked variant with parameters `p`.
     fn workgroups(variant: ConvVariant, p: &Params) -> Result<[u32; 3]> {
         if matches!(variant, ConvVariant::Reg | ConvVariant::Tiled) {
@@ -546,6 +526,21 @@ impl Conv {
             Self::workgroups(variant, &params)?,
         ))
     }
+}
+
+/// `p` with the tile counts of a tile of `cols` columns × `quads` channel quads.
+fn tiled_params(mut p: Params, cols: usize, quads: usize) -> Result<Params> {
+    let tiles_x = (p.wo as usize).div_ceil(cols);
+    let tiles_img = (p.ho as usize).div_ceil(TILE_R) * tiles_x;
+    let co_blocks = (p.cout as usize).div_ceil(4 * quads);
+    p.tiles_x = to_u32("tiles", tiles_x)?;
+    p.tiles_img = to_u32("tiles", tiles_img)?;
+    p.co_blocks = to_u32("channel blocks", co_blocks)?;
+    p.total = to_u32(
+        "tiles × channel blocks",
+        p.n as usize * co_blocks * tiles_img,
+    )?;
+    Ok(p)
 }
 
 /// The variants available on `gpu`; `Auto` times those of the adapter's class (`reg` and

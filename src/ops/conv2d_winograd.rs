@@ -66,12 +66,6 @@ const WEIGHTS_F16: KernelSpec = weights_spec(
     with_weights!("f16", "conv2d_winograd_weights.wgsl"),
 );
 
-/// Every source of this variant (part of the kernel digest of the choice cache).
-pub(crate) const SOURCES: &str = concat!(
-    include_str!("../../shaders/conv2d_winograd.wgsl"),
-    include_str!("../../shaders/conv2d_winograd_weights.wgsl"),
-);
-
 uniform_params! {
     struct Params {
         n: u32,

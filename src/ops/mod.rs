@@ -40,11 +40,7 @@ pub struct Accumulate {
 /// A digest of the sources of every kernel that has variants (part of the key of the on-disk
 /// cache of timed choices, so that a changed kernel is timed again).
 pub fn kernel_sources_digest() -> u64 {
-    crate::gpu::fnv1a(&format!(
-        "{}{}",
-        conv2d::sources(),
-        conv2d_backward::SOURCES
-    ))
+    crate::gpu::fnv1a(&format!("{}{}", conv2d::SOURCES, conv2d_backward::SOURCES))
 }
 
 /// Every kernel of every op, for the naga check of Rust against WGSL (`gpu::check`, which also
