@@ -29,6 +29,10 @@ pub struct Args {
     /// distinct layer shape of the presets (checked against the CPU reference, then timed).
     #[arg(long, conflicts_with = "train")]
     variants: bool,
+    /// With `--variants`: only the layers whose description (as printed, e.g. `k1 s1`,
+    /// `16×64×7×7→192`) contains one of these strings.
+    #[arg(long, value_delimiter = ',', requires = "variants")]
+    layers: Vec<String>,
     /// The forward bench's weight storage (random weights are f32, so `auto` is f32; `f16`
     /// rounds them). `--variants` times every variant in both storages.
     #[command(flatten)]
@@ -42,7 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for name in &args.presets {
             let cfg = presets::preset(name)?;
             for &batch in &args.batches {
-                let layers = conv_layers(&gpu, &cfg, batch)?;
+                let mut layers = conv_layers(&gpu, &cfg, batch)?;
+                if !args.layers.is_empty() {
+                    layers.retain(|l| args.layers.iter().any(|f| l.describe().contains(f)));
+                }
                 let rows = bench_kernels(&gpu, &layers, args.iters)?;
                 print_kernels(&format!("{name} batch {batch}"), peak, &rows);
             }
