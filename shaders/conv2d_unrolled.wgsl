@@ -151,6 +151,41 @@ fn quad_k1(a: ptr<function, QuadTile>, wb: u32, d0: array<f32, 4>, d1: array<f32
     (*a)[3] += tap_row1(d3, w);
 }
 
+// Upsample2D (nearest ×2, 3×3, padding 1): each output parity is a 2×2 conv of the original
+// input with summed taps. Sums of taps (k0, k1, k2) by combo: 0 → k0, 1 → k1 + k2,
+// 2 → k0 + k1, 3 → k2; parity 0 reads (input - 1: combo 0, input: combo 1), parity 1
+// (input: combo 2, input + 1: combo 3), in rows and in columns.
+fn up_combos(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(k0, k1 + k2, k0 + k1, k2);
+}
+
+// One output row (4 pixels = 2 input columns × 2 parities) from input row r (columns
+// ox0 / 2 - 1 + j) with the column combos u of one row combo.
+fn tap_row_up(r: array<f32, 4>, u: array<vec4<f32>, 4>) -> mat4x4<f32> {
+    return mat4x4<f32>(
+        u[0] * r[0] + u[1] * r[1],
+        u[2] * r[1] + u[3] * r[2],
+        u[0] * r[1] + u[1] * r[2],
+        u[2] * r[2] + u[3] * r[3],
+    );
+}
+
+// Output rows 2·i + parity of input rows d0..d3 (input rows oy0 / 2 - 1 + r).
+fn quad_up3(a: ptr<function, QuadTile>, wb: u32, d0: array<f32, 4>, d1: array<f32, 4>, d2: array<f32, 4>, d3: array<f32, 4>) {
+    // Row combos of each kernel column, then column combos of each row combo.
+    let c0 = up_combos(wquad(wb), wquad(wb + 3u), wquad(wb + 6u));
+    let c1 = up_combos(wquad(wb + 1u), wquad(wb + 4u), wquad(wb + 7u));
+    let c2 = up_combos(wquad(wb + 2u), wquad(wb + 5u), wquad(wb + 8u));
+    let u0 = up_combos(c0[0], c1[0], c2[0]);
+    let u1 = up_combos(c0[1], c1[1], c2[1]);
+    let u2 = up_combos(c0[2], c1[2], c2[2]);
+    let u3 = up_combos(c0[3], c1[3], c2[3]);
+    (*a)[0] += tap_row_up(d0, u0) + tap_row_up(d1, u1);
+    (*a)[1] += tap_row_up(d1, u2) + tap_row_up(d2, u3);
+    (*a)[2] += tap_row_up(d1, u0) + tap_row_up(d2, u1);
+    (*a)[3] += tap_row_up(d2, u2) + tap_row_up(d3, u3);
+}
+
 // Stores the tile (both quads) through conv2d_common's epilogue.
 fn store_quads(t: ptr<function, Tile>, a0: ptr<function, QuadTile>, a1: ptr<function, QuadTile>) {
     for (var ty = 0u; ty < TR; ty++) {
@@ -253,6 +288,36 @@ fn conv_k1(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
         xb += plane;
         wb0 += 1u;
         wb1 += 1u;
+    }
+    store_quads(&t, &a0, &a1);
+}
+
+// Upsample2D: the 4 × 4 output tile reads input rows oy0 / 2 - 1 .. + 3 and columns
+// ox0 / 2 - 1 .. + 3 (4/9 of the general path's FLOPs).
+@compute @workgroup_size(64)
+fn conv_up3(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = flat_index(lid, wid, nwg);
+    if idx >= p.total {
+        return;
+    }
+    var t = tile_of(idx, 9u);
+    var win = window(i32(t.oy0 / 2u) - 1, i32(t.ox0 / 2u) - 1, TR / 2u + 2u, TC / 2u + 2u, 1u, 1u, 0u);
+    var a0: QuadTile;
+    var a1: QuadTile;
+    let plane = p.h * p.w;
+    var xb = t.n * p.cin * plane;
+    var wb0 = t.wbase[0];
+    var wb1 = t.wbase[1];
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let d0 = row4(&win, xb + win.roff[0], win.rmask[0]);
+        let d1 = row4(&win, xb + win.roff[1], win.rmask[1]);
+        let d2 = row4(&win, xb + win.roff[2], win.rmask[2]);
+        let d3 = row4(&win, xb + win.roff[3], win.rmask[3]);
+        quad_up3(&a0, wb0, d0, d1, d2, d3);
+        quad_up3(&a1, wb1, d0, d1, d2, d3);
+        xb += plane;
+        wb0 += 9u;
+        wb1 += 9u;
     }
     store_quads(&t, &a0, &a1);
 }

@@ -92,21 +92,17 @@ const REG_F16: Entries = entries(
     2,
 );
 
-/// `unrolled`: its Upsample2D convs take the general stride-1 entry (the window does the
-/// upsampling; 9/4 of `conv_up3`'s FLOPs, but no loops over private arrays).
-const fn unrolled_entries(name: &'static str, source: &'static str) -> Entries {
-    Entries {
-        up3: spec(name, source, "conv_k3s1"),
-        ..entries(name, source, 4, 2)
-    }
-}
-const UNROLLED: Entries = unrolled_entries(
+const UNROLLED: Entries = entries(
     "conv2d_unrolled",
     with_weights!("f32", "conv2d_common.wgsl", "conv2d_unrolled.wgsl"),
+    4,
+    2,
 );
-const UNROLLED_F16: Entries = unrolled_entries(
+const UNROLLED_F16: Entries = entries(
     "conv2d_unrolled_f16",
     with_weights!("f16", "conv2d_common.wgsl", "conv2d_unrolled.wgsl"),
+    4,
+    2,
 );
 
 const SUBGROUP: Entries = entries(
