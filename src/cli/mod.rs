@@ -26,7 +26,7 @@ use ddpm::schedule::SchedulerConfig;
 struct Cli {
     /// How to pick among kernel variants: `auto` (time each candidate once per layer shape and
     /// keep the fastest), `heuristic` (by adapter class, no timing) or a variant name to force
-    /// where it applies (`reg`, `subgroup`, `tiled`). Default: the DDPM_KERNELS environment
+    /// where it applies (`reg`, `subgroup`, `unrolled`, `tiled`, …). Default: the DDPM_KERNELS environment
     /// variable, else auto.
     #[arg(long, global = true, value_name = "POLICY")]
     kernels: Option<String>,

@@ -735,7 +735,7 @@ test('no navigator.gpu at all: the page says so', async () => {
 
 // Opt-in (E2E_BENCH=1): DDPM over 1000 steps with N = 16 on the unconditional MNIST model,
 // stopped after E2E_BENCH_SECONDS (default 60) unless it finishes; prints steps/s. E2E_KERNELS
-// (reg, subgroup, tiled, heuristic) forces the page's kernel variant (?kernels=).
+// (reg, unrolled, tiled, heuristic, …) forces the page's kernel variant (?kernels=).
 test('benchmark: DDPM, N = 16', { skip: !process.env.E2E_BENCH }, async () => {
   const seconds = Number(process.env.E2E_BENCH_SECONDS ?? 60);
   const kernels = process.env.E2E_KERNELS ? `&kernels=${process.env.E2E_KERNELS}` : '';
