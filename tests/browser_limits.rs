@@ -61,6 +61,19 @@ fn the_unet_matches_diffusers_under_default_limits() {
         );
     }
     gpu.check().unwrap();
+    // Without subgroups a CPU adapter (SwiftShader in the browser; lavapipe here) gets the
+    // straight-line conv kernel for every conv of the forward.
+    if gpu.is_cpu() {
+        let convs: Vec<(String, String)> = gpu
+            .kernel_choices()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("conv2d ["))
+            .collect();
+        assert!(!convs.is_empty());
+        for (key, variant) in convs {
+            assert_eq!(variant, "unrolled", "{key}");
+        }
+    }
 }
 
 #[test]
