@@ -733,24 +733,28 @@ test('no navigator.gpu at all: the page says so', async () => {
   }
 });
 
-// Opt-in (E2E_BENCH=1): DDPM over 1000 steps with N = 16 on the unconditional MNIST model,
-// stopped after E2E_BENCH_SECONDS (default 60) unless it finishes; prints steps/s. E2E_KERNELS
-// (reg, unrolled, tiled, heuristic, …) forces the page's kernel variant (?kernels=).
-test('benchmark: DDPM, N = 16', { skip: !process.env.E2E_BENCH }, async () => {
-  const seconds = Number(process.env.E2E_BENCH_SECONDS ?? 60);
-  const kernels = process.env.E2E_KERNELS ? `&kernels=${process.env.E2E_KERNELS}` : '';
-  const { page, close } = await openWithGpu(MNIST + kernels);
-  try {
-    await generate(page, { n: 16, sampler: 'ddpm' });
-    await page.waitForFunction(() => document.body.dataset.run !== 'running', null, { timeout: seconds * 1000 }).catch(() => {});
-    if ((await page.evaluate(() => document.body.dataset.run)) === 'running') await page.click('#stop');
-    const state = await waitBody(page, 'run', ['stopped', 'done', 'error']);
-    assert.notEqual(state, 'error', await page.textContent('#run-error'));
-    console.log(`DDPM N = 16: ${await page.textContent('#stat-steps')} steps in ${await page.textContent('#stat-elapsed')}: ${await page.textContent('#stat-rate')} steps/s`);
-  } finally {
-    await close();
-  }
-});
+// Opt-in (E2E_BENCH=1): DDPM over 1000 steps with N = 16, on the unconditional MNIST model and
+// on the default model (class-conditional MNIST at its default guidance: both halves of the
+// guided ε in one forward of 2N), each stopped after E2E_BENCH_SECONDS (default 60) unless it
+// finishes; prints steps/s. E2E_KERNELS (reg, unrolled, tiled, heuristic, …) forces the page's
+// kernel variant (?kernels=).
+for (const [label, url] of [['unconditional MNIST', MNIST], ['default model', `${BASE}?`]]) {
+  test(`benchmark: DDPM, N = 16, ${label}`, { skip: !process.env.E2E_BENCH }, async () => {
+    const seconds = Number(process.env.E2E_BENCH_SECONDS ?? 60);
+    const kernels = process.env.E2E_KERNELS ? `&kernels=${process.env.E2E_KERNELS}` : '';
+    const { page, close } = await openWithGpu(url + kernels);
+    try {
+      await generate(page, { n: 16, sampler: 'ddpm' });
+      await page.waitForFunction(() => document.body.dataset.run !== 'running', null, { timeout: seconds * 1000 }).catch(() => {});
+      if ((await page.evaluate(() => document.body.dataset.run)) === 'running') await page.click('#stop');
+      const state = await waitBody(page, 'run', ['stopped', 'done', 'error']);
+      assert.notEqual(state, 'error', await page.textContent('#run-error'));
+      console.log(`DDPM N = 16, ${label}: ${await page.textContent('#stat-steps')} steps in ${await page.textContent('#stat-elapsed')}: ${await page.textContent('#stat-rate')} steps/s`);
+    } finally {
+      await close();
+    }
+  });
+}
 
 /**
  * A Hub served from 127.0.0.1 (`/{owner}/{name}/resolve/{revision}/{file}`, CORS open):
