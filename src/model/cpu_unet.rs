@@ -7,12 +7,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::options::{GroupNormOptions, LinearOptions};
 
-/// A host tensor: shape and row-major data.
-#[derive(Clone, Debug)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
+pub use crate::model::weights::HostTensor;
 
 struct Cpu<'w> {
     weights: &'w Weights,
