@@ -85,16 +85,26 @@ impl Tuner {
         }
     }
 
-    /// Records a timed choice and rewrites the cache file, if any (atomically; failures are
-    /// ignored: the cache only saves time).
-    fn remember_timed(&self, key: &str, name: &str) {
+    /// Records a timed choice in the cache file, if any, and returns the choice to keep: the
+    /// file's if another process timed `key` meanwhile (the first to finish wins, so that
+    /// processes sharing a cache agree even on near ties), else `name`. The file is re-read and
+    /// merged, then rewritten atomically; failures are ignored (the cache only saves time).
+    fn remember_timed(&self, key: &str, name: &str) -> String {
         let Some(file) = self.cache_file.lock().unwrap().clone() else {
-            return;
+            return name.to_string();
         };
         let mut timed = self.timed.lock().unwrap();
-        timed.insert(key.to_string(), name.to_string());
+        if let Some(on_disk) = read_cache(&file) {
+            for (k, v) in on_disk {
+                timed.insert(k, v);
+            }
+        }
+        let kept = timed
+            .entry(key.to_string())
+            .or_insert_with(|| name.to_string())
+            .clone();
         let Ok(text) = serde_json::to_string_pretty(&*timed) else {
-            return;
+            return kept;
         };
         if let Some(dir) = file.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -103,7 +113,15 @@ impl Tuner {
         if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, &file).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        kept
     }
+}
+
+/// The choices in a cache file (`None` if it is missing or unreadable).
+fn read_cache(file: &Path) -> Option<BTreeMap<String, String>> {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
 }
 
 /// The default folder of the on-disk choice cache: [`KERNEL_CACHE_ENV`] if set (`None` when it
@@ -199,11 +217,7 @@ impl Gpu {
             env!("CARGO_PKG_VERSION"),
         ));
         let file = dir.join(format!("{key:016x}.json"));
-        let timed: BTreeMap<String, String> = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        *self.tuner.timed.lock().unwrap() = timed;
+        *self.tuner.timed.lock().unwrap() = read_cache(&file).unwrap_or_default();
         *self.tuner.cache_file.lock().unwrap() = Some(file);
     }
 
@@ -256,8 +270,8 @@ impl Gpu {
                     Some(i) => i,
                     None => {
                         let i = fastest(candidates, time)?.unwrap_or(rule);
-                        self.tuner.remember_timed(key, candidates[i].name);
-                        i
+                        let kept = self.tuner.remember_timed(key, candidates[i].name);
+                        find(&kept).unwrap_or(i)
                     }
                 }
             }
@@ -393,6 +407,46 @@ mod tests {
             third
                 .choose_variant("cache:k", &c, 0, |v| Ok([0.1, 0.2][v]))
                 .unwrap(),
+            0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn processes_sharing_a_cache_keep_the_first_timed_choice() {
+        if KernelPolicy::from_env().unwrap() != KernelPolicy::Auto {
+            return; // DDPM_KERNELS set for this test run.
+        }
+        let dir = std::env::temp_dir().join(format!("ddpm-kernel-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = [cand(0, "a", true), cand(1, "b", true)];
+        // Both load the (empty) cache before either has timed "race:k".
+        let first = Gpu::new_blocking().unwrap();
+        let second = Gpu::new_blocking().unwrap();
+        first.use_kernel_cache(&dir, 1);
+        second.use_kernel_cache(&dir, 1);
+        assert_eq!(
+            first
+                .choose_variant("race:k", &c, 0, |v| Ok([0.2, 0.1][v]))
+                .unwrap(),
+            1
+        );
+        // The second times "a" faster but keeps what the first wrote meanwhile; a key only it
+        // timed is added to the file next to the first's.
+        let a_faster = |v: usize| Ok([0.1, 0.2][v]);
+        assert_eq!(second.choose_variant("race:k", &c, 0, a_faster).unwrap(), 1);
+        assert_eq!(
+            second
+                .choose_variant("race:other", &c, 0, a_faster)
+                .unwrap(),
+            0
+        );
+        let third = Gpu::new_blocking().unwrap();
+        third.use_kernel_cache(&dir, 1);
+        let untimed = |_: usize| -> Result<f64> { panic!("timed again despite the cache") };
+        assert_eq!(third.choose_variant("race:k", &c, 0, untimed).unwrap(), 1);
+        assert_eq!(
+            third.choose_variant("race:other", &c, 0, untimed).unwrap(),
             0
         );
         let _ = std::fs::remove_dir_all(&dir);
