@@ -1,4 +1,4 @@
-// requires: conv2d_weights_f32.wgsl, conv2d_common.wgsl
+// requires: conv2d_weights_f32.wgsl, conv2d_common.wgsl, conv2d_flat.wgsl
 // conv2d forward, `unrolled` variant: for shader compilers that neither unroll loops nor keep
 // private arrays in registers (SwiftShader's Subzero JIT, the browser's software WebGPU). The
 // other forward kernels index their accumulator rows in small constant-count loops, which LLVM
@@ -11,44 +11,14 @@
 // output row of 4 pixels is one mat4x4, column = pixel, vec4 = the quad's 4 channels). Per input
 // channel it loads the tile's input window once (zeros in the padding, upsampling folded into
 // the window offsets) and the weights of both quads (9 vec4 per quad for 3×3).
-// The invocation → tile mapping and the epilogue are conv2d_common.wgsl's (`tile_at`,
-// `store_row`); 64 invocations per workgroup over a flat job, as `reg`.
+// The invocation → tile mapping is conv2d_flat.wgsl's (64 invocations per workgroup over a flat
+// job, as `reg`), the epilogue conv2d_common.wgsl's (`store_row`).
 
-const WG: u32 = 64u;
 const TC: u32 = 4u;
 const TQ: u32 = 2u;
 
 // The 4 output rows of one channel quad: [ty] column tx = 4 channels at pixel (ty, tx).
 alias QuadTile = array<mat4x4<f32>, 4>;
-
-// Invocation idx → (image, channel block, tile), tiles fastest.
-fn tile_of(idx: u32, kk: u32) -> Tile {
-    let nb = idx / p.tiles_img;
-    return tile_at(nb / p.co_blocks, (nb % p.co_blocks) * TQ, idx % p.tiles_img, kk, TR, TC);
-}
-
-// conv2d_common.wgsl's generic bodies (unused here) need the weight loaders.
-fn load_weights3(t: ptr<function, Tile>, ci: u32, lane: u32) -> Weights3 {
-    var w: Weights3;
-    for (var q = 0u; q < TQ; q++) {
-        for (var k = 0u; k < 9u; k++) {
-            w[q * 9u + k] = wquad((*t).wbase[q] + ci * 9u + k);
-        }
-    }
-    return w;
-}
-
-fn load_weights1(t: ptr<function, Tile>, ci: u32, lane: u32) -> array<vec4<f32>, TQ> {
-    var w: array<vec4<f32>, TQ>;
-    for (var q = 0u; q < TQ; q++) {
-        w[q] = wquad((*t).wbase[q] + ci);
-    }
-    return w;
-}
-
-fn flat_index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
 
 // Window columns 0..3 / 0..5 / 0..8 of the input row starting at b; m is the row's mask.
 fn row4(win: ptr<function, Window>, b: u32, m: f32) -> array<f32, 4> {

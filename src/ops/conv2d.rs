@@ -36,6 +36,7 @@ pub(crate) const SOURCES: &str = concat!(
     include_str!("../../shaders/conv2d_weights_f32.wgsl"),
     include_str!("../../shaders/conv2d_weights_f16.wgsl"),
     include_str!("../../shaders/conv2d_common.wgsl"),
+    include_str!("../../shaders/conv2d_flat.wgsl"),
     include_str!("../../shaders/conv2d.wgsl"),
     include_str!("../../shaders/conv2d_subgroup.wgsl"),
     include_str!("../../shaders/conv2d_subgroup_c8.wgsl"),
@@ -81,26 +82,46 @@ const fn entries(name: &'static str, source: &'static str, cols: usize, quads: u
 
 const REG: Entries = entries(
     "conv2d",
-    with_weights!("f32", "conv2d_common.wgsl", "conv2d.wgsl"),
+    with_weights!(
+        "f32",
+        "conv2d_common.wgsl",
+        "conv2d_flat.wgsl",
+        "conv2d.wgsl"
+    ),
     8,
     2,
 );
 const REG_F16: Entries = entries(
     "conv2d_f16",
-    with_weights!("f16", "conv2d_common.wgsl", "conv2d.wgsl"),
+    with_weights!(
+        "f16",
+        "conv2d_common.wgsl",
+        "conv2d_flat.wgsl",
+        "conv2d.wgsl"
+    ),
     8,
     2,
 );
 
 const UNROLLED: Entries = entries(
     "conv2d_unrolled",
-    with_weights!("f32", "conv2d_common.wgsl", "conv2d_unrolled.wgsl"),
+    with_weights!(
+        "f32",
+        "conv2d_common.wgsl",
+        "conv2d_flat.wgsl",
+        "conv2d_unrolled.wgsl"
+    ),
     4,
     2,
 );
 const UNROLLED_F16: Entries = entries(
     "conv2d_unrolled_f16",
-    with_weights!("f16", "conv2d_common.wgsl", "conv2d_unrolled.wgsl"),
+    with_weights!(
+        "f16",
+        "conv2d_common.wgsl",
+        "conv2d_flat.wgsl",
+        "conv2d_unrolled.wgsl"
+    ),
     4,
     2,
 );
